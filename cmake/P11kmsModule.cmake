@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # p11kms_module(NAME SOURCES ... [DEPS ...]): static library p11kms_<NAME> built
-# with our warnings; appended to P11KMS_LIBS (which p11kms_core aggregates).
+# with our warnings; linked into p11kms_all (the aggregate of all modules).
 function(p11kms_module name)
 	cmake_parse_arguments(M "" "" "SOURCES;DEPS" ${ARGN})
 	add_library(p11kms_${name} STATIC ${M_SOURCES})
@@ -10,7 +10,7 @@ function(p11kms_module name)
 	target_compile_definitions(p11kms_${name} PRIVATE
 		P11KMS_VERSION="${PROJECT_VERSION}"
 		P11KMS_SOFTSIGN_INSTALL_PATH="${P11KMS_SOFTSIGN_INSTALL_PATH}")
-	set(P11KMS_LIBS ${P11KMS_LIBS} p11kms_${name} PARENT_SCOPE)
+	target_link_libraries(p11kms_all INTERFACE p11kms_${name})
 endfunction()
 
 # p11kms_test(NAME SOURCES ... [DEPS ...] [LABELS ...] [TIMEOUT s] [ENV k=v ...]):
