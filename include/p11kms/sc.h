@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sc_: CometBFT Secret Connection (STS handshake, 1044-byte ChaCha20-Poly1305 frames). */
+#ifndef P11KMS_SC_H
+#define P11KMS_SC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p11kms/kms_err.h"
+#include "p11kms/net.h"
+
+#define SC_DATA_MAX 1024  /* data bytes per frame */
+#define SC_FRAME_PLAIN 1028 /* u32le length + 1024 data */
+#define SC_FRAME_SEALED 1044 /* plaintext + 16-byte Poly1305 tag */
+#define SC_NODE_ID_LEN 20
+
+/*
+ * Signs msg with the long-term Ed25519 identity key (64-byte signature).
+ * Returns KMS_OK or a kms_err (logged by the callee). Called once per
+ * handshake, from the thread running sc_handshake(), with the 32-byte
+ * challenge. It can be a PKCS#11 key (slot_) or a software seed.
+ */
+typedef int (*sc_sign_fn)(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64]);
+
+struct sc_identity {
+	uint8_t pub[32];  /* Ed25519 public key sent in AuthSigMessage */
+	sc_sign_fn sign;
+	void *sign_ctx;   /* borrowed; passed to sign */
+};
+
+/* An established Secret Connection (opaque). Not thread-safe: one reader and
+ * one writer must not run concurrently without external locking. */
+struct sc_conn;
+
+/*
+ * Runs the Secret Connection handshake on the connected socket fd
+ * (spec §2.1). Symmetric: the same call serves the dialer (signer) and
+ * the listener (node). Each step (ephemeral send/receive, AuthSig
+ * send/receive) is bounded by timeout_ms of inactivity (-1 = none).
+ * expected_peer_id: 20 bytes (SHA-256(peer_pub)[0..20]) or NULL to accept
+ * any peer; compared in constant time.
+ * Returns KMS_OK and a new *out (caller frees with sc_conn_free), or:
+ *   KMS_ERR_TIMEOUT, KMS_ERR_CONN_CLOSED, KMS_ERR_SYSTEM (I/O),
+ *   KMS_ERR_FORMAT (malformed ephemeral or AuthSig message),
+ *   KMS_ERR_AUTH (low-order/reflected key, zero DH, non-ed25519 key,
+ *                 bad signature, peer id mismatch),
+ *   KMS_ERR_MAC_INVALID (AuthSig frame failed to decrypt),
+ *   KMS_ERR_CRYPTO, KMS_ERR_ALLOC, or the sign callback's error.
+ * The reason is logged once. fd is not closed on failure.
+ */
+KMS_MUST_CHECK int sc_handshake(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
+				int timeout_ms, struct sc_conn **out);
+
+/*
+ * Writes all n bytes as ceil(n/1024) frames (n == 0 sends nothing).
+ * timeout_ms bounds inactivity per frame. Any error is fatal for the
+ * connection (the send counter may have advanced): close it.
+ * KMS_ERR_TIMEOUT, KMS_ERR_CONN_CLOSED, KMS_ERR_SYSTEM, KMS_ERR_CRYPTO,
+ * KMS_ERR_TOO_LARGE (send counter would wrap).
+ */
+KMS_MUST_CHECK int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int timeout_ms);
+
+/*
+ * Reads at least 1 and at most cap bytes into p (*got set): data left over
+ * from the last frame first, otherwise one or more frames (empty frames are
+ * skipped). KMS_ERR_MAC_INVALID (tag failed: fatal), KMS_ERR_FORMAT
+ * (chunk length > 1024 after decryption), KMS_ERR_TOO_LARGE (receive counter
+ * would wrap), KMS_ERR_TIMEOUT, KMS_ERR_CONN_CLOSED, KMS_ERR_SYSTEM.
+ */
+KMS_MUST_CHECK int sc_read(struct sc_conn *c, uint8_t *p, size_t cap, size_t *got, int timeout_ms);
+
+/* A net_stream reading/writing through c (c borrowed; must outlive the stream). */
+void sc_stream(struct sc_conn *c, struct net_stream *out);
+
+/* The peer's Ed25519 identity key. */
+void sc_remote_pubkey(const struct sc_conn *c, uint8_t pub[static 32]);
+/* The peer's node ID: lowercase hex of SHA-256(pub)[0..20], NUL-terminated. */
+void sc_remote_id_hex(const struct sc_conn *c, char out[static 41]);
+/* Node ID (20 bytes) of an Ed25519 public key. */
+KMS_MUST_CHECK int sc_node_id(const uint8_t pub[static 32], uint8_t id[static 20]);
+
+/* Wipes keys and frees; accepts NULL. Does not close the socket. */
+void sc_conn_free(struct sc_conn *c);
+
+/*
+ * A software identity (node side, simulator, tests): an Ed25519 seed held in
+ * memory, signing with kcrypto_ed25519_sign. seed NULL = random.
+ * KMS_ERR_ALLOC, KMS_ERR_CRYPTO.
+ */
+struct sc_soft_identity;
+KMS_MUST_CHECK int sc_soft_identity_new(const uint8_t *seed /* 32 bytes or NULL */,
+					struct sc_soft_identity **out);
+/* Fills *out with the public key and a sign callback borrowing si. */
+void sc_soft_identity_get(const struct sc_soft_identity *si, struct sc_identity *out);
+/* Wipes the seed and frees; accepts NULL. */
+void sc_soft_identity_free(struct sc_soft_identity *si);
+
+#endif
