@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* guard_: the per-chain double-sign guard, its durable state file and the state formats. */
+#ifndef P11KMS_GUARD_H
+#define P11KMS_GUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p11kms/kbuf.h"
+#include "p11kms/kms_err.h"
+
+/*
+ * Rules: CometBFT FilePV (spec §5.2) with the p11kms policy of spec §5.4; the
+ * file format, conversions and the crash-safety argument are in docs/state.md.
+ */
+
+/* CometBFT step numbers (tmkms's 0/1/2 are converted on import/export only). */
+enum guard_step {
+	GUARD_STEP_NONE = 0,
+	GUARD_STEP_PROPOSE = 1,
+	GUARD_STEP_PREVOTE = 2,
+	GUARD_STEP_PRECOMMIT = 3,
+};
+
+struct guard_hrs {
+	int64_t height;
+	int32_t round;
+	enum guard_step step;
+};
+
+/* Largest sign bytes the guard stores (and therefore signs). Larger is KMS_ERR_TOO_LARGE. */
+#define GUARD_MAX_SIGN_BYTES 4096
+/* Longest chain-id (CometBFT MaxChainIDLen is 50). */
+#define GUARD_MAX_CHAIN_ID 64
+#define GUARD_SIG_LEN 64
+
+/* One per chain-id, shared by every connection for that chain. Opaque. */
+struct guard;
+
+/*
+ * Opens the state file of one chain: takes an exclusive flock on it (a second
+ * opener, in this or another process, gets KMS_ERR_LOCKED and a log line
+ * naming the holder's pid, recorded in the sidecar "<path>.pid"), removes
+ * stale dfile temp files next to it, and loads the newest valid record.
+ *   KMS_ERR_NOT_FOUND  no state file: the log tells the operator to run
+ *                      `p11kms state init -c <conf> --chain <id> --height H`
+ *                      or `p11kms state import`;
+ *   KMS_ERR_FORMAT     empty, truncated or corrupt (both records fail their
+ *                      checksum): never reset silently;
+ *   KMS_ERR_REFUSED    the chain-id recorded in the file is not chain_id;
+ *   KMS_ERR_PERM       the file is group/world accessible;
+ *   KMS_ERR_STATE_IO   read error.
+ * *out is owned by the caller (guard_free). Thread-safe after open.
+ */
+KMS_MUST_CHECK int guard_open(const char *state_path, const char *chain_id, struct guard **out);
+
+/* Signs msg[0..len) into sig: the slot (or a test) provides it. Returns a kms_err. */
+typedef int (*guard_sign_fn)(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64]);
+
+struct guard_request {
+	struct guard_hrs hrs;
+	/* The canonical sign bytes (uvarint length ‖ CanonicalVote/CanonicalProposal). */
+	const uint8_t *sign_bytes;
+	size_t sign_bytes_len;
+};
+
+struct guard_result {
+	uint8_t signature[GUARD_SIG_LEN];
+	int reused;             /* 1: the stored signature was returned (same H/R/S) */
+	int timestamp_replaced; /* 1: votes only: put ts_seconds/ts_nanos into the response vote */
+	int64_t ts_seconds;
+	int32_t ts_nanos;
+	/* On a refusal: "chain=<id> requested h/r/s=... last h/r/s=...: <why>". */
+	char reason[256];
+};
+
+/*
+ * The check-sign-persist-release sequence, atomic under the chain's mutex.
+ * The sign bytes are decoded (a minimal protobuf walker of the guard's own)
+ * and must agree with req->hrs (type ↔ step, height, round) and with the
+ * guard's chain-id: otherwise KMS_ERR_REFUSED (a bug upstream must not let a
+ * message bypass the rules). Then, against the last signed H/R/S:
+ *   - regression → KMS_ERR_DOUBLE_SIGN, reason contains "height regression",
+ *     "round regression" or "step regression";
+ *   - same H/R/S, identical sign bytes → the stored signature (reused=1, no
+ *     state write);
+ *   - same H/R/S, a VOTE differing only in the timestamp → the stored
+ *     signature and the stored timestamp (reused=1, timestamp_replaced=1);
+ *   - same H/R/S, a PROPOSAL differing only in the timestamp → refused with
+ *     KMS_ERR_DOUBLE_SIGN (the node ignores a returned proposal timestamp, so
+ *     the stored signature would make an invalid proposal; docs/state.md);
+ *   - same H/R/S with no stored sign bytes (imported tmkms state) or anything
+ *     else different → KMS_ERR_DOUBLE_SIGN.
+ * Otherwise it signs through sign() (the signature stays in memory), writes
+ * the new record durably (pwrite + exactly one fdatasync) and only then
+ * copies the signature into res and returns KMS_OK.
+ *   KMS_ERR_STATE_IO  the record could not be made durable: nothing is
+ *                     returned and the guard is FAIL-CLOSED (every later call
+ *                     returns KMS_ERR_STATE_IO) until it is freed and reopened;
+ *   other errors      from sign(): returned as is, state not advanced.
+ * res->reason is set on every refusal. Blocks on the chain's mutex and on disk.
+ */
+KMS_MUST_CHECK int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn sign,
+			      void *sign_ctx, struct guard_result *res);
+
+/* Last signed H/R/S (takes the mutex). */
+void guard_last(struct guard *g, struct guard_hrs *out);
+/* The chain-id the guard was opened for (borrowed, lives as long as g). */
+const char *guard_chain_id(const struct guard *g);
+/* 1 once a persist failure has made the guard refuse everything. */
+int guard_failed(struct guard *g);
+/* Releases the flock and frees; accepts NULL. */
+void guard_free(struct guard *g);
+
+/* Text name of a step: "none", "proposal", "prevote", "precommit". */
+const char *guard_step_name(enum guard_step s);
+
+/* ---- Offline state management (CLI `state init|import|export|show`) ----
+ * Each takes the file's flock for its duration and fails with KMS_ERR_LOCKED
+ * while a running signer (or another command) holds it.
+ */
+
+/*
+ * Creates a new state file at H/R/S with no sign bytes (dfile_create_atomic:
+ * temp file, fsync, rename, directory fsync). KMS_ERR_EXISTS if the file
+ * exists: never overwrites.
+ */
+KMS_MUST_CHECK int guard_state_init(const char *path, const char *chain_id, int64_t height,
+				    int32_t round, enum guard_step step);
+
+enum guard_fmt {
+	GUARD_FMT_AUTO,     /* import only: detected from the JSON */
+	GUARD_FMT_COMETBFT, /* priv_validator_state.json (FilePV, cosmos/kms, horcrux single) */
+	GUARD_FMT_TMKMS,    /* tmkms state file: steps 0/1/2, block_id */
+	GUARD_FMT_HORCRUX,  /* horcrux threshold {chain}_priv_validator_state.json */
+	GUARD_FMT_P11KMS,   /* CometBFT's fields plus "chain_id" (our own export) */
+};
+
+/* The parsed content of a JSON state file (any format). */
+struct guard_state {
+	struct guard_hrs hrs; /* CometBFT step numbers, tmkms converted (docs/state.md) */
+	enum guard_fmt fmt;   /* the format parsed (AUTO resolved) */
+	uint8_t sign_bytes[GUARD_MAX_SIGN_BYTES];
+	size_t sign_bytes_len; /* 0: none */
+	uint8_t signature[GUARD_SIG_LEN];
+	int has_signature;
+	char chain_id[GUARD_MAX_CHAIN_ID + 1]; /* P11KMS format only; "" otherwise */
+	/* tmkms only: its block_id (informational; no sign bytes exist). */
+	int has_block_id;
+	uint8_t block_hash[64];
+	size_t block_hash_len;
+	uint32_t parts_total;
+	uint8_t parts_hash[64];
+	size_t parts_hash_len;
+};
+
+/*
+ * The pure parser of the JSON formats: no I/O, no global state (fuzzed).
+ * GUARD_FMT_AUTO picks tmkms when "block_id" is present, horcrux when
+ * "round" is a string, CometBFT otherwise (P11KMS when "chain_id" is present).
+ * KMS_ERR_FORMAT (with a log line naming the field) on anything invalid:
+ * negative or out-of-range numbers, unknown steps, bad hex/base64, a
+ * signature that is not 64 bytes. Sign bytes without a signature (or the
+ * reverse) are dropped with a warning: the same H/R/S is then refused.
+ * KMS_ERR_TOO_LARGE if n > 64 KiB or sign bytes > GUARD_MAX_SIGN_BYTES.
+ */
+KMS_MUST_CHECK int guard_state_parse_json(const uint8_t *p, size_t n, enum guard_fmt fmt,
+					  struct guard_state *out);
+
+/*
+ * Imports a JSON state into path for chain_id. A missing file is created
+ * (as guard_state_init). An existing one is refused with KMS_ERR_EXISTS
+ * unless allow_overwrite, and even then only if the imported H/R/S is not
+ * behind the existing one (else KMS_ERR_REFUSED); the new record is then
+ * written like a signature (sequence + 1, fdatasync). A P11KMS-format
+ * chain_id that differs from chain_id is KMS_ERR_REFUSED. Sign bytes in the
+ * JSON must decode as a canonical vote/proposal matching its H/R/S.
+ */
+KMS_MUST_CHECK int guard_state_import(const char *path, const char *chain_id, const uint8_t *json,
+				      size_t len, enum guard_fmt fmt, int allow_overwrite);
+
+/*
+ * Appends the state at path to out in the given format:
+ *   COMETBFT  exactly as cmtjson.MarshalIndent writes priv_validator_state.json
+ *             (height string, round and step numbers, signature base64,
+ *             signbytes UPPERCASE hex, empty values omitted, 2-space indent,
+ *             no trailing newline);
+ *   TMKMS     compact, steps 0/1/2, height/round strings, block_id from the
+ *             stored sign bytes (nil → the empty default object);
+ *   HORCRUX   as COMETBFT with round as a string;
+ *   P11KMS    as COMETBFT plus "chain_id".
+ * GUARD_FMT_AUTO is KMS_ERR_UNSUPPORTED. Errors as guard_open (without the
+ * chain-id check), KMS_ERR_NO_SPACE if out's cap is too small.
+ */
+KMS_MUST_CHECK int guard_state_export(const char *path, enum guard_fmt fmt, struct kbuf *out);
+
+/*
+ * Appends a human-readable description: chain, H/R/S with the step name,
+ * sequence, sign-bytes length and SHA-256 prefix, signature presence, when
+ * the record was written, and the state of both slots.
+ */
+KMS_MUST_CHECK int guard_state_show(const char *path, struct kbuf *out);
+
+#endif
