@@ -99,11 +99,11 @@ struct pv_vote {
 	size_t validator_address_len; /* 0 or 20 */
 	int32_t validator_index;
 	uint8_t signature[PV_SIG_LEN];
-	size_t signature_len; /* 0 or 64 */
+	size_t signature_len; /* <= 64 (64 once signed) */
 	const uint8_t *extension;
 	size_t extension_len;
 	uint8_t extension_signature[PV_SIG_LEN];
-	size_t extension_signature_len; /* 0 or 64 */
+	size_t extension_signature_len; /* <= 64 (64 once signed) */
 };
 
 struct pv_proposal {
@@ -114,7 +114,7 @@ struct pv_proposal {
 	struct pv_block_id block_id;
 	struct pv_timestamp timestamp;
 	uint8_t signature[PV_SIG_LEN];
-	size_t signature_len; /* 0 or 64 */
+	size_t signature_len; /* <= 64 (64 once signed) */
 };
 
 enum pv_req_kind {
@@ -156,7 +156,7 @@ enum pv_code {
  * Decodes one Message (no length prefix) for version v into a new request.
  * Checks: protobuf well-formed; the oneof is a request (1, 3, 5, 7, 9);
  * SignVoteRequest.vote / SignProposalRequest.proposal present; hash lengths
- * 0 or 32; signature lengths 0 or 64; validator address 0 or 20 bytes;
+ * 0 or 32; signature lengths <= 64; validator address 0 or 20 bytes;
  * height and round >= 0; nanos in [0, 999999999]; seconds within
  * 0001-01-01..9999-12-31; chain_id <= 50 bytes without NUL. Absent timestamp
  * = Go zero time; absent block_id = nil. For family A, fields 9/10 of Vote are
