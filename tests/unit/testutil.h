@@ -44,5 +44,8 @@ void tu_log_capture_start(void);
 /* 1 if any captured line contains needle. */
 int tu_log_contains(const char *needle);
 void tu_log_capture_stop(void);
+/* Number of captured lines, and line i (without timestamp), for exact assertions. */
+size_t tu_log_count(void);
+const char *tu_log_line(size_t i);
 
 #endif
