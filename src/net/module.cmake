@@ -10,10 +10,12 @@ foreach(t net sc)
 	if(EXISTS ${CMAKE_SOURCE_DIR}/tests/unit/test_${t}.c)
 		p11kms_test(test_${t} SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_${t}.c
 			DEPS p11kms_testutil p11kms_net Threads::Threads LABELS unit)
+		target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 	endif()
 endforeach()
 
 if(EXISTS ${CMAKE_SOURCE_DIR}/tests/bench/bench_sc.c)
 	add_executable(bench_sc ${CMAKE_SOURCE_DIR}/tests/bench/bench_sc.c)
+	target_include_directories(bench_sc PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 	target_link_libraries(bench_sc PRIVATE p11kms_test_warnings p11kms_net Threads::Threads)
 endif()
