@@ -114,6 +114,8 @@ static int parse_hostport(const char *s, size_t len, struct net_addr *out, char 
 		colon = memchr(s, ':', len);
 		if (colon == NULL)
 			return addr_fail(why, whycap, "missing port", orig);
+		if (memchr(colon + 1, ':', len - (size_t)(colon + 1 - s)) != NULL)
+			return addr_fail(why, whycap, "bad character in host (IPv6 needs [brackets])", orig);
 		hlen = (size_t)(colon - s);
 		if (hlen == 0)
 			return addr_fail(why, whycap, "missing host", orig);
