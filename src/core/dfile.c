@@ -187,8 +187,8 @@ static int read_file(const char *path, size_t max, struct kbuf **out, int privat
 	if (private_only && (r = check_private_st(path, &st)) != KMS_OK)
 		goto out;
 	if (S_ISREG(st.st_mode) && st.st_size > 0 && (unsigned long long)st.st_size > max) {
-		kms_log_err("file too large path=%s size=%lld max=%zu", path,
-			    (long long)st.st_size, max);
+		kms_log_err("file too large path=%s size=%lld max=%zu", path, (long long)st.st_size,
+			    max);
 		r = KMS_ERR_TOO_LARGE;
 		goto out;
 	}
@@ -322,8 +322,7 @@ static int open_temp(const char *path, mode_t mode, char **tmp, int *fdp)
 			return errno_to_err(e);
 		}
 	}
-	kms_log_err("cannot create temporary file path=%s.tmp-* err=\"too many collisions\"",
-		    path);
+	kms_log_err("cannot create temporary file path=%s.tmp-* err=\"too many collisions\"", path);
 	free(name);
 	return KMS_ERR_SYSTEM;
 }

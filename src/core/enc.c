@@ -55,9 +55,9 @@ int enc_hex_encode_upper(const uint8_t *in, size_t len, char *out, size_t cap)
 static int hex_val(unsigned char ch)
 {
 	int c = ch;
-	int num = c ^ 48;                           /* '0'..'9' -> 0..9 */
-	int num_ok = (num - 10) >> 8;               /* all ones when num < 10 */
-	int alpha = (c & ~32) - 55;                 /* 'A'/'a' -> 10 */
+	int num = c ^ 48;				   /* '0'..'9' -> 0..9 */
+	int num_ok = (num - 10) >> 8;			   /* all ones when num < 10 */
+	int alpha = (c & ~32) - 55;			   /* 'A'/'a' -> 10 */
 	int alpha_ok = ((alpha - 10) ^ (alpha - 16)) >> 8; /* all ones when 10 <= alpha < 16 */
 	int ok = (num_ok | alpha_ok) & 1;
 
@@ -102,10 +102,10 @@ static char b64_char(unsigned v)
 	int x = (int)v;
 	int c = x + 'A';
 
-	c += ((25 - x) >> 8) & 6;   /* x >= 26: 'a' - 26 - 'A' = 6 */
-	c -= ((51 - x) >> 8) & 75;  /* x >= 52: '0' - 52 - ('a' - 26) = -75 */
-	c -= ((61 - x) >> 8) & 15;  /* x == 62: '+' - 62 - ('0' - 52) = -15 */
-	c += ((62 - x) >> 8) & 3;   /* x == 63: '/' - 63 - ('+' - 62) = 3 */
+	c += ((25 - x) >> 8) & 6;  /* x >= 26: 'a' - 26 - 'A' = 6 */
+	c -= ((51 - x) >> 8) & 75; /* x >= 52: '0' - 52 - ('a' - 26) = -75 */
+	c -= ((61 - x) >> 8) & 15; /* x == 62: '+' - 62 - ('0' - 52) = -15 */
+	c += ((62 - x) >> 8) & 3;  /* x == 63: '/' - 63 - ('+' - 62) = 3 */
 	return (char)c;
 }
 

@@ -11,12 +11,12 @@
 #define UVARINT_MAX_BYTES 10
 
 struct kbuf {
-	uint8_t *d;        /* storage (owned unless readonly) */
+	uint8_t *d;	   /* storage (owned unless readonly) */
 	const uint8_t *cd; /* storage for reading (== d, or the borrowed view) */
-	size_t off;        /* first readable byte */
-	size_t len;        /* end of data */
-	size_t alloc;      /* bytes allocated at d */
-	size_t max;        /* cap on len - off */
+	size_t off;	   /* first readable byte */
+	size_t len;	   /* end of data */
+	size_t alloc;	   /* bytes allocated at d */
+	size_t max;	   /* cap on len - off */
 	int readonly;
 };
 

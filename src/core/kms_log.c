@@ -62,7 +62,7 @@ int kms_log_level_parse(const char *s, enum kms_log_level *out)
 		const char *name;
 		enum kms_log_level level;
 	} names[] = {
-		{ "error", KMS_LOG_ERR }, { "err", KMS_LOG_ERR },     { "warn", KMS_LOG_WARN },
+		{ "error", KMS_LOG_ERR },    { "err", KMS_LOG_ERR },   { "warn", KMS_LOG_WARN },
 		{ "warning", KMS_LOG_WARN }, { "info", KMS_LOG_INFO }, { "debug", KMS_LOG_DEBUG },
 	};
 

@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r = kbuf_peek_uvarint(v, &x, &n);
 		if (r == KMS_OK && (n < 1 || n > 10 || n > before))
 			__builtin_trap();
-		if (kbuf_get_uvarint(v, &y) != r || kbuf_len(v) != (r == KMS_OK ? before - n : before))
+		if (kbuf_get_uvarint(v, &y) != r ||
+		    kbuf_len(v) != (r == KMS_OK ? before - n : before))
 			__builtin_trap();
 		if (r != KMS_OK) {
 			/* A failed read never moves the cursor; try the framing reader instead. */

@@ -37,8 +37,17 @@ static void test_hex(void **state)
 	/* Rejections: odd length, each kind of bad character, no room. */
 	assert_int_equal(enc_hex_decode("abc", 3, back, sizeof(back), &n), KMS_ERR_FORMAT);
 	assert_int_equal(n, 0);
-	static const char *bad[] = { "0g", "g0", "0G", ":0", "/0", "@0", "`0", "0 ", "x0", "\xff"
-									"0" };
+	static const char *bad[] = { "0g",
+				     "g0",
+				     "0G",
+				     ":0",
+				     "/0",
+				     "@0",
+				     "`0",
+				     "0 ",
+				     "x0",
+				     "\xff"
+				     "0" };
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++)
 		assert_int_equal(enc_hex_decode(bad[i], 2, back, sizeof(back), &n), KMS_ERR_FORMAT);
 	assert_int_equal(enc_hex_decode("0a0b", 4, back, 1, &n), KMS_ERR_NO_SPACE);
@@ -56,8 +65,13 @@ static void test_hex(void **state)
 static const struct {
 	const char *raw, *b64;
 } rfc4648[] = {
-	{ "", "" },	    { "f", "Zg==" },	     { "fo", "Zm8=" },	       { "foo", "Zm9v" },
-	{ "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+	{ "", "" },
+	{ "f", "Zg==" },
+	{ "fo", "Zm8=" },
+	{ "foo", "Zm9v" },
+	{ "foob", "Zm9vYg==" },
+	{ "fooba", "Zm9vYmE=" },
+	{ "foobar", "Zm9vYmFy" },
 };
 
 static void test_base64(void **state)
@@ -71,8 +85,9 @@ static void test_base64(void **state)
 		size_t len = strlen(rfc4648[i].raw);
 
 		assert_int_equal(enc_base64_encoded_len(len), strlen(rfc4648[i].b64));
-		assert_int_equal(enc_base64_encode((const uint8_t *)rfc4648[i].raw, len, s, sizeof(s)),
-				 KMS_OK);
+		assert_int_equal(
+			enc_base64_encode((const uint8_t *)rfc4648[i].raw, len, s, sizeof(s)),
+			KMS_OK);
 		assert_string_equal(s, rfc4648[i].b64);
 		assert_int_equal(enc_base64_decode(s, strlen(s), out, sizeof(out), &n), KMS_OK);
 		assert_int_equal(n, len);
@@ -88,11 +103,13 @@ static void test_base64(void **state)
 		uint8_t back[256];
 
 		assert_int_equal(enc_base64_encode(all, sizeof(all), big, sizeof(big)), KMS_OK);
-		assert_int_equal(enc_base64_decode(big, strlen(big), back, sizeof(back), &n), KMS_OK);
+		assert_int_equal(enc_base64_decode(big, strlen(big), back, sizeof(back), &n),
+				 KMS_OK);
 		assert_int_equal(n, 256);
 		assert_memory_equal(back, all, 256);
-		assert_int_equal(enc_base64_encode((const uint8_t *)"\xfb\xff\xbf", 3, s, sizeof(s)),
-				 KMS_OK);
+		assert_int_equal(
+			enc_base64_encode((const uint8_t *)"\xfb\xff\xbf", 3, s, sizeof(s)),
+			KMS_OK);
 		assert_string_equal(s, "+/+/");
 	}
 	/* Outer whitespace trimmed (tmkms key files end in a newline). */
@@ -110,19 +127,19 @@ static void test_base64(void **state)
 static void test_base64_rejects(void **state)
 {
 	static const char *bad[] = {
-		"Zm9",	    /* not a multiple of 4 */
-		"Zm9vY",    /* 5 */
-		"Zg",	    /* unpadded */
-		"Zm 9v",    /* inner whitespace */
+		"Zm9",	      /* not a multiple of 4 */
+		"Zm9vY",      /* 5 */
+		"Zg",	      /* unpadded */
+		"Zm 9v",      /* inner whitespace */
 		"Zm9v\nYmFy", /* inner newline */
-		"Zg=a",	    /* padding then data */
-		"Z===",	    /* three pads */
-		"====",	    /* only padding */
-		"Zg==Zm9v", /* padding in the middle */
-		"Zm9v-_==", /* URL-safe alphabet */
-		"Zh==",	    /* non-zero trailing bits */
-		"Zm9=",	    /* non-zero trailing bits */
-		"Zm9v\x80", /* high byte */
+		"Zg=a",	      /* padding then data */
+		"Z===",	      /* three pads */
+		"====",	      /* only padding */
+		"Zg==Zm9v",   /* padding in the middle */
+		"Zm9v-_==",   /* URL-safe alphabet */
+		"Zh==",	      /* non-zero trailing bits */
+		"Zm9=",	      /* non-zero trailing bits */
+		"Zm9v\x80",   /* high byte */
 		"Z*9v",
 	};
 	uint8_t out[32];
@@ -262,17 +279,17 @@ static void test_bech32_vectors(void **state)
 
 	(void)state;
 	assert_true(json_array_size(up) >= 3);
-	json_array_foreach(up, i, c)
-	{
+	json_array_foreach(up, i, c) {
 		const char *s = tu_json_str(c, "bech32");
 		const char *want_hrp = tu_json_str(c, "hrp");
 		json_t *edk = json_object_get(c, "ed25519_pubkey_hex");
 		json_t *secp = json_object_get(c, "secp256k1_pubkey_hex");
 		json_t *derived = json_object_get(c, "decoded_ed25519_pubkey_hex (derived)");
-		const char *keyhex = edk ? json_string_value(edk)
-				     : secp ? json_string_value(secp)
-					    : json_string_value(derived);
-		const char *prefix = tu_json_str(prefixes, secp ? "secp256k1_pubkey" : "ed25519_pubkey");
+		const char *keyhex = edk  ? json_string_value(edk) :
+				     secp ? json_string_value(secp) :
+					    json_string_value(derived);
+		const char *prefix =
+			tu_json_str(prefixes, secp ? "secp256k1_pubkey" : "ed25519_pubkey");
 		uint8_t want[64], got[64];
 		size_t wl, gl;
 		char hrp[84], again[ENC_BECH32_MAX + 1];
@@ -280,15 +297,17 @@ static void test_bech32_vectors(void **state)
 		assert_non_null(keyhex);
 		wl = tu_hex(prefix, want, sizeof(want));
 		wl += tu_hex(keyhex, want + wl, sizeof(want) - wl);
-		assert_int_equal(enc_bech32_decode(s, hrp, sizeof(hrp), got, sizeof(got), &gl), KMS_OK);
+		assert_int_equal(enc_bech32_decode(s, hrp, sizeof(hrp), got, sizeof(got), &gl),
+				 KMS_OK);
 		assert_string_equal(hrp, want_hrp);
 		assert_int_equal(gl, wl);
 		assert_memory_equal(got, want, wl);
 		assert_int_equal(enc_bech32_encode(hrp, got, gl, again, sizeof(again)), KMS_OK);
 		assert_string_equal(again, s);
 		if (!secp) {
-			assert_int_equal(enc_ed25519_bech32_pub(want_hrp, got + 5, again, sizeof(again)),
-					 KMS_OK);
+			assert_int_equal(
+				enc_ed25519_bech32_pub(want_hrp, got + 5, again, sizeof(again)),
+				KMS_OK);
 			assert_string_equal(again, s);
 		}
 	}
@@ -338,15 +357,15 @@ static void test_cosmos_displays(void **state)
 	check_derived(json_object_get(pvk, "derived"));
 	check_derived(json_object_get(gen, "derived"));
 	/* The priv_validator_key.json pub_key value decodes to the same key. */
-	assert_int_equal(enc_base64_decode(tu_json_str(jk, "value"), strlen(tu_json_str(jk, "value")),
-					   pub, sizeof(pub), &n),
+	assert_int_equal(enc_base64_decode(tu_json_str(jk, "value"),
+					   strlen(tu_json_str(jk, "value")), pub, sizeof(pub), &n),
 			 KMS_OK);
 	assert_int_equal(n, 32);
 	{
 		char *hex = tu_to_hex(pub, 32);
 
-		assert_string_equal(hex, tu_json_str(json_object_get(pvk, "derived"),
-						     "ed25519_pubkey_hex"));
+		assert_string_equal(
+			hex, tu_json_str(json_object_get(pvk, "derived"), "ed25519_pubkey_hex"));
 		free(hex);
 	}
 	json_decref(v);

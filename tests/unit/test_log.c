@@ -158,7 +158,8 @@ static void test_journal_prefix(void **state)
 	close(saved);
 	fclose(fp);
 	assert_int_equal(dfile_read(path, 4096, &b), KMS_OK);
-	assert_int_equal(kbuf_len(b), strlen("<4>WARN journald k=v\n") + 25 + strlen("ERROR plain\n"));
+	assert_int_equal(kbuf_len(b),
+			 strlen("<4>WARN journald k=v\n") + 25 + strlen("ERROR plain\n"));
 	assert_memory_equal(kbuf_ptr(b), "<4>WARN journald k=v\n", 21);
 	assert_memory_equal(kbuf_ptr(b) + 21 + 25, "ERROR plain\n", 12);
 	kbuf_free(b);
