@@ -26,7 +26,7 @@ if(EXISTS ${_slot_tests}/tu_softhsm.c)
 		P11KMS_SOURCE_DIR="${CMAKE_SOURCE_DIR}" P11KMS_BINARY_DIR="${CMAKE_BINARY_DIR}")
 endif()
 set(_slot_env "P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
-	"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+	"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:fast_unwind_on_malloc=0")
 if(TARGET p11kms_softsign_module)
 	list(APPEND _slot_env "P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>")
 endif()
