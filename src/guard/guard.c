@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The double-sign guard: FilePV rules (spec §5.2) with the p11kms policy (§5.4), durable first. */
+#include "p11kms/guard.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "guard_int.h"
+#include "p11kms/kms_log.h"
+
+struct guard {
+	pthread_mutex_t mu;
+	struct guard_file *gf; /* the locked file and the last record (gf->rec) */
+	int failed;            /* a persist failed: the disk state is uncertain, refuse all */
+	char chain_id[GUARD_MAX_CHAIN_ID + 1];
+	struct guard_rec next; /* scratch for the record being written (under mu) */
+};
+
+const char *guard_step_name(enum guard_step s)
+{
+	switch (s) {
+	case GUARD_STEP_NONE:
+		return "none";
+	case GUARD_STEP_PROPOSE:
+		return "proposal";
+	case GUARD_STEP_PREVOTE:
+		return "prevote";
+	case GUARD_STEP_PRECOMMIT:
+		return "precommit";
+	}
+	return "invalid";
+}
+
+int guard_open(const char *state_path, const char *chain_id, struct guard **out)
+{
+	struct guard *g = NULL;
+	int r = KMS_ERR_INTERNAL;
+	*out = NULL;
+	if (state_path == NULL || chain_id == NULL || chain_id[0] == '\0' ||
+	    strlen(chain_id) > GUARD_MAX_CHAIN_ID) {
+		kms_log_err("invalid chain-id for the double-sign guard chain=%s", chain_id ? chain_id : "");
+		return KMS_ERR_CONFIG;
+	}
+	g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return KMS_ERR_ALLOC;
+	if (pthread_mutex_init(&g->mu, NULL) != 0) {
+		free(g);
+		return KMS_ERR_SYSTEM;
+	}
+	memcpy(g->chain_id, chain_id, strlen(chain_id) + 1);
+	r = guard_file_open(state_path, chain_id, &g->gf);
+	if (r != KMS_OK)
+		goto out;
+	kms_log_info("double-sign state loaded chain=%s path=%s h=%lld r=%d s=%d seq=%llu",
+		     chain_id, state_path, (long long)g->gf->rec.hrs.height, g->gf->rec.hrs.round,
+		     (int)g->gf->rec.hrs.step, (unsigned long long)g->gf->rec.seq);
+	*out = g;
+	g = NULL;
+	r = KMS_OK;
+out:
+	guard_free(g);
+	return r;
+}
+
+void guard_free(struct guard *g)
+{
+	if (g == NULL)
+		return;
+	guard_file_close(g->gf);
+	pthread_mutex_destroy(&g->mu);
+	kms_wipe(&g->next, sizeof(g->next));
+	free(g);
+}
+
+const char *guard_chain_id(const struct guard *g)
+{
+	return g->chain_id;
+}
+
+void guard_last(struct guard *g, struct guard_hrs *out)
+{
+	pthread_mutex_lock(&g->mu);
+	*out = g->gf->rec.hrs;
+	pthread_mutex_unlock(&g->mu);
+}
+
+int guard_failed(struct guard *g)
+{
+	pthread_mutex_lock(&g->mu);
+	int f = g->failed;
+	pthread_mutex_unlock(&g->mu);
+	return f;
+}
+
+/* Fills res->reason ("chain=… requested h/r/s=… last h/r/s=…: why"), logs it, returns err. */
+__attribute__((format(printf, 5, 6))) static int refuse(struct guard *g, const struct guard_hrs *req,
+							 struct guard_result *res, int err,
+							 const char *fmt, ...)
+{
+	char why[160];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	const struct guard_hrs *last = &g->gf->rec.hrs;
+	int n = snprintf(res->reason, sizeof(res->reason),
+			 "chain=%s requested h/r/s=%lld/%d/%d last h/r/s=%lld/%d/%d: %s", g->chain_id,
+			 (long long)req->height, req->round, (int)req->step, (long long)last->height,
+			 last->round, (int)last->step, why);
+	if (n < 0 || (size_t)n >= sizeof(res->reason))
+		kms_log_debug("guard refusal reason truncated chain=%s", g->chain_id);
+	kms_log_warn("guard refused to sign %s", res->reason);
+	return err;
+}
+
+/* The sign bytes must be a canonical message for exactly this chain and H/R/S. */
+static int check_request(struct guard *g, const struct guard_request *req, struct guard_canon *c,
+			 struct guard_result *res)
+{
+	const struct guard_hrs *h = &req->hrs;
+	if (guard_hrs_valid(h) != KMS_OK || h->step == GUARD_STEP_NONE)
+		return refuse(g, h, res, KMS_ERR_FORMAT, "invalid height/round/step");
+	if (req->sign_bytes == NULL || req->sign_bytes_len == 0)
+		return refuse(g, h, res, KMS_ERR_FORMAT, "no sign bytes");
+	if (req->sign_bytes_len > GUARD_MAX_SIGN_BYTES)
+		return refuse(g, h, res, KMS_ERR_TOO_LARGE, "sign bytes of %zu bytes exceed %d",
+			      req->sign_bytes_len, GUARD_MAX_SIGN_BYTES);
+	if (guard_pb_decode(req->sign_bytes, req->sign_bytes_len, c) != KMS_OK)
+		return refuse(g, h, res, KMS_ERR_FORMAT,
+			      "sign bytes are not a canonical vote or proposal");
+	if (c->step != h->step || c->height != h->height || c->round != (int64_t)h->round)
+		return refuse(g, h, res, KMS_ERR_REFUSED,
+			      "sign bytes say h/r/s=%lld/%lld/%d, not the requested one",
+			      (long long)c->height, (long long)c->round, (int)c->step);
+	if (c->chain_id_len != strlen(g->chain_id) ||
+	    memcmp(c->chain_id, g->chain_id, c->chain_id_len) != 0)
+		return refuse(g, h, res, KMS_ERR_REFUSED, "sign bytes carry another chain-id");
+	return KMS_OK;
+}
+
+/* Same H/R/S as the last record: return what was signed, or refuse (spec §5.2 step 2, §5.4). */
+static int same_hrs(struct guard *g, const struct guard_request *req, const struct guard_canon *c,
+		    struct guard_result *res)
+{
+	const struct guard_rec *last = &g->gf->rec;
+	struct guard_canon old;
+	if (last->sign_bytes_len == 0 || !last->has_sig)
+		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
+			      "no sign bytes stored for this height/round/step (initialised or "
+			      "imported state), cannot tell if it is the same");
+	if (last->sign_bytes_len == req->sign_bytes_len &&
+	    memcmp(last->sign_bytes, req->sign_bytes, req->sign_bytes_len) == 0) {
+		memcpy(res->signature, last->signature, GUARD_SIG_LEN);
+		res->reused = 1;
+		return KMS_OK;
+	}
+	if (guard_pb_decode(last->sign_bytes, last->sign_bytes_len, &old) != KMS_OK)
+		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
+			      "stored sign bytes do not decode; conflicting data");
+	if (!guard_pb_equal_but_ts(&old, c))
+		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
+			      "conflicting data: different block or content at the same "
+			      "height/round/step (double sign)");
+	if (c->is_proposal)
+		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
+			      "proposal differs only in timestamp; refusing: the node ignores a "
+			      "returned proposal timestamp, so the stored signature would not verify");
+	memcpy(res->signature, last->signature, GUARD_SIG_LEN);
+	res->reused = 1;
+	res->timestamp_replaced = 1;
+	res->ts_seconds = old.ts_seconds;
+	res->ts_nanos = old.ts_nanos;
+	return KMS_OK;
+}
+
+static int sign_and_persist(struct guard *g, const struct guard_request *req, guard_sign_fn sign,
+			    void *sign_ctx, struct guard_result *res)
+{
+	uint8_t sig[GUARD_SIG_LEN];
+	struct guard_rec *n = &g->next;
+	int r = sign(sign_ctx, req->sign_bytes, req->sign_bytes_len, sig);
+	if (r != KMS_OK) {
+		(void)refuse(g, &req->hrs, res, r, "signer failed: %s", kms_strerror(r));
+		goto out;
+	}
+	memset(n, 0, sizeof(*n));
+	n->seq = g->gf->rec.seq + 1;
+	n->written_at = (int64_t)time(NULL);
+	n->hrs = req->hrs;
+	n->has_sig = 1;
+	memcpy(n->chain_id, g->chain_id, sizeof(n->chain_id));
+	memcpy(n->signature, sig, GUARD_SIG_LEN);
+	n->sign_bytes_len = req->sign_bytes_len;
+	memcpy(n->sign_bytes, req->sign_bytes, req->sign_bytes_len);
+	/* durable before release (STYLE.md §2.7): the signature leaves only after this */
+	r = guard_file_write(g->gf, n);
+	if (r != KMS_OK) {
+		g->failed = 1;
+		r = refuse(g, &req->hrs, res, KMS_ERR_STATE_IO,
+			   "state write failed; guard is now fail-closed until restarted");
+		kms_log_err("double-sign guard FAIL-CLOSED chain=%s path=%s: the on-disk state is "
+			    "uncertain; restart p11kms after fixing the disk",
+			    g->chain_id, g->gf->path);
+		goto out;
+	}
+	memcpy(res->signature, sig, GUARD_SIG_LEN);
+	r = KMS_OK;
+out:
+	kms_wipe(sig, sizeof(sig));
+	return r;
+}
+
+int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn sign, void *sign_ctx,
+	       struct guard_result *res)
+{
+	struct guard_canon c;
+	int r;
+	if (res == NULL)
+		return KMS_ERR_INTERNAL;
+	memset(res, 0, sizeof(*res));
+	if (g == NULL || req == NULL || sign == NULL)
+		return KMS_ERR_INTERNAL;
+	pthread_mutex_lock(&g->mu);
+	if (g->failed) {
+		r = refuse(g, &req->hrs, res, KMS_ERR_STATE_IO,
+			   "guard is fail-closed after a state write failure; restart required");
+		goto out;
+	}
+	r = check_request(g, req, &c, res);
+	if (r != KMS_OK)
+		goto out;
+	/* spec §5.2 step 1: regressions */
+	const struct guard_hrs *last = &g->gf->rec.hrs, *h = &req->hrs;
+	if (h->height < last->height) {
+		r = refuse(g, h, res, KMS_ERR_DOUBLE_SIGN, "height regression");
+	} else if (h->height == last->height && h->round < last->round) {
+		r = refuse(g, h, res, KMS_ERR_DOUBLE_SIGN, "round regression");
+	} else if (h->height == last->height && h->round == last->round && h->step < last->step) {
+		r = refuse(g, h, res, KMS_ERR_DOUBLE_SIGN, "step regression");
+	} else if (guard_hrs_cmp(h, last) == 0) {
+		r = same_hrs(g, req, &c, res); /* step 2 */
+	} else {
+		r = sign_and_persist(g, req, sign, sign_ctx, res); /* step 3 */
+	}
+out:
+	pthread_mutex_unlock(&g->mu);
+	return r;
+}

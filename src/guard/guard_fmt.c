@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* State formats: CometBFT/tmkms/horcrux JSON parse and export, init, import, show (docs/state.md). */
+#include "p11kms/guard.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "guard_int.h"
+#include "p11kms/enc.h"
+#include "p11kms/kms_log.h"
+
+#define JSON_MAX (64u * 1024u)
+
+/* ---- parsing ---- */
+
+/* A non-negative integer given as a JSON integer or a decimal string (cmtjson int64). */
+static int get_int(const json_t *v, const char *name, int64_t max, int64_t *out)
+{
+	if (json_is_integer(v)) {
+		json_int_t x = json_integer_value(v);
+		if (x < 0 || x > max)
+			goto bad;
+		*out = (int64_t)x;
+		return KMS_OK;
+	}
+	if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		size_t len = json_string_length(v);
+		if (len == 0 || len > 19 || strlen(s) != len)
+			goto bad;
+		for (size_t i = 0; i < len; i++)
+			if (s[i] < '0' || s[i] > '9')
+				goto bad;
+		char *end;
+		errno = 0;
+		long long x = strtoll(s, &end, 10);
+		if (errno == ERANGE || *end != '\0' || x < 0 || x > max)
+			goto bad;
+		*out = (int64_t)x;
+		return KMS_OK;
+	}
+bad:
+	kms_log_err("state JSON: invalid %s (a non-negative integer or decimal string)", name);
+	return KMS_ERR_FORMAT;
+}
+
+/* Optional string member: NULL/absent/"" → *s = NULL. */
+static int get_opt_str(const json_t *obj, const char *key, const char **s, size_t *len)
+{
+	const json_t *v = json_object_get(obj, key);
+	*s = NULL, *len = 0;
+	if (v == NULL || json_is_null(v))
+		return KMS_OK;
+	if (!json_is_string(v)) {
+		kms_log_err("state JSON: %s is not a string", key);
+		return KMS_ERR_FORMAT;
+	}
+	if (json_string_length(v) > 0) {
+		*s = json_string_value(v);
+		*len = json_string_length(v);
+	}
+	return KMS_OK;
+}
+
+static int get_hex(const json_t *obj, const char *key, uint8_t *out, size_t cap, size_t *outlen)
+{
+	const char *s;
+	size_t len;
+	*outlen = 0;
+	int r = get_opt_str(obj, key, &s, &len);
+	if (r != KMS_OK || s == NULL)
+		return r;
+	if (len / 2 > cap) {
+		kms_log_err("state JSON: %s is too long (%zu hex digits, at most %zu bytes)", key, len, cap);
+		return KMS_ERR_TOO_LARGE;
+	}
+	if (enc_hex_decode(s, len, out, cap, outlen) != KMS_OK) {
+		kms_log_err("state JSON: %s is not valid hex", key);
+		return KMS_ERR_FORMAT;
+	}
+	return KMS_OK;
+}
+
+static int parse_tmkms_block_id(const json_t *root, struct guard_state *st)
+{
+	const json_t *b = json_object_get(root, "block_id");
+	if (b == NULL || json_is_null(b))
+		return KMS_OK;
+	if (!json_is_object(b))
+		goto bad;
+	const json_t *parts = json_object_get(b, "parts");
+	if (parts == NULL)
+		parts = json_object_get(b, "part_set_header");
+	if (get_hex(b, "hash", st->block_hash, sizeof(st->block_hash), &st->block_hash_len) != KMS_OK)
+		goto bad;
+	if (parts != NULL && !json_is_null(parts)) {
+		int64_t total = 0;
+		const json_t *t = json_object_get(parts, "total");
+		if (!json_is_object(parts) || (t != NULL && get_int(t, "parts.total", UINT32_MAX, &total) != KMS_OK) ||
+		    get_hex(parts, "hash", st->parts_hash, sizeof(st->parts_hash), &st->parts_hash_len) != KMS_OK)
+			goto bad;
+		st->parts_total = (uint32_t)total;
+	}
+	/* the default object {hash:"", parts:{0, ""}} is tmkms's nil block id */
+	st->has_block_id = st->block_hash_len != 0 || st->parts_total != 0 || st->parts_hash_len != 0;
+	return KMS_OK;
+bad:
+	kms_log_err("state JSON: invalid tmkms block_id");
+	return KMS_ERR_FORMAT;
+}
+
+static enum guard_fmt detect(const json_t *root)
+{
+	if (json_object_get(root, "block_id") != NULL)
+		return GUARD_FMT_TMKMS;
+	if (json_object_get(root, "chain_id") != NULL)
+		return GUARD_FMT_P11KMS;
+	if (json_is_string(json_object_get(root, "round")))
+		return GUARD_FMT_HORCRUX;
+	return GUARD_FMT_COMETBFT;
+}
+
+/* Step numbers: tmkms 0/1/2 = proposal/prevote/precommit (peers.md §3.4), others CometBFT's. */
+static int map_step(enum guard_fmt fmt, int64_t step, int has_block, enum guard_step *out)
+{
+	if (fmt == GUARD_FMT_TMKMS) {
+		if (step > 2)
+			return KMS_ERR_FORMAT;
+		/* {h, r, 0, nil} is tmkms's initial / state_hook state: nothing signed at (h, r) */
+		*out = step == 0 && !has_block ? GUARD_STEP_NONE : (enum guard_step)(step + 1);
+		return KMS_OK;
+	}
+	if (step > 3)
+		return KMS_ERR_FORMAT;
+	*out = (enum guard_step)step;
+	return KMS_OK;
+}
+
+static int parse_sig_and_bytes(const json_t *root, struct guard_state *st)
+{
+	const char *s;
+	size_t len, siglen = 0;
+	uint8_t sig[96];
+	int r = get_hex(root, "signbytes", st->sign_bytes, sizeof(st->sign_bytes), &st->sign_bytes_len);
+	if (r != KMS_OK)
+		return r;
+	r = get_opt_str(root, "signature", &s, &len);
+	if (r != KMS_OK)
+		return r;
+	if (s != NULL && (len > 128 || enc_base64_decode(s, len, sig, sizeof(sig), &siglen) != KMS_OK ||
+			  siglen != GUARD_SIG_LEN)) {
+		kms_log_err("state JSON: signature is not base64 of 64 bytes");
+		return KMS_ERR_FORMAT;
+	}
+	if (siglen == GUARD_SIG_LEN) {
+		memcpy(st->signature, sig, GUARD_SIG_LEN);
+		st->has_signature = 1;
+	}
+	if ((st->sign_bytes_len != 0) != st->has_signature) {
+		kms_log_warn("state JSON: signbytes without signature (or the reverse) ignored; the same "
+			     "height/round/step will be refused");
+		st->sign_bytes_len = 0;
+		st->has_signature = 0;
+		memset(st->signature, 0, sizeof(st->signature));
+	}
+	if (st->sign_bytes_len != 0) {
+		struct guard_canon c;
+		if (guard_pb_decode(st->sign_bytes, st->sign_bytes_len, &c) != KMS_OK ||
+		    c.height != st->hrs.height || c.round != st->hrs.round || c.step != st->hrs.step) {
+			kms_log_err("state JSON: signbytes are not a canonical vote/proposal at the "
+				    "state's height/round/step");
+			return KMS_ERR_FORMAT;
+		}
+	}
+	return KMS_OK;
+}
+
+int guard_state_parse_json(const uint8_t *p, size_t n, enum guard_fmt fmt, struct guard_state *st)
+{
+	json_error_t err;
+	json_t *root = NULL;
+	int64_t h, rd, step;
+	int r = KMS_ERR_FORMAT;
+	memset(st, 0, sizeof(*st));
+	if (n > JSON_MAX)
+		return KMS_ERR_TOO_LARGE;
+	root = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &err);
+	if (root == NULL || !json_is_object(root)) {
+		kms_log_err("state JSON does not parse: %s (line %d)", root ? "not an object" : err.text,
+			    err.line);
+		goto out;
+	}
+	if (fmt == GUARD_FMT_AUTO)
+		fmt = detect(root);
+	st->fmt = fmt;
+	if (get_int(json_object_get(root, "height"), "height", INT64_MAX, &h) != KMS_OK ||
+	    get_int(json_object_get(root, "round"), "round", INT32_MAX, &rd) != KMS_OK)
+		goto out;
+	const json_t *sv = json_object_get(root, "step");
+	if (!json_is_integer(sv) || json_integer_value(sv) < 0) {
+		kms_log_err("state JSON: step is not a number");
+		goto out;
+	}
+	step = (int64_t)json_integer_value(sv);
+	st->hrs.height = h;
+	st->hrs.round = (int32_t)rd;
+	if (fmt == GUARD_FMT_TMKMS) {
+		r = parse_tmkms_block_id(root, st);
+		if (r != KMS_OK)
+			goto out;
+		r = KMS_ERR_FORMAT;
+	}
+	if (map_step(fmt, step, st->has_block_id, &st->hrs.step) != KMS_OK) {
+		kms_log_err("state JSON: step %lld is out of range for the format", (long long)step);
+		goto out;
+	}
+	if (fmt == GUARD_FMT_P11KMS) {
+		const char *cid;
+		size_t clen;
+		if (get_opt_str(root, "chain_id", &cid, &clen) != KMS_OK || cid == NULL ||
+		    clen > GUARD_MAX_CHAIN_ID || strlen(cid) != clen) {
+			kms_log_err("state JSON: invalid chain_id");
+			goto out;
+		}
+		memcpy(st->chain_id, cid, clen + 1);
+	}
+	if (fmt != GUARD_FMT_TMKMS) {
+		r = parse_sig_and_bytes(root, st);
+		if (r != KMS_OK)
+			goto out;
+	}
+	r = KMS_OK;
+out:
+	json_decref(root);
+	if (r != KMS_OK)
+		kms_wipe(st, sizeof(*st));
+	return r;
+}
+
+/* ---- init and import ---- */
+
+static int check_chain_id(const char *chain_id)
+{
+	if (chain_id == NULL || chain_id[0] == '\0' || strlen(chain_id) > GUARD_MAX_CHAIN_ID) {
+		kms_log_err("invalid chain-id \"%s\" (1..%d characters)", chain_id ? chain_id : "",
+			    GUARD_MAX_CHAIN_ID);
+		return KMS_ERR_CONFIG;
+	}
+	return KMS_OK;
+}
+
+int guard_state_init(const char *path, const char *chain_id, int64_t height, int32_t round,
+		     enum guard_step step)
+{
+	struct guard_rec *rec;
+	struct guard_hrs hrs = {height, round, step};
+	int r = check_chain_id(chain_id);
+	if (r != KMS_OK)
+		return r;
+	if (guard_hrs_valid(&hrs) != KMS_OK) {
+		kms_log_err("invalid initial height/round/step h=%lld r=%d s=%d", (long long)height,
+			    round, (int)step);
+		return KMS_ERR_FORMAT;
+	}
+	rec = calloc(1, sizeof(*rec));
+	if (rec == NULL)
+		return KMS_ERR_ALLOC;
+	rec->hrs = hrs;
+	rec->written_at = (int64_t)time(NULL);
+	memcpy(rec->chain_id, chain_id, strlen(chain_id) + 1);
+	r = guard_file_create(path, rec);
+	if (r == KMS_OK)
+		kms_log_info("double-sign state created chain=%s path=%s h=%lld r=%d s=%d", chain_id,
+			     path, (long long)height, round, (int)step);
+	free(rec);
+	return r;
+}
+
+static void rec_from_state(struct guard_rec *rec, const struct guard_state *st, const char *chain_id)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->hrs = st->hrs;
+	rec->written_at = (int64_t)time(NULL);
+	memcpy(rec->chain_id, chain_id, strlen(chain_id) + 1);
+	if (st->has_signature && st->sign_bytes_len != 0) {
+		rec->has_sig = 1;
+		memcpy(rec->signature, st->signature, GUARD_SIG_LEN);
+		rec->sign_bytes_len = st->sign_bytes_len;
+		memcpy(rec->sign_bytes, st->sign_bytes, st->sign_bytes_len);
+	}
+}
+
+static int import_over(const char *path, const char *chain_id, struct guard_rec *rec)
+{
+	struct guard_file *gf = NULL;
+	int r = guard_file_open(path, NULL, &gf);
+	if (r != KMS_OK)
+		return r;
+	if (strcmp(gf->rec.chain_id, chain_id) != 0) {
+		kms_log_err("state import refused path=%s: the file belongs to chain %s, not %s", path,
+			    gf->rec.chain_id, chain_id);
+		r = KMS_ERR_REFUSED;
+	} else if (guard_hrs_cmp(&rec->hrs, &gf->rec.hrs) < 0) {
+		kms_log_err("state import refused path=%s: imported h/r/s=%lld/%d/%d is behind the "
+			    "existing %lld/%d/%d (that could allow a double sign)",
+			    path, (long long)rec->hrs.height, rec->hrs.round, (int)rec->hrs.step,
+			    (long long)gf->rec.hrs.height, gf->rec.hrs.round, (int)gf->rec.hrs.step);
+		r = KMS_ERR_REFUSED;
+	} else {
+		rec->seq = gf->rec.seq + 1;
+		r = guard_file_write(gf, rec);
+	}
+	guard_file_close(gf);
+	return r;
+}
+
+int guard_state_import(const char *path, const char *chain_id, const uint8_t *json, size_t len,
+		       enum guard_fmt fmt, int allow_overwrite)
+{
+	struct guard_state *st = calloc(1, sizeof(*st));
+	struct guard_rec *rec = calloc(1, sizeof(*rec));
+	int r = KMS_ERR_ALLOC;
+	if (st == NULL || rec == NULL)
+		goto out;
+	r = check_chain_id(chain_id);
+	if (r != KMS_OK)
+		goto out;
+	r = guard_state_parse_json(json, len, fmt, st);
+	if (r != KMS_OK)
+		goto out;
+	if (st->chain_id[0] != '\0' && strcmp(st->chain_id, chain_id) != 0) {
+		kms_log_err("state import refused: the JSON is for chain %s, not %s", st->chain_id,
+			    chain_id);
+		r = KMS_ERR_REFUSED;
+		goto out;
+	}
+	if (st->sign_bytes_len != 0) {
+		struct guard_canon c;
+		if (guard_pb_decode(st->sign_bytes, st->sign_bytes_len, &c) != KMS_OK ||
+		    c.chain_id_len != strlen(chain_id) || memcmp(c.chain_id, chain_id, c.chain_id_len) != 0) {
+			kms_log_err("state import refused: the stored sign bytes are for another chain "
+				    "than %s", chain_id);
+			r = KMS_ERR_REFUSED;
+			goto out;
+		}
+	}
+	rec_from_state(rec, st, chain_id);
+	r = guard_file_create(path, rec);
+	if (r == KMS_ERR_EXISTS && allow_overwrite)
+		r = import_over(path, chain_id, rec);
+	if (r == KMS_OK)
+		kms_log_info("double-sign state imported chain=%s path=%s h=%lld r=%d s=%d signbytes=%zu",
+			     chain_id, path, (long long)rec->hrs.height, rec->hrs.round,
+			     (int)rec->hrs.step, rec->sign_bytes_len);
+out:
+	if (st != NULL)
+		kms_wipe(st, sizeof(*st));
+	free(st);
+	free(rec);
+	return r;
+}
+
+/* ---- export ---- */
+
+/* printf-style append: the one place text is formatted into a kbuf. */
+__attribute__((format(printf, 2, 3))) static int put_fmt(struct kbuf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return KMS_ERR_INTERNAL;
+	return kbuf_put(b, tmp, (size_t)n);
+}
+
+static int put_json_str(struct kbuf *b, const char *s)
+{
+	int r = kbuf_put_u8(b, '"');
+	for (; r == KMS_OK && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			r = put_fmt(b, "\\%c", ch);
+		else if (ch < 0x20)
+			r = put_fmt(b, "\\u%04x", ch);
+		else
+			r = kbuf_put_u8(b, ch);
+	}
+	return r == KMS_OK ? kbuf_put_u8(b, '"') : r;
+}
+
+static int put_hex_upper(struct kbuf *b, const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return KMS_OK;
+	char *h = malloc(2 * n + 1);
+	if (h == NULL)
+		return KMS_ERR_ALLOC;
+	int r = enc_hex_encode_upper(p, n, h, 2 * n + 1);
+	if (r == KMS_OK)
+		r = kbuf_put(b, h, 2 * n);
+	free(h);
+	return r;
+}
+
+/* cmtjson.MarshalIndent of FilePVLastSignState (HORCRUX: round as a string; P11KMS: +chain_id). */
+static int export_cometbft(const struct guard_rec *rec, enum guard_fmt fmt, struct kbuf *out)
+{
+	char b64[96];
+	int r = kbuf_put(out, "{\n", 2);
+	if (r == KMS_OK && fmt == GUARD_FMT_P11KMS) {
+		static const char key[] = "  \"chain_id\": ";
+		r = kbuf_put(out, key, sizeof(key) - 1);
+		if (r == KMS_OK)
+			r = put_json_str(out, rec->chain_id);
+		if (r == KMS_OK)
+			r = kbuf_put(out, ",\n", 2);
+	}
+	if (r == KMS_OK)
+		r = put_fmt(out, "  \"height\": \"%" PRId64 "\",\n", rec->hrs.height);
+	if (r == KMS_OK)
+		r = fmt == GUARD_FMT_HORCRUX ? put_fmt(out, "  \"round\": \"%d\",\n", (int)rec->hrs.round)
+					     : put_fmt(out, "  \"round\": %d,\n", (int)rec->hrs.round);
+	if (r == KMS_OK)
+		r = put_fmt(out, "  \"step\": %d", (int)rec->hrs.step);
+	if (r == KMS_OK && rec->has_sig) {
+		r = enc_base64_encode(rec->signature, GUARD_SIG_LEN, b64, sizeof(b64));
+		if (r == KMS_OK)
+			r = put_fmt(out, ",\n  \"signature\": \"%s\"", b64);
+	}
+	if (r == KMS_OK && rec->sign_bytes_len != 0) {
+		static const char key[] = ",\n  \"signbytes\": \"";
+		r = kbuf_put(out, key, sizeof(key) - 1);
+		if (r == KMS_OK)
+			r = put_hex_upper(out, rec->sign_bytes, rec->sign_bytes_len);
+		if (r == KMS_OK)
+			r = kbuf_put_u8(out, '"');
+	}
+	if (r == KMS_OK)
+		r = kbuf_put(out, "\n}", 2);
+	return r;
+}
+
+/* tmkms consensus::State, compact serde_json; block_id from the stored canonical sign bytes. */
+static int export_tmkms(const struct guard_rec *rec, struct kbuf *out)
+{
+	const uint8_t *hash = NULL, *phash = NULL;
+	size_t hlen = 0, plen = 0;
+	uint32_t total = 0;
+	int step = rec->hrs.step == GUARD_STEP_NONE ? 0 : (int)rec->hrs.step - 1;
+	if (rec->sign_bytes_len != 0) {
+		struct guard_canon c;
+		if (guard_pb_decode(rec->sign_bytes, rec->sign_bytes_len, &c) != KMS_OK ||
+		    (c.block_id != NULL && guard_pb_block_id(c.block_id, c.block_id_len, &hash, &hlen,
+							     &total, &phash, &plen) != KMS_OK)) {
+			kms_log_err("stored sign bytes do not decode; cannot export a block_id");
+			return KMS_ERR_FORMAT;
+		}
+	}
+	int r = put_fmt(out, "{\"height\":\"%" PRId64 "\",\"round\":\"%d\",\"step\":%d,", rec->hrs.height,
+			(int)rec->hrs.round, step);
+	if (r == KMS_OK)
+		r = put_fmt(out, "\"block_id\":{\"hash\":\"");
+	if (r == KMS_OK)
+		r = put_hex_upper(out, hash, hlen);
+	if (r == KMS_OK)
+		r = put_fmt(out, "\",\"parts\":{\"total\":%u,\"hash\":\"", (unsigned)total);
+	if (r == KMS_OK)
+		r = put_hex_upper(out, phash, plen);
+	if (r == KMS_OK)
+		r = put_fmt(out, "\"}}}");
+	return r;
+}
+
+int guard_state_export(const char *path, enum guard_fmt fmt, struct kbuf *out)
+{
+	struct guard_file *gf = NULL;
+	if (fmt == GUARD_FMT_AUTO || (unsigned)fmt > GUARD_FMT_P11KMS)
+		return KMS_ERR_UNSUPPORTED;
+	int r = guard_file_open(path, NULL, &gf);
+	if (r != KMS_OK)
+		return r;
+	r = fmt == GUARD_FMT_TMKMS ? export_tmkms(&gf->rec, out) : export_cometbft(&gf->rec, fmt, out);
+	guard_file_close(gf);
+	return r;
+}
+
+/* ---- show ---- */
+
+int guard_state_show(const char *path, struct kbuf *out)
+{
+	struct guard_file *gf = NULL;
+	char when[32] = "unknown";
+	uint8_t sum[32];
+	unsigned int sl = 32;
+	int r = guard_file_open(path, NULL, &gf);
+	if (r != KMS_OK)
+		return r;
+	const struct guard_rec *rec = &gf->rec;
+	time_t t = (time_t)rec->written_at;
+	struct tm tm;
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	r = put_fmt(out, "path:       %s\nchain:      %s\nheight:     %" PRId64 "\nround:      %d\n"
+			 "step:       %d (%s)\nsequence:   %llu\n",
+		    gf->path, rec->chain_id, rec->hrs.height, (int)rec->hrs.round, (int)rec->hrs.step,
+		    guard_step_name(rec->hrs.step), (unsigned long long)rec->seq);
+	if (r == KMS_OK && rec->sign_bytes_len != 0 &&
+	    EVP_Digest(rec->sign_bytes, rec->sign_bytes_len, sum, &sl, EVP_sha256(), NULL) == 1)
+		r = put_fmt(out, "sign bytes: %zu bytes, sha256 %02x%02x%02x%02x%02x%02x%02x%02x...\n",
+			    rec->sign_bytes_len, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6],
+			    sum[7]);
+	else if (r == KMS_OK)
+		r = put_fmt(out, "sign bytes: none (the same height/round/step will be refused)\n");
+	if (r == KMS_OK)
+		r = put_fmt(out, "signature:  %s\nwritten:    %s\n", rec->has_sig ? "stored" : "none",
+			    when);
+	for (int i = 0; r == KMS_OK && i < 2; i++) {
+		if (gf->slot_ok[i])
+			r = put_fmt(out, "slot %d:     sequence %llu%s\n", i,
+				    (unsigned long long)gf->slot_seq[i],
+				    i == gf->cur_slot ? " (current)" : "");
+		else
+			r = put_fmt(out, "slot %d:     invalid (see log)\n", i);
+	}
+	guard_file_close(gf);
+	return r;
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private declarations shared by the guard_ sources (walker, state file, formats). */
+#ifndef P11KMS_GUARD_INT_H
+#define P11KMS_GUARD_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p11kms/guard.h"
+
+/* ---- guard_pb.c: minimal protobuf walker of canonical sign bytes (spec §4) ---- */
+
+struct guard_canon {
+	int is_proposal;
+	enum guard_step step; /* from the type field: 32 → propose, 1 → prevote, 2 → precommit */
+	int64_t height;
+	int64_t round;
+	const uint8_t *body; /* the message after the uvarint length prefix */
+	size_t body_len;
+	size_t ts_off; /* the whole timestamp field (key, length, value) within body */
+	size_t ts_len;
+	int64_t ts_seconds;
+	int32_t ts_nanos;
+	const uint8_t *chain_id;
+	size_t chain_id_len;
+	const uint8_t *block_id; /* CanonicalBlockID value; NULL when nil (omitted) */
+	size_t block_id_len;
+};
+
+/*
+ * Decodes uvarint(len) ‖ CanonicalVote/CanonicalProposal strictly: the length
+ * must cover the rest exactly, only the known fields with their wire types,
+ * no duplicates, a type of 1, 2 or 32, a timestamp present. Pointers in c
+ * borrow p. KMS_ERR_FORMAT otherwise.
+ */
+KMS_MUST_CHECK int guard_pb_decode(const uint8_t *p, size_t n, struct guard_canon *c);
+
+/* 1 if a and b are equal except for their timestamp fields. */
+int guard_pb_equal_but_ts(const struct guard_canon *a, const struct guard_canon *b);
+
+/* Decodes a CanonicalBlockID value {hash=1, part_set_header=2{total=1, hash=2}}. */
+KMS_MUST_CHECK int guard_pb_block_id(const uint8_t *p, size_t n, const uint8_t **hash,
+				     size_t *hash_len, uint32_t *total, const uint8_t **parts_hash,
+				     size_t *parts_hash_len);
+
+/* ---- guard_file.c: the two-slot state file (docs/state.md) ---- */
+
+#define GUARD_FILE_MAGIC "P11KGST1"
+#define GUARD_FILE_VERSION 1u
+#define GUARD_SLOT_SIZE 8192u
+#define GUARD_FILE_SIZE (2u * GUARD_SLOT_SIZE)
+
+/* One record, in memory. */
+struct guard_rec {
+	uint64_t seq;
+	int64_t written_at; /* unix seconds */
+	struct guard_hrs hrs;
+	int has_sig;
+	char chain_id[GUARD_MAX_CHAIN_ID + 1];
+	uint8_t signature[GUARD_SIG_LEN];
+	size_t sign_bytes_len;
+	uint8_t sign_bytes[GUARD_MAX_SIGN_BYTES];
+};
+
+/* An open, locked state file and its newest record. */
+struct guard_file {
+	int fd;
+	int locked; /* we hold the flock (and wrote the pid sidecar) */
+	char *path;
+	char *pid_path;
+	int cur_slot; /* the slot holding rec; the next write goes to 1 - cur_slot */
+	int slot_ok[2];
+	uint64_t slot_seq[2];
+	struct guard_rec rec;
+};
+
+/* Serialises rec into a record image of GUARD_REC_LEN bytes (checksummed). */
+#define GUARD_REC_LEN 4308u
+void guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN]);
+/* Checks and decodes one slot image: KMS_ERR_FORMAT with *why set if invalid. */
+KMS_MUST_CHECK int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec, const char **why);
+
+/*
+ * Opens path read-write, checks its permissions, takes the flock (LOCKED
+ * naming the holder), records our pid in the sidecar, removes stale temp
+ * files, and loads the newest valid record. chain_id may be NULL (no check).
+ * On success *gf is owned by the caller (guard_file_close).
+ */
+KMS_MUST_CHECK int guard_file_open(const char *path, const char *chain_id, struct guard_file **gf);
+/* Writes rec (seq must be the current + 1) into the older slot: pwrite + one fdatasync. */
+KMS_MUST_CHECK int guard_file_write(struct guard_file *gf, const struct guard_rec *rec);
+void guard_file_close(struct guard_file *gf);
+/* Creates a new file holding rec in both slots (sequences 1 and 0). KMS_ERR_EXISTS if present. */
+KMS_MUST_CHECK int guard_file_create(const char *path, const struct guard_rec *rec);
+
+/* Checks H/R/S and chain-id values (steps 0..3, height/round >= 0). */
+KMS_MUST_CHECK int guard_hrs_valid(const struct guard_hrs *h);
+/* -1, 0, 1 comparing H/R/S lexicographically. */
+int guard_hrs_cmp(const struct guard_hrs *a, const struct guard_hrs *b);
+
+#endif

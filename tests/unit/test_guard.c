@@ -1,0 +1,577 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* guard_: FilePV rules, scenarios, fail-closed start, injected I/O faults, flock, reload. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "guard_int.h"
+#include "p11kms/dfile.h"
+#include "p11kms/guard.h"
+#include "p11kms/kms_log.h"
+#include "test_guard_util.h"
+#include "testutil.h"
+
+#define CHAIN "haqq_11235-1"
+
+struct fx {
+	char *dir;
+	char *path;
+	struct guard *g;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	kms_log_set_quiet(1);
+	f->dir = tu_mkdtemp();
+	f->path = tu_path(f->dir, "state.bin");
+	assert_int_equal(guard_state_init(f->path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
+	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	dfile_set_ops(NULL);
+	guard_free(f->g);
+	tu_rmrf(f->dir);
+	free(f->dir);
+	free(f->path);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fx *f)
+{
+	guard_free(f->g);
+	f->g = NULL;
+	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+}
+
+static struct tg_msg msg(enum guard_step s, int64_t h, int64_t r, int block, int64_t ts)
+{
+	struct tg_msg m = {s, h, r, s == GUARD_STEP_PROPOSE ? -1 : 0, block, ts, 0, CHAIN};
+	return m;
+}
+
+static int sign_msg(struct guard *g, const struct tg_msg *m, struct guard_result *res)
+{
+	uint8_t sb[1024];
+	size_t n = tg_sign_bytes(m, sb, sizeof(sb));
+	assert_true(n > 0);
+	struct guard_request req = {{m->h, (int32_t)m->r, m->step}, sb, n};
+	return guard_sign(g, &req, tg_fake_sign, NULL, res);
+}
+
+static void expect_sig_of(const struct tg_msg *m, const struct guard_result *res)
+{
+	uint8_t sb[1024], sig[64];
+	size_t n = tg_sign_bytes(m, sb, sizeof(sb));
+	tg_fake_sign(NULL, sb, n, sig);
+	assert_memory_equal(res->signature, sig, 64);
+}
+
+/* ---- the protobuf walker against sign_bytes.json ---- */
+
+static void test_pb_vectors(void **state)
+{
+	(void)state;
+	json_t *v = tu_load_vector("sign_bytes.json");
+	json_t *arr = json_object_get(v, "vectors"), *e;
+	size_t i, nvote = 0, nprop = 0, nbad = 0;
+	json_array_foreach(arr, i, e) {
+		size_t n;
+		uint8_t *sb = tu_hex_alloc(tu_json_str(e, "sign_bytes"), &n);
+		struct guard_canon c;
+		const char *kind = tu_json_str(e, "kind");
+		int r = guard_pb_decode(sb, n, &c);
+		long long type = strcmp(kind, "vote") == 0 ? tu_json_int(e, "type") : 32;
+		if (strcmp(kind, "vote_extension") == 0 || type == 0) {
+			assert_int_equal(r, KMS_ERR_FORMAT); /* not a vote or proposal */
+			nbad++;
+		} else {
+			assert_int_equal(r, KMS_OK);
+			assert_int_equal(c.height, tu_json_int(e, "height"));
+			assert_int_equal(c.round, tu_json_int(e, "round"));
+			assert_int_equal(c.step, type == 32 ? GUARD_STEP_PROPOSE
+						 : type == 1 ? GUARD_STEP_PREVOTE
+							     : GUARD_STEP_PRECOMMIT);
+			json_t *ts = json_object_get(e, "timestamp");
+			assert_int_equal(c.ts_seconds, tu_json_int(ts, "seconds"));
+			assert_int_equal(c.ts_nanos, tu_json_int(ts, "nanos"));
+			const char *chain = tu_json_str(e, "chain_id");
+			assert_int_equal(c.chain_id_len, strlen(chain));
+			assert_memory_equal(c.chain_id, chain, c.chain_id_len);
+			assert_int_equal(c.block_id == NULL, json_is_null(json_object_get(e, "block_id")));
+			type == 32 ? nprop++ : nvote++;
+			/* every truncation and a bad length prefix are rejected */
+			for (size_t k = 0; k < n; k++)
+				assert_int_equal(guard_pb_decode(sb, k, &c), KMS_ERR_FORMAT);
+			sb[0]++;
+			assert_int_equal(guard_pb_decode(sb, n, &c), KMS_ERR_FORMAT);
+		}
+		free(sb);
+	}
+	assert_true(nvote >= 10 && nprop >= 4 && nbad >= 4);
+	json_decref(v);
+}
+
+static void test_pb_encoder_and_ts(void **state)
+{
+	(void)state;
+	uint8_t a[512], b[512];
+	struct guard_canon ca, cb;
+	struct tg_msg m = msg(GUARD_STEP_PRECOMMIT, 77, 3, 5, 1700000000);
+	size_t na = tg_sign_bytes(&m, a, sizeof(a));
+	m.ts_n = 123456789;
+	size_t nb = tg_sign_bytes(&m, b, sizeof(b));
+	assert_int_equal(guard_pb_decode(a, na, &ca), KMS_OK);
+	assert_int_equal(guard_pb_decode(b, nb, &cb), KMS_OK);
+	assert_int_equal(cb.ts_nanos, 123456789);
+	assert_true(guard_pb_equal_but_ts(&ca, &cb));
+	m.block = 6;
+	nb = tg_sign_bytes(&m, b, sizeof(b));
+	assert_int_equal(guard_pb_decode(b, nb, &cb), KMS_OK);
+	assert_false(guard_pb_equal_but_ts(&ca, &cb));
+	/* block id content */
+	const uint8_t *h, *ph;
+	size_t hl, phl;
+	uint32_t total;
+	assert_int_equal(guard_pb_block_id(cb.block_id, cb.block_id_len, &h, &hl, &total, &ph, &phl), KMS_OK);
+	assert_int_equal(hl, 32);
+	assert_int_equal(h[5], 6);
+	assert_int_equal(total, 1);
+	assert_int_equal(phl, 32);
+}
+
+/* ---- double_sign_scenarios.json ---- */
+
+static enum guard_step step_of(const char *t)
+{
+	if (t == NULL)
+		return GUARD_STEP_NONE;
+	if (strcmp(t, "proposal") == 0)
+		return GUARD_STEP_PROPOSE;
+	if (strcmp(t, "prevote") == 0)
+		return GUARD_STEP_PREVOTE;
+	assert_string_equal(t, "precommit");
+	return GUARD_STEP_PRECOMMIT;
+}
+
+static struct tg_msg scen_msg(const json_t *o)
+{
+	const json_t *type = json_object_get(o, "type"), *blk = json_object_get(o, "block");
+	const json_t *ts = json_object_get(o, "ts");
+	struct tg_msg m = msg(step_of(json_string_value(type)), json_integer_value(json_object_get(o, "h")),
+			      json_integer_value(json_object_get(o, "r")), 0, 1514170801);
+	if (json_is_string(blk))
+		m.block = json_string_value(blk)[6] - 'A' + 1; /* "block A" → 1 */
+	if (json_is_string(ts) && strcmp(json_string_value(ts), "T+1ms") == 0)
+		m.ts_n = 1000000;
+	return m;
+}
+
+static void test_scenarios(void **state)
+{
+	struct fx *f = *state;
+	json_t *v = tu_load_vector("double_sign_scenarios.json");
+	json_t *arr = json_object_get(v, "scenarios"), *e;
+	size_t i;
+	json_array_foreach(arr, i, e) {
+		char name[32];
+		snprintf(name, sizeof(name), "s%zu.bin", i);
+		char *path = tu_path(f->dir, name);
+		struct guard *g;
+		struct guard_result res;
+		struct tg_msg last = scen_msg(json_object_get(e, "last"));
+		struct tg_msg req = scen_msg(json_object_get(e, "request"));
+		const char *want = tu_json_str(e, "expect_cometbft_filepv");
+		const char *sname = tu_json_str(e, "name");
+		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
+		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+		if (last.step != GUARD_STEP_NONE)
+			assert_int_equal(sign_msg(g, &last, &res), KMS_OK);
+		int r = sign_msg(g, &req, &res);
+		print_message("scenario %-50s → %d %s\n", sname, r, res.reason);
+		if (strncmp(want, "sign", 4) == 0) {
+			assert_int_equal(r, KMS_OK);
+			assert_int_equal(res.reused, 0);
+			expect_sig_of(&req, &res);
+		} else if (strncmp(want, "error '", 7) == 0) {
+			char needle[64];
+			const char *q = strchr(want + 7, '\'');
+			snprintf(needle, sizeof(needle), "%.*s", (int)(q - want - 7), want + 7);
+			assert_int_equal(r, KMS_ERR_DOUBLE_SIGN);
+			assert_non_null(strstr(res.reason, needle));
+			assert_non_null(strstr(res.reason, "chain=" CHAIN));
+		} else if (strstr(want, "AND stored timestamp") != NULL && req.step == GUARD_STEP_PROPOSE) {
+			/* deliberate difference (docs/state.md): FilePV's answer is an invalid proposal */
+			assert_int_equal(r, KMS_ERR_DOUBLE_SIGN);
+			assert_non_null(strstr(res.reason, "timestamp"));
+		} else if (strstr(want, "AND stored timestamp") != NULL) {
+			assert_int_equal(r, KMS_OK);
+			assert_int_equal(res.reused, 1);
+			assert_int_equal(res.timestamp_replaced, 1);
+			assert_int_equal(res.ts_seconds, last.ts_s);
+			assert_int_equal(res.ts_nanos, last.ts_n);
+			expect_sig_of(&last, &res);
+		} else {
+			assert_non_null(strstr(want, "stored"));
+			assert_int_equal(r, KMS_OK);
+			assert_int_equal(res.reused, 1);
+			assert_int_equal(res.timestamp_replaced, 0);
+			expect_sig_of(&last, &res);
+		}
+		guard_free(g);
+		free(path);
+	}
+	assert_true(i >= 14);
+	json_decref(v);
+}
+
+/* The upstream tmkms unit cases, with OUR (FilePV) outcome: only same-H/R/S conflicts refuse. */
+static void test_tmkms_cases(void **state)
+{
+	struct fx *f = *state;
+	json_t *v = tu_load_vector("double_sign_scenarios.json");
+	json_t *arr = json_object_get(json_object_get(v, "upstream_tmkms_tests"), "cases"), *e;
+	size_t i;
+	json_array_foreach(arr, i, e) {
+		struct tg_msg m[2];
+		for (int k = 0; k < 2; k++) {
+			json_t *t = json_object_get(e, k ? "new" : "old");
+			const char *b = json_string_value(json_array_get(t, 3));
+			m[k] = msg((enum guard_step)(json_integer_value(json_array_get(t, 2)) + 1),
+				   json_integer_value(json_array_get(t, 0)),
+				   json_integer_value(json_array_get(t, 1)),
+				   b == NULL ? 0 : strstr(b, "DOUBLE") ? 2 : 1, 100);
+		}
+		char name[32];
+		snprintf(name, sizeof(name), "t%zu.bin", i);
+		char *path = tu_path(f->dir, name);
+		struct guard *g;
+		struct guard_result res;
+		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
+		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+		assert_int_equal(sign_msg(g, &m[0], &res), KMS_OK);
+		int same = m[0].h == m[1].h && m[0].r == m[1].r && m[0].step == m[1].step;
+		assert_int_equal(sign_msg(g, &m[1], &res), same ? KMS_ERR_DOUBLE_SIGN : KMS_OK);
+		if (strcmp(tu_json_str(e, "expect"), "ok") == 0)
+			assert_int_equal(res.reason[0], '\0');
+		guard_free(g);
+		free(path);
+	}
+	json_decref(v);
+}
+
+/* ---- request validation ---- */
+
+static void test_request_checks(void **state)
+{
+	struct fx *f = *state;
+	struct guard_result res;
+	uint8_t sb[512];
+	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 5, 0, 1, 100);
+	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
+	struct guard_request req = {{5, 1, GUARD_STEP_PREVOTE}, sb, n}; /* round disagrees */
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_REFUSED);
+	req.hrs.round = 0;
+	req.hrs.step = GUARD_STEP_PRECOMMIT; /* step disagrees with the type */
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_REFUSED);
+	req.hrs.step = GUARD_STEP_NONE;
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_FORMAT);
+	req.hrs.step = GUARD_STEP_PREVOTE;
+	m.chain = "other-chain";
+	req.sign_bytes_len = tg_sign_bytes(&m, sb, sizeof(sb));
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_REFUSED);
+	assert_non_null(strstr(res.reason, "chain-id"));
+	req.sign_bytes_len = 3;
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_FORMAT);
+	req.sign_bytes_len = GUARD_MAX_SIGN_BYTES + 1;
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_TOO_LARGE);
+	req.hrs.height = -1;
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_FORMAT);
+	struct guard_hrs last;
+	guard_last(f->g, &last);
+	assert_int_equal(last.height, 0);
+	assert_string_equal(guard_chain_id(f->g), CHAIN);
+	/* nothing was signed: a valid request still works */
+	m.chain = CHAIN;
+	assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK);
+}
+
+static int fail_sign(void *ctx, const uint8_t *msg_, size_t len, uint8_t sig[static 64])
+{
+	(void)ctx, (void)msg_, (void)len;
+	memset(sig, 0xAA, 64);
+	return KMS_ERR_PKCS11;
+}
+
+static void test_sign_failure(void **state)
+{
+	struct fx *f = *state;
+	struct guard_result res;
+	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 9, 0, 1, 100);
+	uint8_t sb[512];
+	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
+	struct guard_request req = {{9, 0, GUARD_STEP_PREVOTE}, sb, n};
+	assert_int_equal(guard_sign(f->g, &req, fail_sign, NULL, &res), KMS_ERR_PKCS11);
+	uint8_t zero[64] = {0};
+	assert_memory_equal(res.signature, zero, 64);
+	struct guard_hrs last;
+	guard_last(f->g, &last);
+	assert_int_equal(last.height, 0);
+	reopen(f);
+	guard_last(f->g, &last);
+	assert_int_equal(last.height, 0);
+	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_OK);
+	assert_int_equal(res.reused, 0);
+}
+
+/* ---- reload after every write gives the same state ---- */
+
+static void test_reload_every_write(void **state)
+{
+	struct fx *f = *state;
+	struct guard_result res, res2;
+	for (int64_t h = 1; h <= 30; h++) {
+		for (int s = 1; s <= 3; s++) {
+			struct tg_msg m = msg((enum guard_step)s, h, h % 3, (int)(h % 4), 1000 + h);
+			assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK);
+			reopen(f);
+			struct guard_hrs last;
+			guard_last(f->g, &last);
+			assert_int_equal(last.height, h);
+			assert_int_equal(last.round, h % 3);
+			assert_int_equal(last.step, s);
+			/* the stored record survives: an identical retry returns the same signature */
+			assert_int_equal(sign_msg(f->g, &m, &res2), KMS_OK);
+			assert_int_equal(res2.reused, 1);
+			assert_memory_equal(res.signature, res2.signature, 64);
+		}
+	}
+}
+
+/* ---- fail-closed start ---- */
+
+static void test_missing(void **state)
+{
+	struct fx *f = *state;
+	struct guard *g = NULL;
+	char *p = tu_path(f->dir, "nope.bin");
+	tu_log_capture_start();
+	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_NOT_FOUND);
+	assert_true(tu_log_contains("state init"));
+	assert_true(tu_log_contains("state import"));
+	tu_log_capture_stop();
+	assert_null(g);
+	free(p);
+}
+
+static void corrupt_byte(const char *path, off_t off)
+{
+	FILE *fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseeko(fp, off, SEEK_SET), 0);
+	int c = fgetc(fp);
+	assert_int_equal(fseeko(fp, off, SEEK_SET), 0);
+	fputc(c ^ 0x01, fp);
+	fclose(fp);
+}
+
+static void test_bad_files(void **state)
+{
+	struct fx *f = *state;
+	struct guard *g = NULL;
+	struct guard_result res;
+	struct tg_msg m = msg(GUARD_STEP_PRECOMMIT, 4, 0, 1, 100);
+	assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK);
+	guard_free(f->g);
+	f->g = NULL;
+
+	/* wrong chain-id */
+	assert_int_equal(guard_open(f->path, "cosmoshub-4", &g), KMS_ERR_REFUSED);
+	/* one slot corrupt (the newest, as after a torn write): the previous record stands */
+	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE); /* slot 1 holds sequence 2 now */
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	struct guard_hrs last;
+	guard_last(g, &last);
+	assert_int_equal(last.height, 0);
+	guard_free(g);
+	/* both corrupt: refuse */
+	corrupt_byte(f->path, 40);
+	tu_log_capture_start();
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_true(tu_log_contains("no valid record"));
+	tu_log_capture_stop();
+	/* truncated, empty, JSON, too open */
+	char *p = tu_path(f->dir, "t.bin");
+	uint8_t junk[100] = {0};
+	tu_write_file(p, junk, 100, 0600);
+	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	tu_write_file(p, junk, 0, 0600);
+	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	tu_log_capture_start();
+	tu_write_file(p, "{\"height\":\"1\"}", 14, 0600);
+	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_true(tu_log_contains("JSON"));
+	tu_log_capture_stop();
+	uint8_t *big = calloc(1, GUARD_FILE_SIZE);
+	tu_write_file(p, big, GUARD_FILE_SIZE, 0600); /* right size, all zeros */
+	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	free(big);
+	unlink(p);
+	assert_int_equal(guard_state_init(p, CHAIN, 1, 0, GUARD_STEP_NONE), KMS_OK);
+	chmod(p, 0644);
+	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_PERM);
+	assert_null(g);
+	free(p);
+	/* init never overwrites */
+	assert_int_equal(guard_state_init(f->path, CHAIN, 5, 0, GUARD_STEP_NONE), KMS_ERR_EXISTS);
+}
+
+static void test_stale_temp_removed(void **state)
+{
+	struct fx *f = *state;
+	size_t cap = strlen(f->path) + 16;
+	char *tmp = malloc(cap);
+	snprintf(tmp, cap, "%s.tmp-AbC123", f->path);
+	tu_write_file(tmp, "x", 1, 0600);
+	reopen(f);
+	assert_int_equal(access(tmp, F_OK), -1);
+	free(tmp);
+}
+
+/* ---- injected I/O faults ---- */
+
+static int fail_mode; /* 1 pwrite error, 2 fdatasync error, 3 short pwrites (must succeed), 4 pwrite 0 */
+static ssize_t inj_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+	if (fail_mode == 1) {
+		errno = EIO;
+		return -1;
+	}
+	if (fail_mode == 4)
+		return 0;
+	if (fail_mode == 3 && n > 100)
+		n = 100;
+	return pwrite(fd, p, n, off);
+}
+static int inj_fdatasync(int fd)
+{
+	if (fail_mode == 2) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static void test_io_faults(void **state)
+{
+	struct fx *f = *state;
+	struct dfile_ops ops = *dfile_ops();
+	ops.pwrite = inj_pwrite;
+	ops.fdatasync = inj_fdatasync;
+	uint8_t zero[64] = {0};
+	int64_t h = 1, prev = 0;
+	for (int mode = 1; mode <= 4; mode++, h += 2) {
+		struct guard_result res;
+		struct tg_msg m = msg(GUARD_STEP_PREVOTE, h, 0, 1, 100);
+		fail_mode = mode;
+		dfile_set_ops(&ops);
+		int r = sign_msg(f->g, &m, &res);
+		dfile_set_ops(NULL);
+		if (mode == 3) {
+			assert_int_equal(r, KMS_OK); /* partial writes are retried */
+			reopen(f);
+			struct guard_hrs last;
+			guard_last(f->g, &last);
+			assert_int_equal(last.height, h);
+			prev = h;
+			continue;
+		}
+		assert_int_equal(r, KMS_ERR_STATE_IO);
+		assert_memory_equal(res.signature, zero, 64);
+		assert_true(guard_failed(f->g));
+		/* fail-closed: refuses everything, even a later height, until reopened */
+		struct tg_msg later = msg(GUARD_STEP_PREVOTE, h + 1, 0, 1, 100);
+		assert_int_equal(sign_msg(f->g, &later, &res), KMS_ERR_STATE_IO);
+		assert_non_null(strstr(res.reason, "fail-closed"));
+		assert_int_equal(sign_msg(f->g, &m, &res), KMS_ERR_STATE_IO);
+		reopen(f);
+		struct guard_hrs last;
+		guard_last(f->g, &last);
+		/* the write may or may not have landed; either way it is never a regression */
+		assert_true(last.height == h || last.height == prev);
+		if (mode == 1 || mode == 4)
+			assert_int_equal(last.height, prev); /* nothing reached the file */
+		assert_int_equal(sign_msg(f->g, &later, &res), KMS_OK);
+		prev = h + 1;
+	}
+}
+
+/* ---- flock ---- */
+
+static void test_flock(void **state)
+{
+	struct fx *f = *state;
+	struct guard *g2 = NULL;
+	/* same process, second open file description: refused too */
+	assert_int_equal(guard_open(f->path, CHAIN, &g2), KMS_ERR_LOCKED);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct guard *g = NULL;
+		tu_log_capture_start();
+		int r = guard_open(f->path, CHAIN, &g);
+		char want[64];
+		snprintf(want, sizeof(want), "holder_pid=%ld", (long)getppid());
+		int named = tu_log_contains(want);
+		struct kbuf *b = kbuf_new(4096);
+		int r2 = guard_state_show(f->path, b);
+		const char *js = "{\"height\":\"9\",\"round\":0,\"step\":0}";
+		int r3 = guard_state_import(f->path, CHAIN, (const uint8_t *)js, strlen(js), GUARD_FMT_AUTO, 1);
+		kbuf_free(b);
+		_exit(r == KMS_ERR_LOCKED && named && r2 == KMS_ERR_LOCKED && r3 == KMS_ERR_LOCKED ? 0 : 1);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	/* released on free: another open succeeds */
+	guard_free(f->g);
+	f->g = NULL;
+	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pb_vectors),
+		cmocka_unit_test(test_pb_encoder_and_ts),
+		cmocka_unit_test_setup_teardown(test_scenarios, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tmkms_cases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sign_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_every_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_temp_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_io_faults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flock, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
