@@ -33,7 +33,8 @@
  *    the path string exactly as configured); label: SOFTSIGN_LABEL_PREFIX +
  *    basename, truncated to 32 and blank padded; manufacturer
  *    SOFTSIGN_MANUFACTURER, model SOFTSIGN_MODEL. Flags CKF_TOKEN_INITIALIZED
- *    (never CKF_LOGIN_REQUIRED: C_Login accepts any PIN and is optional);
+ *    and CKF_USER_PIN_INITIALIZED (never CKF_LOGIN_REQUIRED: C_Login accepts
+ *    any PIN and is optional);
  *    file tokens are also CKF_WRITE_PROTECTED (RW sessions refused with
  *    CKR_TOKEN_WRITE_PROTECTED, keygen/import refused).
  *  - Key files are read once, at C_Initialize. A dir token holds every

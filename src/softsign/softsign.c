@@ -260,7 +260,9 @@ CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), SOFTSIGN_MANUFACTURER);
 	pad(pInfo->model, sizeof(pInfo->model), SOFTSIGN_MODEL);
 	pad(pInfo->serialNumber, sizeof(pInfo->serialNumber), s->serial);
-	pInfo->flags = CKF_TOKEN_INITIALIZED | (s->is_dir ? 0 : CKF_WRITE_PROTECTED);
+	/* any PIN is accepted, so the user PIN counts as initialised (tools warn otherwise) */
+	pInfo->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED |
+		       (s->is_dir ? 0 : CKF_WRITE_PROTECTED);
 	pInfo->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
 	pInfo->ulMaxRwSessionCount = s->is_dir ? CK_EFFECTIVELY_INFINITE : 0;
 	session_counts(slotID, &pInfo->ulSessionCount, &pInfo->ulRwSessionCount);

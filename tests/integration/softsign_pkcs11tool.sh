@@ -98,6 +98,15 @@ if openssl pkeyutl -verify -pubin -inkey "$TMP/fresh.pub" -rawin -in "$TMP/msg2"
 	fail "signature verified for a different message"
 fi
 
+# GnuTLS's p11tool, when installed, sees the same token and objects (RFC 7512 URIs).
+if command -v p11tool >/dev/null; then
+	out=$(p11tool --provider "$MODULE" --list-all "pkcs11:model=softsign" 2>&1) || fail "p11tool: $out"
+	grep -q "serial=$serial;token=softsign%20tok;id=%" <<<"$out" || fail "p11tool URL: $out"
+	grep -q "object=fresh;type=private" <<<"$out" || fail "p11tool objects: $out"
+else
+	echo "note: p11tool (gnutls-bin) not installed, skipping its check"
+fi
+
 # The new key is a file like any other: a fresh process serves it.
 out=$(p11 -O 2>&1) || fail "-O after keygen: $out"
 grep -q "label: *fresh\$" <<<"$out" || fail "fresh not listed after reload: $out"

@@ -284,6 +284,7 @@ static void test_slots_tokens(void **state)
 	assert_int_equal(keyfile_token_serial(X.tokdir, serial), KMS_OK);
 	assert_memory_equal(ti.serialNumber, serial, 16);
 	assert_true(ti.flags & CKF_TOKEN_INITIALIZED);
+	assert_true(ti.flags & CKF_USER_PIN_INITIALIZED);
 	assert_false(ti.flags & CKF_LOGIN_REQUIRED);
 	assert_false(ti.flags & CKF_WRITE_PROTECTED);
 
