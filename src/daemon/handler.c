@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The request handler: validates (pv_), checks and persists (guard_), signs (slot_), replies. */
+#include "p11kms/daemon.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "p11kms/guard.h"
+#include "p11kms/kms_log.h"
+#include "p11kms/net.h"
+#include "p11kms/pv.h"
+#include "p11kms/slot.h"
+
+/* Sign-bytes buffers: a CanonicalVote is < 300 bytes; the guard stores at most this. */
+#define SIGN_BYTES_CAP (GUARD_MAX_SIGN_BYTES + 16)
+
+static int slot_sign_cb(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64])
+{
+	return slot_sign((struct slot *)ctx, msg, len, sig);
+}
+
+/* tmkms's names, which operators grep for. */
+static const char *type_label(int32_t type)
+{
+	switch (type) {
+	case PV_TYPE_PREVOTE:
+		return "PreVote";
+	case PV_TYPE_PRECOMMIT:
+		return "PreCommit";
+	case PV_TYPE_PROPOSAL:
+		return "Proposal";
+	default:
+		return "Unknown";
+	}
+}
+
+/* Operator-facing request names (tmkms and CometBFT spell them this way). */
+static const char *kind_label(enum pv_req_kind k)
+{
+	switch (k) {
+	case PV_REQ_PUBKEY:
+		return "PubKey";
+	case PV_REQ_SIGN_VOTE:
+		return "SignVote";
+	case PV_REQ_SIGN_PROPOSAL:
+		return "SignProposal";
+	case PV_REQ_PING:
+		return "Ping";
+	case PV_REQ_SIGN_BYTES:
+		return "SignBytes";
+	}
+	return "?";
+}
+
+/* "8B0102…" (first 3 bytes of the block hash) or "nil". */
+static void block_prefix(const struct pv_block_id *b, char out[static 16])
+{
+	if (b->hash_len == 0) {
+		(void)snprintf(out, 16, "nil");
+		return;
+	}
+	(void)snprintf(out, 16, "%02X%02X%02X\xe2\x80\xa6", b->hash[0], b->hash[1], b->hash[2]);
+}
+
+static double ms_since(int64_t t0)
+{
+	return (double)(net_now_ms() - t0);
+}
+
+/* Refusal: WARN with the reason, then a RemoteSignerError response (connection stays up). */
+static int refuse(const struct handler_ctx *h, const struct pv_request *req, enum pv_code code,
+		  const char *why, struct kbuf *out)
+{
+	kms_log_warn("refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind),
+		     h->chain_id, (int)code, h->peer, why);
+	kbuf_reset(out);
+	return pv_encode_error_response(h->version, req->kind, (int32_t)code, why, out);
+}
+
+/* Maps a guard/slot error to a code; the guard's REFUSED means inconsistent sign bytes. */
+static enum pv_code code_for_sign_err(int r)
+{
+	if (r == KMS_ERR_REFUSED)
+		return PV_CODE_INVALID_REQUEST;
+	if (r == KMS_ERR_AUTH || r == KMS_ERR_TIMEOUT || r == KMS_ERR_PIN_INCORRECT ||
+	    r == KMS_ERR_PIN_LOCKED || r == KMS_ERR_NOT_FOUND)
+		return PV_CODE_SIGN_FAILED;
+	return pv_code_for_err(r);
+}
+
+static int check_height(const struct handler_ctx *h, const struct pv_request *req, int64_t height,
+			struct kbuf *out, int *refused)
+{
+	char why[128];
+	*refused = 0;
+	if (h->max_height == 0 || (uint64_t)height <= h->max_height)
+		return KMS_OK;
+	(void)snprintf(why, sizeof(why), "height %lld is above max_height %llu", (long long)height,
+		       (unsigned long long)h->max_height);
+	*refused = 1;
+	return refuse(h, req, PV_CODE_MAX_HEIGHT, why, out);
+}
+
+/*
+ * Runs the guard over sign bytes sb for hrs. On a refusal or failure, the
+ * error response is written to out and *refused set.
+ */
+static int guarded_sign(const struct handler_ctx *h, const struct pv_request *req,
+			struct guard_hrs hrs, const struct kbuf *sb, struct guard_result *res,
+			struct kbuf *out, int *refused)
+{
+	struct guard_request greq = {
+		.hrs = hrs,
+		.sign_bytes = kbuf_ptr(sb),
+		.sign_bytes_len = kbuf_len(sb),
+	};
+	char why[320];
+	*refused = 0;
+	memset(res, 0, sizeof(*res));
+	int r = guard_sign(h->guard, &greq, slot_sign_cb, h->key, res);
+	if (r == KMS_OK)
+		return KMS_OK;
+	*refused = 1;
+	if (res->reason[0] != '\0')
+		(void)snprintf(why, sizeof(why), "%s", res->reason);
+	else
+		(void)snprintf(why, sizeof(why), "h=%lld r=%d s=%d: %s", (long long)hrs.height,
+			       (int)hrs.round, (int)hrs.step, kms_strerror(r));
+	return refuse(h, req, code_for_sign_err(r), why, out);
+}
+
+/*
+ * Vote extensions (spec §3.6): family B signs every non-nil precommit when the
+ * chain enables them (the node panics if one is missing, and also if one is
+ * present on a prevote or nil precommit); family C follows
+ * skip_extension_signing. Never part of the guard state: computed fresh on
+ * every request, repeats included (FilePV TestVoteExtensionsAreAlwaysSigned).
+ */
+static int sign_extension(const struct handler_ctx *h, const struct pv_request *req,
+			  struct pv_vote *vote, int *signed_ext)
+{
+	*signed_ext = 0;
+	vote->extension_signature_len = 0;
+	if (!pv_wants_extension_signature(h->version, req))
+		return KMS_OK;
+	if (h->version == PV_V0_38 && !h->sign_extensions)
+		return KMS_OK;
+	struct kbuf *eb = kbuf_new(req->vote.extension_len + 256);
+	if (eb == NULL)
+		return KMS_ERR_ALLOC;
+	int r = pv_vote_extension_sign_bytes(h->chain_id, vote, eb);
+	if (r == KMS_OK)
+		r = slot_sign(h->key, kbuf_ptr(eb), kbuf_len(eb), vote->extension_signature);
+	if (r == KMS_OK) {
+		vote->extension_signature_len = PV_SIG_LEN;
+		*signed_ext = 1;
+	}
+	kbuf_free(eb);
+	return r;
+}
+
+static int handle_vote(const struct handler_ctx *h, const struct pv_request *req, struct kbuf *out)
+{
+	struct pv_vote vote = req->vote; /* echoed back with our fields (spec §3.6) */
+	struct guard_result res;
+	struct guard_hrs hrs = {
+		.height = vote.height,
+		.round = vote.round,
+		.step = vote.type == PV_TYPE_PREVOTE ? GUARD_STEP_PREVOTE : GUARD_STEP_PRECOMMIT,
+	};
+	struct kbuf *sb = NULL;
+	char blk[16];
+	int refused = 0, signed_ext = 0;
+	int64_t t0 = net_now_ms();
+	int r;
+
+	r = check_height(h, req, vote.height, out, &refused);
+	if (r != KMS_OK || refused)
+		return r;
+	if ((sb = kbuf_new(SIGN_BYTES_CAP)) == NULL)
+		return KMS_ERR_ALLOC;
+	r = pv_vote_sign_bytes(h->chain_id, &vote, sb);
+	if (r != KMS_OK) {
+		r = refuse(h, req, r == KMS_ERR_NO_SPACE ? PV_CODE_TOO_LARGE : PV_CODE_INVALID_REQUEST,
+			   "cannot compute the vote's sign bytes", out);
+		goto out;
+	}
+	r = guarded_sign(h, req, hrs, sb, &res, out, &refused);
+	if (r != KMS_OK || refused)
+		goto out;
+	memcpy(vote.signature, res.signature, PV_SIG_LEN);
+	vote.signature_len = PV_SIG_LEN;
+	if (res.timestamp_replaced) {
+		vote.timestamp.seconds = res.ts_seconds;
+		vote.timestamp.nanos = res.ts_nanos;
+	}
+	r = sign_extension(h, req, &vote, &signed_ext);
+	if (r != KMS_OK) {
+		char why[128];
+		(void)snprintf(why, sizeof(why), "h=%lld r=%d: extension signature failed: %s",
+			       (long long)vote.height, (int)vote.round, kms_strerror(r));
+		r = refuse(h, req, code_for_sign_err(r), why, out);
+		goto out;
+	}
+	kbuf_reset(out);
+	r = pv_encode_signed_vote_response(h->version, &vote, out);
+	if (r != KMS_OK)
+		goto out;
+	block_prefix(&vote.block_id, blk);
+	kms_log_info("signed %s chain=%s h=%lld r=%d s=%d block=%s%s%s%s ms=%.1f peer=%s",
+		     type_label(vote.type), h->chain_id, (long long)vote.height, (int)vote.round,
+		     (int)hrs.step, blk, signed_ext ? " ext=signed" : "",
+		     res.reused ? " reused=1" : "", res.timestamp_replaced ? " ts=stored" : "",
+		     ms_since(t0), h->peer);
+out:
+	kbuf_free(sb);
+	return r;
+}
+
+static int handle_proposal(const struct handler_ctx *h, const struct pv_request *req,
+			   struct kbuf *out)
+{
+	struct pv_proposal prop = req->proposal;
+	struct guard_result res;
+	struct guard_hrs hrs = { .height = prop.height, .round = prop.round,
+				 .step = GUARD_STEP_PROPOSE };
+	struct kbuf *sb = NULL;
+	char blk[16];
+	int refused = 0;
+	int64_t t0 = net_now_ms();
+	int r;
+
+	r = check_height(h, req, prop.height, out, &refused);
+	if (r != KMS_OK || refused)
+		return r;
+	if ((sb = kbuf_new(SIGN_BYTES_CAP)) == NULL)
+		return KMS_ERR_ALLOC;
+	r = pv_proposal_sign_bytes(h->chain_id, &prop, sb);
+	if (r != KMS_OK) {
+		r = refuse(h, req, PV_CODE_INVALID_REQUEST, "cannot compute the proposal's sign bytes",
+			   out);
+		goto out;
+	}
+	r = guarded_sign(h, req, hrs, sb, &res, out, &refused);
+	if (r != KMS_OK || refused)
+		goto out;
+	/* The node copies only the signature (spec §3.6): the timestamp is never replaced. */
+	memcpy(prop.signature, res.signature, PV_SIG_LEN);
+	prop.signature_len = PV_SIG_LEN;
+	kbuf_reset(out);
+	r = pv_encode_signed_proposal_response(h->version, &prop, out);
+	if (r != KMS_OK)
+		goto out;
+	block_prefix(&prop.block_id, blk);
+	kms_log_info("signed Proposal chain=%s h=%lld r=%d s=1 pol=%d block=%s%s ms=%.1f peer=%s",
+		     h->chain_id, (long long)prop.height, (int)prop.round, (int)prop.pol_round, blk,
+		     res.reused ? " reused=1" : "", ms_since(t0), h->peer);
+out:
+	kbuf_free(sb);
+	return r;
+}
+
+static void log_summary(const struct handler_ctx *h, const struct pv_request *req)
+{
+	char blk[16];
+	switch (req->kind) {
+	case PV_REQ_SIGN_VOTE:
+		block_prefix(&req->vote.block_id, blk);
+		kms_log_info("request SignVote chain=%s type=%s h=%lld r=%d block=%s ext_len=%zu%s peer=%s",
+			     req->chain_id, type_label(req->vote.type), (long long)req->vote.height,
+			     (int)req->vote.round, blk, req->vote.extension_len,
+			     req->skip_extension_signing ? " skip_ext=1" : "", h->peer);
+		break;
+	case PV_REQ_SIGN_PROPOSAL:
+		block_prefix(&req->proposal.block_id, blk);
+		kms_log_info("request SignProposal chain=%s h=%lld r=%d pol=%d block=%s peer=%s",
+			     req->chain_id, (long long)req->proposal.height,
+			     (int)req->proposal.round, (int)req->proposal.pol_round, blk, h->peer);
+		break;
+	case PV_REQ_SIGN_BYTES:
+		kms_log_info("request SignBytes len=%zu peer=%s", req->sign_bytes_len, h->peer);
+		break;
+	case PV_REQ_PUBKEY:
+		kms_log_info("request PubKey chain=%s peer=%s", req->chain_id, h->peer);
+		break;
+	case PV_REQ_PING:
+		kms_log_info("request Ping peer=%s", h->peer);
+		break;
+	}
+}
+
+int handler_handle(const struct handler_ctx *h, const struct pv_request *req, struct kbuf *out)
+{
+	char why[256];
+	int r;
+
+	if (h == NULL || req == NULL || out == NULL)
+		return KMS_ERR_INTERNAL;
+	if (h->verbose)
+		log_summary(h, req);
+	kbuf_reset(out);
+	if (req->kind == PV_REQ_PING)
+		return pv_encode_ping_response(h->version, out);
+	/* An arbitrary-signing oracle would bypass the guard (spec §7.4). */
+	if (req->kind == PV_REQ_SIGN_BYTES)
+		return refuse(h, req, PV_CODE_UNSUPPORTED, "sign_bytes disabled", out);
+	why[0] = '\0';
+	r = pv_validate_request(req, h->chain_id, why, sizeof(why));
+	if (r != KMS_OK)
+		return refuse(h, req, pv_code_for_err(r), why[0] ? why : kms_strerror(r), out);
+	switch (req->kind) {
+	case PV_REQ_PUBKEY: {
+		uint8_t pub[PV_PUBKEY_LEN];
+		slot_pubkey(h->key, pub);
+		return pv_encode_pubkey_response(h->version, pub, out);
+	}
+	case PV_REQ_SIGN_VOTE:
+		return handle_vote(h, req, out);
+	case PV_REQ_SIGN_PROPOSAL:
+		return handle_proposal(h, req, out);
+	case PV_REQ_PING:
+	case PV_REQ_SIGN_BYTES:
+		break;
+	}
+	return KMS_ERR_INTERNAL;
+}

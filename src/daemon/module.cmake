@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: Apache-2.0
+# Daemon: `p11kms start`: supervisor, connection threads, signals, and the
+# request handler that joins pv_ → guard_ → slot_ (here rather than in
+# src/privval so that pv_ stays a pure codec).
+p11kms_module(daemon
+	SOURCES
+		${CMAKE_CURRENT_LIST_DIR}/daemon.c
+		${CMAKE_CURRENT_LIST_DIR}/conn.c
+		${CMAKE_CURRENT_LIST_DIR}/handler.c
+		${CMAKE_CURRENT_LIST_DIR}/cmd_start.c
+	DEPS p11kms_config p11kms_privval p11kms_guard p11kms_slot p11kms_net p11kms_core
+		Threads::Threads)
