@@ -34,5 +34,7 @@ foreach(script IN LISTS _cli_scripts)
 	get_filename_component(_name ${script} NAME_WE)
 	p11kms_script_test(${_name} ${script} LABELS softhsm
 		ENV "P11KMS_BIN=$<TARGET_FILE:p11kms>"
-		"P11KMS_SANITIZE=${P11KMS_SANITIZE}")
+		"P11KMS_SANITIZE=${P11KMS_SANITIZE}"
+		"P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
+		"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()
