@@ -97,6 +97,24 @@ static void log_token(const char *prefix, CK_SLOT_ID id, const CK_TOKEN_INFO *ti
 		    (unsigned long)id, label, serial, man, model);
 }
 
+/* Slots without a token say why in their description (a reader with no card, softsign's
+ * "mode 0644 too open"): worth showing when no token matched. */
+static void log_empty_slots(CK_FUNCTION_LIST *f)
+{
+	CK_SLOT_ID ids[MAX_SLOTS];
+	CK_ULONG n = MAX_SLOTS, i;
+	if (f->C_GetSlotList(CK_FALSE, ids, &n) != CKR_OK)
+		return;
+	for (i = 0; i < n; i++) {
+		CK_SLOT_INFO si;
+		char desc[70];
+		if (f->C_GetSlotInfo(ids[i], &si) != CKR_OK || (si.flags & CKF_TOKEN_PRESENT))
+			continue;
+		pk11_field(si.slotDescription, sizeof(si.slotDescription), desc, sizeof(desc));
+		kms_log_err("  empty slot=%lu: %s", (unsigned long)ids[i], desc);
+	}
+}
+
 int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT_ID *slot,
 		    CK_TOKEN_INFO *ti)
 {
@@ -133,6 +151,8 @@ int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT
 	for (i = 0; i < n; i++)
 		if (nmatch == 0 || p11_kit_uri_match_token_info(u, &infos[i]))
 			log_token(nmatch ? "candidate" : "present", ids[i], &infos[i]);
+	if (nmatch == 0)
+		log_empty_slots(f);
 	return nmatch == 0 ? KMS_ERR_NOT_FOUND : KMS_ERR_AMBIGUOUS;
 }
 
