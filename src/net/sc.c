@@ -850,7 +850,7 @@ static int soft_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[stat
 int sc_soft_identity_new(const uint8_t *seed, struct sc_soft_identity **out)
 {
 	struct sc_soft_identity *si;
-	int r;
+	int r = KMS_ERR_INTERNAL;
 
 	*out = NULL;
 	si = calloc(1, sizeof(*si));
@@ -859,12 +859,13 @@ int sc_soft_identity_new(const uint8_t *seed, struct sc_soft_identity **out)
 	if (seed != NULL)
 		memcpy(si->seed, seed, 32);
 	else if ((r = kcrypto_random(si->seed, 32)) != KMS_OK)
-		goto fail;
+		goto out;
 	if ((r = kcrypto_ed25519_pub_from_seed(si->seed, si->pub)) != KMS_OK)
-		goto fail;
+		goto out;
 	*out = si;
-	return KMS_OK;
-fail:
+	si = NULL;
+	r = KMS_OK;
+out:
 	sc_soft_identity_free(si);
 	return r;
 }
