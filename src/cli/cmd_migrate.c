@@ -238,8 +238,12 @@ int cmd_migrate(int argc, char **argv)
 	if (a.dry_run) {
 		printf("State files to convert:\n");
 		for (size_t i = 0; i < res->n_states; i++)
-			printf("  chain %s: %s -> %s/%s\n", res->states[i].chain_id,
-			       res->states[i].from, out_dir, res->states[i].to);
+			printf("  chain %s: %s -> %s/%s%s\n", res->states[i].chain_id,
+			       res->states[i].from, out_dir, res->states[i].to,
+			       access(res->states[i].from, F_OK) == 0
+				       ? ""
+				       : " (no tmkms state file there: `state import` or `state init` "
+					 "will be needed)");
 		printf("\n--- %s (dry run: nothing written) ---\n", a.output ? a.output : "p11kms.conf");
 		fwrite(kbuf_ptr(res->conf), 1, kbuf_len(res->conf), stdout);
 		ec = CMD_EXIT_OK;

@@ -138,8 +138,8 @@ static char *resolve(struct mctx *x, const char *path)
 	if (abs == NULL)
 		x->oom = 1;
 	else if (path[0] != '/')
-		mnote(x, "relative path \"%s\" resolved against %s (tmkms's working directory)", path,
-		      abs);
+		mnote(x, "relative path \"%s\" resolved to %s (against tmkms's working directory)",
+		      path, abs);
 	return abs;
 }
 

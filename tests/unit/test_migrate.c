@@ -157,7 +157,7 @@ static void test_relative_paths_and_defaults(void **s)
 	/* relative paths: against tmkms's working directory, and said so */
 	assert_string_equal(cfg->keys[0].softsign, "/home/val/tmkms/secrets/priv_validator_key.json");
 	assert_string_equal(cfg->validators[0].secret_key, "/home/val/tmkms/secrets/kms-identity.key");
-	contains(notes, "relative path \"./secrets/priv_validator_key.json\" resolved against");
+	contains(notes, "relative path \"./secrets/priv_validator_key.json\" resolved to /home/val/tmkms/secrets/priv_validator_key.json");
 	/* default state file: <chain_id>_priv_validator_state.json in the CWD */
 	assert_string_equal(res->states[0].from,
 			    "/home/val/tmkms/cosmoshub-4_priv_validator_state.json");
