@@ -51,3 +51,10 @@ if(EXISTS ${_slot_tests}/test_slot_softsign.c AND _slot_have_softsign)
 		DEPS p11kms_testutil p11kms_slot p11kms_keyfile LABELS unit ENV ${_slot_env})
 	add_dependencies(test_slot_softsign p11kms_softsign_module)
 endif()
+
+# Benchmark (not a test: it prints figures, never asserts on time).
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/bench/bench_slot.c AND TARGET p11kms_tu_softhsm)
+	add_executable(bench_slot ${CMAKE_SOURCE_DIR}/tests/bench/bench_slot.c)
+	target_link_libraries(bench_slot PRIVATE p11kms_test_warnings p11kms_tu_softhsm
+		p11kms_testutil p11kms_slot Threads::Threads)
+endif()
