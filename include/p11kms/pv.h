@@ -182,7 +182,9 @@ void pv_request_free(struct pv_request *r);
 KMS_MUST_CHECK int pv_validate_request(const struct pv_request *r, const char *configured_chain_id, char *why,
 				       size_t whycap);
 
-/* KMS_ERR_REFUSED -> CHAIN_ID_MISMATCH, KMS_ERR_FORMAT -> INVALID_REQUEST,
+/* For results of pv_validate_request and the layers after it:
+ * KMS_ERR_REFUSED -> CHAIN_ID_MISMATCH (max_height refusals: use
+ * PV_CODE_MAX_HEIGHT directly), KMS_ERR_FORMAT -> INVALID_REQUEST,
  * KMS_ERR_DOUBLE_SIGN -> DOUBLE_SIGN, KMS_ERR_STATE_IO -> STATE_UNAVAILABLE,
  * KMS_ERR_PKCS11/KMS_ERR_CRYPTO -> SIGN_FAILED, KMS_ERR_UNSUPPORTED ->
  * UNSUPPORTED, KMS_ERR_TOO_LARGE -> TOO_LARGE, else UNKNOWN. */
@@ -197,8 +199,8 @@ enum pv_code pv_code_for_err(int kms_err);
 int pv_wants_extension_signature(enum pv_version v, const struct pv_request *r);
 
 /*
- * Encoders append one Message (no length prefix) to out; on error out may
- * hold a partial message (reset it). Byte-exact with upstream (gogoproto):
+ * Encoders append one Message (no length prefix) to out; on error out is
+ * left as it was. Byte-exact with upstream (gogoproto):
  * non-nullable fields always emitted, zero scalars omitted.
  *   pubkey:   A/B pub_key{ed25519}; C pub_key_bytes + pub_key_type "ed25519".
  *   vote:     the request vote echoed with signature, possibly replaced

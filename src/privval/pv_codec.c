@@ -497,9 +497,8 @@ static int pack(const Pvwire__Message *m, struct kbuf *out)
 	if ((rc = kbuf_reserve(out, sz, &dst)) != KMS_OK)
 		return rc;
 	if (protobuf_c_message_pack(&m->base, dst) != sz) {
-		if (kbuf_consume_end(out, sz) != KMS_OK)
-			return KMS_ERR_INTERNAL;
-		return KMS_ERR_INTERNAL;
+		rc = kbuf_consume_end(out, sz); /* take the partial message back out */
+		return rc == KMS_OK ? KMS_ERR_INTERNAL : rc;
 	}
 	return KMS_OK;
 }
