@@ -158,7 +158,8 @@ enum pv_code {
  * SignVoteRequest.vote / SignProposalRequest.proposal present; hash lengths
  * 0 or 32; signature lengths <= 64; validator address 0 or 20 bytes;
  * height and round >= 0; nanos in [0, 999999999]; seconds within
- * 0001-01-01..9999-12-31; chain_id <= 50 bytes without NUL. Absent timestamp
+ * 0001-01-01..9999-12-31; chain_id <= 50 bytes without NUL or control
+ * characters (it ends up in log lines). Absent timestamp
  * = Go zero time; absent block_id = nil. For family A, fields 9/10 of Vote are
  * ignored as a family-A node would (unknown fields).
  * Returns KMS_OK, KMS_ERR_FORMAT (undecodable: close the connection),

@@ -127,6 +127,11 @@ static const char *chain_from_wire(const ProtobufCBinaryData *b, char out[static
 		return "chain_id longer than 50 bytes";
 	if (b->len && memchr(b->data, 0, b->len))
 		return "chain_id contains a NUL byte";
+	/* chain ids are printable; a control byte would let the node forge our log lines */
+	for (size_t i = 0; i < b->len; i++) {
+		if (b->data[i] < 0x20 || b->data[i] == 0x7f)
+			return "chain_id contains a control character";
+	}
 	if (b->len)
 		memcpy(out, b->data, b->len);
 	out[b->len] = '\0';

@@ -240,6 +240,9 @@ static void test_bad_chain_id(void **state)
 	m[7] = 0;
 	assert_int_equal(pv_decode_request(PV_V0_37, m, 4 + 10, &out), KMS_ERR_FORMAT);
 	assert_true(tu_log_contains("NUL"));
+	m[7] = '\n';
+	assert_int_equal(pv_decode_request(PV_V0_37, m, 4 + 10, &out), KMS_ERR_FORMAT);
+	assert_true(tu_log_contains("control character"));
 	m[7] = 'a';
 	assert_int_equal(pv_decode_request(PV_V0_37, m, 4 + 10, &out), KMS_OK);
 	assert_string_equal(out->chain_id, "aaaaaaaaaa");
