@@ -25,7 +25,8 @@ if(TARGET p11kms_tu_softhsm AND EXISTS ${_it}/test_daemon_softhsm.c)
 	p11kms_test(test_daemon_softhsm SOURCES ${_it}/test_daemon_softhsm.c
 		DEPS p11kms_tnode p11kms_daemon p11kms_tu_softhsm p11kms_crypto p11kms_testutil
 			Threads::Threads
-		LABELS softhsm TIMEOUT 300 ENV ${_it_env})
+		LABELS softhsm TIMEOUT 300 ENV ${_it_env}
+			"ASAN_OPTIONS=fast_unwind_on_malloc=0")
 	if(TARGET p11kms_softsign_module)
 		add_dependencies(test_daemon_softhsm p11kms_softsign_module)
 	endif()
