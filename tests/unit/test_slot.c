@@ -102,7 +102,19 @@ static void test_uri_rules(void **state)
 	/* The profile's module_paths are searched when the URI names no module. */
 	struct slot_opts o = {.profile = "softhsm2"};
 	snprintf(bad, sizeof(bad), "pkcs11:token=p11kms-a;object=nope?pin-source=%s", pin_a);
+	tu_log_capture_start();
 	assert_int_equal(slot_open(bad, &o, &s), KMS_ERR_NOT_FOUND);
+	assert_true(tu_log_contains("no private key matches")); /* module, token and login worked */
+	tu_log_capture_stop();
+	/* module-name: p11-kit's registry (Debian registers softhsm2), else lib<name>.so. */
+	snprintf(bad, sizeof(bad), "pkcs11:token=p11kms-a;object=nope?module-name=softhsm2&"
+		 "pin-source=%s", pin_a);
+	tu_log_capture_start();
+	assert_int_equal(slot_open(bad, NULL, &s), KMS_ERR_NOT_FOUND);
+	assert_true(tu_log_contains("no private key matches"));
+	tu_log_capture_stop();
+	assert_int_equal(slot_open("pkcs11:token=x?module-name=no-such-module", NULL, &s),
+			 KMS_ERR_NOT_FOUND);
 }
 
 static void test_missing_token(void **state)
