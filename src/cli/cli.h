@@ -16,7 +16,8 @@ struct cfg_key;
 struct slot;
 
 /* Appends printf output to b (grows up to b's cap). KMS_ERR_NO_SPACE / ALLOC. */
-KMS_MUST_CHECK int cli_bprintf(struct kbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+KMS_MUST_CHECK int cli_bprintf(struct kbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Appends s as a libconfig string literal ("..." with \" \\ and \xNN escapes). */
 KMS_MUST_CHECK int cli_bput_cstr(struct kbuf *b, const char *s);
 /* A NUL-terminated copy of b's readable bytes (caller free()s), NULL on ENOMEM. */

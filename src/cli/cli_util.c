@@ -199,8 +199,10 @@ int cli_load_config(const char *cmd, const char *cli_path, struct cfg **out)
 	err[0] = '\0';
 	if ((r = cfg_load(path, out, err, sizeof(err))) != KMS_OK) {
 		if (r == KMS_ERR_NOT_FOUND)
-			cli_err(cmd, "%s: no such config file (give -c FILE, set P11KMS_CONFIG, "
-				     "or run `p11kms init`)", path);
+			cli_err(cmd,
+				"%s: no such config file (give -c FILE, set P11KMS_CONFIG, "
+				"or run `p11kms init`)",
+				path);
 		else
 			cli_err(cmd, "%s", err[0] ? err : kms_strerror(r));
 		return r == KMS_ERR_NOT_FOUND ? KMS_ERR_CONFIG : r;

@@ -34,7 +34,8 @@ struct doc {
 	int n_ok, n_fail;
 };
 
-__attribute__((format(printf, 3, 4))) static void check(struct doc *d, int exit_code, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void check(struct doc *d, int exit_code,
+							const char *fmt, ...)
 {
 	va_list ap;
 
@@ -61,8 +62,8 @@ static void check_private(struct doc *d, const char *what, const char *path)
 	if (r == KMS_OK)
 		check(d, CMD_EXIT_OK, "%s %s: present, private", what, path);
 	else if (r == KMS_ERR_PERM)
-		check(d, CMD_EXIT_PERM, "%s %s: readable by group or others: chmod 600 %s", what, path,
-		      path);
+		check(d, CMD_EXIT_PERM, "%s %s: readable by group or others: chmod 600 %s", what,
+		      path, path);
 	else if (r == KMS_ERR_NOT_FOUND)
 		check(d, CMD_EXIT_KEY, "%s %s: missing: create it (see `p11kms help`)", what, path);
 	else
@@ -108,7 +109,8 @@ static void check_identity(struct doc *d, const struct cfg_validator *v)
 	r = keyfile_load(v->secret_key, &k);
 	if (r == KMS_OK && enc_ed25519_address(k.pub, id) == KMS_OK &&
 	    enc_hex_encode(id, 20, hex, sizeof(hex)) == KMS_OK)
-		check(d, CMD_EXIT_OK, "identity key %s: Ed25519, KMS node ID %s", v->secret_key, hex);
+		check(d, CMD_EXIT_OK, "identity key %s: Ed25519, KMS node ID %s", v->secret_key,
+		      hex);
 	else if (r != KMS_ERR_PERM && r != KMS_ERR_NOT_FOUND)
 		check(d, CMD_EXIT_KEY,
 		      "identity key %s: unreadable (%s): make one with `p11kms keygen --softsign %s`",
@@ -129,14 +131,16 @@ static void check_key(struct doc *d, const struct cfg *cfg, const struct cfg_key
 		check_private(d, "consensus key", k->softsign);
 	} else {
 		if (slot_uri_validate(k->uri) != KMS_OK) {
-			check(d, CMD_EXIT_CONFIG, "key %s: the URI does not parse or names no module", k->uri);
+			check(d, CMD_EXIT_CONFIG,
+			      "key %s: the URI does not parse or names no module", k->uri);
 			return;
 		}
 		uri_pin_source(k->uri, pin, sizeof(pin));
 		if (pin[0] != '\0')
 			check_private(d, "PIN file", pin);
 		else if (k->pin_env != NULL && getenv(k->pin_env) == NULL)
-			check(d, CMD_EXIT_KEY, "PIN: environment variable %s is not set", k->pin_env);
+			check(d, CMD_EXIT_KEY, "PIN: environment variable %s is not set",
+			      k->pin_env);
 	}
 	r = cli_open_key(k, &s);
 	if (r != KMS_OK) {
@@ -171,7 +175,8 @@ static void check_state(struct doc *d, const struct cfg_chain *c)
 	case KMS_OK:
 		guard_last(g, &hrs);
 		check(d, CMD_EXIT_OK, "state for %s: %s, last signed %lld/%d/%s, not locked", c->id,
-		      c->state_file, (long long)hrs.height, (int)hrs.round, guard_step_name(hrs.step));
+		      c->state_file, (long long)hrs.height, (int)hrs.round,
+		      guard_step_name(hrs.step));
 		guard_free(g);
 		return;
 	case KMS_ERR_NOT_FOUND:
@@ -181,16 +186,18 @@ static void check_state(struct doc *d, const struct cfg_chain *c)
 		      c->id, c->state_file, c->id);
 		return;
 	case KMS_ERR_LOCKED:
-		check(d, CMD_EXIT_STATE, "state for %s: %s is locked by a running signer: stop it first",
-		      c->id, c->state_file);
+		check(d, CMD_EXIT_STATE,
+		      "state for %s: %s is locked by a running signer: stop it first", c->id,
+		      c->state_file);
 		return;
 	case KMS_ERR_PERM:
 		check(d, CMD_EXIT_PERM, "state for %s: %s readable by others: chmod 600 %s", c->id,
 		      c->state_file, c->state_file);
 		return;
 	default:
-		check(d, CMD_EXIT_STATE, "state for %s: %s: %s (never reset it blindly: compare with "
-					 "the node's priv_validator_state.json)",
+		check(d, CMD_EXIT_STATE,
+		      "state for %s: %s: %s (never reset it blindly: compare with "
+		      "the node's priv_validator_state.json)",
 		      c->id, c->state_file, kms_strerror(r));
 	}
 }
@@ -203,9 +210,9 @@ static void check_validator(struct doc *d, const struct cfg_validator *v)
 	check(d, CMD_EXIT_OK, "validator %s for %s: address parses (%s, %s)%s", a, v->chain_id,
 	      cfg_proto_name(v->protocol_version),
 	      v->net.scheme == NET_UNIX ? "unix socket" : "Secret Connection",
-	      v->net.scheme == NET_TCP && !v->net.has_node_id
-		      ? "; no node id in addr: the peer will not be verified"
-		      : "");
+	      v->net.scheme == NET_TCP && !v->net.has_node_id ?
+		      "; no node id in addr: the peer will not be verified" :
+		      "");
 }
 
 int cmd_doctor(int argc, char **argv)
@@ -224,10 +231,18 @@ int cmd_doctor(int argc, char **argv)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': conf = optarg; break;
-		case 'v': verbose = 1; break;
-		case 'h': fputs(usage, stdout); return CMD_EXIT_OK;
-		default: fputs(usage, stderr); return CMD_EXIT_USAGE;
+		case 'c':
+			conf = optarg;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return CMD_EXIT_OK;
+		default:
+			fputs(usage, stderr);
+			return CMD_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
@@ -240,8 +255,8 @@ int cmd_doctor(int argc, char **argv)
 		check(&d, CMD_EXIT_CONFIG, "config: does not load (the line above says where)");
 		return d.first_fail;
 	}
-	check(&d, CMD_EXIT_OK, "config %s: parses (%zu chains, %zu keys, %zu validators)", cfg->path,
-	      cfg->n_chains, cfg->n_keys, cfg->n_validators);
+	check(&d, CMD_EXIT_OK, "config %s: parses (%zu chains, %zu keys, %zu validators)",
+	      cfg->path, cfg->n_chains, cfg->n_keys, cfg->n_validators);
 	for (size_t i = 0; i < cfg->n_validators; i++)
 		check_validator(&d, &cfg->validators[i]);
 	for (size_t i = 0; i < cfg->n_validators; i++)

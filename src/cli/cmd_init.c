@@ -53,12 +53,26 @@ static int parse_args(int argc, char **argv, struct init_args *a, int *ec)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': a->chain = optarg; break;
-		case 'p': a->prefix = optarg; break;
-		case 'a': a->addr = optarg; break;
-		case 'P': a->protocol = optarg; break;
-		case 'h': fputs(usage, stdout); *ec = CMD_EXIT_OK; return -1;
-		default: fputs(usage, stderr); *ec = CMD_EXIT_USAGE; return -1;
+		case 'c':
+			a->chain = optarg;
+			break;
+		case 'p':
+			a->prefix = optarg;
+			break;
+		case 'a':
+			a->addr = optarg;
+			break;
+		case 'P':
+			a->protocol = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			*ec = CMD_EXIT_OK;
+			return -1;
+		default:
+			fputs(usage, stderr);
+			*ec = CMD_EXIT_USAGE;
+			return -1;
 		}
 	}
 	if (optind + 1 < argc) {
@@ -93,8 +107,9 @@ static int resolve_chain(struct init_args *a)
 	if (a->prefix == NULL && p != NULL)
 		a->prefix = p->prefix;
 	if (a->prefix == NULL) {
-		cli_err("init", "chain %s is not one I know: give its bech32 prefix with --prefix "
-				"(e.g. --prefix cosmos)",
+		cli_err("init",
+			"chain %s is not one I know: give its bech32 prefix with --prefix "
+			"(e.g. --prefix cosmos)",
 			a->chain);
 		return -1;
 	}
@@ -121,7 +136,8 @@ static int resolve_chain(struct init_args *a)
 
 static int render_config(struct kbuf *b, const struct init_args *a)
 {
-	int r = cli_bprintf(b,
+	int r = cli_bprintf(
+		b,
 		"# p11kms configuration (schema: docs/config.md), written by `p11kms init`.\n"
 		"# Relative paths resolve against this file's directory.\n"
 		"\n"
@@ -198,7 +214,8 @@ static void print_next(const struct init_args *a, const char *conf, const uint8_
 	uint8_t id[20];
 	char hex[41] = "?";
 
-	if (enc_ed25519_address(pub, id) != KMS_OK || enc_hex_encode(id, 20, hex, sizeof(hex)) != KMS_OK)
+	if (enc_ed25519_address(pub, id) != KMS_OK ||
+	    enc_hex_encode(id, 20, hex, sizeof(hex)) != KMS_OK)
 		hex[0] = '\0';
 	printf("Created %s for chain %s.\n"
 	       "  identity key %s/secrets/kms-identity.key (KMS node ID %s)\n\n"
@@ -246,8 +263,8 @@ int cmd_init(int argc, char **argv)
 	}
 	if (render_config(text, &a) != KMS_OK)
 		goto out;
-	if ((r = make_dir(a.dir, 0700, 1)) != KMS_OK || (r = make_dir(secrets, 0700, 1)) != KMS_OK ||
-	    (r = make_dir(state, 0700, 1)) != KMS_OK)
+	if ((r = make_dir(a.dir, 0700, 1)) != KMS_OK ||
+	    (r = make_dir(secrets, 0700, 1)) != KMS_OK || (r = make_dir(state, 0700, 1)) != KMS_OK)
 		goto out;
 	if ((r = make_identity(idkey, pub)) != KMS_OK) {
 		ec = cmd_exit_for(r);

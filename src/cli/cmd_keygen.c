@@ -49,8 +49,8 @@ struct key_args {
 	const char *softsign, *slot, *label, *pin_env, *prefix, *input;
 };
 
-static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
-		      struct key_args *a, int *ec)
+static int parse_args(const char *cmd, const char *usage, int argc, char **argv, struct key_args *a,
+		      int *ec)
 {
 	static const struct option opts[] = {
 		{ "softsign", required_argument, NULL, 's' },
@@ -66,13 +66,29 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': a->softsign = optarg; break;
-		case 'S': a->slot = optarg; break;
-		case 'l': a->label = optarg; break;
-		case 'E': a->pin_env = optarg; break;
-		case 'p': a->prefix = optarg; break;
-		case 'h': fputs(usage, stdout); *ec = CMD_EXIT_OK; return -1;
-		default: fputs(usage, stderr); *ec = CMD_EXIT_USAGE; return -1;
+		case 's':
+			a->softsign = optarg;
+			break;
+		case 'S':
+			a->slot = optarg;
+			break;
+		case 'l':
+			a->label = optarg;
+			break;
+		case 'E':
+			a->pin_env = optarg;
+			break;
+		case 'p':
+			a->prefix = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			*ec = CMD_EXIT_OK;
+			return -1;
+		default:
+			fputs(usage, stderr);
+			*ec = CMD_EXIT_USAGE;
+			return -1;
 		}
 	}
 	if (optind < argc)
@@ -87,7 +103,8 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
 	return 0;
 }
 
-static void print_key(const char *what, const char *where, const uint8_t pub[32], const char *prefix)
+static void print_key(const char *what, const char *where, const uint8_t pub[32],
+		      const char *prefix)
 {
 	char cons[96];
 
@@ -121,8 +138,8 @@ int cmd_keygen(int argc, char **argv)
 		kms_wipe(seed, sizeof(seed));
 		if (r != KMS_OK) {
 			cli_err("keygen", "%s: %s", a.softsign,
-				r == KMS_ERR_EXISTS ? "exists: a key file is never overwritten"
-						    : kms_strerror(r));
+				r == KMS_ERR_EXISTS ? "exists: a key file is never overwritten" :
+						      kms_strerror(r));
 			return cmd_exit_for(r);
 		}
 		print_key("Generated softsign key", a.softsign, pub, a.prefix);
@@ -137,7 +154,9 @@ int cmd_keygen(int argc, char **argv)
 	r = slot_keygen(a.slot, a.label, &so, &uri, pub);
 	if (r != KMS_OK) {
 		cli_err("keygen", "on %s: %s", a.slot, kms_strerror(r));
-		ec = r == KMS_ERR_EXISTS ? CMD_EXIT_KEY : cmd_exit_for(r) == CMD_EXIT_FAIL ? CMD_EXIT_KEY : cmd_exit_for(r);
+		ec = r == KMS_ERR_EXISTS	      ? CMD_EXIT_KEY :
+		     cmd_exit_for(r) == CMD_EXIT_FAIL ? CMD_EXIT_KEY :
+							cmd_exit_for(r);
 		goto out;
 	}
 	print_key("Generated on the token:", uri, pub, a.prefix);
@@ -155,8 +174,9 @@ static int load_input(const char *path, struct keyfile_ed25519 *k)
 	int r = dfile_check_private(path);
 
 	if (r == KMS_ERR_PERM) {
-		cli_err("import", "%s is readable by group or others: chmod 600 %s first (and "
-				  "consider that key exposed if others could log in)",
+		cli_err("import",
+			"%s is readable by group or others: chmod 600 %s first (and "
+			"consider that key exposed if others could log in)",
 			path, path);
 		return r;
 	}
@@ -170,8 +190,9 @@ static int load_input(const char *path, struct keyfile_ed25519 *k)
 		return r;
 	}
 	if (!k->has_seed) {
-		cli_err("import", "%s holds an expanded key (%s) without its seed: it can be used "
-				  "in place with softsign = \"%s\" but not imported",
+		cli_err("import",
+			"%s holds an expanded key (%s) without its seed: it can be used "
+			"in place with softsign = \"%s\" but not imported",
 			path, keyfile_kind_name(k->kind), path);
 		keyfile_wipe(k);
 		return KMS_ERR_UNSUPPORTED;
@@ -194,7 +215,8 @@ int cmd_import(int argc, char **argv)
 	if (kms_log_get_level() > KMS_LOG_WARN)
 		kms_log_set_level(KMS_LOG_WARN);
 	if (a.input == NULL) {
-		cli_err("import", "which key file? e.g. p11kms import priv_validator_key.json --softsign PATH");
+		cli_err("import",
+			"which key file? e.g. p11kms import priv_validator_key.json --softsign PATH");
 		return CMD_EXIT_USAGE;
 	}
 	if ((r = load_input(a.input, &k)) != KMS_OK)
@@ -203,8 +225,8 @@ int cmd_import(int argc, char **argv)
 		r = keyfile_write_seed(a.softsign, k.seed);
 		if (r != KMS_OK) {
 			cli_err("import", "%s: %s", a.softsign,
-				r == KMS_ERR_EXISTS ? "exists: a key file is never overwritten"
-						    : kms_strerror(r));
+				r == KMS_ERR_EXISTS ? "exists: a key file is never overwritten" :
+						      kms_strerror(r));
 			ec = cmd_exit_for(r);
 			goto out;
 		}

@@ -52,16 +52,33 @@ static int parse_args(int argc, char **argv, struct keys_args *a, int *ec)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': a->conf = optarg; break;
-		case 'C': a->chain = optarg; break;
-		case 'S': a->slot = optarg; break;
-		case 'E': a->pin_env = optarg; break;
-		case 'p': a->prefix = optarg; break;
-		case 'h': fputs(usage, stdout); *ec = CMD_EXIT_OK; return -1;
-		default: fputs(usage, stderr); *ec = CMD_EXIT_USAGE; return -1;
+		case 'c':
+			a->conf = optarg;
+			break;
+		case 'C':
+			a->chain = optarg;
+			break;
+		case 'S':
+			a->slot = optarg;
+			break;
+		case 'E':
+			a->pin_env = optarg;
+			break;
+		case 'p':
+			a->prefix = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			*ec = CMD_EXIT_OK;
+			return -1;
+		default:
+			fputs(usage, stderr);
+			*ec = CMD_EXIT_USAGE;
+			return -1;
 		}
 	}
-	if (optind + 1 != argc || (strcmp(argv[optind], "list") != 0 && strcmp(argv[optind], "show") != 0)) {
+	if (optind + 1 != argc ||
+	    (strcmp(argv[optind], "list") != 0 && strcmp(argv[optind], "show") != 0)) {
 		cli_err("keys", "say `keys list` or `keys show`");
 		fputs(usage, stderr);
 		*ec = CMD_EXIT_USAGE;
@@ -113,7 +130,8 @@ static int show_key(const struct cfg *cfg, const struct cfg_key *k, int detail)
 	slot_pubkey(s, pub);
 	if (!detail) {
 		print_chains(k);
-		if (prefix != NULL && enc_ed25519_bech32_pub(prefix, pub, line, sizeof(line)) == KMS_OK)
+		if (prefix != NULL &&
+		    enc_ed25519_bech32_pub(prefix, pub, line, sizeof(line)) == KMS_OK)
 			printf("  %s  %s\n", line, slot_describe(s));
 		else if (enc_hex_encode_upper(pub, 32, line, sizeof(line)) == KMS_OK)
 			printf("  %s  %s\n", line, slot_describe(s));
@@ -131,8 +149,8 @@ static int show_key(const struct cfg *cfg, const struct cfg_key *k, int detail)
 	if ((r = slot_hygiene(s, &h)) == KMS_OK)
 		printf("  hygiene:                  %s (sensitive=%d always_sensitive=%d "
 		       "extractable=%d never_extractable=%d local=%d)\n",
-		       h.verdict, h.sensitive, h.always_sensitive, h.extractable, h.never_extractable,
-		       h.local);
+		       h.verdict, h.sensitive, h.always_sensitive, h.extractable,
+		       h.never_extractable, h.local);
 	else
 		printf("  hygiene:                  unknown (%s)\n", kms_strerror(r));
 	r = KMS_OK;
@@ -215,9 +233,9 @@ int cmd_keys(int argc, char **argv)
 			cli_err("keys", "no keys configured");
 		ec = CMD_EXIT_CONFIG;
 	} else {
-		ec = first_err == KMS_OK ? CMD_EXIT_OK
-		     : cmd_exit_for(first_err) == CMD_EXIT_FAIL ? CMD_EXIT_KEY
-								: cmd_exit_for(first_err);
+		ec = first_err == KMS_OK		      ? CMD_EXIT_OK :
+		     cmd_exit_for(first_err) == CMD_EXIT_FAIL ? CMD_EXIT_KEY :
+								cmd_exit_for(first_err);
 	}
 	cfg_free(cfg);
 	slot_shutdown();

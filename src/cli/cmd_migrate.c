@@ -53,10 +53,18 @@ static int parse_args(int argc, char **argv, struct mig_args *a, int *exit_code)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "o:nfh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'o': a->output = optarg; break;
-		case 'C': a->tmkms_cwd = optarg; break;
-		case 'n': a->dry_run = 1; break;
-		case 'f': a->force = 1; break;
+		case 'o':
+			a->output = optarg;
+			break;
+		case 'C':
+			a->tmkms_cwd = optarg;
+			break;
+		case 'n':
+			a->dry_run = 1;
+			break;
+		case 'f':
+			a->force = 1;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			*exit_code = CMD_EXIT_OK;
@@ -97,7 +105,8 @@ static int convert_state(const struct migrate_state *s, const char *out_dir)
 		goto out;
 	}
 	if (r != KMS_OK) {
-		cli_err("migrate", "%s: cannot read the tmkms state file: %s", s->from, kms_strerror(r));
+		cli_err("migrate", "%s: cannot read the tmkms state file: %s", s->from,
+			kms_strerror(r));
 		goto out;
 	}
 	r = guard_state_import(to, s->chain_id, kbuf_ptr(json), kbuf_len(json), GUARD_FMT_TMKMS, 0);
@@ -143,13 +152,14 @@ static int validate(const struct migrate_result *res, const char *name, const ch
 				 sizeof(err));
 
 	if (r != KMS_OK)
-		cli_err("migrate", "the converted config does not validate (please report this): %s",
-			err);
+		cli_err("migrate",
+			"the converted config does not validate (please report this): %s", err);
 	cfg_free(cfg);
 	return r;
 }
 
-static int write_all(const struct mig_args *a, const struct migrate_result *res, const char *out_dir)
+static int write_all(const struct mig_args *a, const struct migrate_result *res,
+		     const char *out_dir)
 {
 	const uint8_t *p = kbuf_ptr(res->conf);
 	size_t n = kbuf_len(res->conf);
@@ -164,8 +174,8 @@ static int write_all(const struct mig_args *a, const struct migrate_result *res,
 	for (size_t i = 0; i < res->n_states; i++)
 		if ((r = convert_state(&res->states[i], out_dir)) != KMS_OK)
 			return r;
-	r = a->force ? dfile_write_atomic(a->output, p, n, 0600)
-		     : dfile_create_atomic(a->output, p, n, 0600);
+	r = a->force ? dfile_write_atomic(a->output, p, n, 0600) :
+		       dfile_create_atomic(a->output, p, n, 0600);
 	if (r != KMS_OK)
 		cli_err("migrate", "%s: cannot write: %s", a->output, kms_strerror(r));
 	else
@@ -211,8 +221,9 @@ int cmd_migrate(int argc, char **argv)
 		goto out;
 	}
 	printf("Relative tmkms paths resolve against %s (%s).\n", cwd,
-	       a.tmkms_cwd ? "--tmkms-cwd"
-			   : "the directory of tmkms.toml; give --tmkms-cwd if tmkms was started elsewhere");
+	       a.tmkms_cwd ?
+		       "--tmkms-cwd" :
+		       "the directory of tmkms.toml; give --tmkms-cwd if tmkms was started elsewhere");
 	mo.src_name = a.src;
 	mo.tmkms_cwd = cwd;
 	mo.out_dir = out_dir;
@@ -240,11 +251,12 @@ int cmd_migrate(int argc, char **argv)
 		for (size_t i = 0; i < res->n_states; i++)
 			printf("  chain %s: %s -> %s/%s%s\n", res->states[i].chain_id,
 			       res->states[i].from, out_dir, res->states[i].to,
-			       access(res->states[i].from, F_OK) == 0
-				       ? ""
-				       : " (no tmkms state file there: `state import` or `state init` "
-					 "will be needed)");
-		printf("\n--- %s (dry run: nothing written) ---\n", a.output ? a.output : "p11kms.conf");
+			       access(res->states[i].from, F_OK) == 0 ?
+				       "" :
+				       " (no tmkms state file there: `state import` or `state init` "
+				       "will be needed)");
+		printf("\n--- %s (dry run: nothing written) ---\n",
+		       a.output ? a.output : "p11kms.conf");
 		fwrite(kbuf_ptr(res->conf), 1, kbuf_len(res->conf), stdout);
 		ec = CMD_EXIT_OK;
 		goto out;

@@ -61,16 +61,38 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "c:o:fh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': a->conf = optarg; break;
-		case 'C': a->chain = optarg; break;
-		case 'F': a->format = optarg; break;
-		case 'o': a->output = optarg; break;
-		case 'H': a->height = optarg; break;
-		case 'R': a->round = optarg; break;
-		case 'S': a->step = optarg; break;
-		case 'f': a->force = 1; break;
-		case 'h': fputs(usage, stdout); *ec = CMD_EXIT_OK; return -1;
-		default: fputs(usage, stderr); *ec = CMD_EXIT_USAGE; return -1;
+		case 'c':
+			a->conf = optarg;
+			break;
+		case 'C':
+			a->chain = optarg;
+			break;
+		case 'F':
+			a->format = optarg;
+			break;
+		case 'o':
+			a->output = optarg;
+			break;
+		case 'H':
+			a->height = optarg;
+			break;
+		case 'R':
+			a->round = optarg;
+			break;
+		case 'S':
+			a->step = optarg;
+			break;
+		case 'f':
+			a->force = 1;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			*ec = CMD_EXIT_OK;
+			return -1;
+		default:
+			fputs(usage, stderr);
+			*ec = CMD_EXIT_USAGE;
+			return -1;
 		}
 	}
 	if (optind < argc)
@@ -87,7 +109,8 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 		return -1;
 	}
 	if ((a->file != NULL) != (strcmp(a->verb, "import") == 0)) {
-		cli_err("state", "%s", a->file ? "only import takes a FILE" : "import needs a FILE");
+		cli_err("state", "%s",
+			a->file ? "only import takes a FILE" : "import needs a FILE");
 		return -1;
 	}
 	return 0;
@@ -99,13 +122,14 @@ static int parse_fmt(const char *s, int allow_auto, enum guard_fmt *out)
 		const char *name;
 		enum guard_fmt fmt;
 	} names[] = {
-		{ "auto", GUARD_FMT_AUTO },       { "cometbft", GUARD_FMT_COMETBFT },
-		{ "tmkms", GUARD_FMT_TMKMS },     { "horcrux", GUARD_FMT_HORCRUX },
+		{ "auto", GUARD_FMT_AUTO },	{ "cometbft", GUARD_FMT_COMETBFT },
+		{ "tmkms", GUARD_FMT_TMKMS },	{ "horcrux", GUARD_FMT_HORCRUX },
 		{ "p11kms", GUARD_FMT_P11KMS },
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(names[i].name, s) == 0 && (allow_auto || names[i].fmt != GUARD_FMT_AUTO)) {
+		if (strcmp(names[i].name, s) == 0 &&
+		    (allow_auto || names[i].fmt != GUARD_FMT_AUTO)) {
 			*out = names[i].fmt;
 			return KMS_OK;
 		}
@@ -181,8 +205,9 @@ static int do_init(const struct state_args *a, const char *path)
 		return r;
 	r = guard_state_init(path, a->chain, (int64_t)h, (int32_t)rd, st);
 	if (r == KMS_ERR_EXISTS)
-		cli_err("state", "%s exists: init never overwrites a state (see `state show`; "
-				 "`state import --force` moves it forward)",
+		cli_err("state",
+			"%s exists: init never overwrites a state (see `state show`; "
+			"`state import --force` moves it forward)",
 			path);
 	else if (r != KMS_OK)
 		cli_err("state", "%s: %s", path, kms_strerror(r));
@@ -205,13 +230,16 @@ static int do_import(const struct state_args *a, const char *path)
 		return r;
 	}
 	if ((r = ensure_parent(path)) == KMS_OK)
-		r = guard_state_import(path, a->chain, kbuf_ptr(json), kbuf_len(json), fmt, a->force);
+		r = guard_state_import(path, a->chain, kbuf_ptr(json), kbuf_len(json), fmt,
+				       a->force);
 	kbuf_free(json);
 	if (r == KMS_ERR_EXISTS)
-		cli_err("state", "%s exists: use --force to replace it (never with an older state)", path);
+		cli_err("state", "%s exists: use --force to replace it (never with an older state)",
+			path);
 	else if (r == KMS_ERR_REFUSED)
-		cli_err("state", "%s: refused (the import is behind the existing state, or is for "
-				 "another chain)",
+		cli_err("state",
+			"%s: refused (the import is behind the existing state, or is for "
+			"another chain)",
 			a->file);
 	else if (r != KMS_OK)
 		cli_err("state", "%s -> %s: %s", a->file, path, kms_strerror(r));
@@ -237,11 +265,14 @@ static int do_show_export(const struct state_args *a, const char *path, int expo
 	r = export ? guard_state_export(path, fmt, out) : guard_state_show(path, out);
 	if (r != KMS_OK) {
 		cli_err("state", "%s: %s%s", path, kms_strerror(r),
-			r == KMS_ERR_NOT_FOUND ? " (create it with `state init` or `state import`)" : "");
+			r == KMS_ERR_NOT_FOUND ?
+				" (create it with `state init` or `state import`)" :
+				"");
 		goto out;
 	}
 	if (export && a->output != NULL) {
-		if ((r = dfile_write_atomic(a->output, kbuf_ptr(out), kbuf_len(out), 0600)) != KMS_OK)
+		if ((r = dfile_write_atomic(a->output, kbuf_ptr(out), kbuf_len(out), 0600)) !=
+		    KMS_OK)
 			cli_err("state", "%s: %s", a->output, kms_strerror(r));
 		goto out;
 	}

@@ -7,7 +7,8 @@
 #include "p11kms/cmd.h"
 
 const struct cli_command cli_commands[] = {
-	{ "init", cmd_init, "Create a p11kms directory: config, identity key, secrets/ and state/" },
+	{ "init", cmd_init,
+	  "Create a p11kms directory: config, identity key, secrets/ and state/" },
 	{ "keygen", cmd_keygen, "Generate a consensus key (softsign file or on a PKCS#11 token)" },
 	{ "import", cmd_import, "Import priv_validator_key.json into a softsign file or a token" },
 	{ "keys", cmd_keys, "List and show keys: URI, public key formats, address, hygiene" },

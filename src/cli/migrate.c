@@ -25,7 +25,7 @@ struct mctx {
 };
 
 __attribute__((format(printf, 4, 5))) static void merr(struct mctx *x, unsigned line,
-						     const char *key, const char *fmt, ...)
+						       const char *key, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -34,7 +34,8 @@ __attribute__((format(printf, 4, 5))) static void merr(struct mctx *x, unsigned 
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	x->nerr++;
-	if (cli_bprintf(x->res->errors, "%s:%u: %s: %s\n", x->o->src_name, line, key, msg) != KMS_OK)
+	if (cli_bprintf(x->res->errors, "%s:%u: %s: %s\n", x->o->src_name, line, key, msg) !=
+	    KMS_OK)
 		x->oom = 1;
 }
 
@@ -160,8 +161,8 @@ int migrate_state_name(const char *chain_id, char *outp, size_t cap)
 	memcpy(outp, "state/", 6);
 	for (k = 0; k < n; k++) {
 		char c = chain_id[k];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			 c == '-' || c == '_' || c == '.';
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
 
 		outp[6 + k] = ok ? c : '_';
 	}
@@ -188,13 +189,13 @@ static void add_state(struct mctx *x, const char *chain_id, char *from, const ch
 		x->oom = 1;
 }
 
-static const char *const chain_allowed[] = { "id", "key_format", "sign_extensions", "state_file",
-					     "state_hook", NULL };
+static const char *const chain_allowed[] = { "id",	   "key_format", "sign_extensions",
+					     "state_file", "state_hook", NULL };
 
 static void convert_key_format(struct mctx *x, const struct toml_value *c, const char *where)
 {
-	static const char *const kf_allowed[] = { "type", "account_key_prefix", "consensus_key_prefix",
-						  NULL };
+	static const char *const kf_allowed[] = { "type", "account_key_prefix",
+						  "consensus_key_prefix", NULL };
 	const struct toml_value *kf = toml_get(c, "key_format");
 	const char *type, *acc, *cons;
 
@@ -203,7 +204,8 @@ static void convert_key_format(struct mctx *x, const struct toml_value *c, const
 		return;
 	}
 	if (toml_type(kf) != TOML_TABLE) {
-		merr(x, toml_line(kf), where, "'key_format' must be a table like { type = \"bech32\", ... }");
+		merr(x, toml_line(kf), where,
+		     "'key_format' must be a table like { type = \"bech32\", ... }");
 		return;
 	}
 	check_keys(x, kf, "key_format", kf_allowed);
@@ -290,10 +292,11 @@ static void convert_chain(struct mctx *x, const struct toml_value *c, size_t idx
 	if (from != NULL)
 		add_state(x, id, from, sname);
 	if (toml_get(c, "state_hook") != NULL)
-		mnote(x, "chain %s: state_hook (line %u) is not carried over: run the hook's command "
-			 "yourself before the first start and feed its height to `p11kms state init "
-			 "--height H` (or import the node's priv_validator_state.json with `p11kms state "
-			 "import`)",
+		mnote(x,
+		      "chain %s: state_hook (line %u) is not carried over: run the hook's command "
+		      "yourself before the first start and feed its height to `p11kms state init "
+		      "--height H` (or import the node's priv_validator_state.json with `p11kms state "
+		      "import`)",
 		      id, toml_line(toml_get(c, "state_hook")));
 }
 
@@ -355,7 +358,8 @@ static int key_type_ok(struct mctx *x, const struct toml_value *t, const char *w
 
 static int convert_softsign(struct mctx *x, const struct toml_value *s, size_t idx, int first)
 {
-	static const char *const allowed[] = { "chain_ids", "key_type", "key_format", "path", NULL };
+	static const char *const allowed[] = { "chain_ids", "key_type", "key_format", "path",
+					       NULL };
 	char where[64];
 	const char *path, *kf;
 	char *abs;
@@ -378,9 +382,11 @@ static int convert_softsign(struct mctx *x, const struct toml_value *s, size_t i
 		out(x, "    softsign = ");
 		out_str(x, abs);
 		out(x, ";\n");
-		mnote(x, "softsign key %s: used as is (%s; p11kms reads tmkms's key files, including "
-			 "priv_validator_key.json)",
-		      abs, kf != NULL && strcmp(kf, "json") == 0 ? "key_format json" : "base64 seed");
+		mnote(x,
+		      "softsign key %s: used as is (%s; p11kms reads tmkms's key files, including "
+		      "priv_validator_key.json)",
+		      abs,
+		      kf != NULL && strcmp(kf, "json") == 0 ? "key_format json" : "base64 seed");
 		free(abs);
 	}
 	out(x, "  }");
@@ -395,23 +401,27 @@ static void yubihsm_notes(struct mctx *x, const struct toml_value *y, const char
 	const char *atype = ad ? toml_string(toml_get(ad, "type")) : NULL;
 
 	if (auth == NULL || toml_type(auth) != TOML_TABLE ||
-	    toml_int(toml_get(auth, "key"), &authkey) != KMS_OK || authkey < 1 || authkey > 0xffff) {
+	    toml_int(toml_get(auth, "key"), &authkey) != KMS_OK || authkey < 1 ||
+	    authkey > 0xffff) {
 		merr(x, auth ? toml_line(auth) : toml_line(y), where,
 		     "'auth' must be { key = <auth key id>, password_file = \"...\" }");
 		return;
 	}
-	mnote(x, "YubiHSM2 PIN: write the file %s (mode 0600) holding the auth key id as 4 hex "
-		 "digits followed by its password, e.g. %04llx<password> for auth key %lld: "
-		 "yubihsm_pkcs11.so takes the PIN in that form",
+	mnote(x,
+	      "YubiHSM2 PIN: write the file %s (mode 0600) holding the auth key id as 4 hex "
+	      "digits followed by its password, e.g. %04llx<password> for auth key %lld: "
+	      "yubihsm_pkcs11.so takes the PIN in that form",
 	      pinfile, (unsigned long long)authkey, (long long)authkey);
 	if (get_str(x, auth, "auth", "password_file", 0) != NULL)
-		mnote(x, "YubiHSM2 PIN: the password comes from %s (tmkms's password_file): prefix it "
-			 "with %04llx; the file is not copied for you",
+		mnote(x,
+		      "YubiHSM2 PIN: the password comes from %s (tmkms's password_file): prefix it "
+		      "with %04llx; the file is not copied for you",
 		      toml_string(toml_get(auth, "password_file")), (unsigned long long)authkey);
 	if (toml_get(auth, "password") != NULL)
-		mnote(x, "YubiHSM2 PIN: tmkms.toml holds the password inline (line %u); it is not "
-			 "copied into p11kms.conf: PINs live only in a 0600 file. Remove it from "
-			 "tmkms.toml once migrated",
+		mnote(x,
+		      "YubiHSM2 PIN: tmkms.toml holds the password inline (line %u); it is not "
+		      "copied into p11kms.conf: PINs live only in a 0600 file. Remove it from "
+		      "tmkms.toml once migrated",
 		      toml_line(toml_get(auth, "password")));
 	if (atype != NULL && strcmp(atype, "http") == 0) {
 		const char *addr = toml_string(toml_get(ad, "addr"));
@@ -420,19 +430,25 @@ static void yubihsm_notes(struct mctx *x, const struct toml_value *y, const char
 			addr = "tcp://127.0.0.1:12345";
 		if (strncmp(addr, "tcp://", 6) == 0)
 			addr += 6;
-		mnote(x, "YubiHSM2 connector: set connector=http://%s in yubihsm_pkcs11.conf "
-			 "(tmkms's adapter addr)",
+		mnote(x,
+		      "YubiHSM2 connector: set connector=http://%s in yubihsm_pkcs11.conf "
+		      "(tmkms's adapter addr)",
 		      addr);
 	} else
-		mnote(x, "YubiHSM2 connector: tmkms used USB directly; set connector=yhusb:// in "
-			 "yubihsm_pkcs11.conf (or run yubihsm-connector and use http://127.0.0.1:12345)");
+		mnote(x,
+		      "YubiHSM2 connector: tmkms used USB directly; set connector=yhusb:// in "
+		      "yubihsm_pkcs11.conf (or run yubihsm-connector and use http://127.0.0.1:12345)");
 	if (toml_get(y, "serial_number") != NULL)
-		mnote(x, "YubiHSM2 serial_number %s: add serial=<token serial> to the URI if several "
-			 "devices are attached (see `p11kms keys list`)",
-		      toml_string(toml_get(y, "serial_number")) ? toml_string(toml_get(y, "serial_number")) : "?");
+		mnote(x,
+		      "YubiHSM2 serial_number %s: add serial=<token serial> to the URI if several "
+		      "devices are attached (see `p11kms keys list`)",
+		      toml_string(toml_get(y, "serial_number")) ?
+			      toml_string(toml_get(y, "serial_number")) :
+			      "?");
 	if (toml_get(y, "connector_server") != NULL)
-		mnote(x, "YubiHSM2 connector_server is a tmkms feature: run yubihsm-connector instead "
-			 "so yubihsm-shell can reach the device");
+		mnote(x,
+		      "YubiHSM2 connector_server is a tmkms feature: run yubihsm-connector instead "
+		      "so yubihsm-shell can reach the device");
 	mnote(x, "YubiHSM2 needs yubihsm-shell >= 2.6.0 (CKM_EDDSA in yubihsm_pkcs11.so); the "
 		 "'yubihsm2' profile maps tmkms key N to CKA_ID N as 2 bytes big-endian");
 }
@@ -445,7 +461,8 @@ static int convert_yubihsm_key(struct mctx *x, const struct toml_value *k, const
 	char uri[1024];
 
 	if (toml_type(k) != TOML_TABLE) {
-		merr(x, toml_line(k), where, "entries must be tables { chain_ids = [..], key = N }");
+		merr(x, toml_line(k), where,
+		     "entries must be tables { chain_ids = [..], key = N }");
 		return first;
 	}
 	check_keys(x, k, where, allowed);
@@ -456,10 +473,11 @@ static int convert_yubihsm_key(struct mctx *x, const struct toml_value *k, const
 		return first;
 	}
 	/* CKA_ID = the object id as 2 bytes big-endian (yubihsm_pkcs11 get_id_attribute). */
-	(void)snprintf(uri, sizeof(uri),
-		       "pkcs11:token=YubiHSM;id=%%%02X%%%02X;type=private?module-name=yubihsm_pkcs11"
-		       "&pin-source=%s",
-		       (unsigned)((num >> 8) & 0xff), (unsigned)(num & 0xff), pinfile);
+	(void)snprintf(
+		uri, sizeof(uri),
+		"pkcs11:token=YubiHSM;id=%%%02X%%%02X;type=private?module-name=yubihsm_pkcs11"
+		"&pin-source=%s",
+		(unsigned)((num >> 8) & 0xff), (unsigned)(num & 0xff), pinfile);
 	out(x, "%s  {\n", first ? "" : ",\n");
 	(void)convert_chain_ids(x, k, where);
 	out(x, "    uri = ");
@@ -471,7 +489,7 @@ static int convert_yubihsm_key(struct mctx *x, const struct toml_value *k, const
 
 static int convert_yubihsm(struct mctx *x, const struct toml_value *y, size_t idx, int first)
 {
-	static const char *const allowed[] = { "adapter", "auth", "keys", "serial_number",
+	static const char *const allowed[] = { "adapter",	   "auth", "keys", "serial_number",
 					       "connector_server", NULL };
 	const struct toml_value *keys = toml_get(y, "keys");
 	char where[64], pname[48];
@@ -515,7 +533,8 @@ static void refuse_provider(struct mctx *x, const struct toml_value *prov, const
 
 static void convert_providers(struct mctx *x, const struct toml_value *root)
 {
-	static const char *const allowed[] = { "softsign", "yubihsm", "ledgertm", "fortanixdsm", NULL };
+	static const char *const allowed[] = { "softsign", "yubihsm", "ledgertm", "fortanixdsm",
+					       NULL };
 	const struct toml_value *prov = toml_get(root, "providers"), *ss, *yh;
 	int first = 1;
 
@@ -547,8 +566,9 @@ static const char *map_protocol(struct mctx *x, const struct toml_value *v, cons
 	const char *s = toml_string(pv);
 
 	if (pv == NULL) {
-		mnote(x, "%s: no protocol_version: tmkms 0.15 defaults to v0.38, so does this config "
-			 "(set v0.34 or v0.37 if the node runs CometBFT 0.34/0.37)",
+		mnote(x,
+		      "%s: no protocol_version: tmkms 0.15 defaults to v0.38, so does this config "
+		      "(set v0.34 or v0.37 if the node runs CometBFT 0.34/0.37)",
 		      where);
 		return "v0.38";
 	}
@@ -574,8 +594,10 @@ static const char *map_protocol(struct mctx *x, const struct toml_value *v, cons
 
 static void convert_validator(struct mctx *x, const struct toml_value *v, size_t idx, int first)
 {
-	static const char *const allowed[] = { "addr", "chain_id", "reconnect", "timeout",
-					       "secret_key", "max_height", "protocol_version", NULL };
+	static const char *const allowed[] = {
+		"addr",	      "chain_id",   "reconnect",	"timeout",
+		"secret_key", "max_height", "protocol_version", NULL
+	};
 	char where[64];
 	const char *chain, *addr, *sk, *proto;
 	const struct toml_value *t;
@@ -593,7 +615,8 @@ static void convert_validator(struct mctx *x, const struct toml_value *v, size_t
 	if (chain == NULL || addr == NULL || proto == NULL)
 		return;
 	if (sk == NULL && strncmp(addr, "unix://", 7) != 0)
-		merr(x, toml_line(v), where, "'secret_key' is missing: tcp:// needs the identity key");
+		merr(x, toml_line(v), where,
+		     "'secret_key' is missing: tcp:// needs the identity key");
 	out(x, "%s  {\n    chain_id = ", first ? "" : ",\n");
 	out_str(x, chain);
 	out(x, ";\n    addr = ");
@@ -638,12 +661,14 @@ static void convert_validators(struct mctx *x, const struct toml_value *root)
 		convert_validator(x, toml_array_at(vs, i), i, i == 0);
 	out(x, "%s);\n", n ? "\n" : "");
 	if (n == 0)
-		mnote(x, "no [[validator]] entries: add one per node (addr = its priv_validator_laddr)");
+		mnote(x,
+		      "no [[validator]] entries: add one per node (addr = its priv_validator_laddr)");
 }
 
 static void convert_root(struct mctx *x, const struct toml_value *root)
 {
-	static const char *const allowed[] = { "chain", "providers", "validator", "tx_signer", NULL };
+	static const char *const allowed[] = { "chain", "providers", "validator", "tx_signer",
+					       NULL };
 	const struct toml_value *chains;
 
 	check_keys(x, root, "(top level)", allowed);
@@ -651,8 +676,9 @@ static void convert_root(struct mctx *x, const struct toml_value *root)
 		merr(x, toml_line(toml_get(root, "tx_signer")), "tx_signer",
 		     "transaction signing (tmkms <= 0.12) is not supported: p11kms signs only "
 		     "consensus messages; remove this section and sign transactions elsewhere");
-	out(x, "# p11kms configuration converted from %s by `p11kms migrate`.\n"
-	       "# Schema: docs/config.md. Relative paths resolve against this file's directory.\n\n",
+	out(x,
+	    "# p11kms configuration converted from %s by `p11kms migrate`.\n"
+	    "# Schema: docs/config.md. Relative paths resolve against this file's directory.\n\n",
 	    x->o->src_name);
 	out(x, "chains = (\n");
 	chains = get_aot(x, root, "chain");

@@ -9,10 +9,10 @@
 #include <string.h>
 
 /* Table flags: how the table came to exist decides what may extend it later. */
-#define TF_HEADER 0x1u  /* defined by a [header] */
-#define TF_DOTTED 0x2u  /* created by a dotted key (a.b = 1) */
-#define TF_INLINE 0x4u  /* an inline table: closed once parsed */
-#define AF_TABLES 0x8u  /* an array made by [[header]] */
+#define TF_HEADER 0x1u	/* defined by a [header] */
+#define TF_DOTTED 0x2u	/* created by a dotted key (a.b = 1) */
+#define TF_INLINE 0x4u	/* an inline table: closed once parsed */
+#define AF_TABLES 0x8u	/* an array made by [[header]] */
 #define AF_STATIC 0x10u /* an array written as [ ... ] */
 
 struct toml_value {
@@ -240,7 +240,8 @@ static int expect_eol(struct parser *ps)
 		return KMS_OK;
 	if (peek(ps, 0) == '\r')
 		return perr(ps, "carriage return without a line feed");
-	return perr(ps, "unexpected '%c' after the value (one key = value per line)", ps->p[ps->pos]);
+	return perr(ps, "unexpected '%c' after the value (one key = value per line)",
+		    ps->p[ps->pos]);
 }
 
 /* ---- strings ---- */
@@ -287,18 +288,31 @@ static int parse_escape(struct parser *ps, struct sbuf *b)
 
 	ps->pos++;
 	switch (c) {
-	case 'b': return sb_putc(b, '\b');
-	case 't': return sb_putc(b, '\t');
-	case 'n': return sb_putc(b, '\n');
-	case 'f': return sb_putc(b, '\f');
-	case 'r': return sb_putc(b, '\r');
-	case '"': return sb_putc(b, '"');
-	case '\\': return sb_putc(b, '\\');
-	case 'u': ndig = 4; break;
-	case 'U': ndig = 8; break;
-	case -1: return perr(ps, "unterminated string");
+	case 'b':
+		return sb_putc(b, '\b');
+	case 't':
+		return sb_putc(b, '\t');
+	case 'n':
+		return sb_putc(b, '\n');
+	case 'f':
+		return sb_putc(b, '\f');
+	case 'r':
+		return sb_putc(b, '\r');
+	case '"':
+		return sb_putc(b, '"');
+	case '\\':
+		return sb_putc(b, '\\');
+	case 'u':
+		ndig = 4;
+		break;
+	case 'U':
+		ndig = 8;
+		break;
+	case -1:
+		return perr(ps, "unterminated string");
 	default:
-		return perr(ps, "invalid escape sequence '\\%c' in a string", c >= 0x20 && c < 0x7f ? c : '?');
+		return perr(ps, "invalid escape sequence '\\%c' in a string",
+			    c >= 0x20 && c < 0x7f ? c : '?');
 	}
 	for (k = 0; k < ndig; k++) {
 		int h = hexval(peek(ps, 0));
@@ -309,7 +323,8 @@ static int parse_escape(struct parser *ps, struct sbuf *b)
 		ps->pos++;
 	}
 	if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return perr(ps, "escape \\%c%0*X is not an allowed Unicode scalar value", c, (int)ndig, cp);
+		return perr(ps, "escape \\%c%0*X is not an allowed Unicode scalar value", c,
+			    (int)ndig, cp);
 	return put_utf8(b, cp);
 }
 
@@ -334,7 +349,8 @@ static int parse_line_string(struct parser *ps, struct sbuf *b)
 			return KMS_OK;
 		}
 		if (bad_ctrl(c))
-			return perr(ps, "control character 0x%02x in a string (use an escape)", (unsigned)c);
+			return perr(ps, "control character 0x%02x in a string (use an escape)",
+				    (unsigned)c);
 		if (c == '\\' && q == '"') {
 			ps->pos++;
 			if ((r = parse_escape(ps, b)) != KMS_OK)
@@ -400,7 +416,8 @@ static int parse_ml_string(struct parser *ps, struct sbuf *b)
 			continue;
 		}
 		if (bad_ctrl(c))
-			return perr(ps, "control character 0x%02x in a string (use an escape)", (unsigned)c);
+			return perr(ps, "control character 0x%02x in a string (use an escape)",
+				    (unsigned)c);
 		if (c == '\\' && q == '"') {
 			bool did;
 
@@ -545,7 +562,8 @@ static int parse_number(struct parser *ps, int64_t *out)
 	for (size_t k = 0; k < n; k++) {
 		if (tok[k] == '.' || tok[k] == ':' || tok[k] == 'e' || tok[k] == 'E' ||
 		    (k > 0 && tok[k] == '-') || tok[k] == 'T' || tok[k] == 'i' || tok[k] == 'n')
-			return perr(ps, "'%.*s': floats and dates are not supported here", (int)(n > 40 ? 40 : n), tok);
+			return perr(ps, "'%.*s': floats and dates are not supported here",
+				    (int)(n > 40 ? 40 : n), tok);
 	}
 	if (n > 0 && (tok[0] == '+' || tok[0] == '-')) {
 		neg = tok[0] == '-';
@@ -611,7 +629,8 @@ static int parse_inline_table(struct parser *ps, struct toml_value *t)
 		if ((r = parse_key(ps, &kp)) != KMS_OK)
 			goto out;
 		if (peek(ps, 0) != '=') {
-			r = perr(ps, "expected '=' after key '%s' in an inline table", kp.k[kp.n - 1]);
+			r = perr(ps, "expected '=' after key '%s' in an inline table",
+				 kp.k[kp.n - 1]);
 			goto out;
 		}
 		ps->pos++;
@@ -634,7 +653,8 @@ static int parse_inline_table(struct parser *ps, struct toml_value *t)
 			r = KMS_OK;
 			goto out;
 		}
-		r = perr(ps, "expected ',' or '}' in an inline table (inline tables stay on one line)");
+		r = perr(ps,
+			 "expected ',' or '}' in an inline table (inline tables stay on one line)");
 		goto out;
 	}
 out:
@@ -692,16 +712,27 @@ static int parse_value(struct parser *ps, struct toml_value **out)
 		return KMS_ERR_ALLOC;
 	ps->depth++;
 	switch (v->type) {
-	case TOML_STRING: r = parse_string_value(ps, v); break;
-	case TOML_ARRAY: v->flags |= AF_STATIC; r = parse_array(ps, v); break;
-	case TOML_TABLE: r = parse_inline_table(ps, v); break;
+	case TOML_STRING:
+		r = parse_string_value(ps, v);
+		break;
+	case TOML_ARRAY:
+		v->flags |= AF_STATIC;
+		r = parse_array(ps, v);
+		break;
+	case TOML_TABLE:
+		r = parse_inline_table(ps, v);
+		break;
 	case TOML_BOOL:
 		v->b = c == 't';
 		ps->pos += v->b ? 4 : 5;
 		r = KMS_OK;
 		break;
-	case TOML_INT: r = parse_number(ps, &v->i); break;
-	default: r = KMS_ERR_INTERNAL; break;
+	case TOML_INT:
+		r = parse_number(ps, &v->i);
+		break;
+	default:
+		r = KMS_ERR_INTERNAL;
+		break;
 	}
 	ps->depth--;
 	if (r != KMS_OK) {
@@ -748,10 +779,11 @@ static int walk(struct parser *ps, struct toml_value *t, struct keypath *kp, siz
 			return perr(ps, "key '%s' was already set to a %s on line %u", kp->k[k],
 				    toml_type_name(next->type), next->line);
 		} else if (next->flags & TF_INLINE) {
-			return perr(ps, "inline table '%s' (line %u) cannot be extended", kp->k[k], next->line);
-		} else if (dotted && !(next->flags & TF_DOTTED)) {
-			return perr(ps, "table '%s' (line %u) cannot be extended with dotted keys", kp->k[k],
+			return perr(ps, "inline table '%s' (line %u) cannot be extended", kp->k[k],
 				    next->line);
+		} else if (dotted && !(next->flags & TF_DOTTED)) {
+			return perr(ps, "table '%s' (line %u) cannot be extended with dotted keys",
+				    kp->k[k], next->line);
 		}
 		t = next;
 	}
@@ -770,7 +802,8 @@ static int insert_kv(struct parser *ps, struct toml_value *table, struct keypath
 	if ((r = walk(ps, table, kp, kp->n - 1, true, &t)) != KMS_OK)
 		return r;
 	if ((old = table_find(t, kp->k[kp->n - 1])) != NULL)
-		return perr(ps, "duplicate key '%s' (first set on line %u)", kp->k[kp->n - 1], old->line);
+		return perr(ps, "duplicate key '%s' (first set on line %u)", kp->k[kp->n - 1],
+			    old->line);
 	key = strdup(kp->k[kp->n - 1]);
 	if (key == NULL)
 		return KMS_ERR_ALLOC;
@@ -800,9 +833,11 @@ static int parse_header(struct parser *ps)
 		goto out;
 	existing = table_find(parent, kp.k[kp.n - 1]);
 	if (aot) {
-		if (existing != NULL && !(existing->type == TOML_ARRAY && (existing->flags & AF_TABLES))) {
-			r = perr(ps, "[[%s]]: '%s' was already defined as a %s on line %u", kp.k[kp.n - 1],
-				 kp.k[kp.n - 1], toml_type_name(existing->type), existing->line);
+		if (existing != NULL &&
+		    !(existing->type == TOML_ARRAY && (existing->flags & AF_TABLES))) {
+			r = perr(ps, "[[%s]]: '%s' was already defined as a %s on line %u",
+				 kp.k[kp.n - 1], kp.k[kp.n - 1], toml_type_name(existing->type),
+				 existing->line);
 			goto out;
 		}
 		if (existing == NULL) {
@@ -830,18 +865,21 @@ static int parse_header(struct parser *ps)
 		}
 	} else if (existing != NULL) {
 		if (existing->type != TOML_TABLE) {
-			r = perr(ps, "[%s]: key '%s' was already set to a %s on line %u", kp.k[kp.n - 1],
-				 kp.k[kp.n - 1], toml_type_name(existing->type), existing->line);
+			r = perr(ps, "[%s]: key '%s' was already set to a %s on line %u",
+				 kp.k[kp.n - 1], kp.k[kp.n - 1], toml_type_name(existing->type),
+				 existing->line);
 			goto out;
 		}
 		if (existing->flags & (TF_HEADER | TF_DOTTED | TF_INLINE)) {
-			r = perr(ps, "[%s]: defined twice (first on line %u)", kp.k[kp.n - 1], existing->line);
+			r = perr(ps, "[%s]: defined twice (first on line %u)", kp.k[kp.n - 1],
+				 existing->line);
 			goto out;
 		}
 		existing->flags |= TF_HEADER;
 		t = existing;
 	} else {
-		if ((t = value_new(TOML_TABLE, ps->line)) == NULL || (key = strdup(kp.k[kp.n - 1])) == NULL) {
+		if ((t = value_new(TOML_TABLE, ps->line)) == NULL ||
+		    (key = strdup(kp.k[kp.n - 1])) == NULL) {
 			value_free(t);
 			r = KMS_ERR_ALLOC;
 			goto out;
@@ -889,7 +927,9 @@ out:
 
 int toml_parse(const uint8_t *p, size_t len, struct toml_doc **out, char *err, size_t errcap)
 {
-	struct parser ps = { .p = (const char *)p, .len = len, .line = 1, .err = err, .errcap = errcap };
+	struct parser ps = {
+		.p = (const char *)p, .len = len, .line = 1, .err = err, .errcap = errcap
+	};
 	struct toml_doc *doc = NULL;
 	int r = KMS_ERR_INTERNAL;
 
@@ -902,8 +942,8 @@ int toml_parse(const uint8_t *p, size_t len, struct toml_doc **out, char *err, s
 		return KMS_ERR_INTERNAL;
 	if (len > TOML_MAX_INPUT) {
 		if (err != NULL && errcap > 0)
-			(void)snprintf(err, errcap, "file is %zu bytes, more than the %d allowed", len,
-				       TOML_MAX_INPUT);
+			(void)snprintf(err, errcap, "file is %zu bytes, more than the %d allowed",
+				       len, TOML_MAX_INPUT);
 		return KMS_ERR_TOO_LARGE;
 	}
 	if ((doc = calloc(1, sizeof(*doc))) == NULL ||
@@ -959,11 +999,16 @@ enum toml_type toml_type(const struct toml_value *v)
 const char *toml_type_name(enum toml_type t)
 {
 	switch (t) {
-	case TOML_STRING: return "string";
-	case TOML_INT: return "integer";
-	case TOML_BOOL: return "boolean";
-	case TOML_ARRAY: return "array";
-	case TOML_TABLE: return "table";
+	case TOML_STRING:
+		return "string";
+	case TOML_INT:
+		return "integer";
+	case TOML_BOOL:
+		return "boolean";
+	case TOML_ARRAY:
+		return "array";
+	case TOML_TABLE:
+		return "table";
 	}
 	return "value";
 }

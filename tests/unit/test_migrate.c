@@ -78,7 +78,8 @@ static char *read_example(const char *name)
 
 	assert_non_null(buf);
 	(void)snprintf(path, sizeof(path), "%s/tests/integration/haqq/%s",
-		       getenv("P11KMS_SOURCE_DIR") ? getenv("P11KMS_SOURCE_DIR") : P11KMS_SOURCE_DIR,
+		       getenv("P11KMS_SOURCE_DIR") ? getenv("P11KMS_SOURCE_DIR") :
+						     P11KMS_SOURCE_DIR,
 		       name);
 	f = fopen(path, "r");
 	if (f == NULL)
@@ -120,7 +121,8 @@ static void check_haqq(const char *file, const char *chain_id)
 	/* the tmkms state file is converted into state/<chain>.state */
 	assert_int_equal(res->n_states, 1);
 	assert_string_equal(res->states[0].chain_id, chain_id);
-	assert_string_equal(res->states[0].from, "/root/tmkms/config/state/priv_validator_state.json");
+	assert_string_equal(res->states[0].from,
+			    "/root/tmkms/config/state/priv_validator_state.json");
 	assert_string_equal(res->states[0].to, state + strlen("/etc/p11kms/"));
 	cfg_free(cfg);
 	migrate_result_free(res);
@@ -142,22 +144,27 @@ static void test_haqq_testedge(void **s)
 static void test_relative_paths_and_defaults(void **s)
 {
 	(void)s;
-	const char *toml = "[[chain]]\nid = \"cosmoshub-4\"\n"
-			   "key_format = { type = \"bech32\", account_key_prefix = \"cosmospub\", "
-			   "consensus_key_prefix = \"cosmosvalconspub\" }\n"
-			   "[[providers.softsign]]\nchain_ids = [\"cosmoshub-4\"]\n"
-			   "key_format = \"json\"\npath = \"./secrets/priv_validator_key.json\"\n"
-			   "[[validator]]\nchain_id = \"cosmoshub-4\"\naddr = \"tcp://10.0.0.1:26658\"\n"
-			   "secret_key = \"secrets/kms-identity.key\"\ntimeout = 5\nmax_height = 5000000000\n"
-			   "reconnect = false\n";
+	const char *toml =
+		"[[chain]]\nid = \"cosmoshub-4\"\n"
+		"key_format = { type = \"bech32\", account_key_prefix = \"cosmospub\", "
+		"consensus_key_prefix = \"cosmosvalconspub\" }\n"
+		"[[providers.softsign]]\nchain_ids = [\"cosmoshub-4\"]\n"
+		"key_format = \"json\"\npath = \"./secrets/priv_validator_key.json\"\n"
+		"[[validator]]\nchain_id = \"cosmoshub-4\"\naddr = \"tcp://10.0.0.1:26658\"\n"
+		"secret_key = \"secrets/kms-identity.key\"\ntimeout = 5\nmax_height = 5000000000\n"
+		"reconnect = false\n";
 	struct migrate_result *res = convert_ok(toml);
 	struct cfg *cfg = load_converted(res);
 	char *notes = text(res->notes);
 
 	/* relative paths: against tmkms's working directory, and said so */
-	assert_string_equal(cfg->keys[0].softsign, "/home/val/tmkms/secrets/priv_validator_key.json");
-	assert_string_equal(cfg->validators[0].secret_key, "/home/val/tmkms/secrets/kms-identity.key");
-	contains(notes, "relative path \"./secrets/priv_validator_key.json\" resolved to /home/val/tmkms/secrets/priv_validator_key.json");
+	assert_string_equal(cfg->keys[0].softsign,
+			    "/home/val/tmkms/secrets/priv_validator_key.json");
+	assert_string_equal(cfg->validators[0].secret_key,
+			    "/home/val/tmkms/secrets/kms-identity.key");
+	contains(
+		notes,
+		"relative path \"./secrets/priv_validator_key.json\" resolved to /home/val/tmkms/secrets/priv_validator_key.json");
 	/* default state file: <chain_id>_priv_validator_state.json in the CWD */
 	assert_string_equal(res->states[0].from,
 			    "/home/val/tmkms/cosmoshub-4_priv_validator_state.json");
@@ -176,18 +183,20 @@ static void test_relative_paths_and_defaults(void **s)
 static void test_yubihsm(void **s)
 {
 	(void)s;
-	const char *toml = "[[chain]]\nid = \"a-1\"\nkey_format = { type = \"hex\" }\nstate_file = \"/s/a.json\"\n"
-			   "sign_extensions = true\n"
-			   "[[chain]]\nid = \"b-1\"\nkey_format = { type = \"hex\" }\nstate_file = \"/s/b.json\"\n"
-			   "[[providers.yubihsm]]\nadapter = { type = \"http\", addr = \"tcp://127.0.0.1:12345\" }\n"
-			   "auth = { key = 4, password_file = \"/etc/tmkms/pw\" }\n"
-			   "keys = [{ chain_ids = [\"a-1\"], key = 1 }, { chain_ids = [\"b-1\"], key = 0x0102, type = \"consensus\" }]\n"
-			   "serial_number = \"0123456789\"\n"
-			   "[[validator]]\nchain_id = \"a-1\"\naddr = \"unix:///run/a.sock\"\nprotocol_version = \"v0.38\"\n";
+	const char *toml =
+		"[[chain]]\nid = \"a-1\"\nkey_format = { type = \"hex\" }\nstate_file = \"/s/a.json\"\n"
+		"sign_extensions = true\n"
+		"[[chain]]\nid = \"b-1\"\nkey_format = { type = \"hex\" }\nstate_file = \"/s/b.json\"\n"
+		"[[providers.yubihsm]]\nadapter = { type = \"http\", addr = \"tcp://127.0.0.1:12345\" }\n"
+		"auth = { key = 4, password_file = \"/etc/tmkms/pw\" }\n"
+		"keys = [{ chain_ids = [\"a-1\"], key = 1 }, { chain_ids = [\"b-1\"], key = 0x0102, type = \"consensus\" }]\n"
+		"serial_number = \"0123456789\"\n"
+		"[[validator]]\nchain_id = \"a-1\"\naddr = \"unix:///run/a.sock\"\nprotocol_version = \"v0.38\"\n";
 	struct migrate_result *res = convert_ok(toml);
 	struct cfg *cfg = load_converted(res);
 	char *notes = text(res->notes);
-	const struct cfg_key *ka = cfg_key_for_chain(cfg, "a-1"), *kb = cfg_key_for_chain(cfg, "b-1");
+	const struct cfg_key *ka = cfg_key_for_chain(cfg, "a-1"),
+			     *kb = cfg_key_for_chain(cfg, "b-1");
 
 	assert_non_null(ka);
 	assert_non_null(kb);
@@ -231,38 +240,47 @@ static void test_refusals(void **s)
 {
 	(void)s;
 	/* malformed TOML: the reader's line number reaches the operator */
-	expect_fail("[[chain]]\nid = \"x\"\n\nkey_format = { type = \"hex\"\n", "tmkms.toml: line 4:");
+	expect_fail("[[chain]]\nid = \"x\"\n\nkey_format = { type = \"hex\"\n",
+		    "tmkms.toml: line 4:");
 	expect_fail("[[chain]]\nid = unquoted\n", "tmkms.toml: line 2: invalid value");
 	/* old protocol versions */
 	expect_fail(BASE_CHAIN BASE_SOFT "[[validator]]\nchain_id = \"c-1\"\naddr = \"unix:///x\"\n"
-				       "protocol_version = \"legacy\"\n",
+					 "protocol_version = \"legacy\"\n",
 		    "tmkms.toml:10: validator[0]: protocol_version \"legacy\" (Tendermint <= 0.33");
 	expect_fail(BASE_CHAIN BASE_SOFT "[[validator]]\nchain_id = \"c-1\"\naddr = \"unix:///x\"\n"
-				       "protocol_version = \"v0.33\"\n",
+					 "protocol_version = \"v0.33\"\n",
 		    "not supported");
 	/* unsupported providers and sections, each with what to do instead */
 	expect_fail(BASE_CHAIN "[[providers.ledgertm]]\nchain_ids = [\"c-1\"]\n",
 		    "tmkms.toml:4: providers.ledgertm: Ledger devices are not supported");
-	expect_fail(BASE_CHAIN BASE_SOFT "[[providers.fortanixdsm]]\napi_endpoint = \"https://x\"\n",
+	expect_fail(BASE_CHAIN BASE_SOFT
+		    "[[providers.fortanixdsm]]\napi_endpoint = \"https://x\"\n",
 		    "Fortanix's PKCS#11 library");
 	expect_fail(BASE_CHAIN BASE_SOFT "[[tx_signer]]\nchain_id = \"c-1\"\n",
 		    "tx_signer: transaction signing");
 	/* schema problems */
-	expect_fail(BASE_CHAIN BASE_SOFT "[[validator]]\nchain_id = \"c-2\"\naddr = \"unix:///x\"\n",
+	expect_fail(BASE_CHAIN BASE_SOFT
+		    "[[validator]]\nchain_id = \"c-2\"\naddr = \"unix:///x\"\n",
 		    "chain_id \"c-2\" has no [[chain]] entry");
-	expect_fail(BASE_CHAIN "[[providers.softsign]]\nchain_ids = [\"c-1\"]\nkey_type = \"account\"\npath = \"/k\"\n",
-		    "account (secp256k1) keys are not supported");
+	expect_fail(
+		BASE_CHAIN
+		"[[providers.softsign]]\nchain_ids = [\"c-1\"]\nkey_type = \"account\"\npath = \"/k\"\n",
+		"account (secp256k1) keys are not supported");
 	expect_fail(BASE_CHAIN BASE_SOFT BASE_SOFT, "already has a consensus key");
 	expect_fail(BASE_CHAIN "[providers]\n", "chain \"c-1\" has no consensus key");
-	expect_fail(BASE_CHAIN BASE_SOFT "[[validator]]\nchain_id = \"c-1\"\naddr = \"tcp://h:1\"\n",
+	expect_fail(BASE_CHAIN BASE_SOFT
+		    "[[validator]]\nchain_id = \"c-1\"\naddr = \"tcp://h:1\"\n",
 		    "'secret_key' is missing");
-	expect_fail(BASE_CHAIN BASE_SOFT "[[validator]]\nchain_id = \"c-1\"\naddr = \"unix:///x\"\nbogus = 1\n",
+	expect_fail(BASE_CHAIN BASE_SOFT
+		    "[[validator]]\nchain_id = \"c-1\"\naddr = \"unix:///x\"\nbogus = 1\n",
 		    "tmkms.toml:10: validator[0]: unknown key 'bogus'");
 	expect_fail("[[chain]]\nid = \"c-1\"\nkey_format = { type = \"bech32\" }\n" BASE_SOFT,
 		    "needs account_key_prefix and consensus_key_prefix");
-	expect_fail(BASE_CHAIN BASE_SOFT "[[providers.yubihsm]]\nadapter = { type = \"usb\" }\n"
-				       "auth = { key = 1, password_file = \"/p\" }\nkeys = [{ chain_ids = [\"c-2\"], key = 70000 }]\n",
-		    "YubiHSM object id 1..65535");
+	expect_fail(
+		BASE_CHAIN BASE_SOFT
+		"[[providers.yubihsm]]\nadapter = { type = \"usb\" }\n"
+		"auth = { key = 1, password_file = \"/p\" }\nkeys = [{ chain_ids = [\"c-2\"], key = 70000 }]\n",
+		"YubiHSM object id 1..65535");
 	expect_fail("", "no [[chain]] entries");
 }
 

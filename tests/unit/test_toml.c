@@ -75,7 +75,8 @@ static void test_tmkms_shape(void **state)
 {
 	(void)state;
 	struct toml_doc *d = parse_ok(tmkms_example);
-	const struct toml_value *root = toml_root(d), *chain, *c0, *kf, *prov, *soft, *yh, *keys, *v;
+	const struct toml_value *root = toml_root(d), *chain, *c0, *kf, *prov, *soft, *yh, *keys,
+				*v;
 	int64_t i;
 	int b;
 
@@ -99,7 +100,8 @@ static void test_tmkms_shape(void **state)
 	assert_int_equal(toml_type(prov), TOML_TABLE);
 	soft = toml_array_at(toml_get(prov, "softsign"), 0);
 	assert_string_equal(str_at(soft, "path"), "/root/tmkms/config/secrets/priv_validator_key");
-	assert_string_equal(toml_string(toml_array_at(toml_get(soft, "chain_ids"), 0)), "haqq_11235-1");
+	assert_string_equal(toml_string(toml_array_at(toml_get(soft, "chain_ids"), 0)),
+			    "haqq_11235-1");
 	yh = toml_array_at(toml_get(prov, "yubihsm"), 0);
 	assert_int_equal(toml_line(yh), 13);
 	assert_int_equal(toml_int(toml_get(toml_get(yh, "auth"), "key"), &i), KMS_OK);
@@ -113,7 +115,8 @@ static void test_tmkms_shape(void **state)
 
 	v = toml_array_at(toml_get(root, "validator"), 0);
 	assert_string_equal(str_at(v, "addr"), "tcp://123.456.32.123:688");
-	assert_string_equal(str_at(v, "secret_key"), "/root/tmkms/config/secrets/secret_connection_key");
+	assert_string_equal(str_at(v, "secret_key"),
+			    "/root/tmkms/config/secrets/secret_connection_key");
 	assert_int_equal(toml_bool(toml_get(v, "reconnect"), &b), KMS_OK);
 	assert_int_equal(b, 1);
 	assert_int_equal(toml_int(toml_get(v, "max_height"), &i), KMS_OK);
@@ -155,11 +158,12 @@ static void test_strings(void **state)
 static void test_integers_and_arrays(void **state)
 {
 	(void)state;
-	struct toml_doc *d = parse_ok("a = +17\nb = -9223372036854775808\nc = 0xDEAD_beef\nd = 0o755\n"
-				      "e = 0b1010\nf = 0\ng = 9223372036854775807\n"
-				      "h = [ [1, 2], [\"x\"], [], ]\n"
-				      "i = [\n  1, # one\n  2,\n\n  3\n]\n"
-				      "j = false\n");
+	struct toml_doc *d =
+		parse_ok("a = +17\nb = -9223372036854775808\nc = 0xDEAD_beef\nd = 0o755\n"
+			 "e = 0b1010\nf = 0\ng = 9223372036854775807\n"
+			 "h = [ [1, 2], [\"x\"], [], ]\n"
+			 "i = [\n  1, # one\n  2,\n\n  3\n]\n"
+			 "j = false\n");
 	const struct toml_value *r = toml_root(d), *h;
 	int64_t v;
 	int b;
@@ -209,11 +213,13 @@ static void test_tables_and_dotted_keys(void **state)
 	assert_int_equal(v, 2);
 	arr = toml_get(r, "arr");
 	assert_int_equal(toml_array_len(arr), 2);
-	assert_int_equal(toml_int(toml_get(toml_get(toml_array_at(arr, 0), "sub"), "z"), &v), KMS_OK);
+	assert_int_equal(toml_int(toml_get(toml_get(toml_array_at(arr, 0), "sub"), "z"), &v),
+			 KMS_OK);
 	assert_int_equal(v, 3);
 	assert_null(toml_get(toml_array_at(arr, 1), "sub"));
-	assert_string_equal(toml_string(toml_get(toml_get(toml_get(toml_get(r, "dot"), "p"), "q"), "r")),
-			    "deep");
+	assert_string_equal(
+		toml_string(toml_get(toml_get(toml_get(toml_get(r, "dot"), "p"), "q"), "r")),
+		"deep");
 	assert_int_equal(toml_int(toml_get(toml_get(toml_get(r, "dot"), "p"), "s"), &v), KMS_OK);
 	assert_int_equal(v, 4);
 	assert_int_equal(toml_line(toml_get(a, "y")), 5);
@@ -225,7 +231,8 @@ static void parse_fail_quiet(const char *s)
 	struct toml_doc *d = NULL;
 	char err[200];
 
-	assert_int_not_equal(toml_parse((const uint8_t *)s, strlen(s), &d, err, sizeof(err)), KMS_OK);
+	assert_int_not_equal(toml_parse((const uint8_t *)s, strlen(s), &d, err, sizeof(err)),
+			     KMS_OK);
 	assert_null(d);
 }
 
