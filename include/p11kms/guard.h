@@ -168,6 +168,15 @@ KMS_MUST_CHECK int guard_state_parse_json(const uint8_t *p, size_t n, enum guard
 					  struct guard_state *out);
 
 /*
+ * The pure parser of a p11kms state file image (both slots, GUARD_FILE_SIZE
+ * bytes = 16384): the newest valid record into st (fmt P11KMS, chain_id set)
+ * and its sequence into *seq. KMS_ERR_FORMAT if no slot is valid or the size
+ * is wrong. No I/O (fuzzed; guard_open uses the same code).
+ */
+KMS_MUST_CHECK int guard_state_parse_file(const uint8_t *p, size_t n, struct guard_state *st,
+					  uint64_t *seq);
+
+/*
  * Imports a JSON state into path for chain_id. A missing file is created
  * (as guard_state_init). An existing one is refused with KMS_ERR_EXISTS
  * unless allow_overwrite, and even then only if the imported H/R/S is not

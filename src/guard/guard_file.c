@@ -251,13 +251,75 @@ static void report_missing(const char *path, const char *chain_id)
 		    path, chain_id ? chain_id : "?", chain_id ? chain_id : "<id>");
 }
 
+/*
+ * The newest valid record of a whole file image: the higher sequence wins; a
+ * slot failing its checksum is skipped (a torn write: its signature was never
+ * released). Two valid slots with one sequence cannot come from our writer.
+ */
+static int parse_image(const uint8_t *p, size_t n, struct guard_rec *best, int ok[2], uint64_t seq[2],
+		       int *cur, const char *why[2])
+{
+	struct guard_rec *tmp = malloc(sizeof(*tmp));
+	int b = -1;
+	ok[0] = ok[1] = 0;
+	why[0] = why[1] = "out of memory";
+	if (tmp == NULL)
+		return KMS_ERR_ALLOC;
+	for (int i = 0; i < 2; i++) {
+		size_t off = (size_t)i * GUARD_SLOT_SIZE;
+		why[i] = NULL;
+		ok[i] = n == GUARD_FILE_SIZE &&
+			guard_rec_decode(p + off, GUARD_SLOT_SIZE, tmp, &why[i]) == KMS_OK;
+		if (n != GUARD_FILE_SIZE)
+			why[i] = "file size";
+		if (!ok[i])
+			continue;
+		seq[i] = tmp->seq;
+		if (b < 0 || tmp->seq > best->seq) {
+			b = i;
+			*best = *tmp;
+		}
+	}
+	kms_wipe(tmp, sizeof(*tmp));
+	free(tmp);
+	if (b < 0 || (ok[0] && ok[1] && seq[0] == seq[1]))
+		return KMS_ERR_FORMAT;
+	*cur = b;
+	return KMS_OK;
+}
+
+int guard_state_parse_file(const uint8_t *p, size_t n, struct guard_state *st, uint64_t *seq)
+{
+	struct guard_rec *rec = malloc(sizeof(*rec));
+	int ok[2], cur;
+	uint64_t seqs[2];
+	const char *why[2];
+	memset(st, 0, sizeof(*st));
+	*seq = 0;
+	if (rec == NULL)
+		return KMS_ERR_ALLOC;
+	int r = parse_image(p, n, rec, ok, seqs, &cur, why);
+	if (r == KMS_OK) {
+		st->hrs = rec->hrs;
+		st->fmt = GUARD_FMT_P11KMS;
+		memcpy(st->chain_id, rec->chain_id, sizeof(st->chain_id));
+		st->sign_bytes_len = rec->sign_bytes_len;
+		memcpy(st->sign_bytes, rec->sign_bytes, rec->sign_bytes_len);
+		st->has_signature = rec->has_sig;
+		memcpy(st->signature, rec->signature, GUARD_SIG_LEN);
+		*seq = rec->seq;
+	}
+	kms_wipe(rec, sizeof(*rec));
+	free(rec);
+	return r;
+}
+
 static int load_slots(struct guard_file *gf)
 {
 	uint8_t *buf = malloc(GUARD_FILE_SIZE);
-	struct guard_rec *tmp = malloc(sizeof(*tmp));
 	int r = KMS_ERR_INTERNAL;
 	struct stat st;
-	if (buf == NULL || tmp == NULL) {
+	if (buf == NULL) {
 		r = KMS_ERR_ALLOC;
 		goto out;
 	}
@@ -288,41 +350,24 @@ static int load_slots(struct guard_file *gf)
 		}
 		got += (size_t)n;
 	}
-	int best = -1;
-	for (int i = 0; i < 2; i++) {
-		const char *why;
-		gf->slot_ok[i] = guard_rec_decode(buf + (size_t)i * GUARD_SLOT_SIZE, GUARD_SLOT_SIZE, tmp,
-						  &why) == KMS_OK;
-		if (!gf->slot_ok[i]) {
-			kms_log_warn("state record invalid path=%s slot=%d: %s", gf->path, i, why);
-			continue;
-		}
-		gf->slot_seq[i] = tmp->seq;
-		if (best < 0 || tmp->seq > gf->rec.seq) {
-			best = i;
-			gf->rec = *tmp;
-		}
-	}
-	if (best < 0) {
-		kms_log_err("double-sign state corrupt path=%s: no valid record in either slot; "
-			    "refusing to sign (restore it or `p11kms state import`)",
-			    gf->path);
-		r = KMS_ERR_FORMAT;
+	const char *why[2];
+	r = parse_image(buf, GUARD_FILE_SIZE, &gf->rec, gf->slot_ok, gf->slot_seq, &gf->cur_slot, why);
+	for (int i = 0; i < 2; i++)
+		if (!gf->slot_ok[i])
+			kms_log_warn("state record invalid path=%s slot=%d: %s", gf->path, i, why[i]);
+	if (r != KMS_OK) {
+		if (gf->slot_ok[0] && gf->slot_ok[1])
+			kms_log_err("double-sign state corrupt path=%s: both slots hold sequence %llu",
+				    gf->path, (unsigned long long)gf->slot_seq[0]);
+		else
+			kms_log_err("double-sign state corrupt path=%s: no valid record in either slot; "
+				    "refusing to sign (restore it or `p11kms state import`)",
+				    gf->path);
 		goto out;
 	}
-	if (gf->slot_ok[0] && gf->slot_ok[1] && gf->slot_seq[0] == gf->slot_seq[1]) {
-		kms_log_err("double-sign state corrupt path=%s: both slots hold sequence %llu",
-			    gf->path, (unsigned long long)gf->slot_seq[0]);
-		r = KMS_ERR_FORMAT;
-		goto out;
-	}
-	gf->cur_slot = best;
 	r = KMS_OK;
 out:
 	free(buf);
-	if (tmp != NULL)
-		kms_wipe(tmp, sizeof(*tmp));
-	free(tmp);
 	return r;
 }
 

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "p11kms/dfile.h"
 #include "p11kms/guard.h"
 #include "p11kms/kcrypto.h"
 #include "p11kms/kms_log.h"
@@ -86,11 +87,33 @@ static void next_msg(uint64_t *rng, const struct guard_hrs *last, struct tg_msg 
 	q->chain = CHAIN;
 }
 
+/*
+ * Half of the children write records in 256-byte pieces with a pause between
+ * them, so that kills land inside a record write: the torn record must fail
+ * its checksum and the previous one must stand (SIGKILL alone cannot lose
+ * page-cache data; this is how the test reaches the torn-write path).
+ */
+static ssize_t slow_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+	struct timespec ts = {0, 30000};
+	if (n > 256)
+		n = 256;
+	nanosleep(&ts, NULL);
+	return pwrite(fd, p, n, off);
+}
+
+static struct dfile_ops torn_ops;
+
 static void child(int wfd, uint64_t rng)
 {
 	struct guard *g = NULL;
 	uint8_t pub[32];
 	kms_log_set_quiet(1);
+	if (rng & 1) {
+		torn_ops = *dfile_ops();
+		torn_ops.pwrite = slow_pwrite;
+		dfile_set_ops(&torn_ops);
+	}
 	if (kcrypto_ed25519_pub_from_seed(seed, pub) != KMS_OK)
 		_exit(10);
 	int r = guard_open(getenv("P11KMS_CRASH_STATE"), CHAIN, &g);
@@ -180,6 +203,14 @@ static int record(struct table *t, const struct report *x, size_t *dups)
 	return memcmp(t->e[i].hash, x->hash, 32) == 0 ? 0 : -1;
 }
 
+static size_t torn_seen;
+static void sink(enum kms_log_level level, const char *line, void *ctx)
+{
+	(void)level, (void)ctx;
+	if (strstr(line, "state record invalid") != NULL)
+		torn_seen++;
+}
+
 int main(void)
 {
 	const char *it = getenv("P11KMS_CRASH_ITERATIONS"), *sd = getenv("P11KMS_CRASH_SEED");
@@ -194,6 +225,7 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/state.bin", dir);
 	setenv("P11KMS_CRASH_STATE", path, 1);
 	kms_log_set_quiet(1);
+	kms_log_set_sink(sink, NULL);
 	printf("guard_crash: iterations=%ld seed=%llu state=%s\n", iters, (unsigned long long)rng, path);
 	if (guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE) != KMS_OK)
 		return 1;
@@ -215,7 +247,7 @@ int main(void)
 			child(pfd[1], cseed);
 		}
 		close(pfd[1]);
-		struct timespec ts = {0, (long)(tg_rand(&rng) % 12000) * 1000};
+		struct timespec ts = {0, (long)(tg_rand(&rng) % 30000) * 1000}; /* 0..30 ms */
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		int st;
@@ -263,10 +295,10 @@ int main(void)
 			failed = 1;
 		}
 	}
-	printf("guard_crash: %s: releases=%zu distinct_hrs=%zu repeated_hrs=%zu child_self_exits=%zu "
-	       "final=%lld/%d/%d\n",
-	       failed ? "FAILED" : "ok", releases, t.n, dups, selfexit, (long long)last.height,
-	       last.round, (int)last.step);
+	printf("guard_crash: %s: releases=%zu distinct_hrs=%zu repeated_hrs=%zu torn_records_seen=%zu "
+	       "child_self_exits=%zu final=%lld/%d/%d\n",
+	       failed ? "FAILED" : "ok", releases, t.n, dups, torn_seen, selfexit,
+	       (long long)last.height, last.round, (int)last.step);
 	free(t.e);
 	unlink(path);
 	char side[320];
