@@ -144,8 +144,11 @@ KMS_MUST_CHECK int slot_import_ed25519(const char *token_uri, const char *label,
 /*
  * Calls cb once per Ed25519 private key on every token matching the URI (a
  * token URI, or a module-only URI such as "pkcs11:?module-path=..."). key_uri
+ * (token label and serial, object, id, and the URI's module and pin-source)
  * and label are borrowed for the call. Logs in only if the URI carries a
- * pin-source or o->pin_env is set (else lists what is visible without login).
+ * pin-source, o->pin_env is set or o->allow_prompt (else lists what is visible
+ * without login: on most tokens, no private keys). The same PIN is used for
+ * every matching token.
  */
 KMS_MUST_CHECK int slot_list_keys(const char *token_or_module_uri, const struct slot_opts *o,
 				  void (*cb)(void *ctx, const char *key_uri, const char *label,

@@ -131,22 +131,36 @@ static int params_rejected(CK_RV rv)
 	       rv == CKR_DOMAIN_PARAMS_INVALID || rv == CKR_TEMPLATE_INCONSISTENT;
 }
 
-/* Replaces the temporary CKA_ID by the derived one; keeps the token's if it refuses. */
-static void settle_id(struct slot_tok *t, CK_OBJECT_HANDLE pubh, CK_OBJECT_HANDLE privh,
-		      uint8_t *id, size_t *idlen, const uint8_t pub[static 32])
+/*
+ * Replaces the temporary CKA_ID by the derived one. A token that refuses keeps its own
+ * id (YubiHSM ids are object ids): read it back so the URI names what is stored.
+ */
+static int settle_id(struct slot_tok *t, CK_OBJECT_HANDLE pubh, CK_OBJECT_HANDLE privh,
+		     uint8_t *id, size_t cap, size_t *idlen, const uint8_t pub[static 32])
 {
-	uint8_t want[ID_LEN];
+	uint8_t want[ID_LEN], *got = NULL;
+	size_t glen = 0;
 	CK_ATTRIBUTE a;
-	if (derive_id(pub, want))
-		return;
+	int r;
+	if ((r = derive_id(pub, want)))
+		return r;
 	attr(&a, CKA_ID, want, ID_LEN);
 	if (t->m->f->C_SetAttributeValue(t->h, privh, &a, 1) == CKR_OK) {
 		(void)t->m->f->C_SetAttributeValue(t->h, pubh, &a, 1);
-		memcpy(id, want, ID_LEN);
-		*idlen = ID_LEN;
 	} else {
-		kms_log_warn("token keeps CKA_ID of the new key (C_SetAttributeValue refused)");
+		kms_log_warn("token keeps its own CKA_ID for the new key (C_SetAttributeValue "
+			     "refused)");
 	}
+	if ((r = pk11_get_attr(t->m->f, t->h, privh, CKA_ID, &got, &glen)))
+		return r;
+	if (glen == 0 || glen > cap) {
+		free(got);
+		return KMS_ERR_FORMAT;
+	}
+	memcpy(id, got, glen);
+	*idlen = glen;
+	free(got);
+	return KMS_OK;
 }
 
 static int keygen_on(struct slot_tok *t, const char *label, char **key_uri_out,
@@ -180,8 +194,8 @@ static int keygen_on(struct slot_tok *t, const char *label, char **key_uri_out,
 	if ((r = pk11_read_pub(t->m->f, t->h, privh, t->prof.ec_point, pub)) ||
 	    (r = test_key(t, privh, pub)))
 		goto fail;
-	if (!uid)
-		settle_id(t, pubh, privh, id, &idlen, pub);
+	if (!uid && (r = settle_id(t, pubh, privh, id, sizeof(id), &idlen, pub)))
+		goto fail;
 	if ((r = key_uri(t, label, id, idlen, key_uri_out)))
 		goto fail;
 	return KMS_OK;
@@ -424,6 +438,33 @@ static int list_token(struct slot_tok *t, const struct slot_opts *o, int login, 
 	return r;
 }
 
+/* Lists one token (slot sid) of an already parsed URI and loaded module. */
+static int list_slot(struct slot_tok *t, CK_SLOT_ID sid, const struct slot_opts *o,
+		     const char *modpath, list_cb cb, void *ctx)
+{
+	int login = t->su.pin_file || o->pin_env || o->allow_prompt, r;
+	CK_RV rv;
+
+	t->slot = sid;
+	if (t->m->f->C_GetTokenInfo(sid, &t->ti) != CKR_OK)
+		return KMS_OK; /* gone since C_GetSlotList */
+	if (!p11_kit_uri_match_token_info(t->su.u, &t->ti) ||
+	    !(t->ti.flags & CKF_TOKEN_INITIALIZED)) /* e.g. SoftHSM2's free slot */
+		return KMS_OK;
+	if (o->profile)
+		r = slot_profile_load(o->profile, o->profiles_dir, &t->prof);
+	else
+		r = slot_profile_detect(o->profiles_dir, &t->ti, modpath, &t->prof);
+	if (r)
+		return r;
+	rv = t->m->f->C_OpenSession(sid, CKF_SERIAL_SESSION, NULL, NULL, &t->h);
+	if (rv != CKR_OK)
+		return pk11_err(rv, "C_OpenSession", t->su.text);
+	r = list_token(t, o, login, cb, ctx);
+	(void)t->m->f->C_CloseSession(t->h);
+	return r;
+}
+
 int slot_list_keys(const char *token_or_module_uri, const struct slot_opts *o,
 		   void (*cb)(void *ctx, const char *key_uri, const char *label,
 			      const uint8_t pub[32]),
@@ -431,15 +472,29 @@ int slot_list_keys(const char *token_or_module_uri, const struct slot_opts *o,
 {
 	static const struct slot_opts none;
 	struct slot_tok t;
-	int r, login;
+	CK_SLOT_ID ids[64];
+	CK_ULONG n = 64, i;
+	char *modpath = NULL;
+	CK_RV rv;
+	int r;
 
 	if (!o)
 		o = &none;
-	/* One token: the URI must name exactly one (ambiguity lists the candidates). */
-	if ((r = slot_tok_open(token_or_module_uri, o, 0, 0, &t)))
-		return r;
-	login = t.su.pin_file || o->pin_env || o->allow_prompt;
-	r = list_token(&t, o, login, cb, ctx);
+	memset(&t, 0, sizeof(t));
+	if ((r = slot_uri_parse((const uint8_t *)token_or_module_uri, strlen(token_or_module_uri),
+				&t.su)) ||
+	    (r = slot_uri_module(&t.su, o, &modpath)) || (r = pk11_module_get(modpath, &t.m)))
+		goto out;
+	pthread_rwlock_rdlock(&t.m->lock);
+	rv = t.m->f->C_GetSlotList(CK_TRUE, ids, &n);
+	if (rv != CKR_OK)
+		r = pk11_err(rv, "C_GetSlotList", t.su.text);
+	/* Every token the URI matches: a module-only URI lists the whole module. */
+	for (i = 0; rv == CKR_OK && i < n && r == KMS_OK; i++)
+		r = list_slot(&t, ids[i], o, modpath, cb, ctx);
+	pthread_rwlock_unlock(&t.m->lock);
+out:
+	free(modpath);
 	slot_tok_close(&t);
 	return r;
 }

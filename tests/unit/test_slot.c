@@ -467,11 +467,19 @@ static void list_cb(void *ctx, const char *key_uri, const char *label, const uin
 
 static void test_list_keys(void **state)
 {
-	struct listing l = {0, 0};
+	struct listing l = {0, 0}, all = {0, 0}, nologin = {0, 0};
+	char u[1024];
 	(void)state;
 	assert_int_equal(slot_list_keys(uri_a, NULL, list_cb, &l), KMS_OK);
 	assert_true(l.n >= 2);
 	assert_int_equal(l.saw_gen, 1);
+	/* A module-only URI lists every token; token b's PIN fails on token a. */
+	snprintf(u, sizeof(u), "pkcs11:?module-path=%s&pin-source=%s", hsm.module, pin_b);
+	assert_int_equal(slot_list_keys(u, NULL, list_cb, &all), KMS_ERR_PIN_INCORRECT);
+	/* Without a PIN source: no login, and SoftHSM2 hides private keys. */
+	snprintf(u, sizeof(u), "pkcs11:?module-path=%s", hsm.module);
+	assert_int_equal(slot_list_keys(u, NULL, list_cb, &nologin), KMS_OK);
+	assert_int_equal(nologin.n, 0);
 }
 
 static void test_profile_key_id(void **state)
