@@ -166,6 +166,11 @@ static int open_key(struct daemon *d, struct d_chain *ch)
 
 static int open_chain(struct daemon *d, struct d_chain *ch)
 {
+	/* One slot per keys entry, shared by every chain it serves. */
+	struct d_chain *same = NULL;
+	for (struct d_chain *o = d->chains; o < ch; o++)
+		if (o->ck == ch->ck && o->key != NULL)
+			same = o;
 	int r = guard_open(ch->cc->state_file, ch->cc->id, &ch->guard);
 	if (r != KMS_OK) {
 		kms_log_err("cannot open the double-sign state of chain %s (%s:%d, state_file %s): %s%s",
@@ -180,6 +185,12 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 	guard_last(ch->guard, &last);
 	kms_log_info("state chain=%s file=%s last h=%lld r=%d s=%d", ch->cc->id, ch->cc->state_file,
 		     (long long)last.height, (int)last.round, (int)last.step);
+	if (same != NULL) {
+		ch->key = same->key;
+		log_pubkey(ch->cc, ch->key);
+		return CMD_EXIT_OK;
+	}
+	ch->owns_key = 1;
 	return open_key(d, ch);
 }
 
@@ -306,7 +317,12 @@ static int preload_softsign(struct daemon *d)
 	int r = n > 0 ? slot_softsign_preload(paths, n) : KMS_OK;
 	free(paths);
 	if (r != KMS_OK) {
-		kms_log_err("cannot register the softsign key files: %s", kms_strerror(r));
+		kms_log_err("cannot register the softsign key files (keys.softsign, validators.secret_key "
+			    "in %s): %s%s", cfg->path, kms_strerror(r),
+			    r == KMS_ERR_NOT_FOUND
+				    ? ": create a key with `p11kms keygen --softsign PATH` or "
+				      "`p11kms import priv_validator_key.json --softsign PATH`"
+				    : "");
 		return exit_for_slot_err(r);
 	}
 	return CMD_EXIT_OK;
@@ -374,7 +390,8 @@ static void release(struct daemon *d)
 	for (size_t i = 0; i < d->n_idents; i++)
 		slot_free(d->idents[i].slot);
 	for (size_t i = 0; i < d->n_chains; i++) {
-		slot_free(d->chains[i].key);
+		if (d->chains[i].owns_key)
+			slot_free(d->chains[i].key);
 		guard_free(d->chains[i].guard);
 	}
 	slot_shutdown();

@@ -16,6 +16,7 @@ struct d_chain {
 	const struct cfg_key *ck;
 	struct guard *guard;
 	struct slot *key;
+	int owns_key; /* 0 when another chain served by the same keys entry opened it */
 };
 
 /* One per distinct secret_key (Secret Connection identity). */

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -412,6 +414,33 @@ static void test_two_chains(void **state)
 	tnode_close(&b);
 }
 
+/* One keys entry serving two chains: one slot, the right guard per chain. */
+static void test_one_key_two_chains(void **state)
+{
+	struct fx *f = *state;
+	struct tnode a, b;
+	char text[4096];
+	tnode_listen(&a, PV_V0_37, 0, NULL, 0);
+	tnode_listen(&b, PV_V0_37, 0, NULL, 0);
+	int n = snprintf(text, sizeof(text),
+			 "chains = ( { id = \"" CHAIN_A "\"; state_file = \"a.state\"; },\n"
+			 "  { id = \"" CHAIN_B "\"; state_file = \"b.state\"; } );\n"
+			 "keys = ( { chain_ids = [ \"" CHAIN_A "\", \"" CHAIN_B "\" ]; softsign = \"a.key\"; } );\n"
+			 "validators = ( { chain_id = \"" CHAIN_A "\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"v0.37\"; },\n"
+			 "  { chain_id = \"" CHAIN_B "\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"v0.37\"; } );\n",
+			 a.addr, b.addr);
+	tu_write_file(f->conf, text, (size_t)n, 0600);
+	fx_start(f);
+	accept_ok(&a);
+	accept_ok(&b);
+	/* The same H/R/S on both chains: separate guards, so both are signed. */
+	pv_response_free(vote_ok(&a, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, 7, 0, 1));
+	pv_response_free(vote_ok(&b, CHAIN_B, f->pub_a, PV_TYPE_PREVOTE, 7, 0, 2));
+	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
+	tnode_close(&a);
+	tnode_close(&b);
+}
+
 static void test_refusals_keep_connection(void **state)
 {
 	struct fx *f = *state;
@@ -621,6 +650,14 @@ static void test_startup_faults(void **state)
 	assert_int_equal(daemon_run(cfg, &o), CMD_EXIT_KEY);
 	assert_int_equal(rename(id2, id), 0);
 	tu_log_capture_stop();
+	/* Process hygiene was applied before anything else (STYLE.md §2.5). */
+	struct rlimit rl;
+	assert_int_equal(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+	assert_int_equal(getrlimit(RLIMIT_CORE, &rl), 0);
+	assert_int_equal(rl.rlim_cur, 0);
+	mode_t old = umask(022);
+	assert_int_equal(old, 077);
+	umask(old);
 	cfg_free(cfg);
 	free(sa);
 	free(sa2);
@@ -705,6 +742,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_1000_votes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sentries_share_guard, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_two_chains, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_one_key_two_chains, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_keep_connection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_vote_extensions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_node_restart_reconnect, fx_setup, fx_teardown),
