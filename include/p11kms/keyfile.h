@@ -104,7 +104,8 @@ void keyfile_wipe(struct keyfile_ed25519 *k);
  * SHA-256(pub). Stable across reloads, renames and formats of the same key.
  */
 #define KEYFILE_CKA_ID_LEN 8
-KMS_MUST_CHECK int keyfile_cka_id(const uint8_t pub[static 32], uint8_t id[static KEYFILE_CKA_ID_LEN]);
+KMS_MUST_CHECK int keyfile_cka_id(const uint8_t pub[static 32],
+				  uint8_t id[static KEYFILE_CKA_ID_LEN]);
 
 /*
  * The softsign token serial number for a token path (absolute, as given in

@@ -85,8 +85,8 @@
 #define SOFTSIGN_LABEL_MAX 64
 
 /* DER PrintableString "edwards25519" (PKCS#11 3.0 §2.3.10); the OID 1.3.101.112 is also accepted. */
-#define SOFTSIGN_EC_PARAMS_DER                                                                     \
-	"\x13\x0c"                                                                                 \
+#define SOFTSIGN_EC_PARAMS_DER \
+	"\x13\x0c"             \
 	"edwards25519"
 #define SOFTSIGN_EC_PARAMS_DER_LEN 14
 #define SOFTSIGN_EC_PARAMS_OID_DER "\x06\x03\x2b\x65\x70"

@@ -75,8 +75,8 @@ static void fe_add(fe h, const fe f, const fe g)
 /* h = f - g, computed as f + 4p - g so that no limb goes negative. */
 static void fe_sub(fe h, const fe f, const fe g)
 {
-	static const uint64_t four_p[5] = {0x1fffffffffffb4, 0x1ffffffffffffc, 0x1ffffffffffffc,
-					   0x1ffffffffffffc, 0x1ffffffffffffc};
+	static const uint64_t four_p[5] = { 0x1fffffffffffb4, 0x1ffffffffffffc, 0x1ffffffffffffc,
+					    0x1ffffffffffffc, 0x1ffffffffffffc };
 	for (int i = 0; i < 5; i++)
 		h[i] = f[i] + four_p[i] - g[i];
 	fe_carry(h);
@@ -272,12 +272,14 @@ static void ge_cmov(struct ge *p, const struct ge *q, uint64_t flag)
 static void ge_base(struct ge *b)
 {
 	/* RFC 8032 §5.1: B = (x, 4/5), x even; little-endian. */
-	static const uint8_t bx[32] = {0x1a, 0xd5, 0x25, 0x8f, 0x60, 0x2d, 0x56, 0xc9, 0xb2, 0xa7, 0x25,
-				       0x95, 0x60, 0xc7, 0x2c, 0x69, 0x5c, 0xdc, 0xd6, 0xfd, 0x31, 0xe2,
-				       0xa4, 0xc0, 0xfe, 0x53, 0x6e, 0xcd, 0xd3, 0x36, 0x69, 0x21};
-	static const uint8_t by[32] = {0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-				       0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-				       0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66};
+	static const uint8_t bx[32] = { 0x1a, 0xd5, 0x25, 0x8f, 0x60, 0x2d, 0x56, 0xc9,
+					0xb2, 0xa7, 0x25, 0x95, 0x60, 0xc7, 0x2c, 0x69,
+					0x5c, 0xdc, 0xd6, 0xfd, 0x31, 0xe2, 0xa4, 0xc0,
+					0xfe, 0x53, 0x6e, 0xcd, 0xd3, 0x36, 0x69, 0x21 };
+	static const uint8_t by[32] = { 0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+					0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+					0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+					0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66 };
 
 	fe_frombytes(b->x, bx);
 	fe_frombytes(b->y, by);
@@ -336,13 +338,13 @@ static void ge_encode(uint8_t out[32], const struct ge *p)
 }
 
 /* L = 2^252 + 27742317777372353535851937790883648493, as 32-bit limbs. */
-static const uint32_t L32[8] = {0x5cf5d3ed, 0x5812631a, 0xa2f79cd6, 0x14def9de,
-				0x00000000, 0x00000000, 0x00000000, 0x10000000};
+static const uint32_t L32[8] = { 0x5cf5d3ed, 0x5812631a, 0xa2f79cd6, 0x14def9de,
+				 0x00000000, 0x00000000, 0x00000000, 0x10000000 };
 
 /* out = in mod L for n bytes little-endian, by masked binary long division. */
 static void sc_reduce(uint8_t out[32], const uint8_t *in, size_t n)
 {
-	uint32_t rem[8] = {0}, t[8];
+	uint32_t rem[8] = { 0 }, t[8];
 
 	for (size_t i = n * 8; i-- > 0;) {
 		uint32_t bit = (uint32_t)(in[i / 8] >> (i % 8)) & 1;
@@ -371,22 +373,23 @@ static void sc_reduce(uint8_t out[32], const uint8_t *in, size_t n)
 }
 
 /* out = (a * b + c) mod L; all 32 bytes little-endian. */
-static void sc_muladd(uint8_t out[32], const uint8_t a[32], const uint8_t b[32], const uint8_t c[32])
+static void sc_muladd(uint8_t out[32], const uint8_t a[32], const uint8_t b[32],
+		      const uint8_t c[32])
 {
 	uint32_t aw[8], bw[8];
-	uint64_t acc[16] = {0};
+	uint64_t acc[16] = { 0 };
 	uint8_t wide[64];
 	uint64_t carry = 0;
 
 	for (int k = 0; k < 8; k++) {
-		aw[k] = (uint32_t)a[4 * k] | (uint32_t)a[4 * k + 1] << 8 | (uint32_t)a[4 * k + 2] << 16 |
-			(uint32_t)a[4 * k + 3] << 24;
-		bw[k] = (uint32_t)b[4 * k] | (uint32_t)b[4 * k + 1] << 8 | (uint32_t)b[4 * k + 2] << 16 |
-			(uint32_t)b[4 * k + 3] << 24;
+		aw[k] = (uint32_t)a[4 * k] | (uint32_t)a[4 * k + 1] << 8 |
+			(uint32_t)a[4 * k + 2] << 16 | (uint32_t)a[4 * k + 3] << 24;
+		bw[k] = (uint32_t)b[4 * k] | (uint32_t)b[4 * k + 1] << 8 |
+			(uint32_t)b[4 * k + 2] << 16 | (uint32_t)b[4 * k + 3] << 24;
 	}
 	for (int k = 0; k < 8; k++)
-		acc[k] = (uint32_t)c[4 * k] | (uint32_t)c[4 * k + 1] << 8 | (uint32_t)c[4 * k + 2] << 16 |
-			 (uint32_t)c[4 * k + 3] << 24;
+		acc[k] = (uint32_t)c[4 * k] | (uint32_t)c[4 * k + 1] << 8 |
+			 (uint32_t)c[4 * k + 2] << 16 | (uint32_t)c[4 * k + 3] << 24;
 	/* column sums of 32x32-bit products, carried after each row */
 	for (int i = 0; i < 8; i++) {
 		carry = 0;
@@ -448,8 +451,8 @@ out:
 	return r;
 }
 
-int soft_ed25519_exp_sign(const uint8_t exp[static 64], const uint8_t pub[static 32], const uint8_t *msg,
-			  size_t len, uint8_t sig[static 64])
+int soft_ed25519_exp_sign(const uint8_t exp[static 64], const uint8_t pub[static 32],
+			  const uint8_t *msg, size_t len, uint8_t sig[static 64])
 {
 	uint8_t s[32], h[64], rs[32], k[32];
 	struct ge rp;

@@ -43,7 +43,8 @@ void keyfile_wipe(struct keyfile_ed25519 *k)
 		kms_wipe(k, sizeof(*k));
 }
 
-__attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t cap, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t cap, const char *fmt,
+							  ...)
 {
 	va_list ap;
 
@@ -77,7 +78,8 @@ static int parse_seed(const uint8_t seed[32], struct keyfile_ed25519 *out, char 
 	return KMS_OK;
 }
 
-static int parse_expanded(const uint8_t raw[64], struct keyfile_ed25519 *out, char *why, size_t whycap)
+static int parse_expanded(const uint8_t raw[64], struct keyfile_ed25519 *out, char *why,
+			  size_t whycap)
 {
 	uint8_t pub[32];
 	int r;
@@ -105,7 +107,8 @@ static int parse_expanded(const uint8_t raw[64], struct keyfile_ed25519 *out, ch
 }
 
 /* YubiHSM export: scalar with its bytes reversed || prefix || public key. */
-static int parse_yubihsm(const uint8_t raw[96], struct keyfile_ed25519 *out, char *why, size_t whycap)
+static int parse_yubihsm(const uint8_t raw[96], struct keyfile_ed25519 *out, char *why,
+			 size_t whycap)
 {
 	int r;
 
@@ -127,7 +130,8 @@ static int parse_yubihsm(const uint8_t raw[96], struct keyfile_ed25519 *out, cha
 	return KMS_OK;
 }
 
-static int parse_base64(const uint8_t *p, size_t n, struct keyfile_ed25519 *out, char *why, size_t whycap)
+static int parse_base64(const uint8_t *p, size_t n, struct keyfile_ed25519 *out, char *why,
+			size_t whycap)
 {
 	uint8_t raw[97];
 	size_t len = 0;
@@ -195,8 +199,8 @@ static int check_pub_key(const json_t *root, const uint8_t pub[32], char *why, s
 		set_why(why, whycap, "pub_key.type is not \"" PV_PUB_TYPE "\"");
 		return KMS_ERR_FORMAT;
 	}
-	if (enc_base64_decode(json_string_value(v), json_string_length(v), stored, sizeof(stored), &len) !=
-		    KMS_OK ||
+	if (enc_base64_decode(json_string_value(v), json_string_length(v), stored, sizeof(stored),
+			      &len) != KMS_OK ||
 	    len != 32) {
 		set_why(why, whycap, "pub_key.value is not base64 of 32 bytes");
 		return KMS_ERR_FORMAT;
@@ -217,8 +221,8 @@ static int check_address(const json_t *root, const uint8_t pub[32], char *why, s
 	if (!a)
 		return KMS_OK;
 	if (!json_is_string(a) ||
-	    enc_hex_decode(json_string_value(a), json_string_length(a), stored, sizeof(stored), &len) !=
-		    KMS_OK ||
+	    enc_hex_decode(json_string_value(a), json_string_length(a), stored, sizeof(stored),
+			   &len) != KMS_OK ||
 	    len != 20) {
 		set_why(why, whycap, "address is not 40 hex characters");
 		return KMS_ERR_FORMAT;
@@ -248,14 +252,17 @@ static int parse_priv_key(json_t *root, struct keyfile_ed25519 *out, char *why, 
 		goto out;
 	}
 	if (strcmp(json_string_value(t), PV_PRIV_TYPE) != 0) {
-		set_why(why, whycap, "priv_key.type \"%.64s\" is not supported (only \"" PV_PRIV_TYPE "\")",
+		set_why(why, whycap,
+			"priv_key.type \"%.64s\" is not supported (only \"" PV_PRIV_TYPE "\")",
 			json_string_value(t));
 		r = KMS_ERR_UNSUPPORTED;
 		goto out;
 	}
-	if (enc_base64_decode(json_string_value(v), json_string_length(v), raw, sizeof(raw), &len) != KMS_OK ||
+	if (enc_base64_decode(json_string_value(v), json_string_length(v), raw, sizeof(raw),
+			      &len) != KMS_OK ||
 	    len != 64) {
-		set_why(why, whycap, "priv_key.value is not base64 of 64 bytes (seed || public key)");
+		set_why(why, whycap,
+			"priv_key.value is not base64 of 64 bytes (seed || public key)");
 		goto out;
 	}
 	r = parse_seed(raw, out, why, whycap);
@@ -275,7 +282,8 @@ out:
 	return r;
 }
 
-static int parse_json(const uint8_t *p, size_t n, struct keyfile_ed25519 *out, char *why, size_t whycap)
+static int parse_json(const uint8_t *p, size_t n, struct keyfile_ed25519 *out, char *why,
+		      size_t whycap)
 {
 	json_error_t jerr;
 	json_t *root;
@@ -316,7 +324,8 @@ int keyfile_parse(const uint8_t *p, size_t n, struct keyfile_ed25519 *out, char 
 		return KMS_ERR_FORMAT;
 	}
 	if (n > KEYFILE_MAX_SIZE) {
-		set_why(why, whycap, "key file is %zu bytes, over the %d-byte limit", n, KEYFILE_MAX_SIZE);
+		set_why(why, whycap, "key file is %zu bytes, over the %d-byte limit", n,
+			KEYFILE_MAX_SIZE);
 		return KMS_ERR_TOO_LARGE;
 	}
 	if (n == 0) {
@@ -361,7 +370,8 @@ static int read_private_quiet(const char *path, uint8_t *buf, size_t cap, size_t
 		int e = errno;
 
 		set_why(why, whycap, "cannot open: %s", strerror(e));
-		return e == ENOENT ? KMS_ERR_NOT_FOUND : (e == EACCES ? KMS_ERR_PERM : KMS_ERR_SYSTEM);
+		return e == ENOENT ? KMS_ERR_NOT_FOUND :
+				     (e == EACCES ? KMS_ERR_PERM : KMS_ERR_SYSTEM);
 	}
 	if (fstat(fd, &st) != 0) {
 		set_why(why, whycap, "cannot stat: %s", strerror(errno));
@@ -435,7 +445,8 @@ out:
 	return r;
 }
 
-int keyfile_sign(const struct keyfile_ed25519 *k, const uint8_t *msg, size_t len, uint8_t sig[static 64])
+int keyfile_sign(const struct keyfile_ed25519 *k, const uint8_t *msg, size_t len,
+		 uint8_t sig[static 64])
 {
 	if (!k || (!msg && len > 0))
 		return KMS_ERR_INTERNAL;

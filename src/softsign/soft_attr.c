@@ -28,7 +28,8 @@ static CK_RV aval_bytes(struct soft_aval *v, const void *p, size_t len)
 }
 
 /* Attributes both objects of a pair have. */
-static CK_RV common_attr(const struct soft_key *k, int priv, CK_ATTRIBUTE_TYPE t, struct soft_aval *v)
+static CK_RV common_attr(const struct soft_key *k, int priv, CK_ATTRIBUTE_TYPE t,
+			 struct soft_aval *v)
 {
 	switch (t) {
 	case CKA_CLASS:
@@ -128,5 +129,6 @@ int soft_ec_params_ok(const void *p, CK_ULONG len)
 		return 0;
 	if (len == SOFTSIGN_EC_PARAMS_DER_LEN && memcmp(p, SOFTSIGN_EC_PARAMS_DER, len) == 0)
 		return 1;
-	return len == SOFTSIGN_EC_PARAMS_OID_DER_LEN && memcmp(p, SOFTSIGN_EC_PARAMS_OID_DER, len) == 0;
+	return len == SOFTSIGN_EC_PARAMS_OID_DER_LEN &&
+	       memcmp(p, SOFTSIGN_EC_PARAMS_OID_DER, len) == 0;
 }

@@ -13,9 +13,9 @@
 
 /* One configured token (one slot). */
 struct soft_slot {
-	char *path;   /* as configured (absolute) */
-	int is_dir;   /* dir= (or the environment) vs file= */
-	int present;  /* the token could be read */
+	char *path;  /* as configured (absolute) */
+	int is_dir;  /* dir= (or the environment) vs file= */
+	int present; /* the token could be read */
 	char serial[KEYFILE_SERIAL_LEN + 1];
 	char desc[65]; /* slot description: counts or why the token is absent */
 	size_t nkeys, nskipped;

@@ -135,7 +135,8 @@ static void load_dir_token(struct soft_state *st, CK_SLOT_ID slot)
 	}
 	free(names);
 	s->present = 1;
-	(void)snprintf(s->desc, sizeof(s->desc), "softsign: %zu keys, %zu skipped", s->nkeys, s->nskipped);
+	(void)snprintf(s->desc, sizeof(s->desc), "softsign: %zu keys, %zu skipped", s->nkeys,
+		       s->nskipped);
 }
 
 static CK_RV add_slot(struct soft_state *st, const char *path, size_t len, int is_dir)
@@ -293,8 +294,8 @@ CK_RV soft_key_create(struct soft_state *st, CK_SLOT_ID slot, const char *label,
 	if (rv == CKR_OK) {
 		*idx = st->nkeys - 1;
 		s->desc[0] = '\0';
-		(void)snprintf(s->desc, sizeof(s->desc), "softsign: %zu keys, %zu skipped", s->nkeys,
-			       s->nskipped);
+		(void)snprintf(s->desc, sizeof(s->desc), "softsign: %zu keys, %zu skipped",
+			       s->nkeys, s->nskipped);
 	}
 out:
 	keyfile_wipe(&k);

@@ -158,7 +158,8 @@ CK_RV C_GetInfo(CK_INFO_PTR pInfo)
 	pInfo->cryptokiVersion.major = 2;
 	pInfo->cryptokiVersion.minor = 40;
 	pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), SOFTSIGN_MANUFACTURER);
-	pad(pInfo->libraryDescription, sizeof(pInfo->libraryDescription), "p11kms softsign key files");
+	pad(pInfo->libraryDescription, sizeof(pInfo->libraryDescription),
+	    "p11kms softsign key files");
 	pInfo->libraryVersion.major = SOFT_VERSION_MAJOR;
 	pInfo->libraryVersion.minor = SOFT_VERSION_MINOR;
 	return unlock_rv(CKR_OK);
@@ -278,7 +279,8 @@ CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	return unlock_rv(CKR_OK);
 }
 
-CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList, CK_ULONG_PTR pulCount)
+CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList,
+			 CK_ULONG_PTR pulCount)
 {
 	CK_RV rv = lock_init();
 	struct soft_slot *s;
@@ -453,8 +455,8 @@ CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
 	memset(pInfo, 0, sizeof(*pInfo));
 	pInfo->slotID = s->slot;
 	pInfo->flags = s->flags;
-	pInfo->state = rw ? (user ? CKS_RW_USER_FUNCTIONS : CKS_RW_PUBLIC_SESSION)
-			  : (user ? CKS_RO_USER_FUNCTIONS : CKS_RO_PUBLIC_SESSION);
+	pInfo->state = rw ? (user ? CKS_RW_USER_FUNCTIONS : CKS_RW_PUBLIC_SESSION) :
+			    (user ? CKS_RO_USER_FUNCTIONS : CKS_RO_PUBLIC_SESSION);
 	return unlock_rv(CKR_OK);
 }
 
@@ -462,7 +464,8 @@ CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
  * No PIN protects a softsign token (the key file's permissions do), so any
  * PIN is accepted; C_Login exists for applications that always log in.
  */
-CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+	      CK_ULONG ulPinLen)
 {
 	struct soft_session *s;
 	CK_RV rv = lock_session(hSession, &s);
@@ -495,7 +498,8 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 /* ---- objects -------------------------------------------------------------- */
 
 /* The key behind an object handle visible in the session's slot; *priv set. */
-static struct soft_key *object_get(const struct soft_session *s, CK_OBJECT_HANDLE h, int *priv, size_t *idx)
+static struct soft_key *object_get(const struct soft_session *s, CK_OBJECT_HANDLE h, int *priv,
+				   size_t *idx)
 {
 	size_t i;
 
@@ -510,8 +514,8 @@ static struct soft_key *object_get(const struct soft_session *s, CK_OBJECT_HANDL
 	return &g.st.keys[i];
 }
 
-CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
-			  CK_ULONG ulCount)
+CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
 	struct soft_session *s;
 	struct soft_key *k;
@@ -576,8 +580,8 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, 
 	return unlock_rv(CKR_OK);
 }
 
-CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject, CK_ULONG ulMaxObjectCount,
-		    CK_ULONG_PTR pulObjectCount)
+CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
+		    CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
 {
 	struct soft_session *s;
 	CK_RV rv = lock_session(hSession, &s);
@@ -615,15 +619,15 @@ CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 
 static CK_RV eddsa_params_ok(const CK_MECHANISM *m)
 {
-	const soft_eddsa_params *p;
+	soft_eddsa_params p;
 
 	if (!m->pParameter && m->ulParameterLen == 0)
 		return CKR_OK;
 	if (!m->pParameter || m->ulParameterLen != sizeof(soft_eddsa_params))
 		return CKR_MECHANISM_PARAM_INVALID;
-	p = m->pParameter;
+	memcpy(&p, m->pParameter, sizeof(p));
 	/* Ed25519ph and Ed25519ctx are not what CometBFT signs */
-	if (p->phFlag || p->ulContextDataLen != 0)
+	if (p.phFlag || p.ulContextDataLen != 0)
 		return CKR_MECHANISM_PARAM_INVALID;
 	return CKR_OK;
 }
@@ -655,8 +659,8 @@ CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJ
 	return unlock_rv(CKR_OK);
 }
 
-CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
-	     CK_ULONG_PTR pulSignatureLen)
+CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+	     CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
 {
 	struct soft_session *s;
 	CK_RV rv = lock_session(hSession, &s);
@@ -698,12 +702,19 @@ static const CK_ATTRIBUTE *tmpl_find(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRI
 
 static int tmpl_bool_is(const CK_ATTRIBUTE *a, CK_BBOOL want)
 {
-	return a->ulValueLen == sizeof(CK_BBOOL) && a->pValue && *(const CK_BBOOL *)a->pValue == want;
+	return a->ulValueLen == sizeof(CK_BBOOL) && a->pValue &&
+	       *(const CK_BBOOL *)a->pValue == want;
 }
 
+/* memcpy: the caller's value need not be aligned for a CK_ULONG */
 static int tmpl_ulong_is(const CK_ATTRIBUTE *a, CK_ULONG want)
 {
-	return a->ulValueLen == sizeof(CK_ULONG) && a->pValue && *(const CK_ULONG *)a->pValue == want;
+	CK_ULONG v;
+
+	if (a->ulValueLen != sizeof(CK_ULONG) || !a->pValue)
+		return 0;
+	memcpy(&v, a->pValue, sizeof(v));
+	return v == want;
 }
 
 /*
@@ -841,7 +852,8 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_
 	free(others);
 	if (rv != CKR_OK)
 		return unlock_rv(rv);
-	rv = soft_key_create(&g.st, s->slot, label->pValue, (size_t)label->ulValueLen, value->pValue, &idx);
+	rv = soft_key_create(&g.st, s->slot, label->pValue, (size_t)label->ulValueLen,
+			     value->pValue, &idx);
 	if (rv == CKR_OK)
 		*phObject = (CK_OBJECT_HANDLE)(2 * idx + 1);
 	return unlock_rv(rv);
@@ -856,43 +868,125 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #define NS CKR_FUNCTION_NOT_SUPPORTED
-static CK_RV ns_InitToken(CK_SLOT_ID a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d) { return NS; }
-static CK_RV ns_InitPIN(CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c) { return NS; }
-static CK_RV ns_SetPIN(CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d, CK_ULONG e) { return NS; }
-static CK_RV ns_GetOperationState(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c) { return NS; }
-static CK_RV ns_SetOperationState(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_OBJECT_HANDLE d,
-				  CK_OBJECT_HANDLE e) { return NS; }
+static CK_RV ns_InitToken(CK_SLOT_ID a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d)
+{
+	return NS;
+}
+static CK_RV ns_InitPIN(CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c)
+{
+	return NS;
+}
+static CK_RV ns_SetPIN(CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d,
+		       CK_ULONG e)
+{
+	return NS;
+}
+static CK_RV ns_GetOperationState(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c)
+{
+	return NS;
+}
+static CK_RV ns_SetOperationState(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
+				  CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e)
+{
+	return NS;
+}
 static CK_RV ns_CopyObject(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c, CK_ULONG d,
-			   CK_OBJECT_HANDLE_PTR e) { return NS; }
-static CK_RV ns_DestroyObject(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b) { return NS; }
-static CK_RV ns_GetObjectSize(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ULONG_PTR c) { return NS; }
-static CK_RV ns_SetAttributeValue(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c, CK_ULONG d) { return NS; }
-static CK_RV ns_Init(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c) { return NS; }
-static CK_RV ns_OneShot(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG_PTR e) { return NS; }
-static CK_RV ns_Update(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c) { return NS; }
-static CK_RV ns_Final(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c) { return NS; }
-static CK_RV ns_DigestInit(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b) { return NS; }
-static CK_RV ns_DigestKey(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b) { return NS; }
-static CK_RV ns_Verify(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e) { return NS; }
-static CK_RV ns_VerifyFinal(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c) { return NS; }
+			   CK_OBJECT_HANDLE_PTR e)
+{
+	return NS;
+}
+static CK_RV ns_DestroyObject(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b)
+{
+	return NS;
+}
+static CK_RV ns_GetObjectSize(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ULONG_PTR c)
+{
+	return NS;
+}
+static CK_RV ns_SetAttributeValue(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c,
+				  CK_ULONG d)
+{
+	return NS;
+}
+static CK_RV ns_Init(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c)
+{
+	return NS;
+}
+static CK_RV ns_OneShot(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d,
+			CK_ULONG_PTR e)
+{
+	return NS;
+}
+static CK_RV ns_Update(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c)
+{
+	return NS;
+}
+static CK_RV ns_Final(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c)
+{
+	return NS;
+}
+static CK_RV ns_DigestInit(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b)
+{
+	return NS;
+}
+static CK_RV ns_DigestKey(CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b)
+{
+	return NS;
+}
+static CK_RV ns_Verify(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e)
+{
+	return NS;
+}
+static CK_RV ns_VerifyFinal(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c)
+{
+	return NS;
+}
 static CK_RV ns_GenerateKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c, CK_ULONG d,
-			    CK_OBJECT_HANDLE_PTR e) { return NS; }
-static CK_RV ns_WrapKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_OBJECT_HANDLE d,
-			CK_BYTE_PTR e, CK_ULONG_PTR f) { return NS; }
-static CK_RV ns_UnwrapKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_BYTE_PTR d,
-			  CK_ULONG e, CK_ATTRIBUTE_PTR f, CK_ULONG g2, CK_OBJECT_HANDLE_PTR h) { return NS; }
-static CK_RV ns_DeriveKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_ATTRIBUTE_PTR d,
-			  CK_ULONG e, CK_OBJECT_HANDLE_PTR f) { return NS; }
-static CK_RV ns_SeedRandom(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c) { return NS; }
-static CK_RV ns_GenerateRandom(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c) { return NS; }
-static CK_RV ns_GetFunctionStatus(CK_SESSION_HANDLE a) { return CKR_FUNCTION_NOT_PARALLEL; }
-static CK_RV ns_CancelFunction(CK_SESSION_HANDLE a) { return CKR_FUNCTION_NOT_PARALLEL; }
-static CK_RV ns_WaitForSlotEvent(CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c) { return NS; }
+			    CK_OBJECT_HANDLE_PTR e)
+{
+	return NS;
+}
+static CK_RV ns_WrapKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
+			CK_OBJECT_HANDLE d, CK_BYTE_PTR e, CK_ULONG_PTR f)
+{
+	return NS;
+}
+static CK_RV ns_UnwrapKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
+			  CK_BYTE_PTR d, CK_ULONG e, CK_ATTRIBUTE_PTR f, CK_ULONG g2,
+			  CK_OBJECT_HANDLE_PTR h)
+{
+	return NS;
+}
+static CK_RV ns_DeriveKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
+			  CK_ATTRIBUTE_PTR d, CK_ULONG e, CK_OBJECT_HANDLE_PTR f)
+{
+	return NS;
+}
+static CK_RV ns_SeedRandom(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c)
+{
+	return NS;
+}
+static CK_RV ns_GenerateRandom(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c)
+{
+	return NS;
+}
+static CK_RV ns_GetFunctionStatus(CK_SESSION_HANDLE a)
+{
+	return CKR_FUNCTION_NOT_PARALLEL;
+}
+static CK_RV ns_CancelFunction(CK_SESSION_HANDLE a)
+{
+	return CKR_FUNCTION_NOT_PARALLEL;
+}
+static CK_RV ns_WaitForSlotEvent(CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c)
+{
+	return NS;
+}
 #undef NS
 #pragma GCC diagnostic pop
 
 static CK_FUNCTION_LIST g_functions = {
-	.version = {2, 40},
+	.version = { 2, 40 },
 	.C_Initialize = C_Initialize,
 	.C_Finalize = C_Finalize,
 	.C_GetInfo = C_GetInfo,
@@ -963,7 +1057,8 @@ static CK_FUNCTION_LIST g_functions = {
 	.C_WaitForSlotEvent = ns_WaitForSlotEvent,
 };
 
-__attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+__attribute__((visibility("default"))) CK_RV
+C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
 {
 	if (!ppFunctionList)
 		return CKR_ARGUMENTS_BAD;

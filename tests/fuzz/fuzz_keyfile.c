@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(why, 'x', sizeof(why));
 	if (keyfile_parse(data, size, &k, why, sizeof(why)) != KMS_OK) {
 		/* a failure leaves nothing behind and always says why */
-		if (memcmp(&k, zero, sizeof(k)) != 0 || why[0] == '\0' || !memchr(why, '\0', sizeof(why)))
+		if (memcmp(&k, zero, sizeof(k)) != 0 || why[0] == '\0' ||
+		    !memchr(why, '\0', sizeof(why)))
 			__builtin_trap();
 		return 0;
 	}

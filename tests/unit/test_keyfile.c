@@ -38,7 +38,8 @@ static void load_vec(struct vec *v)
 	v->json_text = json_dumps(json_object_get(e, "json"), JSON_INDENT(2));
 	assert_non_null(v->json_text);
 	assert_int_equal(tu_hex(tu_json_str(e, "seed_hex"), v->seed, 32), 32);
-	assert_int_equal(tu_hex(tu_json_str(json_object_get(e, "derived"), "ed25519_pubkey_hex"), v->pub, 32),
+	assert_int_equal(tu_hex(tu_json_str(json_object_get(e, "derived"), "ed25519_pubkey_hex"),
+				v->pub, 32),
 			 32);
 }
 
@@ -96,7 +97,8 @@ static void test_seed_and_json_same_key(void **state)
 	assert_int_equal(keyfile_sign(&a, (const uint8_t *)msg, strlen(msg), sa), KMS_OK);
 	assert_int_equal(keyfile_sign(&b, (const uint8_t *)msg, strlen(msg), sb), KMS_OK);
 	assert_memory_equal(sa, sb, 64);
-	assert_int_equal(kcrypto_ed25519_verify(v.pub, (const uint8_t *)msg, strlen(msg), sa), KMS_OK);
+	assert_int_equal(kcrypto_ed25519_verify(v.pub, (const uint8_t *)msg, strlen(msg), sa),
+			 KMS_OK);
 
 	/* trailing newline and surrounding blanks are trimmed, as tmkms does */
 	{
@@ -112,8 +114,8 @@ static void test_seed_and_json_same_key(void **state)
 }
 
 /* Edits the example JSON: obj.key = value (string), then parses it. */
-static int parse_edited(struct vec *v, const char *obj, const char *key, const char *value, char *why,
-			size_t cap)
+static int parse_edited(struct vec *v, const char *obj, const char *key, const char *value,
+			char *why, size_t cap)
 {
 	json_t *e = json_object_get(v->root, "priv_validator_key_example");
 	json_t *j = json_deep_copy(json_object_get(e, "json"));
@@ -123,7 +125,8 @@ static int parse_edited(struct vec *v, const char *obj, const char *key, const c
 
 	assert_non_null(j);
 	if (obj)
-		assert_int_equal(json_object_set_new(json_object_get(j, obj), key, json_string(value)), 0);
+		assert_int_equal(
+			json_object_set_new(json_object_get(j, obj), key, json_string(value)), 0);
 	else if (value)
 		assert_int_equal(json_object_set_new(j, key, json_string(value)), 0);
 	else
@@ -147,38 +150,45 @@ static void test_json_mismatch(void **state)
 
 	load_vec(&v);
 	/* another key's public key in pub_key */
-	assert_int_equal(parse_edited(&v, "pub_key", "value", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
-				      why, sizeof(why)),
+	assert_int_equal(parse_edited(&v, "pub_key", "value",
+				      "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", why,
+				      sizeof(why)),
 			 KMS_ERR_FORMAT);
 	assert_non_null(strstr(why, "pub_key.value"));
-	assert_int_equal(parse_edited(&v, "pub_key", "type", "tendermint/PubKeySecp256k1", why, sizeof(why)),
-			 KMS_ERR_FORMAT);
+	assert_int_equal(
+		parse_edited(&v, "pub_key", "type", "tendermint/PubKeySecp256k1", why, sizeof(why)),
+		KMS_ERR_FORMAT);
 	assert_non_null(strstr(why, "pub_key.type"));
-	assert_int_equal(parse_edited(&v, NULL, "address", "A3258DCBF45DCA0DF052981870F2D1441A36D146", why,
-				      sizeof(why)),
+	assert_int_equal(parse_edited(&v, NULL, "address",
+				      "A3258DCBF45DCA0DF052981870F2D1441A36D146", why, sizeof(why)),
 			 KMS_ERR_FORMAT);
 	assert_non_null(strstr(why, "address"));
 	/* lowercase address is the same address */
-	assert_int_equal(parse_edited(&v, NULL, "address", "a3258dcbf45dca0df052981870f2d1441a36d145", why,
-				      sizeof(why)),
+	assert_int_equal(parse_edited(&v, NULL, "address",
+				      "a3258dcbf45dca0df052981870f2d1441a36d145", why, sizeof(why)),
 			 KMS_OK);
 	/* pub_key and address are optional */
 	assert_int_equal(parse_edited(&v, NULL, "address", NULL, why, sizeof(why)), KMS_OK);
 	assert_int_equal(parse_edited(&v, NULL, "pub_key", NULL, why, sizeof(why)), KMS_OK);
 	/* seed || wrong pub inside priv_key.value (last byte changed) */
-	assert_int_equal(parse_edited(&v, "priv_key", "value",
-				      "EVkqJO/jIXp3rkASXfh9YnyToYXRXhBr6g9cQVxPFnQBP/5povV4HTjvsy530kybxKHwEi85"
-				      "iU8YL0qQhSYVoA==",
-				      why, sizeof(why)),
-			 KMS_ERR_FORMAT);
+	assert_int_equal(
+		parse_edited(
+			&v, "priv_key", "value",
+			"EVkqJO/jIXp3rkASXfh9YnyToYXRXhBr6g9cQVxPFnQBP/5povV4HTjvsy530kybxKHwEi85"
+			"iU8YL0qQhSYVoA==",
+			why, sizeof(why)),
+		KMS_ERR_FORMAT);
 	assert_non_null(strstr(why, "priv_key.value"));
 	/* 32-byte priv_key.value */
-	assert_int_equal(parse_edited(&v, "priv_key", "value", v.seed_b64, why, sizeof(why)), KMS_ERR_FORMAT);
+	assert_int_equal(parse_edited(&v, "priv_key", "value", v.seed_b64, why, sizeof(why)),
+			 KMS_ERR_FORMAT);
 	assert_non_null(strstr(why, "64 bytes"));
-	assert_int_equal(parse_edited(&v, "priv_key", "type", "tendermint/PrivKeySecp256k1", why, sizeof(why)),
+	assert_int_equal(parse_edited(&v, "priv_key", "type", "tendermint/PrivKeySecp256k1", why,
+				      sizeof(why)),
 			 KMS_ERR_UNSUPPORTED);
 	assert_non_null(strstr(why, "PrivKeySecp256k1"));
-	assert_int_equal(parse_edited(&v, NULL, "priv_key", NULL, why, sizeof(why)), KMS_ERR_FORMAT);
+	assert_int_equal(parse_edited(&v, NULL, "priv_key", NULL, why, sizeof(why)),
+			 KMS_ERR_FORMAT);
 	assert_non_null(strstr(why, "priv_key"));
 	free_vec(&v);
 }
@@ -190,17 +200,18 @@ static void test_bad_inputs(void **state)
 		int err;
 		const char *why;
 	} cases[] = {
-		{"", KMS_ERR_FORMAT, "empty"},
-		{"AAECAwQFBgcICQoLDA0ODw==", KMS_ERR_FORMAT, "16 bytes"},
-		{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g", KMS_ERR_FORMAT, "33 bytes"},
-		{"EVkqJO/jIXp3rkASXfh9YnyToYXRXhBr6g9cQVxPFnQ", KMS_ERR_FORMAT, "base64"},
-		{"EVkqJO/jIXp3rkASXfh9Yny ToYXRXhBr6g9cQVxPFnQ=", KMS_ERR_FORMAT, "base64"},
-		{"EVkqJO_jIXp3rkASXfh9YnyToYXRXhBr6g9cQVxPFnQ=", KMS_ERR_FORMAT, "base64"},
-		{"{\"priv_key\": ", KMS_ERR_FORMAT, "JSON"},
-		{"[1,2]", KMS_ERR_FORMAT, "base64"},
-		{"{}", KMS_ERR_FORMAT, "priv_key"},
-		{"{\"priv_key\":{\"type\":\"tendermint/PrivKeyEd25519\",\"value\":7}}", KMS_ERR_FORMAT, "priv_key"},
-		{"{\"a\":1,\"a\":2}", KMS_ERR_FORMAT, "JSON"},
+		{ "", KMS_ERR_FORMAT, "empty" },
+		{ "AAECAwQFBgcICQoLDA0ODw==", KMS_ERR_FORMAT, "16 bytes" },
+		{ "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g", KMS_ERR_FORMAT, "33 bytes" },
+		{ "EVkqJO/jIXp3rkASXfh9YnyToYXRXhBr6g9cQVxPFnQ", KMS_ERR_FORMAT, "base64" },
+		{ "EVkqJO/jIXp3rkASXfh9Yny ToYXRXhBr6g9cQVxPFnQ=", KMS_ERR_FORMAT, "base64" },
+		{ "EVkqJO_jIXp3rkASXfh9YnyToYXRXhBr6g9cQVxPFnQ=", KMS_ERR_FORMAT, "base64" },
+		{ "{\"priv_key\": ", KMS_ERR_FORMAT, "JSON" },
+		{ "[1,2]", KMS_ERR_FORMAT, "base64" },
+		{ "{}", KMS_ERR_FORMAT, "priv_key" },
+		{ "{\"priv_key\":{\"type\":\"tendermint/PrivKeyEd25519\",\"value\":7}}",
+		  KMS_ERR_FORMAT, "priv_key" },
+		{ "{\"a\":1,\"a\":2}", KMS_ERR_FORMAT, "JSON" },
 	};
 	struct keyfile_ed25519 k;
 	char why[256];
@@ -242,18 +253,18 @@ static void test_seed_pub_64_refused(void **state)
 static const struct {
 	const char *seed, *pub, *msg, *sig;
 } rfc8032[] = {
-	{"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
-	 "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
-	 "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25"
-	 "bf5f0595bbe24655141438e7a100b"},
-	{"4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
-	 "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
-	 "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387"
-	 "b2eaeb4302aeeb00d291612bb0c00"},
-	{"c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
-	 "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
-	 "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7"
-	 "c15e9716ed28dc027beceea1ec40a"},
+	{ "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+	  "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+	  "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25"
+	  "bf5f0595bbe24655141438e7a100b" },
+	{ "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+	  "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+	  "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387"
+	  "b2eaeb4302aeeb00d291612bb0c00" },
+	{ "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+	  "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+	  "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7"
+	  "c15e9716ed28dc027beceea1ec40a" },
 };
 
 static void test_expanded_rfc8032(void **state)
@@ -376,7 +387,8 @@ static void test_files(void **state)
 	{
 		char *missing = tu_path(dir, "missing.key");
 
-		assert_int_equal(keyfile_load_quiet(missing, &k, why, sizeof(why)), KMS_ERR_NOT_FOUND);
+		assert_int_equal(keyfile_load_quiet(missing, &k, why, sizeof(why)),
+				 KMS_ERR_NOT_FOUND);
 		free(missing);
 	}
 

@@ -30,7 +30,7 @@ static CK_FUNCTION_LIST_PTR F;
 struct fx {
 	char *dir, *tokdir, *single, *badperm, *missing;
 	char init[8192];
-	uint8_t seed[32], pub[32];  /* the CometBFT test key (val.key, pv.json) */
+	uint8_t seed[32], pub[32];   /* the CometBFT test key (val.key, pv.json) */
 	uint8_t eseed[32], epub[32]; /* the key behind exp.key (64-byte expanded) */
 };
 
@@ -108,8 +108,8 @@ static int setup(void **state)
 	X.badperm = tu_path(X.dir, "badperm.key");
 	tu_write_file(X.badperm, b64, strlen(b64), 0640);
 	X.missing = tu_path(X.dir, "nowhere");
-	snprintf(X.init, sizeof(X.init), SOFTSIGN_INIT_PREFIX "dir=%s;file=%s;file=%s;dir=%s", X.tokdir,
-		 X.single, X.badperm, X.missing);
+	snprintf(X.init, sizeof(X.init), SOFTSIGN_INIT_PREFIX "dir=%s;file=%s;file=%s;dir=%s",
+		 X.tokdir, X.single, X.badperm, X.missing);
 	free(js);
 	json_decref(v);
 	return 0;
@@ -153,13 +153,15 @@ static CK_SESSION_HANDLE open_rw(CK_SLOT_ID slot, int rw)
 {
 	CK_SESSION_HANDLE h = 0;
 
-	assert_int_equal(F->C_OpenSession(slot, CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0), NULL, NULL, &h),
+	assert_int_equal(F->C_OpenSession(slot, CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0),
+					  NULL, NULL, &h),
 			 CKR_OK);
 	return h;
 }
 
 /* Finds objects matching tmpl; returns how many (handles in out). */
-static CK_ULONG find(CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE *out, CK_ULONG cap)
+static CK_ULONG find(CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE *out,
+		     CK_ULONG cap)
 {
 	CK_ULONG got = 0;
 
@@ -172,8 +174,8 @@ static CK_ULONG find(CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJ
 static CK_OBJECT_HANDLE find_one(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls)
 {
 	CK_ATTRIBUTE t[] = {
-		{CKA_LABEL, (void *)(uintptr_t)label, strlen(label)},
-		{CKA_CLASS, &cls, sizeof(cls)},
+		{ CKA_LABEL, (void *)(uintptr_t)label, strlen(label) },
+		{ CKA_CLASS, &cls, sizeof(cls) },
 	};
 	CK_OBJECT_HANDLE h[4];
 
@@ -320,7 +322,8 @@ static void test_slots_tokens(void **state)
 	assert_int_equal(mi.flags, CKF_SIGN);
 	assert_int_equal(F->C_GetMechanismInfo(0, CKM_EC_EDWARDS_KEY_PAIR_GEN, &mi), CKR_OK);
 	assert_int_equal(mi.flags, CKF_GENERATE_KEY_PAIR);
-	assert_int_equal(F->C_GetMechanismInfo(1, CKM_EC_EDWARDS_KEY_PAIR_GEN, &mi), CKR_MECHANISM_INVALID);
+	assert_int_equal(F->C_GetMechanismInfo(1, CKM_EC_EDWARDS_KEY_PAIR_GEN, &mi),
+			 CKR_MECHANISM_INVALID);
 	assert_int_equal(F->C_GetMechanismInfo(0, CKM_RSA_PKCS, &mi), CKR_MECHANISM_INVALID);
 }
 
@@ -331,12 +334,16 @@ static void test_sessions_login(void **state)
 	CK_TOKEN_INFO ti;
 	(void)state;
 
-	assert_int_equal(F->C_OpenSession(0, 0, NULL, NULL, &h), CKR_SESSION_PARALLEL_NOT_SUPPORTED);
-	assert_int_equal(F->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, NULL), CKR_ARGUMENTS_BAD);
+	assert_int_equal(F->C_OpenSession(0, 0, NULL, NULL, &h),
+			 CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+	assert_int_equal(F->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, NULL),
+			 CKR_ARGUMENTS_BAD);
 	assert_int_equal(F->C_OpenSession(1, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h),
 			 CKR_TOKEN_WRITE_PROTECTED);
-	assert_int_equal(F->C_OpenSession(2, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_TOKEN_NOT_PRESENT);
-	assert_int_equal(F->C_OpenSession(9, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_SLOT_ID_INVALID);
+	assert_int_equal(F->C_OpenSession(2, CKF_SERIAL_SESSION, NULL, NULL, &h),
+			 CKR_TOKEN_NOT_PRESENT);
+	assert_int_equal(F->C_OpenSession(9, CKF_SERIAL_SESSION, NULL, NULL, &h),
+			 CKR_SLOT_ID_INVALID);
 	h = open_rw(0, 0);
 	h2 = open_rw(0, 1);
 	assert_int_not_equal(h, h2);
@@ -382,20 +389,21 @@ static void test_find_and_attributes(void **state)
 	/* CKA_ID: the same key in val.key and pv.json, two object pairs */
 	assert_int_equal(keyfile_cka_id(X.pub, id), KMS_OK);
 	{
-		CK_ATTRIBUTE t[] = {{CKA_ID, id, sizeof(id)}, {CKA_KEY_TYPE, &kt, sizeof(kt)}};
+		CK_ATTRIBUTE t[] = { { CKA_ID, id, sizeof(id) },
+				     { CKA_KEY_TYPE, &kt, sizeof(kt) } };
 
 		assert_int_equal(find(s, t, 2, h, 16), 4);
 		t[0].ulValueLen = 7;
 		assert_int_equal(find(s, t, 2, h, 16), 0);
 	}
 	{
-		CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}};
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) } };
 
 		assert_int_equal(find(s, t, 1, h, 16), 3);
 	}
 	{
 		/* a sensitive attribute in a template matches nothing */
-		CK_ATTRIBUTE t[] = {{CKA_VALUE, X.seed, 32}};
+		CK_ATTRIBUTE t[] = { { CKA_VALUE, X.seed, 32 } };
 
 		assert_int_equal(find(s, t, 1, h, 16), 0);
 	}
@@ -420,7 +428,7 @@ static void test_find_and_attributes(void **state)
 
 	/* length query, then the value */
 	{
-		CK_ATTRIBUTE t[] = {{CKA_EC_POINT, NULL, 0}};
+		CK_ATTRIBUTE t[] = { { CKA_EC_POINT, NULL, 0 } };
 
 		assert_int_equal(F->C_GetAttributeValue(s, pub, t, 1), CKR_OK);
 		assert_int_equal(t[0].ulValueLen, 34);
@@ -438,10 +446,13 @@ static void test_find_and_attributes(void **state)
 	/* the private value is sensitive; unknown types are invalid; the rest still filled */
 	{
 		CK_ATTRIBUTE t[] = {
-			{CKA_VALUE, value, sizeof(value)},     {CKA_SENSITIVE, &sens, 1},
-			{CKA_MODULUS, value, sizeof(value)},   {CKA_EXTRACTABLE, &extr, 1},
-			{CKA_SIGN, &sign, 1},                  {CKA_LOCAL, &local, 1},
-			{CKA_EC_PARAMS, params, sizeof(params)},
+			{ CKA_VALUE, value, sizeof(value) },
+			{ CKA_SENSITIVE, &sens, 1 },
+			{ CKA_MODULUS, value, sizeof(value) },
+			{ CKA_EXTRACTABLE, &extr, 1 },
+			{ CKA_SIGN, &sign, 1 },
+			{ CKA_LOCAL, &local, 1 },
+			{ CKA_EC_PARAMS, params, sizeof(params) },
 		};
 		CK_RV rv = F->C_GetAttributeValue(s, priv, t, 7);
 
@@ -456,7 +467,7 @@ static void test_find_and_attributes(void **state)
 		assert_memory_equal(params, SOFTSIGN_EC_PARAMS_DER, SOFTSIGN_EC_PARAMS_DER_LEN);
 	}
 	{
-		CK_ATTRIBUTE t[] = {{CKA_VALUE, NULL, 0}};
+		CK_ATTRIBUTE t[] = { { CKA_VALUE, NULL, 0 } };
 
 		assert_int_equal(F->C_GetAttributeValue(s, priv, t, 1), CKR_ATTRIBUTE_SENSITIVE);
 		assert_int_equal(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
@@ -465,7 +476,8 @@ static void test_find_and_attributes(void **state)
 	}
 	{
 		char label[16];
-		CK_ATTRIBUTE t[] = {{CKA_LABEL, label, sizeof(label)}, {CKA_ID, value, sizeof(value)}};
+		CK_ATTRIBUTE t[] = { { CKA_LABEL, label, sizeof(label) },
+				     { CKA_ID, value, sizeof(value) } };
 
 		assert_int_equal(F->C_GetAttributeValue(s, pub, t, 2), CKR_OK);
 		assert_int_equal(t[0].ulValueLen, 3);
@@ -476,20 +488,22 @@ static void test_find_and_attributes(void **state)
 	}
 	/* handles: invalid, and another slot's objects are invisible */
 	{
-		CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}};
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) } };
 
 		assert_int_equal(F->C_GetAttributeValue(s, 0, t, 1), CKR_OBJECT_HANDLE_INVALID);
 		assert_int_equal(F->C_GetAttributeValue(s, 9999, t, 1), CKR_OBJECT_HANDLE_INVALID);
 		assert_int_equal(F->C_GetAttributeValue(s1, priv, t, 1), CKR_OBJECT_HANDLE_INVALID);
-		assert_int_equal(F->C_GetAttributeValue(12345, priv, t, 1), CKR_SESSION_HANDLE_INVALID);
+		assert_int_equal(F->C_GetAttributeValue(12345, priv, t, 1),
+				 CKR_SESSION_HANDLE_INVALID);
 	}
 	assert_int_equal(F->C_CloseAllSessions(0), CKR_OK);
 	assert_int_equal(F->C_CloseAllSessions(1), CKR_OK);
 }
 
-static void sign_ok(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, const uint8_t *msg, size_t len, uint8_t sig[64])
+static void sign_ok(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, const uint8_t *msg, size_t len,
+		    uint8_t sig[64])
 {
-	CK_MECHANISM m = {CKM_EDDSA, NULL, 0};
+	CK_MECHANISM m = { CKM_EDDSA, NULL, 0 };
 	CK_ULONG sl = 64;
 
 	assert_int_equal(F->C_SignInit(s, &m, k), CKR_OK);
@@ -500,20 +514,23 @@ static void sign_ok(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, const uint8_t *msg,
 static void test_sign(void **state)
 {
 	CK_SESSION_HANDLE s = open_rw(0, 0);
-	CK_OBJECT_HANDLE priv = find_one(s, "val", CKO_PRIVATE_KEY), pub = find_one(s, "val", CKO_PUBLIC_KEY);
-	CK_OBJECT_HANDLE pv = find_one(s, "pv", CKO_PRIVATE_KEY), ex = find_one(s, "exp", CKO_PRIVATE_KEY);
-	CK_MECHANISM m = {CKM_EDDSA, NULL, 0}, bad = {CKM_ECDSA, NULL, 0};
+	CK_OBJECT_HANDLE priv = find_one(s, "val", CKO_PRIVATE_KEY),
+			 pub = find_one(s, "val", CKO_PUBLIC_KEY);
+	CK_OBJECT_HANDLE pv = find_one(s, "pv", CKO_PRIVATE_KEY),
+			 ex = find_one(s, "exp", CKO_PRIVATE_KEY);
+	CK_MECHANISM m = { CKM_EDDSA, NULL, 0 }, bad = { CKM_ECDSA, NULL, 0 };
 	struct {
 		CK_BBOOL ph;
 		CK_ULONG clen;
 		CK_BYTE_PTR ctx;
-	} params = {CK_FALSE, 0, NULL};
+	} params = { CK_FALSE, 0, NULL };
 	static const uint8_t msg[] = "vote: height 12 round 0 step precommit";
 	uint8_t sig[64], want[64], sig2[64];
 	CK_ULONG sl = 0;
 	(void)state;
 
-	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), sig, &sl), CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), sig, &sl),
+			 CKR_OPERATION_NOT_INITIALIZED);
 	assert_int_equal(F->C_SignInit(s, NULL, priv), CKR_ARGUMENTS_BAD);
 	assert_int_equal(F->C_SignInit(s, &bad, priv), CKR_MECHANISM_INVALID);
 	assert_int_equal(F->C_SignInit(s, &m, pub), CKR_KEY_FUNCTION_NOT_PERMITTED);
@@ -534,12 +551,14 @@ static void test_sign(void **state)
 	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), NULL, &sl), CKR_OK);
 	assert_int_equal(sl, 64);
 	sl = 63;
-	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), sig, &sl), CKR_BUFFER_TOO_SMALL);
+	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), sig, &sl),
+			 CKR_BUFFER_TOO_SMALL);
 	assert_int_equal(sl, 64);
 	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), sig, &sl), CKR_OK);
 	assert_int_equal(sl, 64);
 	/* a successful C_Sign ends the operation */
-	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), sig2, &sl), CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, sizeof(msg), sig2, &sl),
+			 CKR_OPERATION_NOT_INITIALIZED);
 	assert_int_equal(kcrypto_ed25519_verify(X.pub, msg, sizeof(msg), sig), KMS_OK);
 	assert_int_equal(kcrypto_ed25519_sign(X.seed, msg, sizeof(msg), want), KMS_OK);
 	assert_memory_equal(sig, want, 64);
@@ -558,7 +577,8 @@ static void test_sign(void **state)
 	/* bad arguments end the operation */
 	assert_int_equal(F->C_SignInit(s, &m, priv), CKR_OK);
 	assert_int_equal(F->C_Sign(s, NULL, 5, sig, &sl), CKR_ARGUMENTS_BAD);
-	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, 5, sig, &sl), CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(F->C_Sign(s, (CK_BYTE_PTR)msg, 5, sig, &sl),
+			 CKR_OPERATION_NOT_INITIALIZED);
 	/* multi-part signing is not offered (Ed25519 is one-shot) */
 	assert_int_equal(F->C_SignUpdate(s, (CK_BYTE_PTR)msg, 5), CKR_FUNCTION_NOT_SUPPORTED);
 	assert_int_equal(F->C_GenerateRandom(s, sig, 8), CKR_FUNCTION_NOT_SUPPORTED);
@@ -583,19 +603,20 @@ static void check_key_file(const char *name, const uint8_t *want_pub)
 	free(p);
 }
 
-static CK_RV keygen(CK_SESSION_HANDLE s, const char *label, CK_ATTRIBUTE *extra, CK_OBJECT_HANDLE *pub,
-		    CK_OBJECT_HANDLE *priv)
+static CK_RV keygen(CK_SESSION_HANDLE s, const char *label, CK_ATTRIBUTE *extra,
+		    CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
-	CK_MECHANISM m = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0};
+	CK_MECHANISM m = { CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0 };
 	CK_BBOOL t = CK_TRUE;
 	CK_ATTRIBUTE pt[] = {
-		{CKA_EC_PARAMS, (void *)(uintptr_t)SOFTSIGN_EC_PARAMS_DER, SOFTSIGN_EC_PARAMS_DER_LEN},
-		{CKA_TOKEN, &t, 1},
-		{CKA_VERIFY, &t, 1},
+		{ CKA_EC_PARAMS, (void *)(uintptr_t)SOFTSIGN_EC_PARAMS_DER,
+		  SOFTSIGN_EC_PARAMS_DER_LEN },
+		{ CKA_TOKEN, &t, 1 },
+		{ CKA_VERIFY, &t, 1 },
 	};
 	CK_ATTRIBUTE vt[3] = {
-		{CKA_SIGN, &t, 1},
-		{CKA_LABEL, (void *)(uintptr_t)label, label ? strlen(label) : 0},
+		{ CKA_SIGN, &t, 1 },
+		{ CKA_LABEL, (void *)(uintptr_t)label, label ? strlen(label) : 0 },
 	};
 	CK_ULONG nv = label ? 2 : 1;
 
@@ -622,10 +643,11 @@ static void test_keygen_and_import(void **state)
 	assert_int_equal(keygen(rw, ".hidden", NULL, &pub, &priv), CKR_ATTRIBUTE_VALUE_INVALID);
 	assert_int_equal(keygen(rw, "val", NULL, &pub, &priv), CKR_ATTRIBUTE_VALUE_INVALID);
 	{
-		CK_ATTRIBUTE idattr = {CKA_ID, (void *)"ab", 2};
+		CK_ATTRIBUTE idattr = { CKA_ID, (void *)"ab", 2 };
 		CK_BBOOL t = CK_TRUE;
-		CK_ATTRIBUTE ex = {CKA_EXTRACTABLE, &t, 1};
-		CK_ATTRIBUTE curve = {CKA_EC_PARAMS, (void *)"\x06\x03\x2b\x65\x71", 5}; /* Ed448 */
+		CK_ATTRIBUTE ex = { CKA_EXTRACTABLE, &t, 1 };
+		CK_ATTRIBUTE curve = { CKA_EC_PARAMS, (void *)"\x06\x03\x2b\x65\x71",
+				       5 }; /* Ed448 */
 
 		assert_int_equal(keygen(rw, "gen", &idattr, &pub, &priv), CKR_ATTRIBUTE_READ_ONLY);
 		assert_int_equal(keygen(rw, "gen", &ex, &pub, &priv), CKR_TEMPLATE_INCONSISTENT);
@@ -641,7 +663,7 @@ static void test_keygen_and_import(void **state)
 
 	assert_int_equal(keygen(rw, "gen", NULL, &pub, &priv), CKR_OK);
 	{
-		CK_ATTRIBUTE t[] = {{CKA_EC_POINT, point, sizeof(point)}};
+		CK_ATTRIBUTE t[] = { { CKA_EC_POINT, point, sizeof(point) } };
 
 		assert_int_equal(F->C_GetAttributeValue(rw, pub, t, 1), CKR_OK);
 	}
@@ -654,10 +676,10 @@ static void test_keygen_and_import(void **state)
 	/* C_CreateObject: import a seed */
 	{
 		CK_ATTRIBUTE t[] = {
-			{CKA_CLASS, &cls, sizeof(cls)},
-			{CKA_KEY_TYPE, &kt, sizeof(kt)},
-			{CKA_LABEL, (void *)"imported", 8},
-			{CKA_VALUE, X.seed, 32},
+			{ CKA_CLASS, &cls, sizeof(cls) },
+			{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+			{ CKA_LABEL, (void *)"imported", 8 },
+			{ CKA_VALUE, X.seed, 32 },
 		};
 		CK_OBJECT_HANDLE o = 0;
 
@@ -706,7 +728,7 @@ static void *signer(void *arg)
 {
 	struct thr *t = arg;
 	CK_SESSION_HANDLE s = 0;
-	CK_MECHANISM m = {CKM_EDDSA, NULL, 0};
+	CK_MECHANISM m = { CKM_EDDSA, NULL, 0 };
 
 	if (F->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
 		t->fails++;
