@@ -466,6 +466,73 @@ static void test_stream(void **state)
 	sc_conn_free(c);
 }
 
+/* Both roles over real TCP on loopback: the node listens and accepts, the signer dials. */
+struct tcp_node {
+	int lfd;
+	const struct sc_identity *id;
+	int rc;
+	uint8_t got[5000];
+};
+
+static void *tcp_node_main(void *arg)
+{
+	struct tcp_node *n = arg;
+	struct sc_conn *c = NULL;
+	int fd = -1;
+
+	n->rc = net_accept(n->lfd, TMO, &fd);
+	if (n->rc == KMS_OK)
+		n->rc = sc_handshake(fd, n->id, NULL, TMO, &c);
+	if (n->rc == KMS_OK)
+		n->rc = read_exact(c, n->got, sizeof(n->got));
+	if (n->rc == KMS_OK)
+		n->rc = sc_write(c, (const uint8_t *)"pong", 4, TMO);
+	sc_conn_free(c);
+	net_close(&fd);
+	return NULL;
+}
+
+static void test_tcp_roles(void **state)
+{
+	struct sc_soft_identity *signer = NULL, *node = NULL;
+	struct sc_identity ids, idn;
+	struct tcp_node n = { .lfd = -1 };
+	struct net_addr a;
+	struct sc_conn *c = NULL;
+	uint8_t node_id[20], msg[5000], pong[4];
+	uint16_t port = 0;
+	pthread_t th;
+	int fd = -1;
+
+	(void)state;
+	assert_int_equal(sc_soft_identity_new(NULL, &signer), KMS_OK);
+	assert_int_equal(sc_soft_identity_new(NULL, &node), KMS_OK);
+	sc_soft_identity_get(signer, &ids);
+	sc_soft_identity_get(node, &idn);
+	assert_int_equal(sc_node_id(idn.pub, node_id), KMS_OK);
+	assert_int_equal(net_addr_parse("tcp://127.0.0.1:0", &a, NULL, 0), KMS_OK);
+	assert_int_equal(net_listen(&a, &n.lfd), KMS_OK);
+	assert_int_equal(net_local_port(n.lfd, &port), KMS_OK);
+	snprintf(a.port, sizeof(a.port), "%u", port);
+	n.id = &idn;
+	assert_int_equal(pthread_create(&th, NULL, tcp_node_main, &n), 0);
+	assert_int_equal(net_dial(&a, TMO, &fd), KMS_OK);
+	assert_int_equal(sc_handshake(fd, &ids, node_id, TMO, &c), KMS_OK);
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)(i * 13);
+	assert_int_equal(sc_write(c, msg, sizeof(msg), TMO), KMS_OK);
+	assert_int_equal(read_exact(c, pong, sizeof(pong)), KMS_OK);
+	assert_memory_equal(pong, "pong", 4);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(n.rc, KMS_OK);
+	assert_memory_equal(n.got, msg, sizeof(msg));
+	sc_conn_free(c);
+	net_close(&fd);
+	net_close(&n.lfd);
+	sc_soft_identity_free(signer);
+	sc_soft_identity_free(node);
+}
+
 static void test_wrong_expected_id(void **state)
 {
 	struct duo d;
@@ -1104,6 +1171,7 @@ int main(void)
 		cmocka_unit_test(test_real_handshake_large),
 		cmocka_unit_test(test_real_handshake_sizes),
 		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_tcp_roles),
 		cmocka_unit_test(test_wrong_expected_id),
 		cmocka_unit_test(test_peer_refuses_us),
 		cmocka_unit_test(test_bad_signature),
