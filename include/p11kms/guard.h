@@ -66,7 +66,7 @@ struct guard_request {
 
 struct guard_result {
 	uint8_t signature[GUARD_SIG_LEN];
-	int reused;             /* 1: the stored signature was returned (same H/R/S) */
+	int reused;		/* 1: the stored signature was returned (same H/R/S) */
 	int timestamp_replaced; /* 1: votes only: put ts_seconds/ts_nanos into the response vote */
 	int64_t ts_seconds;
 	int32_t ts_nanos;
@@ -129,7 +129,7 @@ KMS_MUST_CHECK int guard_state_init(const char *path, const char *chain_id, int6
 				    int32_t round, enum guard_step step);
 
 enum guard_fmt {
-	GUARD_FMT_AUTO,     /* import only: detected from the JSON */
+	GUARD_FMT_AUTO,	    /* import only: detected from the JSON */
 	GUARD_FMT_COMETBFT, /* priv_validator_state.json (FilePV, cosmos/kms, horcrux single) */
 	GUARD_FMT_TMKMS,    /* tmkms state file: steps 0/1/2, block_id */
 	GUARD_FMT_HORCRUX,  /* horcrux threshold {chain}_priv_validator_state.json */

@@ -15,7 +15,7 @@
 struct guard {
 	pthread_mutex_t mu;
 	struct guard_file *gf; /* the locked file and the last record (gf->rec) */
-	int failed;            /* a persist failed: the disk state is uncertain, refuse all */
+	int failed;	       /* a persist failed: the disk state is uncertain, refuse all */
 	char chain_id[GUARD_MAX_CHAIN_ID + 1];
 	struct guard_rec next; /* scratch for the record being written (under mu) */
 };
@@ -42,7 +42,8 @@ int guard_open(const char *state_path, const char *chain_id, struct guard **out)
 	*out = NULL;
 	if (state_path == NULL || chain_id == NULL || chain_id[0] == '\0' ||
 	    strlen(chain_id) > GUARD_MAX_CHAIN_ID) {
-		kms_log_err("invalid chain-id for the double-sign guard chain=%s", chain_id ? chain_id : "");
+		kms_log_err("invalid chain-id for the double-sign guard chain=%s",
+			    chain_id ? chain_id : "");
 		return KMS_ERR_CONFIG;
 	}
 	g = calloc(1, sizeof(*g));
@@ -98,9 +99,10 @@ int guard_failed(struct guard *g)
 }
 
 /* Fills res->reason ("chain=… requested h/r/s=… last h/r/s=…: why"), logs it, returns err. */
-__attribute__((format(printf, 5, 6))) static int refuse(struct guard *g, const struct guard_hrs *req,
-							 struct guard_result *res, int err,
-							 const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int refuse(struct guard *g,
+							const struct guard_hrs *req,
+							struct guard_result *res, int err,
+							const char *fmt, ...)
 {
 	char why[160];
 	va_list ap;
@@ -109,9 +111,9 @@ __attribute__((format(printf, 5, 6))) static int refuse(struct guard *g, const s
 	va_end(ap);
 	const struct guard_hrs *last = &g->gf->rec.hrs;
 	int n = snprintf(res->reason, sizeof(res->reason),
-			 "chain=%s requested h/r/s=%lld/%d/%d last h/r/s=%lld/%d/%d: %s", g->chain_id,
-			 (long long)req->height, req->round, (int)req->step, (long long)last->height,
-			 last->round, (int)last->step, why);
+			 "chain=%s requested h/r/s=%lld/%d/%d last h/r/s=%lld/%d/%d: %s",
+			 g->chain_id, (long long)req->height, req->round, (int)req->step,
+			 (long long)last->height, last->round, (int)last->step, why);
 	if (n < 0 || (size_t)n >= sizeof(res->reason))
 		kms_log_debug("guard refusal reason truncated chain=%s", g->chain_id);
 	kms_log_warn("guard refused to sign %s", res->reason);
@@ -167,9 +169,10 @@ static int same_hrs(struct guard *g, const struct guard_request *req, const stru
 			      "conflicting data: different block or content at the same "
 			      "height/round/step (double sign)");
 	if (c->is_proposal)
-		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
-			      "proposal differs only in timestamp; refusing: the node ignores a "
-			      "returned proposal timestamp, so the stored signature would not verify");
+		return refuse(
+			g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
+			"proposal differs only in timestamp; refusing: the node ignores a "
+			"returned proposal timestamp, so the stored signature would not verify");
 	memcpy(res->signature, last->signature, GUARD_SIG_LEN);
 	res->reused = 1;
 	res->timestamp_replaced = 1;

@@ -117,7 +117,8 @@ int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec, const ch
 		*why = "checksum mismatch (torn or corrupted write)";
 		return KMS_ERR_FORMAT;
 	}
-	if (get_le(p + O_VERSION, 4) != GUARD_FILE_VERSION || get_le(p + O_RECLEN, 4) != GUARD_REC_LEN) {
+	if (get_le(p + O_VERSION, 4) != GUARD_FILE_VERSION ||
+	    get_le(p + O_RECLEN, 4) != GUARD_REC_LEN) {
 		*why = "unsupported record version";
 		return KMS_ERR_FORMAT;
 	}
@@ -234,7 +235,8 @@ static void remove_stale_temps(const char *path)
 			if (strncmp(e->d_name, prefix, pl) != 0)
 				continue;
 			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-				kms_log_warn("removed stale temp file dir=%s name=%s", dir, e->d_name);
+				kms_log_warn("removed stale temp file dir=%s name=%s", dir,
+					     e->d_name);
 		}
 	}
 	if (d != NULL)
@@ -245,10 +247,11 @@ static void remove_stale_temps(const char *path)
 
 static void report_missing(const char *path, const char *chain_id)
 {
-	kms_log_err("double-sign state missing path=%s chain=%s: refusing to sign. Create it with "
-		    "`p11kms state init -c <conf> --chain %s --height H` (H = the chain's current "
-		    "height) or `p11kms state import` from priv_validator_state.json or tmkms state",
-		    path, chain_id ? chain_id : "?", chain_id ? chain_id : "<id>");
+	kms_log_err(
+		"double-sign state missing path=%s chain=%s: refusing to sign. Create it with "
+		"`p11kms state init -c <conf> --chain %s --height H` (H = the chain's current "
+		"height) or `p11kms state import` from priv_validator_state.json or tmkms state",
+		path, chain_id ? chain_id : "?", chain_id ? chain_id : "<id>");
 }
 
 /*
@@ -256,8 +259,8 @@ static void report_missing(const char *path, const char *chain_id)
  * slot failing its checksum is skipped (a torn write: its signature was never
  * released). Two valid slots with one sequence cannot come from our writer.
  */
-static int parse_image(const uint8_t *p, size_t n, struct guard_rec *best, int ok[2], uint64_t seq[2],
-		       int *cur, const char *why[2])
+static int parse_image(const uint8_t *p, size_t n, struct guard_rec *best, int ok[2],
+		       uint64_t seq[2], int *cur, const char *why[2])
 {
 	struct guard_rec *tmp = malloc(sizeof(*tmp));
 	int b = -1;
@@ -329,12 +332,15 @@ static int load_slots(struct guard_file *gf)
 		goto out;
 	}
 	if (st.st_size != GUARD_FILE_SIZE) {
-		const char *what = st.st_size == 0 ? "empty" : "truncated or not a p11kms state file";
-		if (st.st_size > 0 && st.st_size < 4096 && pread(gf->fd, buf, 1, 0) == 1 && buf[0] == '{')
+		const char *what =
+			st.st_size == 0 ? "empty" : "truncated or not a p11kms state file";
+		if (st.st_size > 0 && st.st_size < 4096 && pread(gf->fd, buf, 1, 0) == 1 &&
+		    buf[0] == '{')
 			what = "a JSON state file (import it with `p11kms state import`)";
-		kms_log_err("double-sign state is %s path=%s size=%lld expected=%u: refusing to sign "
-			    "(never reset silently; restore it or `p11kms state import`)",
-			    what, gf->path, (long long)st.st_size, GUARD_FILE_SIZE);
+		kms_log_err(
+			"double-sign state is %s path=%s size=%lld expected=%u: refusing to sign "
+			"(never reset silently; restore it or `p11kms state import`)",
+			what, gf->path, (long long)st.st_size, GUARD_FILE_SIZE);
 		r = KMS_ERR_FORMAT;
 		goto out;
 	}
@@ -344,25 +350,30 @@ static int load_slots(struct guard_file *gf)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			kms_log_err("read failed path=%s: %s", gf->path, n < 0 ? strerror(errno) : "short");
+			kms_log_err("read failed path=%s: %s", gf->path,
+				    n < 0 ? strerror(errno) : "short");
 			r = KMS_ERR_STATE_IO;
 			goto out;
 		}
 		got += (size_t)n;
 	}
 	const char *why[2];
-	r = parse_image(buf, GUARD_FILE_SIZE, &gf->rec, gf->slot_ok, gf->slot_seq, &gf->cur_slot, why);
+	r = parse_image(buf, GUARD_FILE_SIZE, &gf->rec, gf->slot_ok, gf->slot_seq, &gf->cur_slot,
+			why);
 	for (int i = 0; i < 2; i++)
 		if (!gf->slot_ok[i])
-			kms_log_warn("state record invalid path=%s slot=%d: %s", gf->path, i, why[i]);
+			kms_log_warn("state record invalid path=%s slot=%d: %s", gf->path, i,
+				     why[i]);
 	if (r != KMS_OK) {
 		if (gf->slot_ok[0] && gf->slot_ok[1])
-			kms_log_err("double-sign state corrupt path=%s: both slots hold sequence %llu",
-				    gf->path, (unsigned long long)gf->slot_seq[0]);
+			kms_log_err(
+				"double-sign state corrupt path=%s: both slots hold sequence %llu",
+				gf->path, (unsigned long long)gf->slot_seq[0]);
 		else
-			kms_log_err("double-sign state corrupt path=%s: no valid record in either slot; "
-				    "refusing to sign (restore it or `p11kms state import`)",
-				    gf->path);
+			kms_log_err(
+				"double-sign state corrupt path=%s: no valid record in either slot; "
+				"refusing to sign (restore it or `p11kms state import`)",
+				gf->path);
 		goto out;
 	}
 	r = KMS_OK;
@@ -406,11 +417,14 @@ int guard_file_open(const char *path, const char *chain_id, struct guard_file **
 		if (e == EWOULDBLOCK) {
 			long pid = holder_pid(gf->pid_path);
 			if (pid > 0)
-				kms_log_err("double-sign state is locked by another process path=%s "
-					    "holder_pid=%ld (is p11kms already running for this chain?)",
-					    path, pid);
+				kms_log_err(
+					"double-sign state is locked by another process path=%s "
+					"holder_pid=%ld (is p11kms already running for this chain?)",
+					path, pid);
 			else
-				kms_log_err("double-sign state is locked by another process path=%s", path);
+				kms_log_err(
+					"double-sign state is locked by another process path=%s",
+					path);
 			r = KMS_ERR_LOCKED;
 		} else {
 			kms_log_err("flock failed path=%s: %s", path, strerror(e));
@@ -449,20 +463,21 @@ int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
 	int r = KMS_ERR_STATE_IO;
 	guard_rec_encode(rec, img);
 	while (done < GUARD_REC_LEN) {
-		ssize_t n = ops->pwrite(gf->fd, img + done, GUARD_REC_LEN - done, off + (off_t)done);
+		ssize_t n =
+			ops->pwrite(gf->fd, img + done, GUARD_REC_LEN - done, off + (off_t)done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			kms_log_err("pwrite of double-sign state failed path=%s slot=%d: %s", gf->path,
-				    slot, n < 0 ? strerror(errno) : "wrote nothing");
+			kms_log_err("pwrite of double-sign state failed path=%s slot=%d: %s",
+				    gf->path, slot, n < 0 ? strerror(errno) : "wrote nothing");
 			goto out;
 		}
 		done += (size_t)n;
 	}
 	/* the one sync per state advance: the file is preallocated, so data is enough */
 	if (ops->fdatasync(gf->fd) != 0) {
-		kms_log_err("fdatasync of double-sign state failed path=%s slot=%d: %s", gf->path, slot,
-			    strerror(errno));
+		kms_log_err("fdatasync of double-sign state failed path=%s slot=%d: %s", gf->path,
+			    slot, strerror(errno));
 		goto out;
 	}
 	gf->cur_slot = slot;

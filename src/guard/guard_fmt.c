@@ -79,7 +79,8 @@ static int get_hex(const json_t *obj, const char *key, uint8_t *out, size_t cap,
 	if (r != KMS_OK || s == NULL)
 		return r;
 	if (len / 2 > cap) {
-		kms_log_err("state JSON: %s is too long (%zu hex digits, at most %zu bytes)", key, len, cap);
+		kms_log_err("state JSON: %s is too long (%zu hex digits, at most %zu bytes)", key,
+			    len, cap);
 		return KMS_ERR_TOO_LARGE;
 	}
 	if (enc_hex_decode(s, len, out, cap, outlen) != KMS_OK) {
@@ -99,18 +100,22 @@ static int parse_tmkms_block_id(const json_t *root, struct guard_state *st)
 	const json_t *parts = json_object_get(b, "parts");
 	if (parts == NULL)
 		parts = json_object_get(b, "part_set_header");
-	if (get_hex(b, "hash", st->block_hash, sizeof(st->block_hash), &st->block_hash_len) != KMS_OK)
+	if (get_hex(b, "hash", st->block_hash, sizeof(st->block_hash), &st->block_hash_len) !=
+	    KMS_OK)
 		goto bad;
 	if (parts != NULL && !json_is_null(parts)) {
 		int64_t total = 0;
 		const json_t *t = json_object_get(parts, "total");
-		if (!json_is_object(parts) || (t != NULL && get_int(t, "parts.total", UINT32_MAX, &total) != KMS_OK) ||
-		    get_hex(parts, "hash", st->parts_hash, sizeof(st->parts_hash), &st->parts_hash_len) != KMS_OK)
+		if (!json_is_object(parts) ||
+		    (t != NULL && get_int(t, "parts.total", UINT32_MAX, &total) != KMS_OK) ||
+		    get_hex(parts, "hash", st->parts_hash, sizeof(st->parts_hash),
+			    &st->parts_hash_len) != KMS_OK)
 			goto bad;
 		st->parts_total = (uint32_t)total;
 	}
 	/* the default object {hash:"", parts:{0, ""}} is tmkms's nil block id */
-	st->has_block_id = st->block_hash_len != 0 || st->parts_total != 0 || st->parts_hash_len != 0;
+	st->has_block_id =
+		st->block_hash_len != 0 || st->parts_total != 0 || st->parts_hash_len != 0;
 	return KMS_OK;
 bad:
 	kms_log_err("state JSON: invalid tmkms block_id");
@@ -149,14 +154,16 @@ static int parse_sig_and_bytes(const json_t *root, struct guard_state *st)
 	const char *s;
 	size_t len, siglen = 0;
 	uint8_t sig[96];
-	int r = get_hex(root, "signbytes", st->sign_bytes, sizeof(st->sign_bytes), &st->sign_bytes_len);
+	int r = get_hex(root, "signbytes", st->sign_bytes, sizeof(st->sign_bytes),
+			&st->sign_bytes_len);
 	if (r != KMS_OK)
 		return r;
 	r = get_opt_str(root, "signature", &s, &len);
 	if (r != KMS_OK)
 		return r;
-	if (s != NULL && (len > 128 || enc_base64_decode(s, len, sig, sizeof(sig), &siglen) != KMS_OK ||
-			  siglen != GUARD_SIG_LEN)) {
+	if (s != NULL &&
+	    (len > 128 || enc_base64_decode(s, len, sig, sizeof(sig), &siglen) != KMS_OK ||
+	     siglen != GUARD_SIG_LEN)) {
 		kms_log_err("state JSON: signature is not base64 of 64 bytes");
 		return KMS_ERR_FORMAT;
 	}
@@ -165,8 +172,9 @@ static int parse_sig_and_bytes(const json_t *root, struct guard_state *st)
 		st->has_signature = 1;
 	}
 	if ((st->sign_bytes_len != 0) != st->has_signature) {
-		kms_log_warn("state JSON: signbytes without signature (or the reverse) ignored; the same "
-			     "height/round/step will be refused");
+		kms_log_warn(
+			"state JSON: signbytes without signature (or the reverse) ignored; the same "
+			"height/round/step will be refused");
 		st->sign_bytes_len = 0;
 		st->has_signature = 0;
 		memset(st->signature, 0, sizeof(st->signature));
@@ -174,9 +182,11 @@ static int parse_sig_and_bytes(const json_t *root, struct guard_state *st)
 	if (st->sign_bytes_len != 0) {
 		struct guard_canon c;
 		if (guard_pb_decode(st->sign_bytes, st->sign_bytes_len, &c) != KMS_OK ||
-		    c.height != st->hrs.height || c.round != st->hrs.round || c.step != st->hrs.step) {
-			kms_log_err("state JSON: signbytes are not a canonical vote/proposal at the "
-				    "state's height/round/step");
+		    c.height != st->hrs.height || c.round != st->hrs.round ||
+		    c.step != st->hrs.step) {
+			kms_log_err(
+				"state JSON: signbytes are not a canonical vote/proposal at the "
+				"state's height/round/step");
 			return KMS_ERR_FORMAT;
 		}
 	}
@@ -194,8 +204,8 @@ int guard_state_parse_json(const uint8_t *p, size_t n, enum guard_fmt fmt, struc
 		return KMS_ERR_TOO_LARGE;
 	root = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &err);
 	if (root == NULL || !json_is_object(root)) {
-		kms_log_err("state JSON does not parse: %s (line %d)", root ? "not an object" : err.text,
-			    err.line);
+		kms_log_err("state JSON does not parse: %s (line %d)",
+			    root ? "not an object" : err.text, err.line);
 		goto out;
 	}
 	if (fmt == GUARD_FMT_AUTO)
@@ -219,7 +229,8 @@ int guard_state_parse_json(const uint8_t *p, size_t n, enum guard_fmt fmt, struc
 		r = KMS_ERR_FORMAT;
 	}
 	if (map_step(fmt, step, st->has_block_id, &st->hrs.step) != KMS_OK) {
-		kms_log_err("state JSON: step %lld is out of range for the format", (long long)step);
+		kms_log_err("state JSON: step %lld is out of range for the format",
+			    (long long)step);
 		goto out;
 	}
 	if (fmt == GUARD_FMT_P11KMS) {
@@ -261,7 +272,7 @@ int guard_state_init(const char *path, const char *chain_id, int64_t height, int
 		     enum guard_step step)
 {
 	struct guard_rec *rec;
-	struct guard_hrs hrs = {height, round, step};
+	struct guard_hrs hrs = { height, round, step };
 	int r = check_chain_id(chain_id);
 	if (r != KMS_OK)
 		return r;
@@ -278,13 +289,14 @@ int guard_state_init(const char *path, const char *chain_id, int64_t height, int
 	memcpy(rec->chain_id, chain_id, strlen(chain_id) + 1);
 	r = guard_file_create(path, rec);
 	if (r == KMS_OK)
-		kms_log_info("double-sign state created chain=%s path=%s h=%lld r=%d s=%d", chain_id,
-			     path, (long long)height, round, (int)step);
+		kms_log_info("double-sign state created chain=%s path=%s h=%lld r=%d s=%d",
+			     chain_id, path, (long long)height, round, (int)step);
 	free(rec);
 	return r;
 }
 
-static void rec_from_state(struct guard_rec *rec, const struct guard_state *st, const char *chain_id)
+static void rec_from_state(struct guard_rec *rec, const struct guard_state *st,
+			   const char *chain_id)
 {
 	memset(rec, 0, sizeof(*rec));
 	rec->hrs = st->hrs;
@@ -305,14 +317,15 @@ static int import_over(const char *path, const char *chain_id, struct guard_rec 
 	if (r != KMS_OK)
 		return r;
 	if (strcmp(gf->rec.chain_id, chain_id) != 0) {
-		kms_log_err("state import refused path=%s: the file belongs to chain %s, not %s", path,
-			    gf->rec.chain_id, chain_id);
+		kms_log_err("state import refused path=%s: the file belongs to chain %s, not %s",
+			    path, gf->rec.chain_id, chain_id);
 		r = KMS_ERR_REFUSED;
 	} else if (guard_hrs_cmp(&rec->hrs, &gf->rec.hrs) < 0) {
 		kms_log_err("state import refused path=%s: imported h/r/s=%lld/%d/%d is behind the "
 			    "existing %lld/%d/%d (that could allow a double sign)",
 			    path, (long long)rec->hrs.height, rec->hrs.round, (int)rec->hrs.step,
-			    (long long)gf->rec.hrs.height, gf->rec.hrs.round, (int)gf->rec.hrs.step);
+			    (long long)gf->rec.hrs.height, gf->rec.hrs.round,
+			    (int)gf->rec.hrs.step);
 		r = KMS_ERR_REFUSED;
 	} else {
 		rec->seq = gf->rec.seq + 1;
@@ -345,9 +358,12 @@ int guard_state_import(const char *path, const char *chain_id, const uint8_t *js
 	if (st->sign_bytes_len != 0) {
 		struct guard_canon c;
 		if (guard_pb_decode(st->sign_bytes, st->sign_bytes_len, &c) != KMS_OK ||
-		    c.chain_id_len != strlen(chain_id) || memcmp(c.chain_id, chain_id, c.chain_id_len) != 0) {
-			kms_log_err("state import refused: the stored sign bytes are for another chain "
-				    "than %s", chain_id);
+		    c.chain_id_len != strlen(chain_id) ||
+		    memcmp(c.chain_id, chain_id, c.chain_id_len) != 0) {
+			kms_log_err(
+				"state import refused: the stored sign bytes are for another chain "
+				"than %s",
+				chain_id);
 			r = KMS_ERR_REFUSED;
 			goto out;
 		}
@@ -357,9 +373,10 @@ int guard_state_import(const char *path, const char *chain_id, const uint8_t *js
 	if (r == KMS_ERR_EXISTS && allow_overwrite)
 		r = import_over(path, chain_id, rec);
 	if (r == KMS_OK)
-		kms_log_info("double-sign state imported chain=%s path=%s h=%lld r=%d s=%d signbytes=%zu",
-			     chain_id, path, (long long)rec->hrs.height, rec->hrs.round,
-			     (int)rec->hrs.step, rec->sign_bytes_len);
+		kms_log_info(
+			"double-sign state imported chain=%s path=%s h=%lld r=%d s=%d signbytes=%zu",
+			chain_id, path, (long long)rec->hrs.height, rec->hrs.round,
+			(int)rec->hrs.step, rec->sign_bytes_len);
 out:
 	if (st != NULL)
 		kms_wipe(st, sizeof(*st));
@@ -428,8 +445,9 @@ static int export_cometbft(const struct guard_rec *rec, enum guard_fmt fmt, stru
 	if (r == KMS_OK)
 		r = put_fmt(out, "  \"height\": \"%" PRId64 "\",\n", rec->hrs.height);
 	if (r == KMS_OK)
-		r = fmt == GUARD_FMT_HORCRUX ? put_fmt(out, "  \"round\": \"%d\",\n", (int)rec->hrs.round)
-					     : put_fmt(out, "  \"round\": %d,\n", (int)rec->hrs.round);
+		r = fmt == GUARD_FMT_HORCRUX ?
+			    put_fmt(out, "  \"round\": \"%d\",\n", (int)rec->hrs.round) :
+			    put_fmt(out, "  \"round\": %d,\n", (int)rec->hrs.round);
 	if (r == KMS_OK)
 		r = put_fmt(out, "  \"step\": %d", (int)rec->hrs.step);
 	if (r == KMS_OK && rec->has_sig) {
@@ -460,14 +478,15 @@ static int export_tmkms(const struct guard_rec *rec, struct kbuf *out)
 	if (rec->sign_bytes_len != 0) {
 		struct guard_canon c;
 		if (guard_pb_decode(rec->sign_bytes, rec->sign_bytes_len, &c) != KMS_OK ||
-		    (c.block_id != NULL && guard_pb_block_id(c.block_id, c.block_id_len, &hash, &hlen,
-							     &total, &phash, &plen) != KMS_OK)) {
+		    (c.block_id != NULL &&
+		     guard_pb_block_id(c.block_id, c.block_id_len, &hash, &hlen, &total, &phash,
+				       &plen) != KMS_OK)) {
 			kms_log_err("stored sign bytes do not decode; cannot export a block_id");
 			return KMS_ERR_FORMAT;
 		}
 	}
-	int r = put_fmt(out, "{\"height\":\"%" PRId64 "\",\"round\":\"%d\",\"step\":%d,", rec->hrs.height,
-			(int)rec->hrs.round, step);
+	int r = put_fmt(out, "{\"height\":\"%" PRId64 "\",\"round\":\"%d\",\"step\":%d,",
+			rec->hrs.height, (int)rec->hrs.round, step);
 	if (r == KMS_OK)
 		r = put_fmt(out, "\"block_id\":{\"hash\":\"");
 	if (r == KMS_OK)
@@ -489,7 +508,8 @@ int guard_state_export(const char *path, enum guard_fmt fmt, struct kbuf *out)
 	int r = guard_file_open(path, NULL, &gf);
 	if (r != KMS_OK)
 		return r;
-	r = fmt == GUARD_FMT_TMKMS ? export_tmkms(&gf->rec, out) : export_cometbft(&gf->rec, fmt, out);
+	r = fmt == GUARD_FMT_TMKMS ? export_tmkms(&gf->rec, out) :
+				     export_cometbft(&gf->rec, fmt, out);
 	guard_file_close(gf);
 	return r;
 }
@@ -510,20 +530,23 @@ int guard_state_show(const char *path, struct kbuf *out)
 	struct tm tm;
 	if (gmtime_r(&t, &tm) != NULL)
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	r = put_fmt(out, "path:       %s\nchain:      %s\nheight:     %" PRId64 "\nround:      %d\n"
-			 "step:       %d (%s)\nsequence:   %llu\n",
-		    gf->path, rec->chain_id, rec->hrs.height, (int)rec->hrs.round, (int)rec->hrs.step,
-		    guard_step_name(rec->hrs.step), (unsigned long long)rec->seq);
+	r = put_fmt(out,
+		    "path:       %s\nchain:      %s\nheight:     %" PRId64 "\nround:      %d\n"
+		    "step:       %d (%s)\nsequence:   %llu\n",
+		    gf->path, rec->chain_id, rec->hrs.height, (int)rec->hrs.round,
+		    (int)rec->hrs.step, guard_step_name(rec->hrs.step),
+		    (unsigned long long)rec->seq);
 	if (r == KMS_OK && rec->sign_bytes_len != 0 &&
 	    EVP_Digest(rec->sign_bytes, rec->sign_bytes_len, sum, &sl, EVP_sha256(), NULL) == 1)
-		r = put_fmt(out, "sign bytes: %zu bytes, sha256 %02x%02x%02x%02x%02x%02x%02x%02x...\n",
-			    rec->sign_bytes_len, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6],
-			    sum[7]);
+		r = put_fmt(out,
+			    "sign bytes: %zu bytes, sha256 %02x%02x%02x%02x%02x%02x%02x%02x...\n",
+			    rec->sign_bytes_len, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5],
+			    sum[6], sum[7]);
 	else if (r == KMS_OK)
 		r = put_fmt(out, "sign bytes: none (the same height/round/step will be refused)\n");
 	if (r == KMS_OK)
-		r = put_fmt(out, "signature:  %s\nwritten:    %s\n", rec->has_sig ? "stored" : "none",
-			    when);
+		r = put_fmt(out, "signature:  %s\nwritten:    %s\n",
+			    rec->has_sig ? "stored" : "none", when);
 	for (int i = 0; r == KMS_OK && i < 2; i++) {
 		if (gf->slot_ok[i])
 			r = put_fmt(out, "slot %d:     sequence %llu%s\n", i,

@@ -78,7 +78,8 @@ struct guard_file {
 #define GUARD_REC_LEN 4308u
 void guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN]);
 /* Checks and decodes one slot image: KMS_ERR_FORMAT with *why set if invalid. */
-KMS_MUST_CHECK int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec, const char **why);
+KMS_MUST_CHECK int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec,
+				    const char **why);
 
 /*
  * Opens path read-write, checks its permissions, takes the flock (LOCKED

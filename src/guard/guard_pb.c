@@ -204,7 +204,8 @@ int guard_pb_equal_but_ts(const struct guard_canon *a, const struct guard_canon 
 		return 0;
 	if (memcmp(a->body, b->body, a->ts_off) != 0)
 		return 0;
-	return memcmp(a->body + a->ts_off + a->ts_len, b->body + b->ts_off + b->ts_len, a_rest) == 0;
+	return memcmp(a->body + a->ts_off + a->ts_len, b->body + b->ts_off + b->ts_len, a_rest) ==
+	       0;
 }
 
 int guard_pb_block_id(const uint8_t *p, size_t n, const uint8_t **hash, size_t *hash_len,

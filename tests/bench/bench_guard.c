@@ -83,12 +83,12 @@ static int bench_guard(const char *dir, size_t n, double *lat)
 		return 1;
 	uint8_t sb[512];
 	struct guard_result res;
-	struct tg_msg m = {GUARD_STEP_PRECOMMIT, 0, 0, 0, 1, 1700000000, 0, "bench-1"};
+	struct tg_msg m = { GUARD_STEP_PRECOMMIT, 0, 0, 0, 1, 1700000000, 0, "bench-1" };
 	double t0 = now_us();
 	for (size_t i = 0; i < n; i++) {
 		m.h = (int64_t)i + 1;
 		size_t len = tg_sign_bytes(&m, sb, sizeof(sb));
-		struct guard_request req = {{m.h, 0, GUARD_STEP_PRECOMMIT}, sb, len};
+		struct guard_request req = { { m.h, 0, GUARD_STEP_PRECOMMIT }, sb, len };
 		double a = now_us();
 		if (guard_sign(g, &req, tg_fake_sign, NULL, &res) != KMS_OK)
 			return 1;
@@ -97,7 +97,7 @@ static int bench_guard(const char *dir, size_t n, double *lat)
 	report("guard_sign, state advance", lat, n, now_us() - t0);
 	/* the same request again: the stored signature, no disk */
 	size_t len = tg_sign_bytes(&m, sb, sizeof(sb));
-	struct guard_request req = {{m.h, 0, GUARD_STEP_PRECOMMIT}, sb, len};
+	struct guard_request req = { { m.h, 0, GUARD_STEP_PRECOMMIT }, sb, len };
 	t0 = now_us();
 	for (size_t i = 0; i < n; i++) {
 		double a = now_us();

@@ -16,8 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (guard_state_parse_file(data, size, &st, &seq) == KMS_OK) {
 		/* what the parser accepts must satisfy the loader's invariants */
 		if (st.hrs.height < 0 || st.hrs.round < 0 || (int)st.hrs.step < 0 ||
-		    (int)st.hrs.step > GUARD_STEP_PRECOMMIT || st.sign_bytes_len > GUARD_MAX_SIGN_BYTES ||
-		    st.chain_id[0] == '\0' || (st.sign_bytes_len != 0) != (st.has_signature != 0))
+		    (int)st.hrs.step > GUARD_STEP_PRECOMMIT ||
+		    st.sign_bytes_len > GUARD_MAX_SIGN_BYTES || st.chain_id[0] == '\0' ||
+		    (st.sign_bytes_len != 0) != (st.has_signature != 0))
 			abort();
 	}
 	return 0;

@@ -15,7 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int fmt = GUARD_FMT_AUTO; fmt <= GUARD_FMT_P11KMS; fmt++) {
 		if (guard_state_parse_json(data, size, (enum guard_fmt)fmt, &st) != KMS_OK)
 			continue;
-		if (st.hrs.height < 0 || st.hrs.round < 0 || (int)st.hrs.step > GUARD_STEP_PRECOMMIT ||
+		if (st.hrs.height < 0 || st.hrs.round < 0 ||
+		    (int)st.hrs.step > GUARD_STEP_PRECOMMIT ||
 		    st.sign_bytes_len > GUARD_MAX_SIGN_BYTES ||
 		    (st.sign_bytes_len != 0) != (st.has_signature != 0) || st.fmt == GUARD_FMT_AUTO)
 			abort();

@@ -34,8 +34,8 @@ struct report {
 	uint8_t hash[32];
 };
 
-static const uint8_t seed[32] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-				 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint8_t seed[32] = { 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,	 7,  7,	 7,  7,	 7,  7,
+				  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 
 static int ed_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64])
 {
@@ -95,7 +95,7 @@ static void next_msg(uint64_t *rng, const struct guard_hrs *last, struct tg_msg 
  */
 static ssize_t slow_pwrite(int fd, const void *p, size_t n, off_t off)
 {
-	struct timespec ts = {0, 30000};
+	struct timespec ts = { 0, 30000 };
 	if (n > 256)
 		n = 256;
 	nanosleep(&ts, NULL);
@@ -127,7 +127,7 @@ static void child(int wfd, uint64_t rng)
 		guard_last(g, &last);
 		next_msg(&rng, &last, &q);
 		size_t n = tg_sign_bytes(&q, sb, sizeof(sb));
-		struct guard_request req = {{q.h, (int32_t)q.r, q.step}, sb, n};
+		struct guard_request req = { { q.h, (int32_t)q.r, q.step }, sb, n };
 		int behind = cmp_hrs(q.h, (int32_t)q.r, (int)q.step, &last) < 0;
 		r = guard_sign(g, &req, ed_sign, NULL, &res);
 		if (r != KMS_OK) {
@@ -150,7 +150,7 @@ static void child(int wfd, uint64_t rng)
 			_exit(14);
 		if (kcrypto_sha256(signed_bytes, signed_len, hash) != KMS_OK)
 			_exit(15);
-		struct report rep = {q.h, (int32_t)q.r, (int32_t)q.step, {0}};
+		struct report rep = { q.h, (int32_t)q.r, (int32_t)q.step, { 0 } };
 		memcpy(rep.hash, hash, 32);
 		/* report BEFORE replying: the parent's record covers everything released */
 		if (write(wfd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
@@ -167,7 +167,8 @@ struct table {
 
 static size_t slot_of(const struct table *t, const struct report *x)
 {
-	uint64_t k = (uint64_t)x->h * 0x9e3779b97f4a7c15ull ^ (uint64_t)x->r * 0xff51afd7ed558ccdull ^ (uint64_t)x->s;
+	uint64_t k = (uint64_t)x->h * 0x9e3779b97f4a7c15ull ^
+		     (uint64_t)x->r * 0xff51afd7ed558ccdull ^ (uint64_t)x->s;
 	size_t i = (size_t)(k ^ (k >> 29)) & (t->cap - 1);
 	while (t->e[i].s != 0 && (t->e[i].h != x->h || t->e[i].r != x->r || t->e[i].s != x->s))
 		i = (i + 1) & (t->cap - 1);
@@ -176,7 +177,7 @@ static size_t slot_of(const struct table *t, const struct report *x)
 
 static void grow(struct table *t)
 {
-	struct table nt = {calloc(t->cap * 2, sizeof(struct report)), t->cap * 2, 0};
+	struct table nt = { calloc(t->cap * 2, sizeof(struct report)), t->cap * 2, 0 };
 	if (nt.e == NULL)
 		abort();
 	for (size_t i = 0; i < t->cap; i++)
@@ -226,13 +227,14 @@ int main(void)
 	setenv("P11KMS_CRASH_STATE", path, 1);
 	kms_log_set_quiet(1);
 	kms_log_set_sink(sink, NULL);
-	printf("guard_crash: iterations=%ld seed=%llu state=%s\n", iters, (unsigned long long)rng, path);
+	printf("guard_crash: iterations=%ld seed=%llu state=%s\n", iters, (unsigned long long)rng,
+	       path);
 	if (guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE) != KMS_OK)
 		return 1;
-	struct table t = {calloc(1u << 16, sizeof(struct report)), 1u << 16, 0};
+	struct table t = { calloc(1u << 16, sizeof(struct report)), 1u << 16, 0 };
 	size_t releases = 0, dups = 0, selfexit = 0;
 	int failed = 0;
-	struct guard_hrs last = {0, 0, GUARD_STEP_NONE};
+	struct guard_hrs last = { 0, 0, GUARD_STEP_NONE };
 	for (long i = 0; i < iters && !failed; i++) {
 		int pfd[2];
 		if (pipe(pfd) != 0)
@@ -247,7 +249,7 @@ int main(void)
 			child(pfd[1], cseed);
 		}
 		close(pfd[1]);
-		struct timespec ts = {0, (long)(tg_rand(&rng) % 30000) * 1000}; /* 0..30 ms */
+		struct timespec ts = { 0, (long)(tg_rand(&rng) % 30000) * 1000 }; /* 0..30 ms */
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		int st;
@@ -255,22 +257,26 @@ int main(void)
 		if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) {
 			selfexit++;
 			if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
-				fprintf(stderr, "iteration %ld: child failed with exit %d\n", i, WEXITSTATUS(st));
+				fprintf(stderr, "iteration %ld: child failed with exit %d\n", i,
+					WEXITSTATUS(st));
 				failed = 1;
 			}
 		}
 		/* every release this child reported (the pipe holds them; the writer is dead) */
-		struct report rep, maxrep = {-1, 0, 0, {0}};
+		struct report rep, maxrep = { -1, 0, 0, { 0 } };
 		ssize_t n;
 		while ((n = read(pfd[0], &rep, sizeof(rep))) == (ssize_t)sizeof(rep)) {
 			releases++;
 			if (record(&t, &rep, &dups) != 0) {
-				fprintf(stderr, "CONFLICT: two different sign bytes released at %lld/%d/%d\n",
+				fprintf(stderr,
+					"CONFLICT: two different sign bytes released at %lld/%d/%d\n",
 					(long long)rep.h, rep.r, rep.s);
 				failed = 1;
 			}
-			if (maxrep.h < 0 || cmp_hrs(rep.h, rep.r, rep.s,
-						    &(struct guard_hrs){maxrep.h, maxrep.r, (enum guard_step)maxrep.s}) > 0)
+			if (maxrep.h < 0 ||
+			    cmp_hrs(rep.h, rep.r, rep.s,
+				    &(struct guard_hrs){ maxrep.h, maxrep.r,
+							 (enum guard_step)maxrep.s }) > 0)
 				maxrep = rep;
 		}
 		close(pfd[0]);
@@ -282,16 +288,18 @@ int main(void)
 		struct guard *g = NULL;
 		int r = guard_open(path, CHAIN, &g);
 		if (r != KMS_OK) {
-			fprintf(stderr, "iteration %ld: state does not open after kill: %s\n", i, kms_strerror(r));
+			fprintf(stderr, "iteration %ld: state does not open after kill: %s\n", i,
+				kms_strerror(r));
 			failed = 1;
 			break;
 		}
 		guard_last(g, &last);
 		guard_free(g);
 		if (maxrep.h >= 0 && cmp_hrs(maxrep.h, maxrep.r, maxrep.s, &last) > 0) {
-			fprintf(stderr, "iteration %ld: state %lld/%d/%d is BEHIND released %lld/%d/%d\n", i,
-				(long long)last.height, last.round, (int)last.step, (long long)maxrep.h,
-				maxrep.r, maxrep.s);
+			fprintf(stderr,
+				"iteration %ld: state %lld/%d/%d is BEHIND released %lld/%d/%d\n",
+				i, (long long)last.height, last.round, (int)last.step,
+				(long long)maxrep.h, maxrep.r, maxrep.s);
 			failed = 1;
 		}
 	}

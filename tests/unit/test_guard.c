@@ -62,7 +62,7 @@ static void reopen(struct fx *f)
 
 static struct tg_msg msg(enum guard_step s, int64_t h, int64_t r, int block, int64_t ts)
 {
-	struct tg_msg m = {s, h, r, s == GUARD_STEP_PROPOSE ? -1 : 0, block, ts, 0, CHAIN};
+	struct tg_msg m = { s, h, r, s == GUARD_STEP_PROPOSE ? -1 : 0, block, ts, 0, CHAIN };
 	return m;
 }
 
@@ -71,7 +71,7 @@ static int sign_msg(struct guard *g, const struct tg_msg *m, struct guard_result
 	uint8_t sb[1024];
 	size_t n = tg_sign_bytes(m, sb, sizeof(sb));
 	assert_true(n > 0);
-	struct guard_request req = {{m->h, (int32_t)m->r, m->step}, sb, n};
+	struct guard_request req = { { m->h, (int32_t)m->r, m->step }, sb, n };
 	return guard_sign(g, &req, tg_fake_sign, NULL, res);
 }
 
@@ -105,16 +105,17 @@ static void test_pb_vectors(void **state)
 			assert_int_equal(r, KMS_OK);
 			assert_int_equal(c.height, tu_json_int(e, "height"));
 			assert_int_equal(c.round, tu_json_int(e, "round"));
-			assert_int_equal(c.step, type == 32 ? GUARD_STEP_PROPOSE
-						 : type == 1 ? GUARD_STEP_PREVOTE
-							     : GUARD_STEP_PRECOMMIT);
+			assert_int_equal(c.step, type == 32 ? GUARD_STEP_PROPOSE :
+						 type == 1  ? GUARD_STEP_PREVOTE :
+							      GUARD_STEP_PRECOMMIT);
 			json_t *ts = json_object_get(e, "timestamp");
 			assert_int_equal(c.ts_seconds, tu_json_int(ts, "seconds"));
 			assert_int_equal(c.ts_nanos, tu_json_int(ts, "nanos"));
 			const char *chain = tu_json_str(e, "chain_id");
 			assert_int_equal(c.chain_id_len, strlen(chain));
 			assert_memory_equal(c.chain_id, chain, c.chain_id_len);
-			assert_int_equal(c.block_id == NULL, json_is_null(json_object_get(e, "block_id")));
+			assert_int_equal(c.block_id == NULL,
+					 json_is_null(json_object_get(e, "block_id")));
 			type == 32 ? nprop++ : nvote++;
 			/* every truncation and a bad length prefix are rejected */
 			for (size_t k = 0; k < n; k++)
@@ -149,7 +150,9 @@ static void test_pb_encoder_and_ts(void **state)
 	const uint8_t *h, *ph;
 	size_t hl, phl;
 	uint32_t total;
-	assert_int_equal(guard_pb_block_id(cb.block_id, cb.block_id_len, &h, &hl, &total, &ph, &phl), KMS_OK);
+	assert_int_equal(
+		guard_pb_block_id(cb.block_id, cb.block_id_len, &h, &hl, &total, &ph, &phl),
+		KMS_OK);
 	assert_int_equal(hl, 32);
 	assert_int_equal(h[5], 6);
 	assert_int_equal(total, 1);
@@ -174,8 +177,9 @@ static struct tg_msg scen_msg(const json_t *o)
 {
 	const json_t *type = json_object_get(o, "type"), *blk = json_object_get(o, "block");
 	const json_t *ts = json_object_get(o, "ts");
-	struct tg_msg m = msg(step_of(json_string_value(type)), json_integer_value(json_object_get(o, "h")),
-			      json_integer_value(json_object_get(o, "r")), 0, 1514170801);
+	struct tg_msg m =
+		msg(step_of(json_string_value(type)), json_integer_value(json_object_get(o, "h")),
+		    json_integer_value(json_object_get(o, "r")), 0, 1514170801);
 	if (json_is_string(blk))
 		m.block = json_string_value(blk)[6] - 'A' + 1; /* "block A" → 1 */
 	if (json_is_string(ts) && strcmp(json_string_value(ts), "T+1ms") == 0)
@@ -216,7 +220,8 @@ static void test_scenarios(void **state)
 			assert_int_equal(r, KMS_ERR_DOUBLE_SIGN);
 			assert_non_null(strstr(res.reason, needle));
 			assert_non_null(strstr(res.reason, "chain=" CHAIN));
-		} else if (strstr(want, "AND stored timestamp") != NULL && req.step == GUARD_STEP_PROPOSE) {
+		} else if (strstr(want, "AND stored timestamp") != NULL &&
+			   req.step == GUARD_STEP_PROPOSE) {
 			/* deliberate difference (docs/state.md): FilePV's answer is an invalid proposal */
 			assert_int_equal(r, KMS_ERR_DOUBLE_SIGN);
 			assert_non_null(strstr(res.reason, "timestamp"));
@@ -256,7 +261,10 @@ static void test_tmkms_cases(void **state)
 			m[k] = msg((enum guard_step)(json_integer_value(json_array_get(t, 2)) + 1),
 				   json_integer_value(json_array_get(t, 0)),
 				   json_integer_value(json_array_get(t, 1)),
-				   b == NULL ? 0 : strstr(b, "DOUBLE") ? 2 : 1, 100);
+				   b == NULL	       ? 0 :
+				   strstr(b, "DOUBLE") ? 2 :
+							 1,
+				   100);
 		}
 		char name[32];
 		snprintf(name, sizeof(name), "t%zu.bin", i);
@@ -285,7 +293,7 @@ static void test_request_checks(void **state)
 	uint8_t sb[512];
 	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 5, 0, 1, 100);
 	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
-	struct guard_request req = {{5, 1, GUARD_STEP_PREVOTE}, sb, n}; /* round disagrees */
+	struct guard_request req = { { 5, 1, GUARD_STEP_PREVOTE }, sb, n }; /* round disagrees */
 	assert_int_equal(guard_sign(f->g, &req, tg_fake_sign, NULL, &res), KMS_ERR_REFUSED);
 	req.hrs.round = 0;
 	req.hrs.step = GUARD_STEP_PRECOMMIT; /* step disagrees with the type */
@@ -326,9 +334,9 @@ static void test_sign_failure(void **state)
 	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 9, 0, 1, 100);
 	uint8_t sb[512];
 	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
-	struct guard_request req = {{9, 0, GUARD_STEP_PREVOTE}, sb, n};
+	struct guard_request req = { { 9, 0, GUARD_STEP_PREVOTE }, sb, n };
 	assert_int_equal(guard_sign(f->g, &req, fail_sign, NULL, &res), KMS_ERR_PKCS11);
-	uint8_t zero[64] = {0};
+	uint8_t zero[64] = { 0 };
 	assert_memory_equal(res.signature, zero, 64);
 	struct guard_hrs last;
 	guard_last(f->g, &last);
@@ -418,7 +426,7 @@ static void test_bad_files(void **state)
 	tu_log_capture_stop();
 	/* truncated, empty, JSON, too open */
 	char *p = tu_path(f->dir, "t.bin");
-	uint8_t junk[100] = {0};
+	uint8_t junk[100] = { 0 };
 	tu_write_file(p, junk, 100, 0600);
 	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	tu_write_file(p, junk, 0, 0600);
@@ -456,7 +464,8 @@ static void test_stale_temp_removed(void **state)
 
 /* ---- injected I/O faults ---- */
 
-static int fail_mode; /* 1 pwrite error, 2 fdatasync error, 3 short pwrites (must succeed), 4 pwrite 0 */
+static int
+	fail_mode; /* 1 pwrite error, 2 fdatasync error, 3 short pwrites (must succeed), 4 pwrite 0 */
 static ssize_t inj_pwrite(int fd, const void *p, size_t n, off_t off)
 {
 	if (fail_mode == 1) {
@@ -484,7 +493,7 @@ static void test_io_faults(void **state)
 	struct dfile_ops ops = *dfile_ops();
 	ops.pwrite = inj_pwrite;
 	ops.fdatasync = inj_fdatasync;
-	uint8_t zero[64] = {0};
+	uint8_t zero[64] = { 0 };
 	int64_t h = 1, prev = 0;
 	for (int mode = 1; mode <= 4; mode++, h += 2) {
 		struct guard_result res;
@@ -543,9 +552,12 @@ static void test_flock(void **state)
 		struct kbuf *b = kbuf_new(4096);
 		int r2 = guard_state_show(f->path, b);
 		const char *js = "{\"height\":\"9\",\"round\":0,\"step\":0}";
-		int r3 = guard_state_import(f->path, CHAIN, (const uint8_t *)js, strlen(js), GUARD_FMT_AUTO, 1);
+		int r3 = guard_state_import(f->path, CHAIN, (const uint8_t *)js, strlen(js),
+					    GUARD_FMT_AUTO, 1);
 		kbuf_free(b);
-		_exit(r == KMS_ERR_LOCKED && named && r2 == KMS_ERR_LOCKED && r3 == KMS_ERR_LOCKED ? 0 : 1);
+		_exit(r == KMS_ERR_LOCKED && named && r2 == KMS_ERR_LOCKED && r3 == KMS_ERR_LOCKED ?
+			      0 :
+			      1);
 	}
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);

@@ -58,13 +58,17 @@ static json_t *section(json_t *v, const char *name)
 static char *cometbft_text(const json_t *j)
 {
 	char *out = malloc(1024);
-	int n = snprintf(out, 1024, "{\n  \"height\": \"%s\",\n  \"round\": %lld,\n  \"step\": %lld",
-			 tu_json_str(j, "height"), (long long)json_integer_value(json_object_get(j, "round")),
+	int n = snprintf(out, 1024,
+			 "{\n  \"height\": \"%s\",\n  \"round\": %lld,\n  \"step\": %lld",
+			 tu_json_str(j, "height"),
+			 (long long)json_integer_value(json_object_get(j, "round")),
 			 (long long)json_integer_value(json_object_get(j, "step")));
 	if (json_object_get(j, "signature") != NULL)
-		n += snprintf(out + n, 1024 - (size_t)n, ",\n  \"signature\": \"%s\"", tu_json_str(j, "signature"));
+		n += snprintf(out + n, 1024 - (size_t)n, ",\n  \"signature\": \"%s\"",
+			      tu_json_str(j, "signature"));
 	if (json_object_get(j, "signbytes") != NULL)
-		n += snprintf(out + n, 1024 - (size_t)n, ",\n  \"signbytes\": \"%s\"", tu_json_str(j, "signbytes"));
+		n += snprintf(out + n, 1024 - (size_t)n, ",\n  \"signbytes\": \"%s\"",
+			      tu_json_str(j, "signbytes"));
 	snprintf(out + n, 1024 - (size_t)n, "\n}");
 	return out;
 }
@@ -78,10 +82,12 @@ static char *export_str(const char *path, enum guard_fmt fmt)
 	return s;
 }
 
-static void import_json(const char *path, const char *chain, const json_t *j, enum guard_fmt fmt, int want)
+static void import_json(const char *path, const char *chain, const json_t *j, enum guard_fmt fmt,
+			int want)
 {
 	char *text = json_dumps(j, JSON_COMPACT);
-	assert_int_equal(guard_state_import(path, chain, (const uint8_t *)text, strlen(text), fmt, 0), want);
+	assert_int_equal(
+		guard_state_import(path, chain, (const uint8_t *)text, strlen(text), fmt, 0), want);
 	free(text);
 }
 
@@ -98,7 +104,9 @@ static void test_cometbft_roundtrip(void **state)
 		assert_string_equal(got, want); /* byte-exact cmtjson */
 		/* the parse of our own export gives the same state */
 		struct guard_state *st = malloc(sizeof(*st));
-		assert_int_equal(guard_state_parse_json((const uint8_t *)got, strlen(got), GUARD_FMT_AUTO, st), KMS_OK);
+		assert_int_equal(guard_state_parse_json((const uint8_t *)got, strlen(got),
+							GUARD_FMT_AUTO, st),
+				 KMS_OK);
 		assert_int_equal(st->fmt, GUARD_FMT_COMETBFT);
 		assert_int_equal(st->hrs.height, atoll(tu_json_str(j, "height")));
 		free(st);
@@ -114,7 +122,8 @@ static void test_imported_signbytes_reused(void **state)
 {
 	struct fx *f = *state;
 	json_t *v = tu_load_vector("state_files.json");
-	json_t *j = json_object_get(json_array_get(section(v, "cometbft_priv_validator_state"), 2), "json");
+	json_t *j = json_object_get(json_array_get(section(v, "cometbft_priv_validator_state"), 2),
+				    "json");
 	char *path = fresh(f);
 	struct guard *g;
 	struct guard_result res;
@@ -122,7 +131,7 @@ static void test_imported_signbytes_reused(void **state)
 	uint8_t *sb = tu_hex_alloc(tu_json_str(j, "signbytes"), &n);
 	import_json(path, "test_chain_id", j, GUARD_FMT_COMETBFT, KMS_OK);
 	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
-	struct guard_request req = {{12345, 2, GUARD_STEP_PRECOMMIT}, sb, n};
+	struct guard_request req = { { 12345, 2, GUARD_STEP_PRECOMMIT }, sb, n };
 	assert_int_equal(guard_sign(g, &req, tg_fake_sign, NULL, &res), KMS_OK);
 	assert_int_equal(res.reused, 1);
 	uint8_t sig[64];
@@ -149,7 +158,8 @@ static void test_tmkms(void **state)
 	json_t *pc = json_object_get(json_array_get(ex, 1), "json");
 	struct guard_state *st = malloc(sizeof(*st));
 	char *t = json_dumps(pc, JSON_COMPACT);
-	assert_int_equal(guard_state_parse_json((const uint8_t *)t, strlen(t), GUARD_FMT_AUTO, st), KMS_OK);
+	assert_int_equal(guard_state_parse_json((const uint8_t *)t, strlen(t), GUARD_FMT_AUTO, st),
+			 KMS_OK);
 	assert_int_equal(st->fmt, GUARD_FMT_TMKMS);
 	assert_int_equal(st->hrs.height, 12345);
 	assert_int_equal(st->hrs.round, 2);
@@ -159,13 +169,15 @@ static void test_tmkms(void **state)
 	assert_int_equal(st->sign_bytes_len, 0);
 	free(t);
 	t = json_dumps(init, JSON_COMPACT);
-	assert_int_equal(guard_state_parse_json((const uint8_t *)t, strlen(t), GUARD_FMT_TMKMS, st), KMS_OK);
+	assert_int_equal(guard_state_parse_json((const uint8_t *)t, strlen(t), GUARD_FMT_TMKMS, st),
+			 KMS_OK);
 	assert_int_equal(st->hrs.step, GUARD_STEP_NONE); /* {0,0,0,nil}: nothing signed */
 	assert_false(st->has_block_id);
 	free(t);
 
 	/* tmkms export of the FilePV precommit example equals the tmkms example (compact, byte-exact) */
-	json_t *cj = json_object_get(json_array_get(section(v, "cometbft_priv_validator_state"), 2), "json");
+	json_t *cj = json_object_get(json_array_get(section(v, "cometbft_priv_validator_state"), 2),
+				     "json");
 	char *path = fresh(f);
 	import_json(path, "test_chain_id", cj, GUARD_FMT_COMETBFT, KMS_OK);
 	char *got = export_str(path, GUARD_FMT_TMKMS);
@@ -190,10 +202,10 @@ static void test_tmkms(void **state)
 	struct guard *g;
 	struct guard_result res;
 	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
-	struct tg_msg m = {GUARD_STEP_PRECOMMIT, 12345, 2, 0, 1, 5, 0, "test_chain_id"};
+	struct tg_msg m = { GUARD_STEP_PRECOMMIT, 12345, 2, 0, 1, 5, 0, "test_chain_id" };
 	uint8_t sb[512];
 	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
-	struct guard_request req = {{12345, 2, GUARD_STEP_PRECOMMIT}, sb, n};
+	struct guard_request req = { { 12345, 2, GUARD_STEP_PRECOMMIT }, sb, n };
 	assert_int_equal(guard_sign(g, &req, tg_fake_sign, NULL, &res), KMS_ERR_DOUBLE_SIGN);
 	assert_non_null(strstr(res.reason, "no sign bytes"));
 	m.h = req.hrs.height = 12346;
@@ -206,21 +218,30 @@ static void test_tmkms(void **state)
 	/* a state_hook state {h, 0, 0, nil} does not block the proposal at (h, 0) (peers.md §3.4) */
 	path = fresh(f);
 	const char *hook = "{\"height\":\"500\",\"round\":\"0\",\"step\":0,\"block_id\":null}";
-	assert_int_equal(guard_state_import(path, "test_chain_id", (const uint8_t *)hook, strlen(hook), GUARD_FMT_AUTO, 0), KMS_OK);
+	assert_int_equal(guard_state_import(path, "test_chain_id", (const uint8_t *)hook,
+					    strlen(hook), GUARD_FMT_AUTO, 0),
+			 KMS_OK);
 	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
-	struct tg_msg p = {GUARD_STEP_PROPOSE, 500, 0, -1, 1, 5, 0, "test_chain_id"};
-	struct guard_request preq = {{500, 0, GUARD_STEP_PROPOSE}, sb, tg_sign_bytes(&p, sb, sizeof(sb))};
+	struct tg_msg p = { GUARD_STEP_PROPOSE, 500, 0, -1, 1, 5, 0, "test_chain_id" };
+	struct guard_request preq = { { 500, 0, GUARD_STEP_PROPOSE },
+				      sb,
+				      tg_sign_bytes(&p, sb, sizeof(sb)) };
 	assert_int_equal(guard_sign(g, &preq, tg_fake_sign, NULL, &res), KMS_OK);
 	guard_free(g);
 	free(path);
 	/* aliases: part_set_header and a string total; steps over 2 refused */
-	const char *alias = "{\"height\":\"7\",\"round\":\"1\",\"step\":1,\"block_id\":{\"hash\":\"AB\","
-			    "\"part_set_header\":{\"total\":\"3\",\"hash\":\"cd\"}}}";
-	assert_int_equal(guard_state_parse_json((const uint8_t *)alias, strlen(alias), GUARD_FMT_AUTO, st), KMS_OK);
+	const char *alias =
+		"{\"height\":\"7\",\"round\":\"1\",\"step\":1,\"block_id\":{\"hash\":\"AB\","
+		"\"part_set_header\":{\"total\":\"3\",\"hash\":\"cd\"}}}";
+	assert_int_equal(
+		guard_state_parse_json((const uint8_t *)alias, strlen(alias), GUARD_FMT_AUTO, st),
+		KMS_OK);
 	assert_int_equal(st->hrs.step, GUARD_STEP_PREVOTE);
 	assert_int_equal(st->parts_total, 3);
 	const char *bad = "{\"height\":\"7\",\"round\":\"1\",\"step\":3,\"block_id\":null}";
-	assert_int_equal(guard_state_parse_json((const uint8_t *)bad, strlen(bad), GUARD_FMT_AUTO, st), KMS_ERR_FORMAT);
+	assert_int_equal(
+		guard_state_parse_json((const uint8_t *)bad, strlen(bad), GUARD_FMT_AUTO, st),
+		KMS_ERR_FORMAT);
 	free(st);
 	json_decref(v);
 }
@@ -229,24 +250,33 @@ static void test_horcrux_and_p11kms(void **state)
 {
 	struct fx *f = *state;
 	json_t *v = tu_load_vector("state_files.json");
-	json_t *cj = json_object_get(json_array_get(section(v, "cometbft_priv_validator_state"), 2), "json");
+	json_t *cj = json_object_get(json_array_get(section(v, "cometbft_priv_validator_state"), 2),
+				     "json");
 	char *path = fresh(f), *p2 = fresh(f), *p3 = fresh(f);
 	import_json(path, "test_chain_id", cj, GUARD_FMT_COMETBFT, KMS_OK);
 	char *hx = export_str(path, GUARD_FMT_HORCRUX);
 	assert_non_null(strstr(hx, "\"round\": \"2\""));
 	struct guard_state *st = malloc(sizeof(*st));
-	assert_int_equal(guard_state_parse_json((const uint8_t *)hx, strlen(hx), GUARD_FMT_AUTO, st), KMS_OK);
+	assert_int_equal(
+		guard_state_parse_json((const uint8_t *)hx, strlen(hx), GUARD_FMT_AUTO, st),
+		KMS_OK);
 	assert_int_equal(st->fmt, GUARD_FMT_HORCRUX);
 	assert_int_equal(st->sign_bytes_len, 125);
 	assert_true(st->has_signature);
 	/* round trip through horcrux gives a byte-identical CometBFT export */
-	assert_int_equal(guard_state_import(p2, "test_chain_id", (const uint8_t *)hx, strlen(hx), GUARD_FMT_AUTO, 0), KMS_OK);
+	assert_int_equal(guard_state_import(p2, "test_chain_id", (const uint8_t *)hx, strlen(hx),
+					    GUARD_FMT_AUTO, 0),
+			 KMS_OK);
 	char *a = export_str(path, GUARD_FMT_COMETBFT), *b = export_str(p2, GUARD_FMT_COMETBFT);
 	assert_string_equal(a, b);
 	char *px = export_str(path, GUARD_FMT_P11KMS);
 	assert_non_null(strstr(px, "\"chain_id\": \"test_chain_id\""));
-	assert_int_equal(guard_state_import(p3, "other", (const uint8_t *)px, strlen(px), GUARD_FMT_AUTO, 0), KMS_ERR_REFUSED);
-	assert_int_equal(guard_state_import(p3, "test_chain_id", (const uint8_t *)px, strlen(px), GUARD_FMT_AUTO, 0), KMS_OK);
+	assert_int_equal(
+		guard_state_import(p3, "other", (const uint8_t *)px, strlen(px), GUARD_FMT_AUTO, 0),
+		KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_import(p3, "test_chain_id", (const uint8_t *)px, strlen(px),
+					    GUARD_FMT_AUTO, 0),
+			 KMS_OK);
 	struct kbuf *kb = kbuf_new(4096);
 	assert_int_equal(guard_state_export(p3, GUARD_FMT_AUTO, kb), KMS_ERR_UNSUPPORTED);
 	kbuf_free(kb);
@@ -268,11 +298,21 @@ static void test_import_overwrite_rules(void **state)
 	const char *s10 = "{\"height\":\"10\",\"round\":0,\"step\":2}";
 	const char *s9 = "{\"height\":\"9\",\"round\":5,\"step\":3}";
 	const char *s11 = "{\"height\":\"11\",\"round\":0,\"step\":0}";
-	assert_int_equal(guard_state_import(path, "c1", (const uint8_t *)s10, strlen(s10), GUARD_FMT_AUTO, 0), KMS_OK);
-	assert_int_equal(guard_state_import(path, "c1", (const uint8_t *)s11, strlen(s11), GUARD_FMT_AUTO, 0), KMS_ERR_EXISTS);
-	assert_int_equal(guard_state_import(path, "c1", (const uint8_t *)s9, strlen(s9), GUARD_FMT_AUTO, 1), KMS_ERR_REFUSED);
-	assert_int_equal(guard_state_import(path, "c2", (const uint8_t *)s11, strlen(s11), GUARD_FMT_AUTO, 1), KMS_ERR_REFUSED);
-	assert_int_equal(guard_state_import(path, "c1", (const uint8_t *)s11, strlen(s11), GUARD_FMT_AUTO, 1), KMS_OK);
+	assert_int_equal(guard_state_import(path, "c1", (const uint8_t *)s10, strlen(s10),
+					    GUARD_FMT_AUTO, 0),
+			 KMS_OK);
+	assert_int_equal(guard_state_import(path, "c1", (const uint8_t *)s11, strlen(s11),
+					    GUARD_FMT_AUTO, 0),
+			 KMS_ERR_EXISTS);
+	assert_int_equal(
+		guard_state_import(path, "c1", (const uint8_t *)s9, strlen(s9), GUARD_FMT_AUTO, 1),
+		KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_import(path, "c2", (const uint8_t *)s11, strlen(s11),
+					    GUARD_FMT_AUTO, 1),
+			 KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_import(path, "c1", (const uint8_t *)s11, strlen(s11),
+					    GUARD_FMT_AUTO, 1),
+			 KMS_OK);
 	struct guard *g;
 	struct guard_hrs last;
 	assert_int_equal(guard_open(path, "c1", &g), KMS_OK);
@@ -298,10 +338,16 @@ static void test_parse_rejects(void **state)
 {
 	(void)state;
 	static const char *bad[] = {
-		"", "[]", "{", "{\"height\":\"-1\",\"round\":0,\"step\":0}",
-		"{\"height\":\"1x\",\"round\":0,\"step\":0}", "{\"height\":\"1\",\"round\":0,\"step\":4}",
-		"{\"height\":\"1\",\"round\":-1,\"step\":0}", "{\"height\":1.5,\"round\":0,\"step\":0}",
-		"{\"round\":0,\"step\":0}", "{\"height\":\"1\",\"round\":0}",
+		"",
+		"[]",
+		"{",
+		"{\"height\":\"-1\",\"round\":0,\"step\":0}",
+		"{\"height\":\"1x\",\"round\":0,\"step\":0}",
+		"{\"height\":\"1\",\"round\":0,\"step\":4}",
+		"{\"height\":\"1\",\"round\":-1,\"step\":0}",
+		"{\"height\":1.5,\"round\":0,\"step\":0}",
+		"{\"round\":0,\"step\":0}",
+		"{\"height\":\"1\",\"round\":0}",
 		"{\"height\":\"99999999999999999999\",\"round\":0,\"step\":0}",
 		"{\"height\":\"1\",\"round\":2147483648,\"step\":0}",
 		"{\"height\":\"1\",\"round\":0,\"step\":1,\"signature\":\"AAAA\",\"signbytes\":\"00\"}",
@@ -311,14 +357,18 @@ static void test_parse_rejects(void **state)
 	};
 	struct guard_state *st = malloc(sizeof(*st));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int r = guard_state_parse_json((const uint8_t *)bad[i], strlen(bad[i]), GUARD_FMT_AUTO, st);
+		int r = guard_state_parse_json((const uint8_t *)bad[i], strlen(bad[i]),
+					       GUARD_FMT_AUTO, st);
 		if (r == KMS_OK)
 			fail_msg("accepted: %s", bad[i]);
 	}
 	/* a signature without sign bytes is dropped, not trusted */
-	const char *half = "{\"height\":\"1\",\"round\":0,\"step\":1,\"signature\":"
-			   "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\"}";
-	assert_int_equal(guard_state_parse_json((const uint8_t *)half, strlen(half), GUARD_FMT_AUTO, st), KMS_OK);
+	const char *half =
+		"{\"height\":\"1\",\"round\":0,\"step\":1,\"signature\":"
+		"\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\"}";
+	assert_int_equal(
+		guard_state_parse_json((const uint8_t *)half, strlen(half), GUARD_FMT_AUTO, st),
+		KMS_OK);
 	assert_false(st->has_signature);
 	free(st);
 }

@@ -95,8 +95,8 @@ static void test_property(void **state)
 		uint64_t rng = seed + run;
 		char *dir = tu_mkdtemp(), *path = tu_path(dir, "s.bin");
 		struct guard *g;
-		struct model m = {0};
-		unsigned counts[4] = {0};
+		struct model m = { 0 };
+		unsigned counts[4] = { 0 };
 		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
 		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
 		for (unsigned i = 0; i < steps; i++) {
@@ -105,20 +105,21 @@ static void test_property(void **state)
 			struct guard_result res;
 			random_msg(&rng, &m, &q);
 			size_t n = tg_sign_bytes(&q, sb, sizeof(sb));
-			struct guard_request req = {{q.h, (int32_t)q.r, q.step}, sb, n};
+			struct guard_request req = { { q.h, (int32_t)q.r, q.step }, sb, n };
 			struct tg_msg before = m.last;
 			enum outcome want = model_apply(&m, &q);
 			int r = guard_sign(g, &req, tg_fake_sign, NULL, &res);
 			counts[want]++;
 			if (want == REFUSED) {
 				if (r != KMS_ERR_DOUBLE_SIGN)
-					fail_msg("seed %llu step %u: want refusal, got %d", (unsigned long long)seed + run, i, r);
+					fail_msg("seed %llu step %u: want refusal, got %d",
+						 (unsigned long long)seed + run, i, r);
 				assert_true(res.reason[0] != '\0');
 				continue;
 			}
 			if (r != KMS_OK)
-				fail_msg("seed %llu step %u: want %d, got %d (%s)", (unsigned long long)seed + run,
-					 i, want, r, res.reason);
+				fail_msg("seed %llu step %u: want %d, got %d (%s)",
+					 (unsigned long long)seed + run, i, want, r, res.reason);
 			assert_int_equal(res.reused, want != SIGNED);
 			assert_int_equal(res.timestamp_replaced, want == REUSED_TS);
 			/* the signature released is always the one over the stored (first) message */
@@ -142,8 +143,8 @@ static void test_property(void **state)
 			}
 		}
 		print_message("run %llu: signed %u reused %u reused+ts %u refused %u\n",
-			      (unsigned long long)run, counts[SIGNED], counts[REUSED], counts[REUSED_TS],
-			      counts[REFUSED]);
+			      (unsigned long long)run, counts[SIGNED], counts[REUSED],
+			      counts[REUSED_TS], counts[REFUSED]);
 		/* every outcome of the model was exercised */
 		for (int k = 0; k < 4; k++)
 			assert_true(counts[k] > 0);
@@ -176,7 +177,7 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 	for (unsigned i = 0; i < w->iters; i++) {
-		struct tg_msg q = {0};
+		struct tg_msg q = { 0 };
 		uint8_t sb[512];
 		struct guard_result res;
 		int64_t base = __atomic_load_n(w->base, __ATOMIC_RELAXED);
@@ -191,7 +192,7 @@ static void *work(void *arg)
 		q.ts_n = (int32_t)(tg_rand(&w->rng) % 2);
 		q.chain = CHAIN;
 		size_t n = tg_sign_bytes(&q, sb, sizeof(sb));
-		struct guard_request req = {{q.h, (int32_t)q.r, q.step}, sb, n};
+		struct guard_request req = { { q.h, (int32_t)q.r, q.step }, sb, n };
 		int r = guard_sign(w->g, &req, tg_fake_sign, NULL, &res);
 		if (r == KMS_OK) {
 			struct release *x = &w->rel[w->nrel++];
@@ -232,7 +233,13 @@ static void test_concurrency(void **state)
 	assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
 	assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
 	for (int i = 0; i < NT; i++) {
-		w[i] = (struct worker){g, 1000u + (uint64_t)i, iters, &base, calloc(iters, sizeof(struct release)), 0, 0};
+		w[i] = (struct worker){ g,
+					1000u + (uint64_t)i,
+					iters,
+					&base,
+					calloc(iters, sizeof(struct release)),
+					0,
+					0 };
 		assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
 	}
 	size_t total = 0, nref = 0;
@@ -262,8 +269,8 @@ static void test_concurrency(void **state)
 			fail_msg("two different signatures released at h/r/s=%lld/%lld/%d",
 				 (long long)all[i].h, (long long)all[i].r, all[i].s);
 	}
-	print_message("released %zu (distinct h/r/s %zu, repeats %zu), refused %zu\n", total, groups,
-		      shared, nref);
+	print_message("released %zu (distinct h/r/s %zu, repeats %zu), refused %zu\n", total,
+		      groups, shared, nref);
 	assert_true(groups > 100 && shared > 0 && nref > 0);
 	/* the final state is the highest H/R/S released, and it survives a reopen */
 	struct guard_hrs last;

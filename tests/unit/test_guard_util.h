@@ -71,9 +71,9 @@ static inline void tg_lenfield(struct tg_w *w, unsigned field, const uint8_t *p,
 static inline size_t tg_sign_bytes(const struct tg_msg *m, uint8_t *out, size_t cap)
 {
 	uint8_t body[512], blk[128], psh[64], ts[32], hash[32];
-	struct tg_w b = {body, 0, sizeof(body), 0}, k = {blk, 0, sizeof(blk), 0};
-	struct tg_w p = {psh, 0, sizeof(psh), 0}, t = {ts, 0, sizeof(ts), 0};
-	struct tg_w o = {out, 0, cap, 0};
+	struct tg_w b = { body, 0, sizeof(body), 0 }, k = { blk, 0, sizeof(blk), 0 };
+	struct tg_w p = { psh, 0, sizeof(psh), 0 }, t = { ts, 0, sizeof(ts), 0 };
+	struct tg_w o = { out, 0, cap, 0 };
 	int prop = m->step == GUARD_STEP_PROPOSE;
 	tg_uvarint(&b, 1 << 3);
 	tg_uvarint(&b, prop ? 32 : (m->step == GUARD_STEP_PREVOTE ? 1 : 2));
