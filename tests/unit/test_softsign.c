@@ -213,7 +213,31 @@ static void test_lifecycle(void **state)
 	assert_int_equal(F->C_Finalize((void *)1), CKR_ARGUMENTS_BAD);
 	assert_int_equal(F->C_Finalize(NULL), CKR_OK);
 
+	/* empty entries are harmless */
+	{
+		char buf[4200];
+
+		snprintf(buf, sizeof(buf), SOFTSIGN_INIT_PREFIX ";dir=%s;;", X.tokdir);
+		assert_int_equal(init_with(buf), CKR_OK);
+		assert_int_equal(F->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
+		assert_int_equal(n, 1);
+		assert_int_equal(F->C_Finalize(NULL), CKR_OK);
+	}
+
 	/* the environment variable, used when there are no init args */
+	setenv(SOFTSIGN_ENV_DIR, X.tokdir, 1);
+	memset(&a, 0, sizeof(a));
+	a.flags = CKF_OS_LOCKING_OK; /* args without pReserved: the environment too */
+	assert_int_equal(F->C_Initialize(&a), CKR_OK);
+	assert_int_equal(F->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(F->C_Finalize(NULL), CKR_OK);
+	/* a relative directory in the environment is ignored */
+	setenv(SOFTSIGN_ENV_DIR, "relative", 1);
+	assert_int_equal(F->C_Initialize(NULL), CKR_OK);
+	assert_int_equal(F->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(F->C_Finalize(NULL), CKR_OK);
 	setenv(SOFTSIGN_ENV_DIR, X.tokdir, 1);
 	assert_int_equal(F->C_Initialize(NULL), CKR_OK);
 	assert_int_equal(F->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
