@@ -90,6 +90,16 @@ enum slot_key_type slot_key_type(const struct slot *s);
  */
 KMS_MUST_CHECK int slot_sign(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64]);
 
+/*
+ * Bounds each slot_sign on s to timeout_ms (0, the default: no bound). PKCS#11
+ * has no timeout and a USB token can hang in C_Sign; with a bound, each calling
+ * thread signs through its own worker thread and gets KMS_ERR_TIMEOUT at the
+ * deadline. The hung call is abandoned (its late result is dropped) and the
+ * next signature uses a new worker and session. Costs a thread hand-off per
+ * signature (tens of microseconds). Call before signing starts.
+ */
+void slot_set_timeout(struct slot *s, unsigned timeout_ms);
+
 /* The largest message the token's sign mechanism accepts (profile max_sign_input). */
 size_t slot_max_input(const struct slot *s);
 
@@ -113,7 +123,9 @@ struct slot_hygiene {
 };
 KMS_MUST_CHECK int slot_hygiene(struct slot *s, struct slot_hygiene *out);
 
-/* Closes the slot's sessions and frees it. Accepts NULL. */
+/* Closes the slot's sessions and frees it. Accepts NULL. Not concurrently with
+ * slot_sign on s. If a timed-out C_Sign is still stuck in the token, the memory
+ * is released when (if) that call returns. */
 void slot_free(struct slot *s);
 
 /*

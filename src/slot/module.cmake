@@ -4,6 +4,7 @@ p11kms_module(slot
 	SOURCES
 		${CMAKE_CURRENT_LIST_DIR}/slot.c
 		${CMAKE_CURRENT_LIST_DIR}/keygen.c
+		${CMAKE_CURRENT_LIST_DIR}/watchdog.c
 		${CMAKE_CURRENT_LIST_DIR}/module.c
 		${CMAKE_CURRENT_LIST_DIR}/pk11.c
 		${CMAKE_CURRENT_LIST_DIR}/pin.c

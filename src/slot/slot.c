@@ -14,30 +14,6 @@
 
 static const uint8_t self_test_msg[] = "p11kms slot self-test: this key signs for a validator";
 
-struct slot_sess {
-	pthread_t tid;
-	CK_SESSION_HANDLE h;
-	unsigned long gen; /* module generation the handle belongs to; 0 = none */
-	int verified;      /* first signature of this session checked */
-};
-
-struct slot {
-	struct slot_uri su;
-	struct pk11_module *m;
-	struct slot_profile prof;
-	char *pin_env;
-	int allow_prompt;
-	CK_SLOT_ID slot_id;
-	CK_TOKEN_INFO ti;
-	CK_OBJECT_HANDLE key;
-	unsigned long res_gen; /* generation slot_id and key were found in; 0 = find again */
-	uint8_t pub[32];
-	enum slot_key_type type;
-	pthread_mutex_t mu; /* guards sess, nsess, slot_id, key, res_gen */
-	struct slot_sess *sess;
-	size_t nsess;
-};
-
 static const struct slot_opts no_opts;
 
 int slot_uri_module(const struct slot_uri *su, const struct slot_opts *o, char **path_out)
@@ -282,6 +258,13 @@ static CK_RV sign_once(struct slot *s, const uint8_t *msg, size_t len, uint8_t s
 
 int slot_sign(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64])
 {
+	if (s->timeout_ms && len <= s->prof.max_sign_input)
+		return slot_wd_sign(s, msg, len, sig);
+	return slot_sign_direct(s, msg, len, sig);
+}
+
+int slot_sign_direct(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64])
+{
 	int attempt, r = KMS_ERR_INTERNAL, first = 0;
 	size_t idx = 0;
 	CK_RV rv = CKR_OK;
@@ -377,6 +360,7 @@ int slot_open(const char *uri, const struct slot_opts *o, struct slot **out)
 	if (!(s = calloc(1, sizeof(*s))))
 		return KMS_ERR_ALLOC;
 	pthread_mutex_init(&s->mu, NULL);
+	s->refs = 1;
 	s->allow_prompt = o->allow_prompt;
 	if (o->pin_env && !(s->pin_env = strdup(o->pin_env))) {
 		r = KMS_ERR_ALLOC;
@@ -520,9 +504,21 @@ int slot_hygiene(struct slot *s, struct slot_hygiene *out)
 
 void slot_free(struct slot *s)
 {
-	size_t i;
 	if (!s)
 		return;
+	slot_wd_stop(s);
+	slot_unref(s);
+}
+
+void slot_unref(struct slot *s)
+{
+	size_t i;
+	int last;
+	pthread_mutex_lock(&s->mu);
+	last = --s->refs <= 0;
+	pthread_mutex_unlock(&s->mu);
+	if (!last)
+		return; /* a worker stuck in C_Sign frees it when (if) the token returns */
 	if (s->m) {
 		pthread_rwlock_rdlock(&s->m->lock);
 		for (i = 0; i < s->nsess; i++)

@@ -189,6 +189,47 @@ void pk11_hex(const uint8_t *p, size_t len, char *out, size_t cap);
 /* Profiles directory resolution (profile.c): fills out, KMS_ERR_NOT_FOUND if none exists. */
 KMS_MUST_CHECK int slot_profiles_dir(const char *override, char *out, size_t cap);
 
+/* ---- slot.c internals shared with watchdog.c ---- */
+
+struct slot_sess {
+	pthread_t tid;
+	CK_SESSION_HANDLE h;
+	unsigned long gen; /* module generation the handle belongs to; 0 = none */
+	int verified;      /* first signature of this session checked */
+};
+
+struct slot {
+	struct slot_uri su;
+	struct pk11_module *m;
+	struct slot_profile prof;
+	char *pin_env;
+	int allow_prompt;
+	CK_SLOT_ID slot_id;
+	CK_TOKEN_INFO ti;
+	CK_OBJECT_HANDLE key;
+	unsigned long res_gen; /* generation slot_id and key were found in; 0 = find again */
+	uint8_t pub[32];
+	enum slot_key_type type;
+	pthread_mutex_t mu; /* guards sess, nsess, slot_id, key, res_gen, refs, workers */
+	struct slot_sess *sess;
+	size_t nsess;
+	int refs; /* the owner, plus one per watchdog worker (watchdog.c) */
+	unsigned timeout_ms;
+	struct slot_worker *workers;
+};
+
+struct slot_worker;
+/* slot_sign without the watchdog: runs on the calling thread. */
+KMS_MUST_CHECK int slot_sign_direct(struct slot *s, const uint8_t *msg, size_t len,
+				    uint8_t sig[static 64]);
+/* Drops a reference; the last one closes the sessions and frees s. */
+void slot_unref(struct slot *s);
+/* watchdog.c: sign on the caller's worker thread, give up after s->timeout_ms. */
+KMS_MUST_CHECK int slot_wd_sign(struct slot *s, const uint8_t *msg, size_t len,
+				uint8_t sig[static 64]);
+/* Stops and joins the idle workers (slot_free). */
+void slot_wd_stop(struct slot *s);
+
 /* ---- slot.c helpers used by keygen.c ---- */
 
 /* A token opened for keygen/import/list: module, slot, logged-in session. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p11-kit/p11-kit.h>
@@ -20,6 +21,7 @@
 #include "p11kms/slot.h"
 #include "testutil.h"
 #include "tu_softhsm.h"
+#include "slot_int.h" /* test_sign_timeout holds the module lock */
 
 #define PIN_A "87654321"
 #define PIN_B "11223344"
@@ -445,6 +447,51 @@ static void test_input_limit(void **state)
 	free(key_uri);
 }
 
+static int slot_refs(struct slot *s)
+{
+	int n;
+	pthread_mutex_lock(&s->mu);
+	n = s->refs;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+/* A token that hangs in C_Sign: simulated by holding the module's writer lock. */
+static void test_sign_timeout(void **state)
+{
+	struct slot *s = NULL;
+	char *key_uri = NULL;
+	uint8_t pub[32], sig[64];
+	struct timespec ms = {0, 1000000};
+	int i;
+	(void)state;
+	assert_int_equal(slot_keygen(uri_a, "timeout-key", NULL, &key_uri, pub), KMS_OK);
+	assert_int_equal(slot_open(key_uri, NULL, &s), KMS_OK);
+	slot_set_timeout(s, 2000);
+	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_OK); /* via the worker */
+	assert_int_equal(kcrypto_ed25519_verify(pub, msg, sizeof(msg) - 1, sig), KMS_OK);
+	assert_int_equal(slot_refs(s), 2); /* owner + this thread's worker */
+
+	slot_set_timeout(s, 100);
+	pthread_rwlock_wrlock(&s->m->lock);
+	tu_log_capture_start();
+	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_ERR_TIMEOUT);
+	assert_true(tu_log_contains("did not return within 100 ms"));
+	pthread_rwlock_unlock(&s->m->lock);
+	/* The abandoned worker finishes, drops its result and its reference. */
+	for (i = 0; i < 5000 && slot_refs(s) != 1; i++)
+		nanosleep(&ms, NULL);
+	assert_int_equal(slot_refs(s), 1);
+	assert_true(tu_log_contains("finished late"));
+	tu_log_capture_stop();
+	/* The token is back: a new worker signs again. */
+	slot_set_timeout(s, 2000);
+	assert_int_equal(slot_sign(s, msg, 7, sig), KMS_OK);
+	assert_int_equal(kcrypto_ed25519_verify(pub, msg, 7, sig), KMS_OK);
+	slot_free(s);
+	free(key_uri);
+}
+
 struct listing {
 	int n, saw_gen;
 };
@@ -586,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_session_recovery),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_input_limit),
+		cmocka_unit_test(test_sign_timeout),
 		cmocka_unit_test(test_list_keys),
 		cmocka_unit_test(test_profile_key_id),
 		cmocka_unit_test(test_pkcs11_tool),
