@@ -111,6 +111,10 @@ run 5 state import -c kms/p11kms.conf --chain haqq_53211-1 --format cometbft --f
 has "refused"
 run 0 state export -c kms/p11kms.conf --chain haqq_53211-1 --format p11kms -o exp.json
 grep -q '"chain_id": *"haqq_53211-1"' exp.json || fail "p11kms export: $(cat exp.json)"
+run 0 state export -c kms/p11kms.conf --chain haqq_53211-1 --format horcrux
+has '"round": "0"'
+run 0 state export -c kms/p11kms.conf --chain haqq_53211-1 --format horcrux -o hx.json
+run 0 state import -c kms/p11kms.conf --chain haqq_53211-1 --format horcrux --force hx.json
 run 2 state export -c kms/p11kms.conf --chain haqq_53211-1
 run 2 state show -c kms/p11kms.conf
 has "--chain ID is required"
