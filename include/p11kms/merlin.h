@@ -20,11 +20,11 @@ void merlin_init(struct merlin_transcript *t, const char *label);
  * append_message(label, m): meta-AD(label) meta-AD(LE32(len), more) AD(m).
  * KMS_ERR_TOO_LARGE if len does not fit 32 bits (nothing absorbed).
  */
-KMS_MUST_CHECK int merlin_append_message(struct merlin_transcript *t, const char *label, const uint8_t *m,
-					 size_t len);
+KMS_MUST_CHECK int merlin_append_message(struct merlin_transcript *t, const char *label,
+					 const uint8_t *m, size_t len);
 /* challenge_bytes(label, n) into out[0..n). KMS_ERR_TOO_LARGE if n does not fit 32 bits. */
-KMS_MUST_CHECK int merlin_challenge_bytes(struct merlin_transcript *t, const char *label, uint8_t *out,
-					  size_t n);
+KMS_MUST_CHECK int merlin_challenge_bytes(struct merlin_transcript *t, const char *label,
+					  uint8_t *out, size_t n);
 void merlin_wipe(struct merlin_transcript *t);
 
 /*

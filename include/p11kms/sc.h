@@ -9,8 +9,8 @@
 #include "p11kms/kms_err.h"
 #include "p11kms/net.h"
 
-#define SC_DATA_MAX 1024  /* data bytes per frame */
-#define SC_FRAME_PLAIN 1028 /* u32le length + 1024 data */
+#define SC_DATA_MAX 1024     /* data bytes per frame */
+#define SC_FRAME_PLAIN 1028  /* u32le length + 1024 data */
 #define SC_FRAME_SEALED 1044 /* plaintext + 16-byte Poly1305 tag */
 #define SC_NODE_ID_LEN 20
 
@@ -23,9 +23,9 @@
 typedef int (*sc_sign_fn)(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64]);
 
 struct sc_identity {
-	uint8_t pub[32];  /* Ed25519 public key sent in AuthSigMessage */
+	uint8_t pub[32]; /* Ed25519 public key sent in AuthSigMessage */
 	sc_sign_fn sign;
-	void *sign_ctx;   /* borrowed; passed to sign */
+	void *sign_ctx; /* borrowed; passed to sign */
 };
 
 /* An established Secret Connection (opaque). Not thread-safe: one reader and
@@ -48,8 +48,9 @@ struct sc_conn;
  *   KMS_ERR_CRYPTO, KMS_ERR_ALLOC, or the sign callback's error.
  * The reason is logged once. fd is not closed on failure.
  */
-KMS_MUST_CHECK int sc_handshake(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
-				int timeout_ms, struct sc_conn **out);
+KMS_MUST_CHECK int sc_handshake(int fd, const struct sc_identity *id,
+				const uint8_t *expected_peer_id, int timeout_ms,
+				struct sc_conn **out);
 
 /*
  * Writes all n bytes as ceil(n/1024) frames (n == 0 sends nothing).

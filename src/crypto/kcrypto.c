@@ -30,7 +30,8 @@ out:
 	return r;
 }
 
-int kcrypto_ed25519_sign(const uint8_t seed[static 32], const uint8_t *msg, size_t len, uint8_t sig[static 64])
+int kcrypto_ed25519_sign(const uint8_t seed[static 32], const uint8_t *msg, size_t len,
+			 uint8_t sig[static 64])
 {
 	EVP_PKEY *pk = key_from_seed(seed);
 	EVP_MD_CTX *md = NULL;
@@ -55,7 +56,8 @@ out:
 	return r;
 }
 
-int kcrypto_ed25519_verify(const uint8_t pub[static 32], const uint8_t *msg, size_t len, const uint8_t sig[static 64])
+int kcrypto_ed25519_verify(const uint8_t pub[static 32], const uint8_t *msg, size_t len,
+			   const uint8_t sig[static 64])
 {
 	EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
 	EVP_MD_CTX *md = NULL;

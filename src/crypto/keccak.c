@@ -17,7 +17,8 @@ static const uint64_t keccak_rc[24] = {
 
 /* rho rotation offsets, indexed by x + 5y */
 static const unsigned keccak_rho[25] = {
-	0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61, 56, 14,
+	0,  1,	62, 28, 27, 36, 44, 6,	55, 20, 3,  10, 43,
+	25, 39, 41, 45, 15, 21, 8,  18, 2,  61, 56, 14,
 };
 
 static uint64_t rotl64(uint64_t v, unsigned n)
@@ -40,7 +41,8 @@ void keccak_f1600(uint64_t a[static 25])
 		/* rho and pi: B[y, 2x + 3y] = rot(A[x, y], r[x, y]) */
 		for (int x = 0; x < 5; x++)
 			for (int y = 0; y < 5; y++)
-				b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl64(a[x + 5 * y], keccak_rho[x + 5 * y]);
+				b[y + 5 * ((2 * x + 3 * y) % 5)] =
+					rotl64(a[x + 5 * y], keccak_rho[x + 5 * y]);
 		/* chi */
 		for (int y = 0; y < 25; y += 5)
 			for (int x = 0; x < 5; x++)

@@ -115,14 +115,16 @@ static int parse_hostport(const char *s, size_t len, struct net_addr *out, char 
 		if (colon == NULL)
 			return addr_fail(why, whycap, "missing port", orig);
 		if (memchr(colon + 1, ':', len - (size_t)(colon + 1 - s)) != NULL)
-			return addr_fail(why, whycap, "bad character in host (IPv6 needs [brackets])", orig);
+			return addr_fail(why, whycap,
+					 "bad character in host (IPv6 needs [brackets])", orig);
 		hlen = (size_t)(colon - s);
 		if (hlen == 0)
 			return addr_fail(why, whycap, "missing host", orig);
 		for (size_t i = 0; i < hlen; i++)
 			if (!host_char_ok(s[i]))
 				return addr_fail(why, whycap,
-						 "bad character in host (IPv6 needs [brackets])", orig);
+						 "bad character in host (IPv6 needs [brackets])",
+						 orig);
 	}
 	if (hlen > NET_HOST_MAX)
 		return addr_fail(why, whycap, "host name too long", orig);
@@ -140,7 +142,8 @@ static int parse_hostport(const char *s, size_t len, struct net_addr *out, char 
 	return KMS_OK;
 }
 
-static int parse_tcp(const char *s, struct net_addr *out, char *why, size_t whycap, const char *orig)
+static int parse_tcp(const char *s, struct net_addr *out, char *why, size_t whycap,
+		     const char *orig)
 {
 	size_t len = strlen(s);
 	const char *at = memchr(s, '@', len);
@@ -156,7 +159,8 @@ static int parse_tcp(const char *s, struct net_addr *out, char *why, size_t whyc
 	return parse_hostport(s, len, out, why, whycap, orig);
 }
 
-static int parse_unix(const char *path, struct net_addr *out, char *why, size_t whycap, const char *orig)
+static int parse_unix(const char *path, struct net_addr *out, char *why, size_t whycap,
+		      const char *orig)
 {
 	size_t len = strlen(path);
 
@@ -312,7 +316,8 @@ int net_read_full(int fd, void *p, size_t n, int timeout_ms)
 
 	while (n > 0) {
 		size_t got = 0;
-		int r = net_read_some(fd, q, n, &got, timeout_ms); /* re-arms the deadline per read */
+		int r = net_read_some(fd, q, n, &got,
+				      timeout_ms); /* re-arms the deadline per read */
 
 		if (r != KMS_OK)
 			return r;
@@ -495,8 +500,8 @@ int net_dial(const struct net_addr *addr, int timeout_ms, int *fd_out)
 			kms_log_err("bad unix socket path addr=%s", name);
 			return KMS_ERR_FORMAT;
 		}
-		return connect_one(AF_UNIX, (const struct sockaddr *)&sun, sizeof(sun), deadline, name,
-				   fd_out);
+		return connect_one(AF_UNIX, (const struct sockaddr *)&sun, sizeof(sun), deadline,
+				   name, fd_out);
 	}
 	if (addr->scheme != NET_TCP || strcmp(addr->port, "0") == 0) {
 		kms_log_err("cannot dial addr=%s (port 0 or bad scheme)", name);
@@ -653,8 +658,8 @@ int net_accept(int lfd, int timeout_ms, int *fd_out)
 			return KMS_OK;
 		}
 		/* the connection may have gone between poll and accept (ECONNABORTED) */
-		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED ||
-		    errno == EPROTO)
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == ECONNABORTED || errno == EPROTO)
 			continue;
 		kms_log_err("accept failed fd=%d err=%s", lfd, strerror(errno));
 		return KMS_ERR_SYSTEM;

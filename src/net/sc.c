@@ -23,7 +23,7 @@
 
 struct sc_conn {
 	int fd;
-	int err;          /* first fatal error: every later call returns it */
+	int err;	   /* first fatal error: every later call returns it */
 	uint64_t send_ctr; /* next nonce counter to use */
 	uint64_t recv_ctr;
 	EVP_CIPHER_CTX *send_ctx; /* ChaCha20-Poly1305 keyed once; IV set per frame */
@@ -47,16 +47,21 @@ struct sc_soft_identity {
 static const uint8_t low_order[7][32] = {
 	{ 0 },
 	{ 1 },
-	{ 0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
-	  0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00 },
-	{ 0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
-	  0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57 },
-	{ 0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f },
-	{ 0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f },
-	{ 0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f },
+	{ 0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3,
+	  0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32,
+	  0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00 },
+	{ 0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1,
+	  0x55, 0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c,
+	  0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57 },
+	{ 0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f },
+	{ 0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f },
+	{ 0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f },
 };
 
 static const char label_transcript[] = "TENDERMINT_SECRET_CONNECTION_TRANSCRIPT_HASH";
@@ -134,8 +139,8 @@ int sc_parse_eph_msg(const uint8_t *p, size_t len, uint8_t pub[static 32], const
 		why = &dummy;
 	*why = NULL;
 	if (len < 1 || p[0] != 0x22) {
-		*why = len >= 1 && (p[0] & 0x80) ? "length prefix over 127 (oversized message)"
-						  : "length prefix is not 34";
+		*why = len >= 1 && (p[0] & 0x80) ? "length prefix over 127 (oversized message)" :
+						   "length prefix is not 34";
 		return KMS_ERR_FORMAT;
 	}
 	if (len != SC_EPH_MSG_LEN) {
@@ -176,7 +181,8 @@ static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint32_t *v)
 static int parse_pubkey(const uint8_t *p, size_t len, uint8_t pub[static 32], const char **why)
 {
 	if (len >= 1 && p[0] != 0x0a) {
-		*why = (p[0] >> 3) == 2 ? "peer key is secp256k1, expected ed25519" : "peer key is not ed25519";
+		*why = (p[0] >> 3) == 2 ? "peer key is secp256k1, expected ed25519" :
+					  "peer key is not ed25519";
 		return KMS_ERR_AUTH;
 	}
 	if (len != 34 || p[1] != 0x20) {
@@ -187,7 +193,8 @@ static int parse_pubkey(const uint8_t *p, size_t len, uint8_t pub[static 32], co
 	return KMS_OK;
 }
 
-int sc_parse_authsig(const uint8_t *p, size_t len, uint8_t pub[static 32], uint8_t sig[static 64], const char **why)
+int sc_parse_authsig(const uint8_t *p, size_t len, uint8_t pub[static 32], uint8_t sig[static 64],
+		     const char **why)
 {
 	static const char *dummy;
 	size_t pos = 0;
@@ -199,7 +206,8 @@ int sc_parse_authsig(const uint8_t *p, size_t len, uint8_t pub[static 32], uint8
 	*why = NULL;
 	r = get_varint(p, len, &pos, &body);
 	if (r != KMS_OK || body > SC_AUTHSIG_MAX) {
-		*why = r == KMS_ERR_FORMAT ? "truncated length prefix" : "oversized AuthSig message";
+		*why = r == KMS_ERR_FORMAT ? "truncated length prefix" :
+					     "oversized AuthSig message";
 		return r == KMS_ERR_FORMAT ? r : KMS_ERR_TOO_LARGE;
 	}
 	if (len - pos != body) {
@@ -207,7 +215,8 @@ int sc_parse_authsig(const uint8_t *p, size_t len, uint8_t pub[static 32], uint8
 		return KMS_ERR_FORMAT;
 	}
 	/* field 1: pub_key (length-delimited, non-nullable, so always first in Go's encoding) */
-	if (pos >= len || p[pos++] != 0x0a || get_varint(p, len, &pos, &klen) != KMS_OK || klen > len - pos) {
+	if (pos >= len || p[pos++] != 0x0a || get_varint(p, len, &pos, &klen) != KMS_OK ||
+	    klen > len - pos) {
 		*why = "missing or truncated pub_key field";
 		return KMS_ERR_FORMAT;
 	}
@@ -216,7 +225,8 @@ int sc_parse_authsig(const uint8_t *p, size_t len, uint8_t pub[static 32], uint8
 		return r;
 	pos += klen;
 	/* field 2: sig */
-	if (pos >= len || p[pos++] != 0x12 || get_varint(p, len, &pos, &slen) != KMS_OK || slen > len - pos) {
+	if (pos >= len || p[pos++] != 0x12 || get_varint(p, len, &pos, &slen) != KMS_OK ||
+	    slen > len - pos) {
 		*why = "missing or truncated sig field";
 		return KMS_ERR_FORMAT;
 	}
@@ -264,7 +274,8 @@ out:
 	return r;
 }
 
-int sc_derive_keys(const uint8_t dh[static 32], int loc_is_least, uint8_t recv[static 32], uint8_t send[static 32])
+int sc_derive_keys(const uint8_t dh[static 32], int loc_is_least, uint8_t recv[static 32],
+		   uint8_t send[static 32])
 {
 	uint8_t okm[96];
 	int r = sc_hkdf(dh, okm);
@@ -278,8 +289,8 @@ int sc_derive_keys(const uint8_t dh[static 32], int loc_is_least, uint8_t recv[s
 	return r;
 }
 
-int sc_challenge(const uint8_t lo[static 32], const uint8_t hi[static 32], const uint8_t dh[static 32],
-		 uint8_t challenge[static 32])
+int sc_challenge(const uint8_t lo[static 32], const uint8_t hi[static 32],
+		 const uint8_t dh[static 32], uint8_t challenge[static 32])
 {
 	struct merlin_transcript t;
 	int r;
@@ -313,7 +324,8 @@ static int x25519_pub(const uint8_t priv[static 32], uint8_t pub[static 32])
 }
 
 /* dh = X25519(priv, peer). An all-zero result (low-order peer) is KMS_ERR_AUTH. */
-static int x25519_dh(const uint8_t priv[static 32], const uint8_t peer[static 32], uint8_t dh[static 32])
+static int x25519_dh(const uint8_t priv[static 32], const uint8_t peer[static 32],
+		     uint8_t dh[static 32])
 {
 	EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
 	EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer, 32);
@@ -398,7 +410,8 @@ void sc_conn_get_counters(const struct sc_conn *c, uint64_t *send_ctr, uint64_t 
 	*recv_ctr = c->recv_ctr;
 }
 
-int sc_seal_frame(struct sc_conn *c, const uint8_t *p, size_t n, uint8_t out[static SC_FRAME_SEALED])
+int sc_seal_frame(struct sc_conn *c, const uint8_t *p, size_t n,
+		  uint8_t out[static SC_FRAME_SEALED])
 {
 	uint8_t plain[SC_FRAME_PLAIN], nonce[12];
 	int len = 0, fin = 0;
@@ -417,9 +430,11 @@ int sc_seal_frame(struct sc_conn *c, const uint8_t *p, size_t n, uint8_t out[sta
 	memset(plain + 4 + n, 0, SC_DATA_MAX - n);
 	make_nonce(c->send_ctr, nonce);
 	if (EVP_EncryptInit_ex(c->send_ctx, NULL, NULL, NULL, nonce) != 1 ||
-	    EVP_EncryptUpdate(c->send_ctx, out, &len, plain, SC_FRAME_PLAIN) != 1 || len != SC_FRAME_PLAIN ||
-	    EVP_EncryptFinal_ex(c->send_ctx, out + len, &fin) != 1 || fin != 0 ||
-	    EVP_CIPHER_CTX_ctrl(c->send_ctx, EVP_CTRL_AEAD_GET_TAG, SC_TAG_LEN, out + SC_FRAME_PLAIN) != 1) {
+	    EVP_EncryptUpdate(c->send_ctx, out, &len, plain, SC_FRAME_PLAIN) != 1 ||
+	    len != SC_FRAME_PLAIN || EVP_EncryptFinal_ex(c->send_ctx, out + len, &fin) != 1 ||
+	    fin != 0 ||
+	    EVP_CIPHER_CTX_ctrl(c->send_ctx, EVP_CTRL_AEAD_GET_TAG, SC_TAG_LEN,
+				out + SC_FRAME_PLAIN) != 1) {
 		r = kms_crypto_err("ChaCha20-Poly1305 seal");
 		goto out;
 	}
@@ -445,20 +460,23 @@ static int open_into(struct sc_conn *c, const uint8_t in[static SC_FRAME_SEALED]
 	memcpy(tag, in + SC_FRAME_PLAIN, SC_TAG_LEN);
 	if (EVP_DecryptInit_ex(c->recv_ctx, NULL, NULL, NULL, nonce) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(c->recv_ctx, EVP_CTRL_AEAD_SET_TAG, SC_TAG_LEN, tag) != 1 ||
-	    EVP_DecryptUpdate(c->recv_ctx, c->plain, &len, in, SC_FRAME_PLAIN) != 1 || len != SC_FRAME_PLAIN)
+	    EVP_DecryptUpdate(c->recv_ctx, c->plain, &len, in, SC_FRAME_PLAIN) != 1 ||
+	    len != SC_FRAME_PLAIN)
 		return kms_crypto_err("ChaCha20-Poly1305 open");
 	if (EVP_DecryptFinal_ex(c->recv_ctx, c->plain + len, &fin) != 1) {
 		ERR_clear_error();
 		OPENSSL_cleanse(c->plain, sizeof(c->plain));
-		kms_log_err("secret connection: frame failed authentication (bad tag) fd=%d counter=%llu", c->fd,
-			    (unsigned long long)c->recv_ctr);
+		kms_log_err(
+			"secret connection: frame failed authentication (bad tag) fd=%d counter=%llu",
+			c->fd, (unsigned long long)c->recv_ctr);
 		return KMS_ERR_MAC_INVALID;
 	}
 	c->recv_ctr++;
 	chunk = get_le32(c->plain);
 	if (chunk > SC_DATA_MAX) {
 		OPENSSL_cleanse(c->plain, sizeof(c->plain));
-		kms_log_err("secret connection: frame chunk length %u is greater than 1024 fd=%d", chunk, c->fd);
+		kms_log_err("secret connection: frame chunk length %u is greater than 1024 fd=%d",
+			    chunk, c->fd);
 		return KMS_ERR_FORMAT;
 	}
 	c->data_off = 0;
@@ -466,8 +484,8 @@ static int open_into(struct sc_conn *c, const uint8_t in[static SC_FRAME_SEALED]
 	return KMS_OK;
 }
 
-int sc_open_frame(struct sc_conn *c, const uint8_t in[static SC_FRAME_SEALED], uint8_t data[static SC_DATA_MAX],
-		  size_t *n)
+int sc_open_frame(struct sc_conn *c, const uint8_t in[static SC_FRAME_SEALED],
+		  uint8_t data[static SC_DATA_MAX], size_t *n)
 {
 	int r = open_into(c, in);
 
@@ -490,8 +508,9 @@ static int fill_frame(struct sc_conn *c, int64_t deadline)
 				      remaining(deadline));
 
 		if (r == KMS_ERR_CONN_CLOSED && c->in_len > 0) {
-			kms_log_err("secret connection: peer closed mid-frame (%zu of %d bytes) fd=%d", c->in_len,
-				    SC_FRAME_SEALED, c->fd);
+			kms_log_err(
+				"secret connection: peer closed mid-frame (%zu of %d bytes) fd=%d",
+				c->in_len, SC_FRAME_SEALED, c->fd);
 			return KMS_ERR_FORMAT;
 		}
 		if (r != KMS_OK)
@@ -573,7 +592,8 @@ int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int timeout_ms)
 		}
 		r = net_write_full(c->fd, c->out, nf * SC_FRAME_SEALED, timeout_ms);
 		if (r != KMS_OK) {
-			c->err = r; /* frames may be half sent and counters moved on: the stream is gone */
+			c->err =
+				r; /* frames may be half sent and counters moved on: the stream is gone */
 			return r;
 		}
 	}
@@ -670,8 +690,9 @@ static int hs_exchange_eph(int fd, struct hs *h, int timeout_ms)
 		r = read_full_by(fd, msg, 1, deadline);
 		if (r == KMS_OK && msg[0] != 0x22)
 			return hs_log(fd, KMS_ERR_FORMAT, "recv-ephemeral",
-				      (msg[0] & 0x80) ? "length prefix over 127 (oversized message)"
-						      : "length prefix is not 34");
+				      (msg[0] & 0x80) ?
+					      "length prefix over 127 (oversized message)" :
+					      "length prefix is not 34");
 		if (r == KMS_OK)
 			r = read_full_by(fd, msg + 1, sizeof(msg) - 1, deadline);
 	}
@@ -690,9 +711,11 @@ static int hs_derive(int fd, struct hs *h)
 	int r;
 
 	if (sc_is_low_order(h->remote_eph))
-		return hs_log(fd, KMS_ERR_AUTH, "check-ephemeral", "low-order remote ephemeral key");
+		return hs_log(fd, KMS_ERR_AUTH, "check-ephemeral",
+			      "low-order remote ephemeral key");
 	if (CRYPTO_memcmp(h->remote_eph, h->eph_pub, 32) == 0)
-		return hs_log(fd, KMS_ERR_AUTH, "check-ephemeral", "remote ephemeral key equals ours (reflection)");
+		return hs_log(fd, KMS_ERR_AUTH, "check-ephemeral",
+			      "remote ephemeral key equals ours (reflection)");
 	/* public values: an ordinary memcmp is fine for the sort */
 	h->loc_is_least = memcmp(h->eph_pub, h->remote_eph, 32) < 0;
 	lo = h->loc_is_least ? h->eph_pub : h->remote_eph;
@@ -711,7 +734,8 @@ static int hs_derive(int fd, struct hs *h)
 }
 
 /* Reads the peer's delimited AuthSigMessage through the encrypted channel. */
-static int hs_read_authsig(struct sc_conn *c, uint8_t *buf, size_t *len, int64_t deadline, const char **why)
+static int hs_read_authsig(struct sc_conn *c, uint8_t *buf, size_t *len, int64_t deadline,
+			   const char **why)
 {
 	size_t n = 0, need = 0, got;
 	int r;
@@ -750,8 +774,8 @@ static int hs_read_authsig(struct sc_conn *c, uint8_t *buf, size_t *len, int64_t
 }
 
 /* Steps 9-11: sign the challenge, exchange AuthSig messages, verify the peer. */
-static int hs_auth(struct sc_conn *c, struct hs *h, const struct sc_identity *id, const uint8_t *expected,
-		   int timeout_ms)
+static int hs_auth(struct sc_conn *c, struct hs *h, const struct sc_identity *id,
+		   const uint8_t *expected, int timeout_ms)
 {
 	uint8_t msg[SC_AUTHSIG_MAX + 8], sig[64];
 	const char *why = NULL;
@@ -776,7 +800,8 @@ static int hs_auth(struct sc_conn *c, struct hs *h, const struct sc_identity *id
 		return hs_log(c->fd, r, "recv-authsig", why);
 	r = kcrypto_ed25519_verify(c->remote_pub, h->challenge, 32, sig);
 	if (r != KMS_OK)
-		return hs_log(c->fd, r, "verify-authsig", r == KMS_ERR_AUTH ? "challenge signature does not verify" : NULL);
+		return hs_log(c->fd, r, "verify-authsig",
+			      r == KMS_ERR_AUTH ? "challenge signature does not verify" : NULL);
 	r = sc_node_id(c->remote_pub, c->remote_id);
 	if (r != KMS_OK)
 		return hs_log(c->fd, r, "node-id", NULL);
@@ -785,16 +810,17 @@ static int hs_auth(struct sc_conn *c, struct hs *h, const struct sc_identity *id
 
 		hex20(expected, want);
 		hex20(c->remote_id, got);
-		kms_log_err("secret connection handshake failed fd=%d step=peer-id reason=peer node id %s is not "
-			    "the expected %s",
-			    c->fd, got, want);
+		kms_log_err(
+			"secret connection handshake failed fd=%d step=peer-id reason=peer node id %s is not "
+			"the expected %s",
+			c->fd, got, want);
 		return KMS_ERR_AUTH;
 	}
 	return KMS_OK;
 }
 
-int sc_handshake_eph(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id, int timeout_ms,
-		     const uint8_t *eph_priv, struct sc_conn **out)
+int sc_handshake_eph(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
+		     int timeout_ms, const uint8_t *eph_priv, struct sc_conn **out)
 {
 	struct hs h;
 	struct sc_conn *c = NULL;
@@ -832,8 +858,8 @@ out:
 	return r;
 }
 
-int sc_handshake(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id, int timeout_ms,
-		 struct sc_conn **out)
+int sc_handshake(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
+		 int timeout_ms, struct sc_conn **out)
 {
 	return sc_handshake_eph(fd, id, expected_peer_id, timeout_ms, NULL, out);
 }

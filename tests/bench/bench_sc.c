@@ -85,7 +85,8 @@ static int bench_handshakes(int n, const struct sc_identity *a, const struct sc_
 		close(sp[0]);
 		close(sp[1]);
 		if (r != KMS_OK || p.rc != KMS_OK) {
-			fprintf(stderr, "handshake %d failed: %s / %s\n", i, kms_strerror(r), kms_strerror(p.rc));
+			fprintf(stderr, "handshake %d failed: %s / %s\n", i, kms_strerror(r),
+				kms_strerror(p.rc));
 			return 1;
 		}
 	}
@@ -113,19 +114,21 @@ static int bench_frames(size_t mib)
 		double t0 = now_s();
 
 		for (size_t i = 0; i < batch; i++)
-			if (sc_seal_frame(tx, data, sizeof(data), sealed + i * SC_FRAME_SEALED) != KMS_OK)
+			if (sc_seal_frame(tx, data, sizeof(data), sealed + i * SC_FRAME_SEALED) !=
+			    KMS_OK)
 				return 1;
 		seal_t += now_s() - t0;
 		t0 = now_s();
 		for (size_t i = 0; i < batch; i++)
-			if (sc_open_frame(rx, sealed + i * SC_FRAME_SEALED, out, &n) != KMS_OK || n != SC_DATA_MAX)
+			if (sc_open_frame(rx, sealed + i * SC_FRAME_SEALED, out, &n) != KMS_OK ||
+			    n != SC_DATA_MAX)
 				return 1;
 		open_t += now_s() - t0;
 	}
 	printf("frame seal (1024-byte chunks, ChaCha20-Poly1305): %.1f MB/s (%.2f us/frame)\n",
 	       (double)frames * SC_DATA_MAX / seal_t / 1e6, seal_t / (double)frames * 1e6);
-	printf("frame open: %.1f MB/s (%.2f us/frame)\n", (double)frames * SC_DATA_MAX / open_t / 1e6,
-	       open_t / (double)frames * 1e6);
+	printf("frame open: %.1f MB/s (%.2f us/frame)\n",
+	       (double)frames * SC_DATA_MAX / open_t / 1e6, open_t / (double)frames * 1e6);
 	sc_conn_free(tx);
 	sc_conn_free(rx);
 	free(sealed);
@@ -145,7 +148,8 @@ static int bench_stream(size_t mib, const struct sc_identity *a, const struct sc
 	if (buf == NULL || socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0)
 		return 1;
 	p.fd = sp[1];
-	if (pthread_create(&th, NULL, peer_main, &p) != 0 || sc_handshake(sp[0], a, NULL, TMO, &c) != KMS_OK)
+	if (pthread_create(&th, NULL, peer_main, &p) != 0 ||
+	    sc_handshake(sp[0], a, NULL, TMO, &c) != KMS_OK)
 		return 1;
 	t0 = now_s();
 	for (size_t off = 0; off < total; off += chunk)
@@ -155,8 +159,8 @@ static int bench_stream(size_t mib, const struct sc_identity *a, const struct sc
 	dt = now_s() - t0;
 	if (p.rc != KMS_OK)
 		return 1;
-	printf("sc_write -> sc_read over a socketpair (2 threads): %zu MiB in %.3f s = %.1f MB/s\n", mib, dt,
-	       (double)total / dt / 1e6);
+	printf("sc_write -> sc_read over a socketpair (2 threads): %zu MiB in %.3f s = %.1f MB/s\n",
+	       mib, dt, (double)total / dt / 1e6);
 	sc_conn_free(c);
 	close(sp[0]);
 	close(sp[1]);
@@ -173,7 +177,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	kms_log_set_level(KMS_LOG_WARN);
-	if (n < 1 || mib < 1 || sc_soft_identity_new(NULL, &sa) != KMS_OK || sc_soft_identity_new(NULL, &sb) != KMS_OK)
+	if (n < 1 || mib < 1 || sc_soft_identity_new(NULL, &sa) != KMS_OK ||
+	    sc_soft_identity_new(NULL, &sb) != KMS_OK)
 		return 2;
 	sc_soft_identity_get(sa, &a);
 	sc_soft_identity_get(sb, &b);

@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		return 0;
 	}
-	if (memchr(a.host, '\0', sizeof(a.host)) == NULL || memchr(a.path, '\0', sizeof(a.path)) == NULL ||
+	if (memchr(a.host, '\0', sizeof(a.host)) == NULL ||
+	    memchr(a.path, '\0', sizeof(a.path)) == NULL ||
 	    memchr(a.port, '\0', sizeof(a.port)) == NULL)
 		__builtin_trap();
 	if (a.scheme == NET_TCP && (a.host[0] == '\0' || a.port[0] == '\0'))
@@ -36,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* what we log parses back to the same address (the node id is left out of logs) */
 	net_addr_format(&a, text, sizeof(text));
 	if (net_addr_parse(text, &b, NULL, 0) != KMS_OK || b.scheme != a.scheme ||
-	    strcmp(a.host, b.host) != 0 || strcmp(a.port, b.port) != 0 || strcmp(a.path, b.path) != 0 ||
-	    b.has_node_id)
+	    strcmp(a.host, b.host) != 0 || strcmp(a.port, b.port) != 0 ||
+	    strcmp(a.path, b.path) != 0 || b.has_node_id)
 		__builtin_trap();
 	return 0;
 }

@@ -26,7 +26,8 @@ static int seal_raw(uint64_t ctr, const uint8_t plain[SC_FRAME_PLAIN], uint8_t o
 
 	for (int i = 0; i < 8; i++)
 		nonce[4 + i] = (uint8_t)(ctr >> (8 * i));
-	ok = ctx != NULL && EVP_EncryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key_a, nonce) == 1 &&
+	ok = ctx != NULL &&
+	     EVP_EncryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key_a, nonce) == 1 &&
 	     EVP_EncryptUpdate(ctx, out, &len, plain, SC_FRAME_PLAIN) == 1 &&
 	     EVP_EncryptFinal_ex(ctx, out + len, &len) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, out + SC_FRAME_PLAIN) == 1;

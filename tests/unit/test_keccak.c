@@ -53,7 +53,8 @@ static void test_sha3_empty(void **state)
 	uint8_t want[32], got[32];
 
 	(void)state;
-	tu_hex("a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a", want, sizeof(want));
+	tu_hex("a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a", want,
+	       sizeof(want));
 	sha3_256(NULL, 0, got);
 	assert_memory_equal(got, want, 32);
 }

@@ -18,8 +18,7 @@ static const json_t *find_vector(const json_t *root, const char *prefix)
 	const json_t *v;
 
 	assert_non_null(vs);
-	json_array_foreach(vs, i, v)
-	{
+	json_array_foreach(vs, i, v) {
 		if (strncmp(tu_json_str(v, "name"), prefix, strlen(prefix)) == 0)
 			return v;
 	}
@@ -40,8 +39,7 @@ static void test_simple(void **state)
 
 	(void)state;
 	tu_hex(tu_json_str(v, "expected_challenge"), want, sizeof(want));
-	json_array_foreach(ops, i, op)
-	{
+	json_array_foreach(ops, i, op) {
 		const char *name = tu_json_str(op, "op");
 		const char *label = tu_json_str(op, "label");
 
@@ -52,7 +50,8 @@ static void test_simple(void **state)
 			const char *m = tu_json_str(op, "message_ascii");
 
 			assert_true(made);
-			assert_int_equal(merlin_append_message(&t, label, (const uint8_t *)m, strlen(m)), 0);
+			assert_int_equal(
+				merlin_append_message(&t, label, (const uint8_t *)m, strlen(m)), 0);
 		} else if (strcmp(name, "challenge_bytes") == 0) {
 			assert_int_equal(tu_json_int(op, "length"), 32);
 			assert_int_equal(merlin_challenge_bytes(&t, label, got, 32), 0);
@@ -97,8 +96,10 @@ static void test_binding(void **state)
 	(void)state;
 	merlin_init(&a, "test protocol");
 	merlin_init(&b, "test protocol");
-	assert_int_equal(merlin_append_message(&a, "some label", (const uint8_t *)"some data", 9), 0);
-	assert_int_equal(merlin_append_message(&b, "some labe", (const uint8_t *)"lsome data", 10), 0);
+	assert_int_equal(merlin_append_message(&a, "some label", (const uint8_t *)"some data", 9),
+			 0);
+	assert_int_equal(merlin_append_message(&b, "some labe", (const uint8_t *)"lsome data", 10),
+			 0);
 	assert_int_equal(merlin_challenge_bytes(&a, "challenge", x, 32), 0);
 	assert_int_equal(merlin_challenge_bytes(&b, "challenge", y, 32), 0);
 	assert_memory_not_equal(x, y, 32);

@@ -30,24 +30,26 @@ struct addr_case {
 	const char *port;
 	const char *path;
 	const char *node_id_hex; /* NULL: none */
-	const char *why;         /* substring of the reason, for bad cases */
+	const char *why;	 /* substring of the reason, for bad cases */
 };
 
 static const struct addr_case cases[] = {
 	{ "tcp://127.0.0.1:26659", 1, NET_TCP, "127.0.0.1", "26659", NULL, NULL, NULL },
 	{ "127.0.0.1:26659", 1, NET_TCP, "127.0.0.1", "26659", NULL, NULL, NULL },
 	{ "tcp://0.0.0.0:0", 1, NET_TCP, "0.0.0.0", "0", NULL, NULL, NULL },
-	{ "tcp://validator-1.example.com:1234", 1, NET_TCP, "validator-1.example.com", "1234", NULL, NULL, NULL },
-	{ "tcp://f88883b673fc69d7869cab098de3bafc2ff76eb8@10.0.0.5:26658", 1, NET_TCP, "10.0.0.5", "26658", NULL,
-	  "f88883b673fc69d7869cab098de3bafc2ff76eb8", NULL },
+	{ "tcp://validator-1.example.com:1234", 1, NET_TCP, "validator-1.example.com", "1234", NULL,
+	  NULL, NULL },
+	{ "tcp://f88883b673fc69d7869cab098de3bafc2ff76eb8@10.0.0.5:26658", 1, NET_TCP, "10.0.0.5",
+	  "26658", NULL, "f88883b673fc69d7869cab098de3bafc2ff76eb8", NULL },
 	{ "tcp://F88883B673FC69D7869CAB098DE3BAFC2FF76EB8@host:1", 1, NET_TCP, "host", "1", NULL,
 	  "f88883b673fc69d7869cab098de3bafc2ff76eb8", NULL },
 	{ "tcp://[::1]:26659", 1, NET_TCP, "::1", "26659", NULL, NULL, NULL },
 	{ "tcp://[2001:db8::7]:65535", 1, NET_TCP, "2001:db8::7", "65535", NULL, NULL, NULL },
-	{ "tcp://00000000000000000000000000000000000000ff@[fe80::1]:80", 1, NET_TCP, "fe80::1", "80", NULL,
-	  "00000000000000000000000000000000000000ff", NULL },
+	{ "tcp://00000000000000000000000000000000000000ff@[fe80::1]:80", 1, NET_TCP, "fe80::1",
+	  "80", NULL, "00000000000000000000000000000000000000ff", NULL },
 	{ "tcp://host:00080", 1, NET_TCP, "host", "80", NULL, NULL, NULL },
-	{ "unix:///run/p11kms/priv.sock", 1, NET_UNIX, NULL, NULL, "/run/p11kms/priv.sock", NULL, NULL },
+	{ "unix:///run/p11kms/priv.sock", 1, NET_UNIX, NULL, NULL, "/run/p11kms/priv.sock", NULL,
+	  NULL },
 	{ "unix://rel/priv.sock", 1, NET_UNIX, NULL, NULL, "rel/priv.sock", NULL, NULL },
 	/* bad */
 	{ "", 0, 0, NULL, NULL, NULL, NULL, "empty" },
@@ -60,8 +62,10 @@ static const struct addr_case cases[] = {
 	{ "tcp://127.0.0.1:123456", 0, 0, NULL, NULL, NULL, NULL, "port" },
 	{ "tcp://127.0.0.1:26659/path", 0, 0, NULL, NULL, NULL, NULL, "port" },
 	{ "tcp://xyz@127.0.0.1:26659", 0, 0, NULL, NULL, NULL, NULL, "node id" },
-	{ "tcp://g88883b673fc69d7869cab098de3bafc2ff76eb8@127.0.0.1:26659", 0, 0, NULL, NULL, NULL, NULL, "node id" },
-	{ "tcp://f88883b673fc69d7869cab098de3bafc2ff76eb80@127.0.0.1:1", 0, 0, NULL, NULL, NULL, NULL, "node id" },
+	{ "tcp://g88883b673fc69d7869cab098de3bafc2ff76eb8@127.0.0.1:26659", 0, 0, NULL, NULL, NULL,
+	  NULL, "node id" },
+	{ "tcp://f88883b673fc69d7869cab098de3bafc2ff76eb80@127.0.0.1:1", 0, 0, NULL, NULL, NULL,
+	  NULL, "node id" },
 	{ "tcp://@127.0.0.1:1", 0, 0, NULL, NULL, NULL, NULL, "node id" },
 	{ "tcp://::1:26659", 0, 0, NULL, NULL, NULL, NULL, "brackets" },
 	{ "tcp://[::1:26659", 0, 0, NULL, NULL, NULL, NULL, "']'" },
@@ -86,7 +90,8 @@ static void test_addr_table(void **state)
 			if (r != KMS_ERR_FORMAT)
 				fail_msg("accepted bad address %s", c->in);
 			if (strstr(why, c->why) == NULL)
-				fail_msg("reason for %s is \"%s\", expected to mention %s", c->in, why, c->why);
+				fail_msg("reason for %s is \"%s\", expected to mention %s", c->in,
+					 why, c->why);
 			assert_int_equal(a.scheme, 0); /* cleared on failure */
 			continue;
 		}
@@ -142,7 +147,8 @@ static void test_addr_format(void **state)
 	char out[300];
 
 	(void)state;
-	assert_int_equal(net_addr_parse("tcp://f88883b673fc69d7869cab098de3bafc2ff76eb8@1.2.3.4:5", &a, NULL, 0),
+	assert_int_equal(net_addr_parse("tcp://f88883b673fc69d7869cab098de3bafc2ff76eb8@1.2.3.4:5",
+					&a, NULL, 0),
 			 KMS_OK);
 	net_addr_format(&a, out, sizeof(out));
 	assert_string_equal(out, "tcp://1.2.3.4:5");
@@ -191,7 +197,9 @@ static void exchange(const struct net_addr *la, struct net_addr *da)
 				assert_int_equal(st.write(st.ctx, big + woff, k, TMO), KMS_OK);
 				woff += k;
 			}
-			assert_int_equal(net_read_some(cfd, back + off, sizeof(back) - off, &got, TMO), KMS_OK);
+			assert_int_equal(
+				net_read_some(cfd, back + off, sizeof(back) - off, &got, TMO),
+				KMS_OK);
 			assert_true(got >= 1);
 			off += got;
 		}
@@ -342,14 +350,10 @@ static void test_now_monotonic(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_addr_table),
-		cmocka_unit_test(test_addr_limits),
-		cmocka_unit_test(test_addr_format),
-		cmocka_unit_test(test_tcp_loopback),
-		cmocka_unit_test(test_tcp6_loopback),
-		cmocka_unit_test(test_unix_socket),
-		cmocka_unit_test(test_dial_refused),
-		cmocka_unit_test(test_timeouts),
+		cmocka_unit_test(test_addr_table),    cmocka_unit_test(test_addr_limits),
+		cmocka_unit_test(test_addr_format),   cmocka_unit_test(test_tcp_loopback),
+		cmocka_unit_test(test_tcp6_loopback), cmocka_unit_test(test_unix_socket),
+		cmocka_unit_test(test_dial_refused),  cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_now_monotonic),
 	};
 	kms_log_set_quiet(1);

@@ -68,7 +68,8 @@ static void raw_seal(const uint8_t key[32], uint64_t ctr, const uint8_t plain[SC
 	assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key, nonce), 1);
 	assert_int_equal(EVP_EncryptUpdate(ctx, out, &len, plain, SC_FRAME_PLAIN), 1);
 	assert_int_equal(EVP_EncryptFinal_ex(ctx, out + len, &len), 1);
-	assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, out + SC_FRAME_PLAIN), 1);
+	assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, out + SC_FRAME_PLAIN),
+			 1);
 	EVP_CIPHER_CTX_free(ctx);
 }
 
@@ -91,7 +92,8 @@ static void test_golden_file(void **state)
 		line[strcspn(line, "\r\n")] = '\0';
 		if (line[0] == '\0')
 			continue;
-		for (tok = strtok_r(line, ",", &save); tok != NULL && n < 5; tok = strtok_r(NULL, ",", &save))
+		for (tok = strtok_r(line, ",", &save); tok != NULL && n < 5;
+		     tok = strtok_r(NULL, ",", &save))
 			col[n++] = tok;
 		assert_int_equal(n, 5);
 		assert_int_equal(tu_hex(col[0], dh, 32), 32);
@@ -113,15 +115,15 @@ static void test_golden_file(void **state)
 static void test_low_order_list(void **state)
 {
 	json_t *root = tu_load_vector("secret_connection.json");
-	const json_t *pts = json_object_get(json_object_get(root, "low_order_points"), "points_hex");
+	const json_t *pts =
+		json_object_get(json_object_get(root, "low_order_points"), "points_hex");
 	const json_t *p;
 	uint8_t pub[32];
 	size_t i;
 
 	(void)state;
 	assert_int_equal(json_array_size(pts), 7);
-	json_array_foreach(pts, i, p)
-	{
+	json_array_foreach(pts, i, p) {
 		assert_int_equal(tu_hex(json_string_value(p), pub, 32), 32);
 		assert_true(sc_is_low_order(pub));
 		pub[31] ^= 0x40; /* a neighbour is not on the list */
@@ -171,7 +173,8 @@ static void run_derived(int as_signer)
 	const json_t *d = json_object_get(root, "derived_handshake");
 	const json_t *in = json_object_get(d, "inputs");
 	const json_t *post = json_object_get(d, "post_handshake");
-	const char *me = as_signer ? "signer" : "validator", *peer = as_signer ? "validator" : "signer";
+	const char *me = as_signer ? "signer" : "validator",
+		   *peer = as_signer ? "validator" : "signer";
 	char key[128], idhex[41];
 	uint8_t seed[32], eph[32], peer_pub[32], peer_id[20], buf[2048], want[2048], got_pub[32];
 	struct sc_soft_identity *si = NULL;
@@ -458,7 +461,8 @@ static void test_stream(void **state)
 	assert_ptr_equal(st.ctx, c);
 	assert_int_equal(st.write(st.ctx, buf, sizeof(buf), TMO), KMS_OK);
 	while (off < sizeof(back)) {
-		assert_int_equal(st.read(st.ctx, back + off, sizeof(back) - off, &got, TMO), KMS_OK);
+		assert_int_equal(st.read(st.ctx, back + off, sizeof(back) - off, &got, TMO),
+				 KMS_OK);
 		off += got;
 	}
 	assert_memory_equal(buf, back, sizeof(buf));
@@ -648,7 +652,8 @@ static void test_sign_callback_error(void **state)
 /* ---- the test as a scripted peer: ephemeral-stage failures ---- */
 
 /* Writes peer bytes, then runs the handshake with the vector's signer keys. */
-static int scripted(const uint8_t *bytes, size_t n, int close_after, int timeout_ms, const uint8_t *frame)
+static int scripted(const uint8_t *bytes, size_t n, int close_after, int timeout_ms,
+		    const uint8_t *frame)
 {
 	json_t *root = tu_load_vector("secret_connection.json");
 	const json_t *d = json_object_get(root, "derived_handshake");
@@ -683,14 +688,14 @@ static int scripted(const uint8_t *bytes, size_t n, int close_after, int timeout
 static void test_low_order_rejected(void **state)
 {
 	json_t *root = tu_load_vector("secret_connection.json");
-	const json_t *pts = json_object_get(json_object_get(root, "low_order_points"), "points_hex");
+	const json_t *pts =
+		json_object_get(json_object_get(root, "low_order_points"), "points_hex");
 	const json_t *p;
 	uint8_t msg[35] = { 0x22, 0x0a, 0x20 };
 	size_t i;
 
 	(void)state;
-	json_array_foreach(pts, i, p)
-	{
+	json_array_foreach(pts, i, p) {
 		assert_int_equal(tu_hex(json_string_value(p), msg + 3, 32), 32);
 		tu_log_capture_start();
 		assert_int_equal(scripted(msg, sizeof(msg), 0, TMO, NULL), KMS_ERR_AUTH);
@@ -875,11 +880,13 @@ static void test_parse_authsig(void **state)
 	/* trailing byte inside the declared length */
 	a[0] = 0x67;
 	a[SC_AUTHSIG_MSG_LEN] = 0;
-	assert_int_equal(sc_parse_authsig(a, SC_AUTHSIG_MSG_LEN + 1, pub, sig, &why), KMS_ERR_FORMAT);
+	assert_int_equal(sc_parse_authsig(a, SC_AUTHSIG_MSG_LEN + 1, pub, sig, &why),
+			 KMS_ERR_FORMAT);
 	assert_string_equal(why, "trailing bytes after sig");
 	/* prefix disagrees with the bytes present */
 	a[0] = 0x66;
-	assert_int_equal(sc_parse_authsig(a, SC_AUTHSIG_MSG_LEN - 1, pub, sig, &why), KMS_ERR_FORMAT);
+	assert_int_equal(sc_parse_authsig(a, SC_AUTHSIG_MSG_LEN - 1, pub, sig, &why),
+			 KMS_ERR_FORMAT);
 	/* 63-byte signature */
 	good_authsig(a);
 	a[0] = 0x65;
@@ -952,7 +959,8 @@ static void kpair_free(struct kpair *p)
 static void test_seal_matches_reference(void **state)
 {
 	struct kpair p;
-	uint8_t plain[SC_FRAME_PLAIN] = { 0 }, ours[SC_FRAME_SEALED], ref[SC_FRAME_SEALED], data[SC_DATA_MAX];
+	uint8_t plain[SC_FRAME_PLAIN] = { 0 }, ours[SC_FRAME_SEALED], ref[SC_FRAME_SEALED],
+		data[SC_DATA_MAX];
 	size_t n;
 
 	(void)state;
