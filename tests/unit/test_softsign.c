@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* libp11kms-softsign.so through its raw PKCS#11 function list (dlopen). */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -724,6 +725,36 @@ static void test_keygen_and_import(void **state)
 		assert_int_equal(F->C_CreateObject(rw, t, 4, &o), CKR_ATTRIBUTE_VALUE_INVALID);
 	}
 	assert_int_equal(find(ro, NULL, 0, h, 16), 10);
+
+	/*
+	 * A file that appeared after C_Initialize: the write is refused, and
+	 * the module prints nothing even though its file layer logs the error.
+	 */
+	{
+		char *late = tu_path(X.tokdir, "late.key"), *errf = tu_path(X.dir, "stderr.txt");
+		CK_OBJECT_HANDLE o = 0;
+		struct stat st;
+		int saved, fd;
+
+		tu_write_file(late, "x", 1, 0600);
+		fflush(stderr);
+		saved = dup(2);
+		fd = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		assert_true(saved >= 0 && fd >= 0);
+		assert_int_equal(dup2(fd, 2), 2);
+		assert_int_equal(keygen(rw, "late", NULL, &pub, &priv),
+				 CKR_ATTRIBUTE_VALUE_INVALID);
+		fflush(stderr);
+		assert_int_equal(dup2(saved, 2), 2);
+		close(saved);
+		close(fd);
+		assert_int_equal(stat(errf, &st), 0);
+		assert_int_equal(st.st_size, 0);
+		(void)o;
+		assert_int_equal(unlink(late), 0);
+		free(late);
+		free(errf);
+	}
 	assert_int_equal(F->C_CloseAllSessions(0), CKR_OK);
 	assert_int_equal(F->C_CloseAllSessions(1), CKR_OK);
 
