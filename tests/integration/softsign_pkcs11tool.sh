@@ -40,6 +40,9 @@ open(out + "/seed.b64", "w").write(v["tmkms_softsign_key_file_base64 (derived)"]
 open(out + "/pv.json", "w").write(json.dumps(v["json"], indent=2))
 open(out + "/seed.hex", "w").write(v["seed_hex"])
 open(out + "/pub.hex", "w").write(v["derived"]["ed25519_pubkey_hex"])
+open(out + "/pub.bin", "wb").write(bytes.fromhex(v["derived"]["ed25519_pubkey_hex"]))
+# PKCS#8 DER of the seed, for OpenSSL to sign the reference signature
+open(out + "/seed.der", "wb").write(bytes.fromhex("302e020100300506032b657004220420" + v["seed_hex"]))
 EOF
 install -m 600 "$TMP/seed.b64" "$TOK/val.key"
 install -m 600 "$TMP/pv.json" "$TOK/pv.json"
@@ -58,7 +61,7 @@ serial=$(printf '%s' "$TOK" | sha256sum | cut -c1-16)
 grep -q "serial num *: $serial" <<<"$out" || fail "serial (want $serial): $out"
 
 # Objects: CKA_ID = first 8 bytes of SHA-256(pub), same for both files.
-id=$(xxd -r -p "$TMP/pub.hex" | sha256sum | cut -c1-16)
+id=$(sha256sum <"$TMP/pub.bin" | cut -c1-16)
 out=$(p11 -O 2>&1) || fail "-O: $out"
 for l in val pv; do
 	grep -q "label: *$l\$" <<<"$out" || fail "object $l missing: $out"
@@ -70,7 +73,6 @@ grep -q "04 *20 *$pubhex\|0420$pubhex" <<<"$out" || fail "EC_POINT: $out"
 
 # Signatures with the file key and the JSON key equal OpenSSL's from the seed.
 printf 'sign me: softsign via pkcs11-tool' >"$TMP/msg"
-{ printf '302e020100300506032b657004220420'; cat "$TMP/seed.hex"; } | xxd -r -p >"$TMP/seed.der"
 openssl pkeyutl -sign -inkey "$TMP/seed.der" -keyform DER -rawin -in "$TMP/msg" -out "$TMP/want.sig"
 for l in val pv; do
 	p11 -s -m EDDSA --label "$l" -i "$TMP/msg" -o "$TMP/$l.sig" >/dev/null 2>&1 || fail "sign with $l"
