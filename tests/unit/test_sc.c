@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -932,6 +933,57 @@ static void test_stalled_peer(void **state)
 	json_decref(root);
 }
 
+/* A peer that sends one byte every 40 ms: bytes keep moving, but the step's deadline holds. */
+struct trickle {
+	int fd;
+	uint8_t msg[35];
+};
+
+static void *trickle_main(void *arg)
+{
+	struct trickle *t = arg;
+	const struct timespec gap = { 0, 40 * 1000 * 1000 };
+
+	for (size_t i = 0; i < sizeof(t->msg); i++) {
+		if (net_write_full(t->fd, t->msg + i, 1, TMO) != KMS_OK)
+			break;
+		nanosleep(&gap, NULL);
+	}
+	return NULL;
+}
+
+static void test_trickling_peer(void **state)
+{
+	json_t *root = tu_load_vector("secret_connection.json");
+	const json_t *d = json_object_get(root, "derived_handshake");
+	struct sc_soft_identity *si = NULL;
+	struct sc_identity id;
+	struct sc_conn *c = NULL;
+	struct trickle t;
+	pthread_t th;
+	int sp[2];
+
+	(void)state;
+	assert_int_equal(jhex(d, "validator_ephemeral_wire_message", t.msg, sizeof(t.msg)), 35);
+	assert_int_equal(sc_soft_identity_new(NULL, &si), KMS_OK);
+	sc_soft_identity_get(si, &id);
+	pair(sp);
+	t.fd = sp[1];
+	assert_int_equal(pthread_create(&th, NULL, trickle_main, &t), 0);
+	/* 35 bytes at 40 ms each take 1.4 s; the ephemeral step allows 300 ms in all */
+	tu_log_capture_start();
+	assert_int_equal(sc_handshake(sp[0], &id, NULL, 300, &c), KMS_ERR_TIMEOUT);
+	assert_null(c);
+	/* with a deadline re-armed per byte it would get through and time out later */
+	assert_true(tu_log_contains("step=recv-ephemeral"));
+	tu_log_capture_stop();
+	net_close(&sp[0]);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	net_close(&sp[1]);
+	sc_soft_identity_free(si);
+	json_decref(root);
+}
+
 /* ---- frames on a keyed pair (no handshake) ---- */
 
 struct kpair {
@@ -1192,6 +1244,7 @@ int main(void)
 		cmocka_unit_test(test_authsig_scripted),
 		cmocka_unit_test(test_parse_authsig),
 		cmocka_unit_test(test_stalled_peer),
+		cmocka_unit_test(test_trickling_peer),
 		cmocka_unit_test(test_seal_matches_reference),
 		cmocka_unit_test(test_flipped_bits),
 		cmocka_unit_test(test_replayed_frame),
