@@ -64,9 +64,13 @@ KMS_MUST_CHECK int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int t
 /*
  * Reads at least 1 and at most cap bytes into p (*got set): data left over
  * from the last frame first, otherwise one or more frames (empty frames are
- * skipped). KMS_ERR_MAC_INVALID (tag failed: fatal), KMS_ERR_FORMAT
- * (chunk length > 1024 after decryption), KMS_ERR_TOO_LARGE (receive counter
- * would wrap), KMS_ERR_TIMEOUT, KMS_ERR_CONN_CLOSED, KMS_ERR_SYSTEM.
+ * skipped). timeout_ms bounds the whole call (-1 = none).
+ * Fatal (every later call returns the same error): KMS_ERR_MAC_INVALID (tag
+ * failed), KMS_ERR_FORMAT (chunk length > 1024 after decryption, or the peer
+ * closed mid-frame), KMS_ERR_TOO_LARGE (receive counter would wrap),
+ * KMS_ERR_CONN_CLOSED (peer closed at a frame boundary), KMS_ERR_SYSTEM.
+ * KMS_ERR_TIMEOUT is not fatal: a partly received frame is kept and the next
+ * call resumes it.
  */
 KMS_MUST_CHECK int sc_read(struct sc_conn *c, uint8_t *p, size_t cap, size_t *got, int timeout_ms);
 
