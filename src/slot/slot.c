@@ -11,6 +11,7 @@
 
 #include "p11kms/kcrypto.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/softsign.h"
 
 static const uint8_t self_test_msg[] = "p11kms slot self-test: this key signs for a validator";
 
@@ -450,7 +451,7 @@ static int is_softsign(const struct slot *s)
 	char man[40], model[20];
 	pk11_field(s->ti.manufacturerID, sizeof(s->ti.manufacturerID), man, sizeof(man));
 	pk11_field(s->ti.model, sizeof(s->ti.model), model, sizeof(model));
-	return strcmp(man, "p11kms") == 0 && strcmp(model, "softsign") == 0;
+	return strcmp(man, SOFTSIGN_MANUFACTURER) == 0 && strcmp(model, SOFTSIGN_MODEL) == 0;
 }
 
 static void verdict(const struct slot *s, struct slot_hygiene *hy)
