@@ -153,7 +153,8 @@ static int validate(const struct migrate_result *res, const char *name, const ch
 
 	if (r != KMS_OK)
 		cli_err("migrate",
-			"the converted config does not validate (please report this): %s", err);
+			"the converted config does not validate: %s (fix the matching entry in the tmkms.toml)",
+			err);
 	cfg_free(cfg);
 	return r;
 }

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "p11kms/kbuf.h"
+#include "p11kms/net.h"
 #include "p11kms/toml.h"
 
 #define MIGRATE_TEXT_MAX (1024 * 1024)
@@ -107,6 +108,12 @@ static const char *get_str(struct mctx *x, const struct toml_value *t, const cha
 		merr(x, toml_line(v), where, "'%s' is empty", key);
 		return NULL;
 	}
+	for (const char *c = toml_string(v); *c != '\0'; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+			merr(x, toml_line(v), where, "'%s' contains a control character", key);
+			return NULL;
+		}
+	}
 	return toml_string(v);
 }
 
@@ -192,6 +199,25 @@ static void add_state(struct mctx *x, const char *chain_id, char *from, const ch
 static const char *const chain_allowed[] = { "id",	   "key_format", "sign_extensions",
 					     "state_file", "state_hook", NULL };
 
+/* BIP-173 human-readable part, lower case (what cfg and enc_bech32 accept). */
+static int prefix_ok(struct mctx *x, const struct toml_value *kf, const char *key, const char *p)
+{
+	size_t n;
+
+	if (p == NULL)
+		return 1;
+	n = strlen(p);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < 33 || p[i] > 126 || (p[i] >= 'A' && p[i] <= 'Z'))
+			n = 0;
+	}
+	if (n >= 1 && n <= 83)
+		return 1;
+	merr(x, toml_line(toml_get(kf, key)), "key_format",
+	     "%s \"%s\" is not a lower-case bech32 prefix", key, p);
+	return 0;
+}
+
 static void convert_key_format(struct mctx *x, const struct toml_value *c, const char *where)
 {
 	static const char *const kf_allowed[] = { "type", "account_key_prefix",
@@ -212,7 +238,8 @@ static void convert_key_format(struct mctx *x, const struct toml_value *c, const
 	type = get_str(x, kf, "key_format", "type", 1);
 	acc = get_str(x, kf, "key_format", "account_key_prefix", 0);
 	cons = get_str(x, kf, "key_format", "consensus_key_prefix", 0);
-	if (type == NULL)
+	if (type == NULL || !prefix_ok(x, kf, "account_key_prefix", acc) ||
+	    !prefix_ok(x, kf, "consensus_key_prefix", cons))
 		return;
 	if (strcmp(type, "bech32") == 0) {
 		if (acc == NULL || cons == NULL)
@@ -250,6 +277,11 @@ static void convert_chain(struct mctx *x, const struct toml_value *c, size_t idx
 	check_keys(x, c, where, chain_allowed);
 	if ((id = get_str(x, c, where, "id", 1)) == NULL)
 		return;
+	if (strlen(id) > 50 || strpbrk(id, " \t") != NULL) {
+		merr(x, toml_line(toml_get(c, "id")), where,
+		     "chain id \"%s\" is not valid (at most 50 bytes, no white space)", id);
+		return;
+	}
 	if (chain_index(x, id) >= 0) {
 		merr(x, toml_line(c), where, "chain \"%s\" is declared twice", id);
 		return;
@@ -601,6 +633,8 @@ static void convert_validator(struct mctx *x, const struct toml_value *v, size_t
 	char where[64];
 	const char *chain, *addr, *sk, *proto;
 	const struct toml_value *t;
+	struct net_addr na;
+	char why[160] = "invalid address";
 	int64_t n;
 	int b = 1;
 
@@ -612,6 +646,10 @@ static void convert_validator(struct mctx *x, const struct toml_value *v, size_t
 	proto = map_protocol(x, v, where);
 	if (chain != NULL && chain_index(x, chain) < 0)
 		merr(x, toml_line(v), where, "chain_id \"%s\" has no [[chain]] entry", chain);
+	if (addr != NULL && net_addr_parse(addr, &na, why, sizeof(why)) != KMS_OK) {
+		merr(x, toml_line(toml_get(v, "addr")), where, "addr \"%s\": %s", addr, why);
+		return;
+	}
 	if (chain == NULL || addr == NULL || proto == NULL)
 		return;
 	if (sk == NULL && strncmp(addr, "unix://", 7) != 0)

@@ -282,6 +282,18 @@ static void test_refusals(void **s)
 		"auth = { key = 1, password_file = \"/p\" }\nkeys = [{ chain_ids = [\"c-2\"], key = 70000 }]\n",
 		"YubiHSM object id 1..65535");
 	expect_fail("", "no [[chain]] entries");
+	/* values cfg would refuse are caught here, with the tmkms.toml line */
+	expect_fail(
+		"[[chain]]\nid = \"c-1\"\nkey_format = { type = \"bech32\", account_key_prefix = "
+		"\"Cosmos\", consensus_key_prefix = \"cosmosvalconspub\" }\n" BASE_SOFT,
+		"tmkms.toml:3: key_format: account_key_prefix \"Cosmos\" is not a lower-case");
+	expect_fail(BASE_CHAIN BASE_SOFT
+		    "[[validator]]\nchain_id = \"c-1\"\naddr = \"tcp://h:99999\"\n"
+		    "secret_key = \"/k\"\n",
+		    "tmkms.toml:9: validator[0]: addr \"tcp://h:99999\"");
+	expect_fail("[[chain]]\nid = \"a b\"\nkey_format = { type = \"hex\" }\n", "is not valid");
+	expect_fail(BASE_CHAIN "[[providers.softsign]]\nchain_ids = [\"c-1\"]\npath = \"/k\\n\"\n",
+		    "'path' contains a control character");
 }
 
 static void test_state_name(void **s)
