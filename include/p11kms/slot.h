@@ -24,10 +24,11 @@
 struct slot;
 
 struct slot_opts {
-	const char *profile;      /* profile name; NULL = detect from token manufacturer/model */
-	const char *pin_env;      /* name of an environment variable holding the PIN, or NULL */
-	int allow_prompt;         /* interactive commands: read the PIN from the tty, no echo */
-	const char *profiles_dir; /* NULL = $P11KMS_PROFILES_DIR, <exe>/../share/p11kms/hsm-profiles,
+	const char *profile; /* profile name; NULL = detect from token manufacturer/model */
+	const char *pin_env; /* name of an environment variable holding the PIN, or NULL */
+	int allow_prompt;    /* interactive commands: read the PIN from the tty, no echo */
+	const char
+		*profiles_dir; /* NULL = $P11KMS_PROFILES_DIR, <exe>/../share/p11kms/hsm-profiles,
 				     then the source tree's hsm-profiles */
 };
 
@@ -88,7 +89,8 @@ enum slot_key_type slot_key_type(const struct slot *s);
  * KMS_ERR_TOO_LARGE (before calling the token) when len > slot_max_input().
  * Blocks for as long as the token takes.
  */
-KMS_MUST_CHECK int slot_sign(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64]);
+KMS_MUST_CHECK int slot_sign(struct slot *s, const uint8_t *msg, size_t len,
+			     uint8_t sig[static 64]);
 
 /*
  * Bounds each slot_sign on s to timeout_ms (0, the default: no bound). PKCS#11

@@ -8,9 +8,9 @@
 #include "p11kms/kcrypto.h"
 #include "p11kms/kms_log.h"
 
-static const uint8_t ec_params_name[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd',
-					 's', '2', '5', '5', '1', '9'};
-static const uint8_t ec_params_oid[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+static const uint8_t ec_params_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+					  'd',	's',  '2', '5', '5', '1', '9' };
+static const uint8_t ec_params_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
 
 #define ID_LEN 8 /* derived CKA_ID: first 8 bytes of SHA-256(pub) */
 
@@ -35,8 +35,8 @@ static int derive_id(const uint8_t pub[static 32], uint8_t id[static ID_LEN])
 /* KMS_ERR_EXISTS if any object has this label or (if given) this id. */
 static int check_free(struct slot_tok *t, const char *label, const uint8_t *id, size_t idlen)
 {
-	static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY,
-						  CKO_DATA, CKO_CERTIFICATE};
+	static const CK_OBJECT_CLASS classes[] = { CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY,
+						   CKO_DATA, CKO_CERTIFICATE };
 	CK_OBJECT_HANDLE o[1];
 	CK_ATTRIBUTE a;
 	size_t i, found;
@@ -80,8 +80,8 @@ static int key_uri(struct slot_tok *t, const char *label, const uint8_t *id, siz
 	r |= p11_kit_uri_set_attribute(t->su.u, &a);
 	attr(&a, CKA_CLASS, &cls, sizeof(cls));
 	r |= p11_kit_uri_set_attribute(t->su.u, &a);
-	if (r != P11_KIT_URI_OK || p11_kit_uri_format(t->su.u, P11_KIT_URI_FOR_ANY, out) !=
-					   P11_KIT_URI_OK)
+	if (r != P11_KIT_URI_OK ||
+	    p11_kit_uri_format(t->su.u, P11_KIT_URI_FOR_ANY, out) != P11_KIT_URI_OK)
 		return KMS_ERR_ALLOC;
 	return KMS_OK;
 }
@@ -105,7 +105,7 @@ static CK_RV gen_pair(struct slot_tok *t, const char *label, const uint8_t *id, 
 		      const uint8_t *params, size_t plen, CK_OBJECT_HANDLE *pubh,
 		      CK_OBJECT_HANDLE *privh)
 {
-	CK_MECHANISM mech = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0};
+	CK_MECHANISM mech = { CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0 };
 	CK_ATTRIBUTE pt[6], kt[9];
 	CK_ULONG np = 0, nk = 0;
 
@@ -135,8 +135,8 @@ static int params_rejected(CK_RV rv)
  * Replaces the temporary CKA_ID by the derived one. A token that refuses keeps its own
  * id (YubiHSM ids are object ids): read it back so the URI names what is stored.
  */
-static int settle_id(struct slot_tok *t, CK_OBJECT_HANDLE pubh, CK_OBJECT_HANDLE privh,
-		     uint8_t *id, size_t cap, size_t *idlen, const uint8_t pub[static 32])
+static int settle_id(struct slot_tok *t, CK_OBJECT_HANDLE pubh, CK_OBJECT_HANDLE privh, uint8_t *id,
+		     size_t cap, size_t *idlen, const uint8_t pub[static 32])
 {
 	uint8_t want[ID_LEN], *got = NULL;
 	size_t glen = 0;
@@ -266,7 +266,7 @@ static CK_RV create_pub(struct slot_tok *t, const char *label, const uint8_t *id
 	CK_KEY_TYPE kt = CKK_EC_EDWARDS;
 	CK_ATTRIBUTE a[9];
 	CK_ULONG n = 0;
-	uint8_t point[34] = {0x04, 0x20};
+	uint8_t point[34] = { 0x04, 0x20 };
 	size_t plen = 34;
 
 	memcpy(point + 2, pub, 32);

@@ -228,7 +228,8 @@ static int softsign_register_inlock(const char *const *paths, size_t n, size_t *
 		char **grown;
 		int dup = 0;
 		if (paths[i][0] != '/' || strchr(paths[i], SOFTSIGN_INIT_SEP)) {
-			kms_log_err("softsign path %s must be absolute and contain no ';'", paths[i]);
+			kms_log_err("softsign path %s must be absolute and contain no ';'",
+				    paths[i]);
 			return KMS_ERR_CONFIG;
 		}
 		for (j = 0; j < ss_n && !dup; j++)
@@ -381,9 +382,12 @@ static int registered_module(const char *name, char **path_out)
 
 int pk11_module_by_name(const char *name, const struct slot_profile *prof, char **path_out)
 {
-	static const char *const dirs[] = {"/usr/lib/x86_64-linux-gnu/pkcs11", "/usr/lib/pkcs11",
-					   "/usr/lib/x86_64-linux-gnu", "/usr/lib",
-					   "/usr/local/lib/pkcs11", "/usr/local/lib"};
+	static const char *const dirs[] = { "/usr/lib/x86_64-linux-gnu/pkcs11",
+					    "/usr/lib/pkcs11",
+					    "/usr/lib/x86_64-linux-gnu",
+					    "/usr/lib",
+					    "/usr/local/lib/pkcs11",
+					    "/usr/local/lib" };
 	char cand[PATH_MAX];
 	size_t i, j;
 
@@ -406,8 +410,9 @@ int pk11_module_by_name(const char *name, const struct slot_profile *prof, char 
 	}
 	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		for (j = 0; j < 2; j++) {
-			int w = j == 0 ? snprintf(cand, sizeof(cand), "%s/lib%s.so", dirs[i], name) :
-					 snprintf(cand, sizeof(cand), "%s/%s.so", dirs[i], name);
+			int w = j == 0 ?
+					snprintf(cand, sizeof(cand), "%s/lib%s.so", dirs[i], name) :
+					snprintf(cand, sizeof(cand), "%s/%s.so", dirs[i], name);
 			if (w > 0 && (size_t)w < sizeof(cand) && is_file(cand))
 				return (*path_out = strdup(cand)) ? KMS_OK : KMS_ERR_ALLOC;
 		}

@@ -146,8 +146,8 @@ int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT
 	if (nmatch == 0)
 		kms_log_err("no token matches %s; tokens present: %lu", desc, (unsigned long)n);
 	else
-		kms_log_err("%zu tokens match %s; add token=, serial= or model= to the URI:", nmatch,
-			    desc);
+		kms_log_err("%zu tokens match %s; add token=, serial= or model= to the URI:",
+			    nmatch, desc);
 	for (i = 0; i < n; i++)
 		if (nmatch == 0 || p11_kit_uri_match_token_info(u, &infos[i]))
 			log_token(nmatch ? "candidate" : "present", ids[i], &infos[i]);
@@ -201,8 +201,7 @@ int pk11_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, const CK_TOKEN_INFO *ti
 }
 
 int pk11_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
-	      const CK_ATTRIBUTE *extra, size_t n, CK_OBJECT_HANDLE *out, size_t cap,
-	      size_t *found)
+	      const CK_ATTRIBUTE *extra, size_t n, CK_OBJECT_HANDLE *out, size_t cap, size_t *found)
 {
 	CK_ATTRIBUTE tmpl[8];
 	CK_OBJECT_HANDLE more[16];
@@ -238,7 +237,7 @@ int pk11_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
 int pk11_get_attr(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
 		  CK_ATTRIBUTE_TYPE type, uint8_t **val, size_t *len)
 {
-	CK_ATTRIBUTE a = {type, NULL, 0};
+	CK_ATTRIBUTE a = { type, NULL, 0 };
 	CK_RV rv;
 
 	*val = NULL;
@@ -267,7 +266,7 @@ int pk11_get_bool(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
 		  CK_ATTRIBUTE_TYPE type)
 {
 	CK_BBOOL v = CK_FALSE;
-	CK_ATTRIBUTE a = {type, &v, sizeof(v)};
+	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
 	if (f->C_GetAttributeValue(h, o, &a, 1) != CKR_OK || a.ulValueLen != sizeof(v))
 		return -1;
 	return v ? 1 : 0;
@@ -276,7 +275,7 @@ int pk11_get_bool(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
 int pk11_get_ulong(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
 		   CK_ATTRIBUTE_TYPE type, CK_ULONG *out)
 {
-	CK_ATTRIBUTE a = {type, out, sizeof(*out)};
+	CK_ATTRIBUTE a = { type, out, sizeof(*out) };
 	CK_RV rv = f->C_GetAttributeValue(h, o, &a, 1);
 	if (rv != CKR_OK)
 		return pk11_rv_to_err(rv) ? pk11_rv_to_err(rv) : KMS_ERR_PKCS11;
@@ -299,9 +298,9 @@ int pk11_ec_point_decode(const uint8_t *p, size_t len, enum slot_ec_point form,
 
 int pk11_ec_params_is_ed25519(const uint8_t *p, size_t len)
 {
-	static const uint8_t oid[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
-	static const uint8_t name[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd',
-				       's', '2', '5', '5', '1', '9'};
+	static const uint8_t oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+	static const uint8_t name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+					'd',  's',  '2', '5', '5', '1', '9' };
 	return (len == sizeof(oid) && memcmp(p, oid, len) == 0) ||
 	       (len == sizeof(name) && memcmp(p, name, len) == 0);
 }
@@ -318,7 +317,8 @@ static int pub_from_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_H
 	if (r)
 		kms_log_err("CKA_EC_POINT has %zu bytes, not a %s Ed25519 point", len,
 			    form == SLOT_ECPOINT_DER ? "DER OCTET STRING" :
-			    form == SLOT_ECPOINT_RAW ? "raw 32-byte" : "DER or raw");
+			    form == SLOT_ECPOINT_RAW ? "raw 32-byte" :
+						       "DER or raw");
 	free(v);
 	return r;
 }
@@ -362,7 +362,7 @@ int pk11_read_pub(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pri
 CK_RV pk11_sign_raw(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key,
 		    const uint8_t *msg, size_t len, uint8_t sig[static 64])
 {
-	CK_MECHANISM mech = {CKM_EDDSA, NULL, 0};
+	CK_MECHANISM mech = { CKM_EDDSA, NULL, 0 };
 	CK_ULONG siglen = 64;
 	CK_RV rv;
 

@@ -33,7 +33,8 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *field)
 {
 	size_t n = strlen(src);
 	if (n >= cap) {
-		kms_log_err("hsm-profile field %s too long (%zu bytes, max %zu)", field, n, cap - 1);
+		kms_log_err("hsm-profile field %s too long (%zu bytes, max %zu)", field, n,
+			    cap - 1);
 		return KMS_ERR_FORMAT;
 	}
 	memcpy(dst, src, n + 1);
@@ -119,7 +120,8 @@ static int parse_quirks(const config_t *c, struct slot_profile *out)
 		else if (strcmp(v, "no-public-object") == 0)
 			out->quirks |= SLOT_QUIRK_NO_PUBLIC_OBJ;
 		else /* a newer profile on an older binary: say so, keep going */
-			kms_log_warn("hsm-profile %s: unknown quirk \"%.64s\" ignored", out->name, v);
+			kms_log_warn("hsm-profile %s: unknown quirk \"%.64s\" ignored", out->name,
+				     v);
 	}
 	return KMS_OK;
 }
@@ -148,7 +150,8 @@ static int parse_enums(const config_t *c, struct slot_profile *out)
 	else if (strcmp(v, "raw") == 0)
 		out->ec_point = SLOT_ECPOINT_RAW;
 	else {
-		kms_log_err("hsm-profile ec_point \"%s\": expected \"der\", \"raw\" or \"either\"", v);
+		kms_log_err("hsm-profile ec_point \"%s\": expected \"der\", \"raw\" or \"either\"",
+			    v);
 		return KMS_ERR_FORMAT;
 	}
 	return KMS_OK;
@@ -160,7 +163,8 @@ static int parse_max_input(const config_t *c, struct slot_profile *out)
 	long long v;
 	if (!s)
 		return KMS_OK;
-	if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64) {
 		kms_log_err("hsm-profile max_sign_input must be an integer");
 		return KMS_ERR_FORMAT;
 	}
@@ -188,7 +192,8 @@ static int parse_config(const config_t *c, struct slot_profile *out)
 	    (r = opt_str(c, "match.module", out->match_module, SLOT_PROFILE_STR)) ||
 	    (r = opt_str(c, "pin_format", out->pin_format, SLOT_PROFILE_STR)) ||
 	    (r = parse_paths(c, out)) || (r = parse_enums(c, out)) ||
-	    (r = parse_max_input(c, out)) || (r = opt_bool(c, "allow_keygen", &out->allow_keygen)) ||
+	    (r = parse_max_input(c, out)) ||
+	    (r = opt_bool(c, "allow_keygen", &out->allow_keygen)) ||
 	    (r = opt_bool(c, "allow_import", &out->allow_import)) || (r = parse_quirks(c, out)))
 		return r;
 	return KMS_OK;
@@ -323,8 +328,8 @@ static int valid_name(const char *name)
 		return 0;
 	for (i = 0; i < n; i++) {
 		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '_'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
 			return 0;
 	}
 	return 1;
@@ -336,7 +341,8 @@ int slot_profile_load(const char *name, const char *profiles_dir, struct slot_pr
 	int r, w;
 
 	if (!valid_name(name)) {
-		kms_log_err("invalid hsm-profile name \"%.64s\" (letters, digits, - and _ only)", name);
+		kms_log_err("invalid hsm-profile name \"%.64s\" (letters, digits, - and _ only)",
+			    name);
 		return KMS_ERR_CONFIG;
 	}
 	if ((r = slot_profiles_dir(profiles_dir, dir, sizeof(dir)))) {
@@ -403,7 +409,8 @@ int slot_profile_detect(const char *profiles_dir, const CK_TOKEN_INFO *ti, const
 	}
 	while ((de = readdir(d)) && n < 64) {
 		size_t l = strlen(de->d_name);
-		if (l > 5 && strcmp(de->d_name + l - 5, ".conf") == 0 && (names[n] = strdup(de->d_name)))
+		if (l > 5 && strcmp(de->d_name + l - 5, ".conf") == 0 &&
+		    (names[n] = strdup(de->d_name)))
 			n++;
 	}
 	closedir(d);
@@ -441,13 +448,15 @@ int slot_profile_key_id(const char *profile, const char *profiles_dir, unsigned 
 	if ((r = slot_profile_load(profile, profiles_dir, &p)))
 		return r;
 	if (p.key_id_map != SLOT_KEYID_U16BE) {
-		kms_log_err("hsm-profile %s has no key id mapping (key_id_map = \"none\"): give the "
-			    "key as a URI with id= or object=",
-			    profile);
+		kms_log_err(
+			"hsm-profile %s has no key id mapping (key_id_map = \"none\"): give the "
+			"key as a URI with id= or object=",
+			profile);
 		return KMS_ERR_UNSUPPORTED;
 	}
 	if (key_number > 0xffff) {
-		kms_log_err("key number %lu does not fit 2 bytes (profile %s)", key_number, profile);
+		kms_log_err("key number %lu does not fit 2 bytes (profile %s)", key_number,
+			    profile);
 		return KMS_ERR_FORMAT;
 	}
 	if (cap < 2)

@@ -75,8 +75,9 @@ static void log_key_candidates(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h,
 		if (pk11_get_attr(f, h, keys[i], CKA_LABEL, &label, &labellen))
 			labellen = 0;
 		pk11_hex(id ? id : (const uint8_t *)"", idlen, hex, sizeof(hex));
-		kms_log_err("  candidate: object=\"%.*s\" id=%s", (int)(labellen > 64 ? 64 : labellen),
-			    label ? (const char *)label : "", hex);
+		kms_log_err("  candidate: object=\"%.*s\" id=%s",
+			    (int)(labellen > 64 ? 64 : labellen), label ? (const char *)label : "",
+			    hex);
 		free(id);
 		free(label);
 	}
@@ -295,9 +296,10 @@ int slot_sign_direct(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig
 	if (r == KMS_OK && first) {
 		/* A wrong key or a broken token is caught before any signature leaves. */
 		if (kcrypto_ed25519_verify(s->pub, msg, len, sig) != KMS_OK) {
-			kms_log_err("first signature of a new session on %s does not verify against "
-				    "the public key; refusing",
-				    s->su.text);
+			kms_log_err(
+				"first signature of a new session on %s does not verify against "
+				"the public key; refusing",
+				s->su.text);
 			r = KMS_ERR_AUTH;
 		} else {
 			pthread_mutex_lock(&s->mu);
@@ -538,8 +540,7 @@ void slot_unref(struct slot *s)
 
 /* ---- tokens for keygen / import / list ---- */
 
-int slot_tok_open(const char *uri, const struct slot_opts *o, int rw, int login,
-		  struct slot_tok *t)
+int slot_tok_open(const char *uri, const struct slot_opts *o, int rw, int login, struct slot_tok *t)
 {
 	char *modpath = NULL;
 	CK_FLAGS fl = CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0);

@@ -28,9 +28,10 @@ enum slot_ec_point { SLOT_ECPOINT_EITHER = 0, SLOT_ECPOINT_DER = 1, SLOT_ECPOINT
 
 struct slot_profile {
 	char name[64];
-	char match_manufacturer[SLOT_PROFILE_STR]; /* prefix of CK_TOKEN_INFO manufacturerID, "" = any */
-	char match_model[SLOT_PROFILE_STR];        /* prefix of CK_TOKEN_INFO model, "" = any */
-	char match_module[SLOT_PROFILE_STR];       /* basename of the module file, "" = any */
+	char match_manufacturer
+		[SLOT_PROFILE_STR];	     /* prefix of CK_TOKEN_INFO manufacturerID, "" = any */
+	char match_model[SLOT_PROFILE_STR];  /* prefix of CK_TOKEN_INFO model, "" = any */
+	char match_module[SLOT_PROFILE_STR]; /* basename of the module file, "" = any */
 	char module_paths[SLOT_PROFILE_MAX_PATHS][SLOT_PROFILE_STR];
 	size_t n_module_paths;
 	char pin_format[SLOT_PROFILE_STR];
@@ -70,8 +71,8 @@ int slot_profile_matches(const struct slot_profile *p, const CK_TOKEN_INFO *ti,
 
 struct slot_uri {
 	P11KitUri *u;
-	char *text;        /* formatted without pin-value: slot_describe() */
-	char *pin_file;    /* pin-source as a path ("file:" stripped), or NULL */
+	char *text;		 /* formatted without pin-value: slot_describe() */
+	char *pin_file;		 /* pin-source as a path ("file:" stripped), or NULL */
 	const char *module_path; /* borrowed from u */
 	const char *module_name; /* borrowed from u */
 	int has_id, has_label;
@@ -195,7 +196,7 @@ struct slot_sess {
 	pthread_t tid;
 	CK_SESSION_HANDLE h;
 	unsigned long gen; /* module generation the handle belongs to; 0 = none */
-	int verified;      /* first signature of this session checked */
+	int verified;	   /* first signature of this session checked */
 };
 
 struct slot {

@@ -73,8 +73,8 @@ static int bench(const char *name, struct slot *s)
 	qsort(lat, N_SIGN, sizeof(lat[0]), cmp_d);
 	printf("%-9s 1 thread : C_Sign p50 %.1f us  p99 %.1f us  max %.1f us  %.0f signatures/s "
 	       "(%d signatures of %d bytes)\n",
-	       name, lat[N_SIGN / 2], lat[N_SIGN * 99 / 100], lat[N_SIGN - 1],
-	       1e6 * N_SIGN / total, N_SIGN, MSG_LEN);
+	       name, lat[N_SIGN / 2], lat[N_SIGN * 99 / 100], lat[N_SIGN - 1], 1e6 * N_SIGN / total,
+	       N_SIGN, MSG_LEN);
 	t0 = now_us();
 	for (i = 0; i < N_THREADS; i++) {
 		w[i].s = s;

@@ -102,15 +102,17 @@ static void test_uri_rules(void **state)
 	assert_int_equal(slot_open("pkcs11:token=p11kms-a", NULL, &s), KMS_ERR_CONFIG);
 	assert_null(s);
 	/* The profile's module_paths are searched when the URI names no module. */
-	struct slot_opts o = {.profile = "softhsm2"};
+	struct slot_opts o = { .profile = "softhsm2" };
 	snprintf(bad, sizeof(bad), "pkcs11:token=p11kms-a;object=nope?pin-source=%s", pin_a);
 	tu_log_capture_start();
 	assert_int_equal(slot_open(bad, &o, &s), KMS_ERR_NOT_FOUND);
 	assert_true(tu_log_contains("no private key matches")); /* module, token and login worked */
 	tu_log_capture_stop();
 	/* module-name: p11-kit's registry (Debian registers softhsm2), else lib<name>.so. */
-	snprintf(bad, sizeof(bad), "pkcs11:token=p11kms-a;object=nope?module-name=softhsm2&"
-		 "pin-source=%s", pin_a);
+	snprintf(bad, sizeof(bad),
+		 "pkcs11:token=p11kms-a;object=nope?module-name=softhsm2&"
+		 "pin-source=%s",
+		 pin_a);
 	tu_log_capture_start();
 	assert_int_equal(slot_open(bad, NULL, &s), KMS_ERR_NOT_FOUND);
 	assert_true(tu_log_contains("no private key matches"));
@@ -167,7 +169,7 @@ static void test_pin_errors(void **state)
 	char env_uri[1024];
 	snprintf(env_uri, sizeof(env_uri), "pkcs11:token=p11kms-a;object=none?module-path=%s",
 		 hsm.module);
-	struct slot_opts o = {.pin_env = "P11KMS_TEST_PIN"};
+	struct slot_opts o = { .pin_env = "P11KMS_TEST_PIN" };
 	unsetenv("P11KMS_TEST_PIN");
 	assert_int_equal(slot_open(env_uri, &o, &s), KMS_ERR_NOT_FOUND); /* variable unset */
 	setenv("P11KMS_TEST_PIN", "bad", 1);
@@ -257,8 +259,9 @@ static void test_import_deterministic(void **state)
 	assert_int_equal(hy.sensitive, 1);
 	assert_int_equal(hy.extractable, 0);
 	assert_int_equal(hy.local, 0);
-	assert_string_equal(hy.verdict,
-			    "imported: sensitive and non-extractable now, but existed outside the token");
+	assert_string_equal(
+		hy.verdict,
+		"imported: sensitive and non-extractable now, but existed outside the token");
 	/* CKA_ID = first 8 bytes of SHA-256(pub). */
 	uint8_t h[32];
 	char *hex, idpart[64];
@@ -302,7 +305,8 @@ static void test_ambiguous_key(void **state)
 	CK_SESSION_HANDLE h;
 	CK_OBJECT_HANDLE o[4];
 	CK_ULONG n = 0, i;
-	CK_ATTRIBUTE find = {CKA_LABEL, (void *)"twin2", 5}, set = {CKA_LABEL, (void *)"twin", 4};
+	CK_ATTRIBUTE find = { CKA_LABEL, (void *)"twin2", 5 },
+		     set = { CKA_LABEL, (void *)"twin", 4 };
 	(void)state;
 	memset(seed, 0x11, 32);
 	tok = make_uri("p11kms-b", pin_b, "id=%01");
@@ -424,7 +428,7 @@ static void test_threads(void **state)
 
 static void test_input_limit(void **state)
 {
-	struct slot_opts o = {.profile = "tiny", .profiles_dir = profiles_dir};
+	struct slot_opts o = { .profile = "tiny", .profiles_dir = profiles_dir };
 	struct slot *s = NULL;
 	char *key_uri = NULL, *k2 = NULL;
 	uint8_t pub[32], sig[64], big[101];
@@ -462,7 +466,7 @@ static void test_sign_timeout(void **state)
 	struct slot *s = NULL;
 	char *key_uri = NULL;
 	uint8_t pub[32], sig[64];
-	struct timespec ms = {0, 1000000};
+	struct timespec ms = { 0, 1000000 };
 	int i;
 	(void)state;
 	assert_int_equal(slot_keygen(uri_a, "timeout-key", NULL, &key_uri, pub), KMS_OK);
@@ -514,7 +518,7 @@ static void list_cb(void *ctx, const char *key_uri, const char *label, const uin
 
 static void test_list_keys(void **state)
 {
-	struct listing l = {0, 0}, all = {0, 0}, nologin = {0, 0};
+	struct listing l = { 0, 0 }, all = { 0, 0 }, nologin = { 0, 0 };
 	char u[1024];
 	(void)state;
 	assert_int_equal(slot_list_keys(uri_a, NULL, list_cb, &l), KMS_OK);
@@ -545,7 +549,8 @@ static void test_profile_key_id(void **state)
 			 KMS_ERR_FORMAT);
 	assert_int_equal(slot_profile_key_id("softhsm2", NULL, 1, id, sizeof(id), &n),
 			 KMS_ERR_UNSUPPORTED);
-	assert_int_equal(slot_profile_key_id("../etc", NULL, 1, id, sizeof(id), &n), KMS_ERR_CONFIG);
+	assert_int_equal(slot_profile_key_id("../etc", NULL, 1, id, sizeof(id), &n),
+			 KMS_ERR_CONFIG);
 }
 
 /* Runs cmd, returns its stdout (malloc'd) and exit status. */

@@ -52,7 +52,7 @@ static void test_profile_defaults_and_errors(void **state)
 	assert_int_equal(p.ec_point, SLOT_ECPOINT_EITHER);
 	assert_int_equal(p.allow_keygen, 1);
 	assert_true(p.max_sign_input >= 3134);
-	assert_int_equal(parse("", &p), KMS_ERR_FORMAT);                      /* no name */
+	assert_int_equal(parse("", &p), KMS_ERR_FORMAT); /* no name */
 	assert_int_equal(parse("name = \"x\"; max_sign_input = 10;", &p), KMS_ERR_FORMAT);
 	assert_int_equal(parse("name = \"x\"; max_sign_input = \"big\";", &p), KMS_ERR_FORMAT);
 	assert_int_equal(parse("name = \"x\"; ec_point = \"hex\";", &p), KMS_ERR_FORMAT);
@@ -68,7 +68,7 @@ static void test_profile_defaults_and_errors(void **state)
 
 static void test_shipped_profiles(void **state)
 {
-	static const char *const names[] = {"softhsm2", "yubihsm2", "opensc", "softsign"};
+	static const char *const names[] = { "softhsm2", "yubihsm2", "opensc", "softsign" };
 	struct slot_profile p;
 	size_t i;
 	(void)state;
@@ -96,9 +96,9 @@ static void test_shipped_profiles(void **state)
 	assert_string_equal(p.name, "softhsm2");
 	memset(&ti, ' ', sizeof(ti));
 	memcpy(ti.manufacturerID, "OpenPGP project", 15);
-	assert_int_equal(slot_profile_detect(NULL, &ti, "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
-					     &p),
-			 KMS_OK);
+	assert_int_equal(
+		slot_profile_detect(NULL, &ti, "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so", &p),
+		KMS_OK);
 	assert_string_equal(p.name, "opensc");
 	memcpy(ti.manufacturerID, "Unknown Corp   ", 15);
 	assert_int_equal(slot_profile_detect(NULL, &ti, "/x/other.so", &p), KMS_OK);
@@ -107,7 +107,7 @@ static void test_shipped_profiles(void **state)
 
 static void test_ec_point(void **state)
 {
-	uint8_t der[34] = {0x04, 0x20}, pub[32];
+	uint8_t der[34] = { 0x04, 0x20 }, pub[32];
 	size_t i;
 	(void)state;
 	for (i = 0; i < 32; i++)
@@ -121,9 +121,13 @@ static void test_ec_point(void **state)
 	assert_int_equal(pk11_ec_point_decode(der, 34, SLOT_ECPOINT_EITHER, pub), KMS_ERR_FORMAT);
 	assert_int_equal(pk11_ec_point_decode(der, 33, SLOT_ECPOINT_EITHER, pub), KMS_ERR_FORMAT);
 	assert_true(pk11_ec_params_is_ed25519((const uint8_t *)"\x06\x03\x2b\x65\x70", 5));
-	assert_true(pk11_ec_params_is_ed25519((const uint8_t *)"\x13\x0c" "edwards25519", 14));
+	assert_true(pk11_ec_params_is_ed25519((const uint8_t *)"\x13\x0c"
+							       "edwards25519",
+					      14));
 	assert_false(pk11_ec_params_is_ed25519((const uint8_t *)"\x06\x03\x2b\x65\x71", 5));
-	assert_false(pk11_ec_params_is_ed25519((const uint8_t *)"\x13\x0a" "edwards448", 12));
+	assert_false(pk11_ec_params_is_ed25519((const uint8_t *)"\x13\x0a"
+								"edwards448",
+					       12));
 }
 
 static void test_rv_mapping(void **state)
@@ -197,9 +201,12 @@ static void test_pin_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_profile_full),  cmocka_unit_test(test_profile_defaults_and_errors),
-		cmocka_unit_test(test_shipped_profiles), cmocka_unit_test(test_ec_point),
-		cmocka_unit_test(test_rv_mapping),    cmocka_unit_test(test_uri_parse),
+		cmocka_unit_test(test_profile_full),
+		cmocka_unit_test(test_profile_defaults_and_errors),
+		cmocka_unit_test(test_shipped_profiles),
+		cmocka_unit_test(test_ec_point),
+		cmocka_unit_test(test_rv_mapping),
+		cmocka_unit_test(test_uri_parse),
 		cmocka_unit_test(test_pin_file),
 	};
 	kms_log_set_quiet(1);

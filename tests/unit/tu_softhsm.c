@@ -20,8 +20,8 @@ static int is_file(const char *p)
 
 const char *tu_softhsm_module(void)
 {
-	static const char *const cands[] = {"/usr/lib/softhsm/libsofthsm2.so",
-					    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"};
+	static const char *const cands[] = { "/usr/lib/softhsm/libsofthsm2.so",
+					     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so" };
 	const char *env = getenv("P11KMS_SOFTHSM_MODULE");
 	size_t i;
 	if (env && env[0])
@@ -34,7 +34,8 @@ const char *tu_softhsm_module(void)
 
 static const char *util_path(void)
 {
-	static const char *const cands[] = {"/usr/bin/softhsm2-util", "/usr/local/bin/softhsm2-util"};
+	static const char *const cands[] = { "/usr/bin/softhsm2-util",
+					     "/usr/local/bin/softhsm2-util" };
 	size_t i;
 	for (i = 0; i < sizeof(cands) / sizeof(cands[0]); i++)
 		if (is_file(cands[i]))
@@ -48,8 +49,9 @@ void tu_softhsm_require(void)
 	if (tu_softhsm_module() && util_path())
 		return;
 	if (req && strcmp(req, "1") == 0) {
-		fprintf(stderr, "SoftHSM2 is required (P11KMS_REQUIRE_SOFTHSM=1) but %s is missing "
-				"(apt-get install softhsm2)\n",
+		fprintf(stderr,
+			"SoftHSM2 is required (P11KMS_REQUIRE_SOFTHSM=1) but %s is missing "
+			"(apt-get install softhsm2)\n",
 			tu_softhsm_module() ? "softhsm2-util" : "libsofthsm2.so");
 		exit(1);
 	}
@@ -106,8 +108,8 @@ void tu_softhsm_add_token(struct tu_softhsm *t, const char *label, const char *s
 		int fd = open("/dev/null", O_WRONLY);
 		if (fd >= 0)
 			(void)!dup2(fd, 1);
-		execl(t->util, t->util, "--init-token", "--free", "--label", label, "--so-pin", so_pin,
-		      "--pin", pin, (char *)NULL);
+		execl(t->util, t->util, "--init-token", "--free", "--label", label, "--so-pin",
+		      so_pin, "--pin", pin, (char *)NULL);
 		_exit(127);
 	}
 	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)

@@ -20,11 +20,11 @@
  * P11KMS_REQUIRE_SOFTHSM=1, in which case it fails (exit 1) with a message.
  */
 struct tu_softhsm {
-	char *dir;      /* the temporary directory (0700) */
-	char *conf;     /* <dir>/softhsm2.conf; exported as SOFTHSM2_CONF */
-	char *module;   /* module path */
+	char *dir;	/* the temporary directory (0700) */
+	char *conf;	/* <dir>/softhsm2.conf; exported as SOFTHSM2_CONF */
+	char *module;	/* module path */
 	char *pin_file; /* <dir>/user.pin (0600) with the PIN of the last token added */
-	char *util;     /* softhsm2-util path */
+	char *util;	/* softhsm2-util path */
 };
 
 /* The module path, or NULL if SoftHSM2 is not installed. */
