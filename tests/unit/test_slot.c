@@ -496,6 +496,42 @@ static void test_sign_timeout(void **state)
 	free(key_uri);
 }
 
+/* A signature that does not verify against the slot's public key never leaves slot_sign. */
+static void test_wrong_key_caught(void **state)
+{
+	struct slot *s = NULL;
+	char *key_uri = NULL;
+	uint8_t pub[32], sig[64], zero[64] = { 0 };
+	CK_FUNCTION_LIST *f;
+	CK_SLOT_ID sid = 0;
+	size_t i;
+	(void)state;
+	assert_int_equal(slot_keygen(uri_a, "wrong-key", NULL, &key_uri, pub), KMS_OK);
+	assert_int_equal(slot_open(key_uri, NULL, &s), KMS_OK);
+	/* First signature of a session: checked against the (here corrupted) public key. */
+	pthread_mutex_lock(&s->mu);
+	s->pub[0] ^= 1;
+	for (i = 0; i < s->nsess; i++)
+		s->sess[i].verified = 0;
+	pthread_mutex_unlock(&s->mu);
+	memset(sig, 0xee, sizeof(sig));
+	tu_log_capture_start();
+	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_ERR_AUTH);
+	assert_true(tu_log_contains("does not verify"));
+	tu_log_capture_stop();
+	assert_memory_equal(sig, zero, 64); /* wiped, not released */
+	/* After a lost session the key is found again and must have the same public key. */
+	f = raw_module(&sid, "p11kms-a");
+	assert_int_equal(f->C_CloseAllSessions(sid), CKR_OK);
+	tu_log_capture_start();
+	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_ERR_AUTH);
+	assert_true(tu_log_contains("changed its public key"));
+	tu_log_capture_stop();
+	p11_kit_module_release(f);
+	slot_free(s);
+	free(key_uri);
+}
+
 struct listing {
 	int n, saw_gen;
 };
@@ -639,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_input_limit),
 		cmocka_unit_test(test_sign_timeout),
+		cmocka_unit_test(test_wrong_key_caught),
 		cmocka_unit_test(test_list_keys),
 		cmocka_unit_test(test_profile_key_id),
 		cmocka_unit_test(test_pkcs11_tool),
