@@ -109,6 +109,36 @@ has "no tmkms state file at $TMP/rel/run/haqq_11235-1_priv_validator_state.json"
 run 5 doctor -c rel/out/p11kms.conf
 has "✘ state for haqq_11235-1"
 
+# key_format = "json": the softsign key is priv_validator_key.json itself
+mkdir -p js/secrets js/out
+chmod 700 js/secrets
+cp pvk.json js/secrets/priv_validator_key.json
+cp "$TMP/mainnet/tmkms/config/secrets/secret_connection_key" js/secrets/
+cat >js/tmkms.toml <<TOML
+[[chain]]
+id = "haqq_53211-1"
+key_format = { type = "cosmos-json" }
+state_file = "$TMP/js/state.json"
+
+[[providers.softsign]]
+chain_ids = ["haqq_53211-1"]
+key_format = "json"
+path = "secrets/priv_validator_key.json"
+
+[[validator]]
+chain_id = "haqq_53211-1"
+addr = "tcp://127.0.0.1:26659"
+secret_key = "secrets/secret_connection_key"
+protocol_version = "v0.38"
+TOML
+printf '{"height":"10","round":"1","step":2,"block_id":null}' >js/state.json
+run 0 migrate js/tmkms.toml -o js/out/p11kms.conf
+has "key_format json"
+run 0 doctor -c js/out/p11kms.conf
+has "✔ key for haqq_53211-1: found, Ed25519, test signature verified: $V_PUB_HEX"
+run 0 state show -c js/out/p11kms.conf --chain haqq_53211-1
+has "step:       3 (precommit)"
+
 # malformed TOML: the line is named, nothing written, exit 3
 printf '[[chain]]\nid = "x"\nkey_format = { type = "hex"\n' >bad.toml
 run 3 migrate bad.toml -o bad.conf

@@ -10,7 +10,9 @@
 
 #include <cmocka.h>
 
+#include "cli.h"
 #include "migrate.h"
+#include "p11kms/cmd.h"
 #include "p11kms/cfg.h"
 #include "p11kms/kbuf.h"
 #include "testutil.h"
@@ -308,6 +310,43 @@ static void test_state_name(void **s)
 	assert_int_equal(migrate_state_name("abc", out, 10), KMS_ERR_NO_SPACE);
 }
 
+static void test_cli_helpers(void **s)
+{
+	(void)s;
+	struct kbuf *b = kbuf_new(256);
+	char out[64], *p;
+
+	assert_non_null(b);
+	/* libconfig string literals: quotes, backslashes and control bytes escaped */
+	assert_int_equal(cli_bput_cstr(b, "a\"b\\c\x01"), KMS_OK);
+	p = text(b);
+	assert_string_equal(p, "\"a\\\"b\\\\c\\x01\"");
+	free(p);
+	kbuf_free(b);
+	p = cli_path_join("/etc/p11kms", "./secrets/x.key");
+	assert_string_equal(p, "/etc/p11kms/secrets/x.key");
+	free(p);
+	p = cli_path_join("/etc/p11kms/", "/abs");
+	assert_string_equal(p, "/abs");
+	free(p);
+	p = cli_dirname("conf/p11kms.conf");
+	assert_string_equal(p, "conf");
+	free(p);
+	p = cli_dirname("p11kms.conf");
+	assert_string_equal(p, ".");
+	free(p);
+	assert_int_equal(cli_cons_addr_prefix("haqqvalconspub", out, sizeof(out)), KMS_OK);
+	assert_string_equal(out, "haqqvalcons");
+	assert_int_equal(cli_cons_addr_prefix("hex", out, sizeof(out)), KMS_ERR_FORMAT);
+	assert_int_equal(cmd_exit_for(KMS_OK), CMD_EXIT_OK);
+	assert_int_equal(cmd_exit_for(KMS_ERR_PERM), CMD_EXIT_PERM);
+	assert_int_equal(cmd_exit_for(KMS_ERR_PIN_INCORRECT), CMD_EXIT_KEY);
+	assert_int_equal(cmd_exit_for(KMS_ERR_LOCKED), CMD_EXIT_STATE);
+	assert_int_equal(cmd_exit_for(KMS_ERR_CONFIG), CMD_EXIT_CONFIG);
+	assert_non_null(cli_chain_preset_find("haqq_53211-1"));
+	assert_null(cli_chain_preset_find("cosmoshub-4"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -317,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_yubihsm),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_state_name),
+		cmocka_unit_test(test_cli_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
