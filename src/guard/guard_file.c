@@ -403,6 +403,12 @@ int guard_file_open(const char *path, const char *chain_id, struct guard_file **
 		if (e == ENOENT) {
 			report_missing(path, chain_id);
 			r = KMS_ERR_NOT_FOUND;
+		} else if (e == ELOOP) {
+			kms_log_err(
+				"double-sign state path=%s is a symlink: point state_file at the "
+				"real file",
+				path);
+			r = KMS_ERR_PERM;
 		} else {
 			kms_log_err("cannot open double-sign state path=%s: %s", path, strerror(e));
 			r = e == EACCES ? KMS_ERR_PERM : KMS_ERR_STATE_IO;

@@ -444,6 +444,11 @@ static void test_bad_files(void **state)
 	assert_int_equal(guard_state_init(p, CHAIN, 1, 0, GUARD_STEP_NONE), KMS_OK);
 	chmod(p, 0644);
 	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_PERM);
+	chmod(p, 0600);
+	char *link = tu_path(f->dir, "link.bin");
+	assert_int_equal(symlink(p, link), 0);
+	assert_int_equal(guard_open(link, CHAIN, &g), KMS_ERR_PERM); /* O_NOFOLLOW */
+	free(link);
 	assert_null(g);
 	free(p);
 	/* init never overwrites */
