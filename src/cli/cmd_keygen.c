@@ -16,7 +16,7 @@
 
 static const char keygen_usage[] =
 	"Usage: p11kms keygen --softsign PATH [--prefix P]\n"
-	"       p11kms keygen --slot TOKEN_URI --label LABEL [--pin-env VAR] [--prefix P]\n"
+	"       p11kms keygen [--slot] TOKEN_URI --label LABEL [--pin-env VAR] [--prefix P]\n"
 	"\n"
 	"Generates a new Ed25519 consensus (or identity) key and prints its public key\n"
 	"in the Cosmos formats.\n"
@@ -93,6 +93,12 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
 	}
 	if (optind < argc)
 		a->input = argv[optind++];
+	/* `p11kms keygen 'pkcs11:token=…' --label L` reads as naturally as --slot. */
+	if (usage == keygen_usage && a->input != NULL && a->slot == NULL &&
+	    strncmp(a->input, "pkcs11:", 7) == 0) {
+		a->slot = a->input;
+		a->input = NULL;
+	}
 	if (optind != argc || (a->softsign == NULL) == (a->slot == NULL)) {
 		cli_err(cmd, "give exactly one of --softsign PATH or --slot URI");
 		*ec = CMD_EXIT_USAGE;

@@ -29,6 +29,8 @@ has "public key (bech32):      haqqvalconspub1zcjduepq"
 GEN_URI=$(sed -n 's/^Use it in p11kms.conf: uri = "\(.*\)";$/\1/p' <<<"$OUT")
 [ -n "$GEN_URI" ] || fail "no URI printed: $OUT"
 run 4 keygen --slot "$TOKEN" --label gen1
+run 0 keygen "$TOKEN" --label gen2 --prefix cosmos
+has "public key (bech32):      cosmosvalconspub1zcjduepq"
 run 2 keygen --slot "$TOKEN"
 has "--slot needs --label"
 
@@ -43,6 +45,7 @@ IMP_URI=$(sed -n 's/^Use it in p11kms.conf: uri = "\(.*\)";$/\1/p' <<<"$OUT")
 # list the token's keys without a config
 run 0 keys list --slot "$TOKEN"
 has "label:                    gen1"
+has "label:                    gen2"
 has "label:                    consensus"
 has "public key (bech32):      $V_HAQQVALCONSPUB"
 
