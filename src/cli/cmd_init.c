@@ -180,25 +180,47 @@ static int render_config(struct kbuf *b, const struct init_args *a)
 	return r;
 }
 
-static int make_dir(const char *path, mode_t mode, int may_exist)
+/*
+ * mkdir; an existing directory is accepted. private: an existing one is made
+ * 0700 too (secrets/, state/); DIR itself is left as the operator made it.
+ */
+static int make_dir(const char *path, int private)
 {
-	if (mkdir(path, mode) == 0)
+	struct stat st;
+
+	if (mkdir(path, 0700) == 0)
 		return KMS_OK;
-	if (errno == EEXIST && may_exist) {
-		/* An existing secrets/ must still be private. */
-		if (chmod(path, mode) == 0)
-			return KMS_OK;
-	}
-	cli_err("init", "mkdir %s: %s", path, strerror(errno));
+	if (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (!private || chmod(path, 0700) == 0))
+		return KMS_OK;
+	cli_err("init", "mkdir %s: %s", path,
+		errno == EEXIST ? "exists and is not a directory" : strerror(errno));
 	return KMS_ERR_SYSTEM;
 }
 
-/* A new identity key: 32 random bytes as the tmkms softsign seed file. */
+/*
+ * A new identity key: 32 random bytes as the tmkms softsign seed file. An
+ * existing one (a re-run after the config was removed) is kept: the node may
+ * already know its node ID.
+ */
 static int make_identity(const char *path, uint8_t pub[static 32])
 {
+	struct keyfile_ed25519 k;
 	uint8_t seed[32];
 	int r;
 
+	if (access(path, F_OK) == 0) {
+		memset(&k, 0, sizeof(k));
+		if ((r = keyfile_load(path, &k)) == KMS_OK) {
+			memcpy(pub, k.pub, 32);
+			printf("Keeping the existing identity key %s\n", path);
+		} else {
+			cli_err("init", "%s exists but is not a usable key file: %s", path,
+				kms_strerror(r));
+		}
+		keyfile_wipe(&k);
+		return r;
+	}
 	if ((r = kcrypto_random(seed, sizeof(seed))) != KMS_OK ||
 	    (r = kcrypto_ed25519_pub_from_seed(seed, pub)) != KMS_OK)
 		goto out;
@@ -263,8 +285,8 @@ int cmd_init(int argc, char **argv)
 	}
 	if (render_config(text, &a) != KMS_OK)
 		goto out;
-	if ((r = make_dir(a.dir, 0700, 1)) != KMS_OK ||
-	    (r = make_dir(secrets, 0700, 1)) != KMS_OK || (r = make_dir(state, 0700, 1)) != KMS_OK)
+	if ((r = make_dir(a.dir, 0)) != KMS_OK || (r = make_dir(secrets, 1)) != KMS_OK ||
+	    (r = make_dir(state, 1)) != KMS_OK)
 		goto out;
 	if ((r = make_identity(idkey, pub)) != KMS_OK) {
 		ec = cmd_exit_for(r);

@@ -35,6 +35,18 @@ grep -q '^ *id = "haqq_53211-1";' kms/p11kms.conf || fail "chain id in template"
 [ "$(base64 -d kms/secrets/kms-identity.key | wc -c)" = 32 ] || fail "identity key is not a 32-byte seed"
 run 1 init kms --chain haqq_53211-1
 has "exists: refusing to overwrite"
+# a re-run after the config was removed keeps the identity (the node may know its ID)
+id_before=$(cat kms/secrets/kms-identity.key)
+mv kms/p11kms.conf kms/p11kms.conf.saved
+run 0 init kms --chain haqq_53211-1
+has "Keeping the existing identity key"
+[ "$(cat kms/secrets/kms-identity.key)" = "$id_before" ] || fail "identity key replaced"
+mv kms/p11kms.conf.saved kms/p11kms.conf
+# init in an existing directory leaves its mode alone
+mkdir -m 755 shared
+run 0 init shared --chain haqq_11235-1
+[ "$(stat -c %a shared)" = 755 ] || fail "init changed the mode of an existing DIR"
+[ "$(stat -c %a shared/secrets)" = 700 ] || fail "secrets/ mode"
 run 2 init other --chain mychain-1
 has "give its bech32 prefix with --prefix"
 run 0 init other --chain mychain-1 --prefix cosmos
