@@ -138,6 +138,8 @@ int main(void)
 		return 1;
 	}
 	r = bench("softhsm2", s);
+	slot_set_timeout(s, 3000); /* the watchdog's thread hand-off, measured */
+	r |= bench("+watchdog", s);
 	slot_free(s);
 	r |= bench_softsign();
 	slot_shutdown();
