@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: Apache-2.0
+# p11kms-sim: the validator simulator (a node-side privval peer), its self-tests,
+# and the end-to-end scripts that run it against p11kms.
+set(_sim ${CMAKE_CURRENT_LIST_DIR})
+
+# The simulator's library (generator, verification, stats, node-side connection,
+# replay and hostile modes), reusable by C tests and benchmarks.
+add_library(p11kms_simlib STATIC ${_sim}/sim_gen.c ${_sim}/sim_verify.c ${_sim}/sim_stats.c
+	${_sim}/sim_net.c ${_sim}/sim_replay.c ${_sim}/sim_hostile.c)
+target_include_directories(p11kms_simlib PUBLIC ${CMAKE_SOURCE_DIR}/include ${_sim})
+target_link_libraries(p11kms_simlib PRIVATE p11kms_warnings
+	PUBLIC p11kms_privval p11kms_net p11kms_crypto p11kms_core PkgConfig::JANSSON Threads::Threads)
+
+add_executable(p11kms-sim ${_sim}/sim_main.c)
+target_link_libraries(p11kms-sim PRIVATE p11kms_warnings p11kms_simlib)
+install(TARGETS p11kms-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+p11kms_test(test_sim SOURCES ${_sim}/test_sim.c DEPS p11kms_simlib p11kms_testutil LABELS unit)
+
+# End-to-end: p11kms start against p11kms-sim (softsign keys: label unit; SoftHSM2: softhsm).
+set(_sim_env "P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
+	"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp"
+	"P11KMS_BIN=$<TARGET_FILE_DIR:p11kms-sim>")
+if(TARGET p11kms_softsign_module)
+	list(APPEND _sim_env "P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>")
+endif()
+foreach(t versions replay corrupt hostile)
+	if(EXISTS ${CMAKE_SOURCE_DIR}/tests/integration/sim_${t}.sh)
+		p11kms_script_test(sim_${t} ${CMAKE_SOURCE_DIR}/tests/integration/sim_${t}.sh
+			LABELS unit TIMEOUT 120 ENV ${_sim_env})
+	endif()
+endforeach()
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/integration/sim_softhsm.sh)
+	p11kms_script_test(sim_softhsm ${CMAKE_SOURCE_DIR}/tests/integration/sim_softhsm.sh
+		LABELS softhsm TIMEOUT 120 ENV ${_sim_env} "ASAN_OPTIONS=fast_unwind_on_malloc=0")
+endif()
