@@ -198,6 +198,64 @@ static void test_pin_file(void **state)
 	free(p);
 }
 
+/* pk11_login against a stub module: a locked PIN is told apart from a wrong one. */
+static CK_RV stub_login_rv;
+static char stub_pin[32];
+
+static CK_RV stub_session_info(CK_SESSION_HANDLE h, CK_SESSION_INFO *si)
+{
+	(void)h;
+	memset(si, 0, sizeof(*si));
+	si->state = CKS_RO_PUBLIC_SESSION;
+	return CKR_OK;
+}
+
+static CK_RV stub_login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR *pin, CK_ULONG len)
+{
+	(void)h;
+	(void)u;
+	snprintf(stub_pin, sizeof(stub_pin), "%.*s", (int)len, (const char *)pin);
+	return stub_login_rv;
+}
+
+static void test_login_errors(void **state)
+{
+	CK_FUNCTION_LIST f;
+	CK_TOKEN_INFO ti;
+	char *dir = tu_mkdtemp(), *p = tu_path(dir, "pin");
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	memset(&ti, 0, sizeof(ti));
+	f.C_GetSessionInfo = stub_session_info;
+	f.C_Login = stub_login;
+	ti.flags = CKF_LOGIN_REQUIRED;
+	tu_write_file(p, "4321\n", 5, 0600);
+
+	stub_login_rv = CKR_OK;
+	assert_int_equal(pk11_login(&f, 1, &ti, p, NULL, 0, "tok"), KMS_OK);
+	assert_string_equal(stub_pin, "4321"); /* newline trimmed before C_Login */
+	stub_login_rv = CKR_USER_ALREADY_LOGGED_IN;
+	assert_int_equal(pk11_login(&f, 1, &ti, p, NULL, 0, "tok"), KMS_OK);
+	tu_log_capture_start();
+	stub_login_rv = CKR_PIN_INCORRECT;
+	ti.flags |= CKF_USER_PIN_FINAL_TRY;
+	assert_int_equal(pk11_login(&f, 1, &ti, p, NULL, 0, "tok"), KMS_ERR_PIN_INCORRECT);
+	assert_true(tu_log_contains("final try"));
+	stub_login_rv = CKR_PIN_LOCKED;
+	assert_int_equal(pk11_login(&f, 1, &ti, p, NULL, 0, "tok"), KMS_ERR_PIN_LOCKED);
+	assert_true(tu_log_contains("LOCKED"));
+	assert_true(tu_log_contains("security officer"));
+	tu_log_capture_stop();
+	/* No login needed: the PIN source is not even read. */
+	ti.flags = 0;
+	stub_pin[0] = '\0';
+	assert_int_equal(pk11_login(&f, 1, &ti, "/nonexistent", NULL, 0, "tok"), KMS_OK);
+	assert_string_equal(stub_pin, "");
+	tu_rmrf(dir);
+	free(dir);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_rv_mapping),
 		cmocka_unit_test(test_uri_parse),
 		cmocka_unit_test(test_pin_file),
+		cmocka_unit_test(test_login_errors),
 	};
 	kms_log_set_quiet(1);
 	return cmocka_run_group_tests(tests, NULL, NULL);
