@@ -94,8 +94,8 @@ sim_conf() {
 		for a in $SIM_ADDRS; do
 			[ $first = 1 ] || printf ',\n'
 			first=0
-			printf '  { chain_id = "%s"; addr = "%s"; protocol_version = "%s"; timeout = 5;' \
-				"$chain" "$a" "$ver"
+			printf '  { chain_id = "%s"; addr = "%s"; protocol_version = "%s"; timeout_ms = %s;' \
+				"$chain" "$a" "$ver" "${SIM_TIMEOUT_MS:-5000}"
 			case "$a" in tcp://*) printf ' secret_key = "secrets/identity.key";' ;; esac
 			printf ' %s }' "$vextra"
 		done

@@ -78,7 +78,8 @@ static void usage(FILE *f)
 		"  --addr-file FILE      write the listening addresses there, one per line\n"
 		"  --json                JSON summary on stdout\n"
 		"  --replay FILE         replay double_sign_scenarios.json, check refusals\n"
-		"  --hostile NAME        misbehave once per accepted connection (--hostile list)\n"
+		"  --hostile NAME        misbehave once per accepted connection (--hostile list;\n"
+		"                        all = each mode once, on successive connections)\n"
 		"  --connections N       hostile: connections to handle (default 1)\n"
 		"  --corrupt-check       flip one bit of every received signature: verification must fail\n"
 		"  -v                    one line per request\n"
@@ -297,7 +298,13 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
 			printf("%s\n", *n);
 		exit(0);
 	}
-	if (o->hostile != NULL && !sim_hostile_known(o->hostile)) {
+	if (o->hostile != NULL && strcmp(o->hostile, "all") == 0) {
+		size_t k = 0;
+		while (sim_hostile_names()[k] != NULL)
+			k++;
+		if (o->connections == 1)
+			o->connections = (int)k; /* each mode once */
+	} else if (o->hostile != NULL && !sim_hostile_known(o->hostile)) {
 		fprintf(stderr, "p11kms-sim: unknown hostile mode \"%s\" (--hostile list)\n", o->hostile);
 		return EXIT_USAGE;
 	}
@@ -672,12 +679,19 @@ static int run_hostile(struct sim_run *run)
 			r = EXIT_SETUP;
 			break;
 		}
-		sim_hostile_run(o->hostile, &run->l[0], fd, &o->cfg, outcome, sizeof(outcome));
+		const char *mode = o->hostile;
+		if (strcmp(mode, "all") == 0) {
+			size_t k = 0;
+			while (sim_hostile_names()[k] != NULL)
+				k++;
+			mode = sim_hostile_names()[(size_t)i % k];
+		}
+		sim_hostile_run(mode, &run->l[0], fd, &o->cfg, outcome, sizeof(outcome));
 		net_close(&fd);
 		if (o->json)
-			(void)json_array_append_new(arr, json_string(outcome));
+			(void)json_array_append_new(arr, json_pack("{s:s,s:s}", "mode", mode, "outcome", outcome));
 		else
-			printf("hostile %s connection %d: %s\n", o->hostile, i, outcome);
+			printf("hostile %-20s connection %d: %s\n", mode, i, outcome);
 	}
 	if (o->json) {
 		json_t *j = json_pack("{s:s,s:s,s:o}", "hostile", o->hostile, "version",
