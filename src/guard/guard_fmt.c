@@ -390,14 +390,24 @@ out:
 /* printf-style append: the one place text is formatted into a kbuf. */
 __attribute__((format(printf, 2, 3))) static int put_fmt(struct kbuf *b, const char *fmt, ...)
 {
-	char tmp[256];
+	char tmp[256], *big = NULL;
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
+	if (n < 0)
 		return KMS_ERR_INTERNAL;
-	return kbuf_put(b, tmp, (size_t)n);
+	if ((size_t)n < sizeof(tmp))
+		return kbuf_put(b, tmp, (size_t)n);
+	big = malloc((size_t)n + 1); /* long paths in `state show` */
+	if (big == NULL)
+		return KMS_ERR_ALLOC;
+	va_start(ap, fmt);
+	int m = vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	int r = m == n ? kbuf_put(b, big, (size_t)n) : KMS_ERR_INTERNAL;
+	free(big);
+	return r;
 }
 
 static int put_json_str(struct kbuf *b, const char *s)

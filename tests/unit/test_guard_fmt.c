@@ -330,6 +330,16 @@ static void test_import_overwrite_rules(void **state)
 	assert_non_null(strstr(s, "sequence:   2"));
 	assert_non_null(strstr(s, "(current)"));
 	free(s);
+	/* a long path (over the 256-byte format buffer) still shows */
+	char name[240];
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	char *lp = tu_path(f->dir, name);
+	assert_int_equal(guard_state_init(lp, "c1", 3, 0, GUARD_STEP_NONE), KMS_OK);
+	kbuf_reset(b);
+	assert_int_equal(guard_state_show(lp, b), KMS_OK);
+	assert_true(kbuf_len(b) > strlen(lp));
+	free(lp);
 	kbuf_free(b);
 	free(path);
 }
