@@ -32,8 +32,10 @@ static void on_stop(int sig)
 
 static void on_hup(int sig)
 {
+	int saved = errno;
 	(void)sig;
 	kms_log_reopen();
+	errno = saved;
 }
 
 static int install_signals(void)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,26 +28,31 @@
 /*
  * The only process-wide state: signal handlers cannot be given a context, so
  * daemon_request_stop() reaches the running daemon through these. One daemon
- * runs per process.
+ * runs per process. Lock-free atomics, because both a signal handler and
+ * other threads (tests) use them (C11 7.14.1.1).
  */
-static volatile sig_atomic_t g_stop_requested;
-static volatile sig_atomic_t g_wake_wfd = -1;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "signal handlers need lock-free atomic int");
+static atomic_int g_stop_requested;
+static atomic_int g_wake_wfd = -1;
+static atomic_int g_wake_users; /* callers between loading g_wake_wfd and their write */
 
 void daemon_request_stop(void)
 {
 	int saved = errno; /* a signal handler must not clobber errno */
-	int fd = g_wake_wfd;
-	g_stop_requested = 1;
+	atomic_store(&g_stop_requested, 1);
+	atomic_fetch_add(&g_wake_users, 1);
+	int fd = atomic_load(&g_wake_wfd);
 	if (fd >= 0) {
 		ssize_t n = write(fd, "s", 1);
 		(void)n;
 	}
+	atomic_fetch_sub(&g_wake_users, 1);
 	errno = saved;
 }
 
 void daemon_reset_stop(void)
 {
-	g_stop_requested = 0;
+	atomic_store(&g_stop_requested, 0);
 }
 
 void d_wake(struct daemon *d)
@@ -355,7 +361,7 @@ static int start_threads(struct daemon *d)
 static void wait_for_stop(struct daemon *d)
 {
 	for (;;) {
-		if (g_stop_requested || atomic_load(&d->live) <= 0)
+		if (atomic_load(&g_stop_requested) || atomic_load(&d->live) <= 0)
 			return;
 		struct pollfd p = { .fd = d->wake_rfd, .events = POLLIN };
 		/* EINTR: a signal; loop and look at the flags. Bytes are never read:
@@ -398,7 +404,13 @@ static void release(struct daemon *d)
 	free(d->conns);
 	free(d->idents);
 	free(d->chains);
-	g_wake_wfd = -1;
+	/* Unpublish the pipe, then wait for a daemon_request_stop() running on
+	 * another thread to finish its write: the fd must not be closed (and
+	 * maybe reused by another open) under it. A signal handler on this
+	 * thread has already returned, so this cannot wait for itself. */
+	atomic_store(&g_wake_wfd, -1);
+	while (atomic_load(&g_wake_users) > 0)
+		sched_yield();
 	if (d->wake_rfd >= 0)
 		(void)close(d->wake_rfd);
 	if (d->wake_wfd >= 0)
@@ -424,7 +436,7 @@ static int open_wake_pipe(struct daemon *d)
 	}
 	d->wake_rfd = p[0];
 	d->wake_wfd = p[1];
-	g_wake_wfd = p[1];
+	atomic_store(&g_wake_wfd, p[1]);
 	return CMD_EXIT_OK;
 }
 
@@ -451,7 +463,7 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
 	    (ec = prepare_conns(&d)) != CMD_EXIT_OK)
 		goto out;
-	if (g_stop_requested) {
+	if (atomic_load(&g_stop_requested)) {
 		ec = CMD_EXIT_OK;
 		goto out;
 	}
@@ -462,7 +474,7 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		d.o->on_ready(d.o->ready_ctx);
 	if (ec == CMD_EXIT_OK)
 		wait_for_stop(&d);
-	if (g_stop_requested)
+	if (atomic_load(&g_stop_requested))
 		kms_log_info("stopping: finishing requests in flight, closing connections");
 	else if (ec == CMD_EXIT_OK) {
 		kms_log_err("every validator connection has ended (reconnect = false)");

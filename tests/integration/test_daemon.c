@@ -25,6 +25,7 @@
 #include "p11kms/cfg.h"
 #include "p11kms/cmd.h"
 #include "p11kms/daemon.h"
+#include "p11kms/dfile.h"
 #include "p11kms/enc.h"
 #include "p11kms/guard.h"
 #include "p11kms/kcrypto.h"
@@ -223,6 +224,17 @@ static void expect_refusal(struct tnode *n, const struct pv_request *req, int32_
 	assert_int_equal(resp->vote.signature_len, 0);
 	pv_response_free(resp);
 	ping_ok(n); /* a refusal keeps the connection */
+}
+
+/* The first occurrence of needle in the bytes of b, or NULL. */
+static const char *memmem_str(const struct kbuf *b, const char *needle)
+{
+	size_t n = strlen(needle), len = kbuf_len(b);
+	const char *p = (const char *)kbuf_ptr(b);
+	for (size_t i = 0; n <= len && i <= len - n; i++)
+		if (memcmp(p + i, needle, n) == 0)
+			return p + i;
+	return NULL;
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -676,19 +688,39 @@ static void test_sigterm_consistent_state(void **state)
 
 	tnode_listen(&n, PV_V0_37, 0, NULL, 0);
 	fx_conf(f, NULL, val(one, sizeof(one), CHAIN_A, n.addr, "v0.37", NULL));
+	/* Log to a file (relative: next to the config) to check SIGHUP reopens it. */
+	FILE *cf = fopen(f->conf, "a");
+	assert_non_null(cf);
+	fputs("log = { file = \"p11kms.log\"; };\n", cf);
+	assert_int_equal(fclose(cf), 0);
+	char *logp = tu_path(f->dir, "p11kms.log"), *logp1 = tu_path(f->dir, "p11kms.log.1");
 	fflush(NULL);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		char *argv[] = { (char *)"start", (char *)"-c", f->conf, NULL };
 		net_close(&n.lfd);
-		kms_log_set_quiet(1);
 		_exit(cmd_start(3, argv));
 	}
 	accept_ok(&n);
 	int64_t answered = 0;
-	for (int64_t h = 1; h <= 30; h++)
+	for (int64_t h = 1; h <= 15; h++)
 		pv_response_free(vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, (answered = h), 0, 1));
+	/* logrotate: move the file away, SIGHUP; the signer keeps serving into a new file. */
+	assert_int_equal(rename(logp, logp1), 0);
+	assert_int_equal(kill(pid, SIGHUP), 0);
+	for (int64_t h = 16; h <= 30; h++)
+		pv_response_free(vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, (answered = h), 0, 1));
+	struct kbuf *lb = NULL;
+	assert_int_equal(dfile_read(logp, 1 << 20, &lb), KMS_OK);
+	assert_non_null(memmem_str(lb, "signed PreVote chain=" CHAIN_A " h=30 "));
+	kbuf_free(lb);
+	assert_int_equal(dfile_read(logp1, 1 << 20, &lb), KMS_OK);
+	assert_non_null(memmem_str(lb, "h=15 "));
+	assert_null(memmem_str(lb, "h=30 "));
+	kbuf_free(lb);
+	free(logp);
+	free(logp1);
 	/* One more request, and SIGTERM right behind it. */
 	struct pv_request req;
 	struct kbuf *out = kbuf_new(4096), *in = NULL;
