@@ -34,3 +34,8 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/tests/integration/sim_softhsm.sh)
 	p11kms_script_test(sim_softhsm ${CMAKE_SOURCE_DIR}/tests/integration/sim_softhsm.sh
 		LABELS softhsm TIMEOUT 120 ENV ${_sim_env} "ASAN_OPTIONS=fast_unwind_on_malloc=0")
 endif()
+
+# The floors for ci/bench.sh: bare fdatasync, bare OpenSSL Ed25519, bare C_Sign (slot_sign).
+add_executable(bench_e2e_floors ${CMAKE_SOURCE_DIR}/tests/bench/bench_e2e_floors.c)
+target_link_libraries(bench_e2e_floors PRIVATE p11kms_test_warnings p11kms_slot p11kms_crypto
+	p11kms_core OpenSSL::Crypto)

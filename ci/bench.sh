@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end benchmark: p11kms start against p11kms-sim on this machine, in one run:
+#   {softsign, SoftHSM2} x {TCP + Secret Connection, Unix socket}: p50/p99/max latency,
+#   signatures/s and the signer's RSS; the floors measured in the same run (bare fdatasync
+#   on the state disk, bare OpenSSL Ed25519, bare C_Sign); n validators x m chains scaling
+#   (1x1, 3x3). Prints a table and writes build/bench/results.json. Targets are reported,
+#   never asserted (docs/benchmarks.md explains how to read the figures).
+#
+# Environment: BENCH_N (signing requests per run, default 2000), BENCH_BUILD_DIR (default
+# build/bench), BENCH_STATE_DIR (where state files live: the disk being measured; default
+# BENCH_BUILD_DIR/work), BENCH_SKIP_BUILD=1, BENCH_JOBS.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${BENCH_BUILD_DIR:-$ROOT/build/bench}"
+N="${BENCH_N:-2000}"
+OUT="$BUILD/results.json"
+WORK=""
+PIDS=""
+
+die() {
+	echo "bench: FAILED: $*" >&2
+	[ -n "$WORK" ] && [ -f "$WORK/daemon.log" ] && tail -n 15 "$WORK/daemon.log" >&2
+	exit 1
+}
+cleanup() {
+	local rc=$? p
+	for p in $PIDS; do
+		kill -TERM "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	if declare -F softhsm_cleanup >/dev/null; then softhsm_cleanup; fi
+	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf -- "$WORK"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+	echo "bench: building (Release) in ${BUILD#"$ROOT"/}" >&2
+	cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null ||
+		die "cmake configure"
+	cmake --build "$BUILD" --target p11kms p11kms-sim p11kms_softsign_module bench_e2e_floors \
+		-j"${BENCH_JOBS:-$(nproc 2>/dev/null || echo 2)}" >"$BUILD/build.log" 2>&1 ||
+		{ tail -n 30 "$BUILD/build.log" >&2; die "build"; }
+fi
+P11KMS="$BUILD/bin/p11kms"
+SIM="$BUILD/bin/p11kms-sim"
+FLOORS="$BUILD/bin/bench_e2e_floors"
+export P11KMS_PROFILES_DIR="$ROOT/hsm-profiles"
+
+mkdir -p "$BUILD"
+WORK="$(mktemp -d "${BENCH_STATE_DIR:-$BUILD}/bench-work.XXXXXX")"
+chmod 700 "$WORK"
+mkdir -m 700 "$WORK/secrets" "$WORK/state" "$WORK/res"
+
+# Keys: softsign files (one per chain for the 3x3 run) and one SoftHSM2 token key.
+for i in 0 1 2; do
+	"$P11KMS" keygen --softsign "$WORK/secrets/consensus$i.key" >/dev/null || die "keygen softsign"
+done
+"$P11KMS" keygen --softsign "$WORK/secrets/identity.key" >/dev/null || die "keygen identity"
+. "$ROOT/tests/scripts/softhsm-env.sh"
+softhsm_setup
+trap cleanup EXIT
+softhsm_add_token bench-token 87654321 1234
+"$P11KMS" keygen --slot "$(softhsm_uri bench-token)" --label bench >"$WORK/keygen.out" || die "keygen softhsm"
+HSM_URI="$(sed -n 's/^Use it in p11kms.conf: uri = "\(.*\)";$/\1/p' "$WORK/keygen.out")"
+[ -n "$HSM_URI" ] || die "no key URI from keygen"
+
+# write_conf NAME CHAINS SENTRIES KEYKIND ADDRS...: m chains, n validators entries per chain.
+write_conf() {
+	local name="$1" m="$2" k="$3" kind="$4"
+	shift 4
+	local c j a addrs=("$@") first=1
+	{
+		echo "chains = ("
+		for ((c = 0; c < m; c++)); do
+			[ $c = 0 ] || echo ","
+			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"state/$name-$c.state\"; }"
+		done
+		echo ");"
+		echo "keys = ("
+		for ((c = 0; c < m; c++)); do
+			[ $c = 0 ] || echo ","
+			if [ "$kind" = softhsm2 ]; then
+				echo "  { chain_ids = [ \"bench-$c\" ]; uri = \"$HSM_URI\"; }"
+			else
+				echo "  { chain_ids = [ \"bench-$c\" ]; softsign = \"secrets/consensus$c.key\"; }"
+			fi
+		done
+		echo ");"
+		echo "validators = ("
+		for ((c = 0; c < m; c++)); do
+			for ((j = 0; j < k; j++)); do
+				a="${addrs[$((c * k + j))]}"
+				[ $first = 1 ] || echo ","
+				first=0
+				printf '  { chain_id = "bench-%d"; addr = "%s"; protocol_version = "v0.37";' "$c" "$a"
+				case "$a" in tcp://*) printf ' secret_key = "secrets/identity.key";' ;; esac
+				printf ' }'
+			done
+		done
+		echo
+		echo ");"
+		echo 'log = { level = "warn"; };'
+	} >"$WORK/$name.conf"
+	chmod 600 "$WORK/$name.conf"
+	for ((c = 0; c < m; c++)); do
+		"$P11KMS" state init -c "$WORK/$name.conf" --chain "bench-$c" --height 1 >/dev/null ||
+			die "state init $name bench-$c"
+	done
+}
+
+# run NAME SLOT TRANSPORT CHAINS SENTRIES: one end-to-end run; results in $WORK/res/NAME.json.
+run() {
+	local name="$1" kind="$2" tr="$3" m="$4" k="$5" c j addrs=() sims=() listen
+	for ((c = 0; c < m; c++)); do
+		local args=()
+		for ((j = 0; j < k; j++)); do
+			if [ "$tr" = unix ]; then
+				args+=(--listen "unix://$WORK/$name-$c-$j.sock")
+			else
+				args+=(--listen tcp://127.0.0.1:0)
+			fi
+		done
+		"$SIM" "${args[@]}" --addr-file "$WORK/$name-$c.addr" --version v0.37 --chain-id "bench-$c" \
+			--mode mixed --n "$N" --ping-every 0 --json --accept-timeout 30 \
+			>"$WORK/res/$name-sim$c.json" 2>"$WORK/$name-sim$c.err" &
+		sims+=($!)
+		PIDS="$PIDS $!"
+	done
+	for ((c = 0; c < m; c++)); do
+		for _ in $(seq 1 100); do
+			[ -s "$WORK/$name-$c.addr" ] && break
+			sleep 0.05
+		done
+		[ -s "$WORK/$name-$c.addr" ] || die "$name: simulator $c did not listen"
+		while read -r listen; do addrs+=("$listen"); done <"$WORK/$name-$c.addr"
+	done
+	write_conf "$name" "$m" "$k" "$kind" "${addrs[@]}"
+	"$P11KMS" start -c "$WORK/$name.conf" >>"$WORK/daemon.log" 2>&1 &
+	local dpid=$!
+	PIDS="$PIDS $dpid"
+	for ((c = 0; c < m; c++)); do
+		wait "${sims[$c]}" || { cat "$WORK/$name-sim$c.err" "$WORK/res/$name-sim$c.json" >&2; die "$name: simulator $c failed"; }
+	done
+	grep -E '^(VmHWM|VmRSS):' "/proc/$dpid/status" | awk '{print $1 $2}' | tr ':' '=' >"$WORK/res/$name.rss"
+	kill -TERM "$dpid"
+	wait "$dpid" || die "$name: p11kms start exited $? after SIGTERM"
+	echo "bench: $name done" >&2
+}
+
+echo "bench: floors (state disk: $WORK)" >&2
+"$FLOORS" --dir "$WORK/state" --n "$N" --softsign "$WORK/secrets/consensus0.key" --softhsm-uri "$HSM_URI" \
+	>"$WORK/res/floors.json" || die "floors"
+
+run softsign-tcp softsign tcp 1 1
+run softsign-unix softsign unix 1 1
+run softhsm2-tcp softhsm2 tcp 1 1
+run softhsm2-unix softhsm2 unix 1 1
+run scale-1x1 softsign tcp 1 1
+run scale-3x3 softsign tcp 3 3
+
+python3 - "$WORK/res" "$OUT" "$N" <<'PY'
+import glob, json, os, platform, sys, time
+res, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def load(p):
+    return json.loads(open(p).read().strip().splitlines()[-1])
+floors = load(os.path.join(res, "floors.json"))
+def rss(name):
+    d = {}
+    for line in open(os.path.join(res, name + ".rss")):
+        k, v = line.strip().split("=")
+        d[k] = int(v) / 1024.0  # MiB
+    return d
+runs = {}
+for name in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3"]:
+    sims = [load(p) for p in sorted(glob.glob(os.path.join(res, name + "-sim*.json")))]
+    reqs = sum(s["requests"] for s in sims)
+    el = max(s["elapsed_s"] for s in sims)
+    r = rss(name)
+    runs[name] = {
+        "chains": len(sims), "sentries_per_chain": sims[0]["connections"],
+        "requests": reqs, "failures": sum(s["failures"] for s in sims),
+        "p50_ms": max(s["latency_ms"]["p50"] for s in sims),
+        "p99_ms": max(s["latency_ms"]["p99"] for s in sims),
+        "max_ms": max(s["latency_ms"]["max"] for s in sims),
+        "responses_per_s": reqs / el if el > 0 else 0.0,
+        "new_signatures_per_s": reqs / sims[0]["connections"] / el if el > 0 else 0.0,
+        "rss_mib": r.get("VmRSS", 0.0), "hwm_mib": r.get("VmHWM", 0.0),
+    }
+fs = floors["fdatasync"]["p50_ms"]
+targets = {
+    "durable_p50_within_0.15ms_of_fdatasync": {
+        k: round(runs[k]["p50_ms"] - fs, 4) for k in ["softsign-tcp", "softsign-unix"]},
+    "overhead_minus_persistence_under_0.1ms": {
+        k: round(runs[k]["p50_ms"] - fs, 4) for k in ["softsign-tcp", "softsign-unix"]},
+    "rss_3x3_softsign_under_8MiB": round(runs["scale-3x3"]["hwm_mib"], 2),
+}
+load = open("/proc/loadavg").read().split()[:3]
+doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(), "loadavg": load,
+       "cpus": os.cpu_count(), "requests_per_run": n, "protocol": "v0.37", "mode": "mixed",
+       "floors": floors, "runs": runs, "targets": targets}
+os.makedirs(os.path.dirname(out), exist_ok=True)
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
+
+print("p11kms end-to-end benchmark: %d requests per run (proposal, prevote, precommit per height), v0.37" % n)
+print("machine: %d CPUs, load average %s (other load skews p99/max first)" % (os.cpu_count(), " ".join(load)))
+print()
+hdr = "%-22s %9s %9s %9s %12s %9s %9s" % ("slot / transport", "p50 ms", "p99 ms", "max ms", "signatures/s", "RSS MiB", "HWM MiB")
+print(hdr); print("-" * len(hdr))
+for k, label in [("softsign-tcp", "softsign, TCP+SC"), ("softsign-unix", "softsign, Unix"),
+                 ("softhsm2-tcp", "SoftHSM2, TCP+SC"), ("softhsm2-unix", "SoftHSM2, Unix")]:
+    r = runs[k]
+    print("%-22s %9.3f %9.3f %9.3f %12.0f %9.1f %9.1f" % (label, r["p50_ms"], r["p99_ms"], r["max_ms"],
+          r["responses_per_s"], r["rss_mib"], r["hwm_mib"]))
+print()
+print("floors (same run, same machine)       p50 ms    p99 ms      ops/s")
+for k, label in [("fdatasync", "bare pwrite+fdatasync (state disk)"), ("ed25519_openssl", "bare Ed25519 sign (OpenSSL)"),
+                 ("c_sign_softsign", "bare C_Sign, softsign module"), ("c_sign_softhsm2", "bare C_Sign, SoftHSM2")]:
+    if k in floors:
+        f = floors[k]
+        print("%-36s %9.3f %9.3f %10.0f" % (label, f["p50_ms"], f["p99_ms"], f["ops_s"]))
+print()
+print("scaling (softsign, TCP+SC)   p50 ms    p99 ms  responses/s  new signatures/s  RSS MiB  HWM MiB")
+for k, label in [("scale-1x1", "1 chain x 1 sentry"), ("scale-3x3", "3 chains x 3 sentries")]:
+    r = runs[k]
+    print("%-26s %8.3f %9.3f %12.0f %17.0f %8.1f %8.1f" % (label, r["p50_ms"], r["p99_ms"], r["responses_per_s"],
+          r["new_signatures_per_s"], r["rss_mib"], r["hwm_mib"]))
+print()
+print("targets (reported, not asserted):")
+for k in ["softsign-tcp", "softsign-unix"]:
+    d = runs[k]["p50_ms"] - fs
+    print("  %-14s durable p50 - fdatasync p50 = %+.3f ms (target <= 0.15: %s; overhead target < 0.1: %s)" % (
+        k, d, "met" if d <= 0.15 else "missed", "met" if d < 0.1 else "missed"))
+h = runs["scale-3x3"]["hwm_mib"]
+print("  3 chains x 3 sentries, softsign: peak RSS %.1f MiB (target < 8: %s)" % (h, "met" if h < 8 else "missed"))
+bad = sum(r["failures"] for r in runs.values())
+print()
+print("failures across all runs: %d; results: %s" % (bad, out))
+sys.exit(1 if bad else 0)
+PY
