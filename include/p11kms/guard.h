@@ -117,7 +117,8 @@ const char *guard_step_name(enum guard_step s);
 
 /* ---- Offline state management (CLI `state init|import|export|show`) ----
  * Each takes the file's flock for its duration and fails with KMS_ERR_LOCKED
- * while a running signer (or another command) holds it.
+ * while a running signer (or another command) holds it, except
+ * guard_state_show, which reads an unlocked snapshot (see below).
  */
 
 /*
@@ -206,7 +207,9 @@ KMS_MUST_CHECK int guard_state_export(const char *path, enum guard_fmt fmt, stru
 /*
  * Appends a human-readable description: chain, H/R/S with the step name,
  * sequence, sign-bytes length and SHA-256 prefix, signature presence, when
- * the record was written, and the state of both slots.
+ * the record was written, and the state of both slots. Takes no lock, so it
+ * works while the daemon runs: a record being rewritten fails its checksum
+ * and the other slot is shown (consistent, at most one state behind).
  */
 KMS_MUST_CHECK int guard_state_show(const char *path, struct kbuf *out);
 

@@ -459,6 +459,50 @@ out:
 	return r;
 }
 
+/*
+ * Read-only snapshot for `state show` while a signer may be running: no flock,
+ * no pid file, no temp cleanup. A record being rewritten concurrently fails its
+ * checksum and the other slot stands, so the view is consistent, at worst one
+ * state behind. Never used for anything that writes or exports state.
+ */
+int guard_file_open_ro(const char *path, struct guard_file **out)
+{
+	struct guard_file *gf = NULL;
+	int r = KMS_ERR_INTERNAL;
+	*out = NULL;
+	gf = calloc(1, sizeof(*gf));
+	if (gf == NULL)
+		return KMS_ERR_ALLOC;
+	gf->fd = -1;
+	gf->path = strdup(path);
+	gf->pid_path = str_cat(path, ".pid");
+	if (gf->path == NULL || gf->pid_path == NULL) {
+		r = KMS_ERR_ALLOC;
+		goto out;
+	}
+	gf->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (gf->fd < 0) {
+		int e = errno;
+		if (e == ENOENT) {
+			report_missing(path, NULL);
+			r = KMS_ERR_NOT_FOUND;
+		} else {
+			kms_log_err("cannot open double-sign state path=%s: %s", path, strerror(e));
+			r = (e == EACCES || e == ELOOP) ? KMS_ERR_PERM : KMS_ERR_STATE_IO;
+		}
+		goto out;
+	}
+	r = load_slots(gf);
+	if (r != KMS_OK)
+		goto out;
+	*out = gf;
+	gf = NULL;
+	r = KMS_OK;
+out:
+	guard_file_close(gf);
+	return r;
+}
+
 int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
 {
 	uint8_t img[GUARD_REC_LEN];

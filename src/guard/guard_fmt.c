@@ -532,7 +532,7 @@ int guard_state_show(const char *path, struct kbuf *out)
 	char when[32] = "unknown";
 	uint8_t sum[32];
 	unsigned int sl = 32;
-	int r = guard_file_open(path, NULL, &gf);
+	int r = guard_file_open_ro(path, &gf);
 	if (r != KMS_OK)
 		return r;
 	const struct guard_rec *rec = &gf->rec;

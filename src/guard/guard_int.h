@@ -88,6 +88,8 @@ KMS_MUST_CHECK int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec
  * On success *gf is owned by the caller (guard_file_close).
  */
 KMS_MUST_CHECK int guard_file_open(const char *path, const char *chain_id, struct guard_file **gf);
+/* Read-only, unlocked snapshot (state show while the daemon runs). */
+KMS_MUST_CHECK int guard_file_open_ro(const char *path, struct guard_file **gf);
 /* Writes rec (seq must be the current + 1) into the older slot: pwrite + one fdatasync. */
 KMS_MUST_CHECK int guard_file_write(struct guard_file *gf, const struct guard_rec *rec);
 void guard_file_close(struct guard_file *gf);

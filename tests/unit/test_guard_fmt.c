@@ -330,6 +330,17 @@ static void test_import_overwrite_rules(void **state)
 	assert_non_null(strstr(s, "sequence:   2"));
 	assert_non_null(strstr(s, "(current)"));
 	free(s);
+	/* show is a read-only snapshot: it works while a signer holds the lock,
+	 * while export (which could hand out stale state) is refused */
+	assert_int_equal(guard_open(path, "c1", &g), KMS_OK);
+	kbuf_reset(b);
+	assert_int_equal(guard_state_show(path, b), KMS_OK);
+	s = strndup((const char *)kbuf_ptr(b), kbuf_len(b));
+	assert_non_null(strstr(s, "height:     11"));
+	free(s);
+	kbuf_reset(b);
+	assert_int_equal(guard_state_export(path, GUARD_FMT_COMETBFT, b), KMS_ERR_LOCKED);
+	guard_free(g);
 	/* a long path (over the 256-byte format buffer) still shows */
 	char name[240];
 	memset(name, 'x', sizeof(name) - 1);
