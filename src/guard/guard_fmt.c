@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -369,9 +370,13 @@ int guard_state_import(const char *path, const char *chain_id, const uint8_t *js
 		}
 	}
 	rec_from_state(rec, st, chain_id);
-	r = guard_file_create(path, rec);
-	if (r == KMS_ERR_EXISTS && allow_overwrite)
+	/* Overwrite goes straight to the locked in-place update, so that a
+	 * successful import does not first log a refused create. */
+	struct stat sb;
+	if (allow_overwrite && lstat(path, &sb) == 0)
 		r = import_over(path, chain_id, rec);
+	else
+		r = guard_file_create(path, rec);
 	if (r == KMS_OK)
 		kms_log_info(
 			"double-sign state imported chain=%s path=%s h=%lld r=%d s=%d signbytes=%zu",
