@@ -53,9 +53,8 @@ static void raw_case(const uint8_t *p, size_t n)
 	/* deterministic, and equal to itself but for the timestamp */
 	check(guard_pb_decode(p, n, &c2) == KMS_OK && memcmp(&c, &c2, sizeof(c)) == 0);
 	check(guard_pb_equal_but_ts(&c, &c2) == 1);
-	if (c.block_id != NULL &&
-	    guard_pb_block_id(c.block_id, c.block_id_len, &hash, &hash_len, &total, &ph,
-			      &ph_len) == KMS_OK) {
+	if (c.block_id != NULL && guard_pb_block_id(c.block_id, c.block_id_len, &hash, &hash_len,
+						    &total, &ph, &ph_len) == KMS_OK) {
 		check(hash_len == 0 || inside(c.block_id, c.block_id_len, hash, hash_len));
 		check(ph_len == 0 || inside(c.block_id, c.block_id_len, ph, ph_len));
 	}
@@ -100,9 +99,9 @@ static void same(const struct guard_canon *c, int is_prop, int32_t type, int64_t
 		 const struct pv_block_id *b, const struct pv_timestamp *ts, const char *chain)
 {
 	check(c->is_proposal == is_prop);
-	check(c->step == (type == PV_TYPE_PREVOTE	? GUARD_STEP_PREVOTE
-			  : type == PV_TYPE_PRECOMMIT ? GUARD_STEP_PRECOMMIT
-						      : GUARD_STEP_PROPOSE));
+	check(c->step == (type == PV_TYPE_PREVOTE   ? GUARD_STEP_PREVOTE :
+			  type == PV_TYPE_PRECOMMIT ? GUARD_STEP_PRECOMMIT :
+						      GUARD_STEP_PROPOSE));
 	check(c->height == h && c->round == round);
 	check(c->ts_seconds == ts->seconds && c->ts_nanos == ts->nanos);
 	check(c->chain_id_len == strlen(chain) &&
@@ -115,7 +114,8 @@ static void same(const struct guard_canon *c, int is_prop, int32_t type, int64_t
 
 		check(guard_pb_block_id(c->block_id, c->block_id_len, &hash, &hash_len, &total, &ph,
 					&ph_len) == KMS_OK);
-		check(hash_len == b->hash_len && total == b->psh_total && ph_len == b->psh_hash_len);
+		check(hash_len == b->hash_len && total == b->psh_total &&
+		      ph_len == b->psh_hash_len);
 		check(hash_len == 0 || memcmp(hash, b->hash, hash_len) == 0);
 		check(ph_len == 0 || memcmp(ph, b->psh_hash, ph_len) == 0);
 	}
@@ -144,7 +144,7 @@ static void differential_case(const uint8_t *data, size_t size)
 	block_from(&r, &v.block_id);
 	v.timestamp.seconds = PV_GO_ZERO_TIME_SECONDS +
 			      (int64_t)(take(&r, 8) % (uint64_t)(PV_MAX_TIME_SECONDS -
-								  PV_GO_ZERO_TIME_SECONDS + 1));
+								 PV_GO_ZERO_TIME_SECONDS + 1));
 	v.timestamp.nanos = (int32_t)(take(&r, 4) % 1000000000u);
 	clen = (size_t)take(&r, 1) % (PV_CHAIN_ID_MAX + 1);
 	for (size_t i = 0; i < clen; i++)
