@@ -20,9 +20,9 @@
  */
 
 enum cfg_key_format {
-	CFG_KEY_FORMAT_BECH32 = 1,      /* bech32(consensus_key_prefix, amino-prefixed key) */
+	CFG_KEY_FORMAT_BECH32 = 1,	/* bech32(consensus_key_prefix, amino-prefixed key) */
 	CFG_KEY_FORMAT_COSMOS_JSON = 2, /* {"@type":"/cosmos.crypto.ed25519.PubKey","key":"…"} */
-	CFG_KEY_FORMAT_HEX = 3,         /* upper-case hex of the raw key */
+	CFG_KEY_FORMAT_HEX = 3,		/* upper-case hex of the raw key */
 };
 
 /* The node's privval wire family (spec §0): v0.34 and v0.37 are the same wire format. */
@@ -34,12 +34,12 @@ enum cfg_proto {
 };
 
 struct cfg_chain {
-	char *id;                   /* chain-id, 1..50 bytes */
+	char *id; /* chain-id, 1..50 bytes */
 	enum cfg_key_format key_format;
 	char *account_key_prefix;   /* e.g. "haqq" (NULL if not set) */
 	char *consensus_key_prefix; /* e.g. "haqqvalconspub" (NULL if not set; set for bech32) */
-	char *state_file;           /* double-sign state (absolute path) */
-	int sign_extensions;        /* v0.38: sign vote extensions of non-nil precommits */
+	char *state_file;	    /* double-sign state (absolute path) */
+	int sign_extensions;	    /* v0.38: sign vote extensions of non-nil precommits */
 	int line;
 };
 
@@ -52,27 +52,27 @@ struct cfg_key {
 	char **chain_ids; /* n_chain_ids >= 1 entries, each naming a chain in cfg.chains */
 	size_t n_chain_ids;
 	enum cfg_key_kind kind;
-	char *uri;      /* CFG_KEY_PKCS11: "pkcs11:…" (RFC 7512); NULL for softsign */
-	char *profile;  /* CFG_KEY_PKCS11: hsm-profiles/<profile>.conf name; NULL = detect */
-	char *pin_env;  /* CFG_KEY_PKCS11: environment variable holding the PIN; NULL if not set */
+	char *uri;	/* CFG_KEY_PKCS11: "pkcs11:…" (RFC 7512); NULL for softsign */
+	char *profile;	/* CFG_KEY_PKCS11: hsm-profiles/<profile>.conf name; NULL = detect */
+	char *pin_env;	/* CFG_KEY_PKCS11: environment variable holding the PIN; NULL if not set */
 	char *softsign; /* CFG_KEY_SOFTSIGN: key file (absolute path); NULL for pkcs11 */
 	int line;
 };
 
 struct cfg_validator {
-	char *chain_id;          /* names a chain in cfg.chains */
-	char *addr;              /* as written, e.g. "tcp://<id>@10.0.0.1:26659" */
-	struct net_addr net;     /* addr parsed (net_addr_parse) */
-	char *secret_key;        /* identity key: absolute file path (softsign) or "pkcs11:" URI;
+	char *chain_id;		  /* names a chain in cfg.chains */
+	char *addr;		  /* as written, e.g. "tcp://<id>@10.0.0.1:26659" */
+	struct net_addr net;	  /* addr parsed (net_addr_parse) */
+	char *secret_key;	  /* identity key: absolute file path (softsign) or "pkcs11:" URI;
 				    NULL only for unix:// addresses */
 	char *secret_key_pin_env; /* PIN variable when secret_key is a pkcs11: URI; else NULL */
 	enum cfg_proto protocol_version;
-	int reconnect;           /* default 1 */
-	int timeout_ms;          /* I/O and dial timeout; default 10000 ("timeout" is in seconds) */
-	uint64_t max_height;     /* refuse to sign above this height; 0 = no limit */
+	int reconnect;		 /* default 1 */
+	int timeout_ms;		 /* I/O and dial timeout; default 10000 ("timeout" is in seconds) */
+	uint64_t max_height;	 /* refuse to sign above this height; 0 = no limit */
 	uint32_t backoff_min_ms; /* first redial delay; default 100 */
 	uint32_t backoff_max_ms; /* redial delay cap; default 5000 */
-	size_t max_msg_size;     /* largest request accepted (varint value); default 1 MiB + 64 KiB */
+	size_t max_msg_size; /* largest request accepted (varint value); default 1 MiB + 64 KiB */
 	int line;
 };
 
@@ -87,7 +87,7 @@ struct cfg {
 	size_t n_validators;
 	int has_log_level;
 	enum kms_log_level log_level; /* log.level, if has_log_level */
-	char *log_file;               /* log.file (absolute), NULL = stderr */
+	char *log_file;		      /* log.file (absolute), NULL = stderr */
 };
 
 #define CFG_DEFAULT_TIMEOUT_MS 10000

@@ -15,7 +15,7 @@ struct guard;
 struct slot;
 
 struct daemon_opts {
-	int verbose;              /* -v: one INFO line per request (never secrets or sign bytes) */
+	int verbose;		  /* -v: one INFO line per request (never secrets or sign bytes) */
 	const char *profiles_dir; /* hsm-profiles directory for slot_open (NULL = default) */
 	/* Called once on the main thread when every start-up check has passed and the
 	 * connection threads are running (tests use it to know the daemon is up). */

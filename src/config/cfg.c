@@ -276,7 +276,8 @@ static int parse_text(const char *text, const char *name, const char *base_dir, 
 	config_init(&lc);
 	config_set_options(&lc, 0); /* no int → float auto-conversion */
 	if (find_include(text, &line)) {
-		r = cfg_errf(&x, line, "@include", "not supported: keep the whole config in one file");
+		r = cfg_errf(&x, line, "@include",
+			     "not supported: keep the whole config in one file");
 		goto out;
 	}
 	if (config_read_string(&lc, text) != CONFIG_TRUE) {

@@ -10,12 +10,21 @@
 
 /* Keys allowed in each kind of group; anything else is an error (typos must not pass). */
 static const char *const root_keys[] = { "chains", "keys", "validators", "log", NULL };
-static const char *const chain_keys[] = { "id", "key_format", "account_key_prefix",
-	"consensus_key_prefix", "state_file", "sign_extensions", NULL };
-static const char *const key_keys[] = { "chain_ids", "uri", "profile", "pin_env", "softsign", NULL };
-static const char *const val_keys[] = { "chain_id", "addr", "secret_key", "secret_key_pin_env",
-	"protocol_version", "reconnect", "timeout", "timeout_ms", "max_height", "backoff_min_ms",
-	"backoff_max_ms", "max_msg_size", NULL };
+static const char *const chain_keys[] = { "id",
+					  "key_format",
+					  "account_key_prefix",
+					  "consensus_key_prefix",
+					  "state_file",
+					  "sign_extensions",
+					  NULL };
+static const char *const key_keys[] = {
+	"chain_ids", "uri", "profile", "pin_env", "softsign", NULL
+};
+static const char *const val_keys[] = {
+	"chain_id",	  "addr",	  "secret_key", "secret_key_pin_env", "protocol_version",
+	"reconnect",	  "timeout",	  "timeout_ms", "max_height",	      "backoff_min_ms",
+	"backoff_max_ms", "max_msg_size", NULL
+};
 static const char *const log_keys[] = { "level", "file", NULL };
 
 static int line_of(const config_setting_t *s)
@@ -74,8 +83,8 @@ static int check_known(struct cfg_ctx *x, const config_setting_t *g, const char 
 		char known[256] = "";
 		size_t used = 0;
 		for (j = 0; allowed[j] != NULL && used < sizeof(known); j++) {
-			int w = snprintf(known + used, sizeof(known) - used, "%s%s",
-					 j ? ", " : "", allowed[j]);
+			int w = snprintf(known + used, sizeof(known) - used, "%s%s", j ? ", " : "",
+					 allowed[j]);
 			if (w < 0)
 				break;
 			used += (size_t)w;
@@ -146,8 +155,7 @@ static int get_bool(struct cfg_ctx *x, const config_setting_t *g, const char *pr
 		return KMS_OK;
 	key_path(kp, sizeof(kp), prefix, name);
 	if (config_setting_type(m) != CONFIG_TYPE_BOOL)
-		return cfg_errf(x, line_of(m), kp, "must be true or false, found %s",
-				type_name(m));
+		return cfg_errf(x, line_of(m), kp, "must be true or false, found %s", type_name(m));
 	*out = config_setting_get_bool(m) ? 1 : 0;
 	return KMS_OK;
 }
@@ -162,7 +170,8 @@ static int get_int(struct cfg_ctx *x, const config_setting_t *g, const char *pre
 	if (m == NULL)
 		return KMS_OK;
 	key_path(kp, sizeof(kp), prefix, name);
-	if (config_setting_type(m) != CONFIG_TYPE_INT && config_setting_type(m) != CONFIG_TYPE_INT64)
+	if (config_setting_type(m) != CONFIG_TYPE_INT &&
+	    config_setting_type(m) != CONFIG_TYPE_INT64)
 		return cfg_errf(x, line_of(m), kp, "must be an integer, found %s", type_name(m));
 	long long v = config_setting_get_int64(m);
 	if (v < min || v > max)
@@ -207,8 +216,8 @@ static int check_chain_id(struct cfg_ctx *x, int line, const char *kp, const cha
 {
 	size_t n = strlen(id);
 	if (n > CFG_CHAIN_ID_MAX)
-		return cfg_errf(x, line, kp, "chain id \"%s\" is %zu bytes, CometBFT allows %d",
-				id, n, CFG_CHAIN_ID_MAX);
+		return cfg_errf(x, line, kp, "chain id \"%s\" is %zu bytes, CometBFT allows %d", id,
+				n, CFG_CHAIN_ID_MAX);
 	for (const char *c = id; *c != '\0'; c++)
 		if (isspace((unsigned char)*c))
 			return cfg_errf(x, line, kp, "chain id \"%s\" contains white space", id);
@@ -223,8 +232,7 @@ static int check_bech32_prefix(struct cfg_ctx *x, int line, const char *kp, cons
 		return cfg_errf(x, line, kp, "bech32 prefix longer than 83 characters");
 	for (const char *c = p; *c != '\0'; c++)
 		if (*c < 33 || *c > 126 || isupper((unsigned char)*c))
-			return cfg_errf(x, line, kp,
-					"\"%s\" is not a lower-case bech32 prefix", p);
+			return cfg_errf(x, line, kp, "\"%s\" is not a lower-case bech32 prefix", p);
 	return KMS_OK;
 }
 
@@ -243,14 +251,15 @@ static int parse_chain(struct cfg_ctx *x, const config_setting_t *g, const char 
 	if ((r = check_chain_id(x, line_of(member(g, "id")), sub, c->id)) != KMS_OK ||
 	    (r = get_str(x, g, kp, "key_format", 0, &fmt)) != KMS_OK ||
 	    (r = get_str(x, g, kp, "account_key_prefix", 0, &c->account_key_prefix)) != KMS_OK ||
-	    (r = get_str(x, g, kp, "consensus_key_prefix", 0, &c->consensus_key_prefix)) != KMS_OK ||
+	    (r = get_str(x, g, kp, "consensus_key_prefix", 0, &c->consensus_key_prefix)) !=
+		    KMS_OK ||
 	    (r = get_path(x, g, kp, "state_file", 1, &c->state_file)) != KMS_OK ||
 	    (r = get_bool(x, g, kp, "sign_extensions", 0, &c->sign_extensions)) != KMS_OK)
 		goto out;
 	if (fmt == NULL) {
 		/* Default: bech32 when a consensus prefix is given, hex otherwise. */
-		c->key_format = c->consensus_key_prefix != NULL ? CFG_KEY_FORMAT_BECH32
-								: CFG_KEY_FORMAT_HEX;
+		c->key_format = c->consensus_key_prefix != NULL ? CFG_KEY_FORMAT_BECH32 :
+								  CFG_KEY_FORMAT_HEX;
 	} else if (cfg_key_format_parse(fmt, &c->key_format) != KMS_OK) {
 		key_path(sub, sizeof(sub), kp, "key_format");
 		r = cfg_errf(x, line_of(member(g, "key_format")), sub,
@@ -304,9 +313,10 @@ static int parse_chain_ids(struct cfg_ctx *x, const config_setting_t *g, const c
 	key_path(sub, sizeof(sub), kp, "chain_ids");
 	if (a == NULL)
 		return missing(x, g, sub);
-	if (config_setting_type(a) != CONFIG_TYPE_ARRAY && config_setting_type(a) != CONFIG_TYPE_LIST)
-		return cfg_errf(x, line_of(a), sub, "must be an array of strings [ \"...\" ], found %s",
-				type_name(a));
+	if (config_setting_type(a) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(a) != CONFIG_TYPE_LIST)
+		return cfg_errf(x, line_of(a), sub,
+				"must be an array of strings [ \"...\" ], found %s", type_name(a));
 	int n = config_setting_length(a);
 	if (n <= 0)
 		return cfg_errf(x, line_of(a), sub, "must name at least one chain");
@@ -475,17 +485,18 @@ static int parse_log(struct cfg_ctx *x, const config_setting_t *root, struct cfg
 	if (g == NULL)
 		return KMS_OK;
 	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
-		return cfg_errf(x, line_of(g), "log", "must be a group { level = \"info\"; }, found %s",
-				type_name(g));
+		return cfg_errf(x, line_of(g), "log",
+				"must be a group { level = \"info\"; }, found %s", type_name(g));
 	if ((r = check_known(x, g, log_keys, "log")) != KMS_OK ||
 	    (r = get_str(x, g, "log", "level", 0, &lvl)) != KMS_OK ||
 	    (r = get_path(x, g, "log", "file", 0, &cfg->log_file)) != KMS_OK)
 		goto out;
 	if (lvl != NULL) {
 		if (kms_log_level_parse(lvl, &cfg->log_level) != KMS_OK) {
-			r = cfg_errf(x, line_of(member(g, "level")), "log.level",
-				     "\"%s\" is not one of \"error\", \"warn\", \"info\", \"debug\"",
-				     lvl);
+			r = cfg_errf(
+				x, line_of(member(g, "level")), "log.level",
+				"\"%s\" is not one of \"error\", \"warn\", \"info\", \"debug\"",
+				lvl);
 			goto out;
 		}
 		cfg->has_log_level = 1;
@@ -555,14 +566,16 @@ static int check_chains(struct cfg_ctx *x, const struct cfg *cfg)
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(cfg->chains[j].id, c->id) == 0) {
 				(void)snprintf(kp, sizeof(kp), "chains[%zu].id", i);
-				return cfg_errf(x, c->line, kp, "chain \"%s\" is already defined at line %d",
-						c->id, cfg->chains[j].line);
+				return cfg_errf(x, c->line, kp,
+						"chain \"%s\" is already defined at line %d", c->id,
+						cfg->chains[j].line);
 			}
 			if (strcmp(cfg->chains[j].state_file, c->state_file) == 0) {
 				(void)snprintf(kp, sizeof(kp), "chains[%zu].state_file", i);
-				return cfg_errf(x, c->line, kp,
-						"%s is also the state file of chain \"%s\": each chain needs its own",
-						c->state_file, cfg->chains[j].id);
+				return cfg_errf(
+					x, c->line, kp,
+					"%s is also the state file of chain \"%s\": each chain needs its own",
+					c->state_file, cfg->chains[j].id);
 			}
 		}
 	}
@@ -583,17 +596,19 @@ static int check_keys(struct cfg_ctx *x, const struct cfg *cfg)
 			for (size_t a = 0; a < i; a++)
 				for (size_t b = 0; b < cfg->keys[a].n_chain_ids; b++)
 					if (strcmp(cfg->keys[a].chain_ids[b], id) == 0)
-						return cfg_errf(x, k->line, kp,
-								"chain \"%s\" already has a key (keys[%zu], line %d); one consensus key per chain",
-								id, a, cfg->keys[a].line);
+						return cfg_errf(
+							x, k->line, kp,
+							"chain \"%s\" already has a key (keys[%zu], line %d); one consensus key per chain",
+							id, a, cfg->keys[a].line);
 		}
 	}
 	for (size_t i = 0; i < cfg->n_chains; i++) {
 		if (cfg_key_for_chain(cfg, cfg->chains[i].id) == NULL) {
 			(void)snprintf(kp, sizeof(kp), "chains[%zu]", i);
-			return cfg_errf(x, cfg->chains[i].line, kp,
-					"no key signs for chain \"%s\": add it to a keys entry's chain_ids",
-					cfg->chains[i].id);
+			return cfg_errf(
+				x, cfg->chains[i].line, kp,
+				"no key signs for chain \"%s\": add it to a keys entry's chain_ids",
+				cfg->chains[i].id);
 		}
 	}
 	return KMS_OK;

@@ -56,11 +56,11 @@ static int open_stream(struct d_conn *c, struct sc_conn **sc, struct net_stream 
 	slot_pubkey(c->ident->slot, id.pub);
 	r = sc_handshake(c->fd, &id, v->net.has_node_id ? v->net.node_id : NULL, v->timeout_ms, sc);
 	if (r != KMS_OK) {
-		kms_log_warn("handshake failed chain=%s peer=%s reason=\"%s\"%s", v->chain_id, c->peer,
-			     kms_strerror(r),
-			     r == KMS_ERR_AUTH && v->net.has_node_id
-				     ? " (node id in addr does not match, or a bad signature)"
-				     : "");
+		kms_log_warn("handshake failed chain=%s peer=%s reason=\"%s\"%s", v->chain_id,
+			     c->peer, kms_strerror(r),
+			     r == KMS_ERR_AUTH && v->net.has_node_id ?
+				     " (node id in addr does not match, or a bad signature)" :
+				     "");
 		return r;
 	}
 	sc_remote_id_hex(*sc, id_hex);
@@ -213,8 +213,9 @@ void *d_conn_main(void *arg)
 		if (stopping(c))
 			break;
 		if (!c->v->reconnect) {
-			kms_log_err("connection ended chain=%s peer=%s: reconnect = false, not redialling",
-				    c->v->chain_id, c->peer);
+			kms_log_err(
+				"connection ended chain=%s peer=%s: reconnect = false, not redialling",
+				c->v->chain_id, c->peer);
 			break;
 		}
 		if (served)

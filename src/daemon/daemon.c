@@ -151,14 +151,15 @@ static void log_pubkey(const struct cfg_chain *cc, const struct slot *s)
 static int open_key(struct daemon *d, struct d_chain *ch)
 {
 	const struct cfg_key *k = ch->ck;
-	struct slot_opts so = { .profile = k->profile, .pin_env = k->pin_env,
+	struct slot_opts so = { .profile = k->profile,
+				.pin_env = k->pin_env,
 				.profiles_dir = d->o->profiles_dir };
-	int r = k->kind == CFG_KEY_SOFTSIGN ? slot_open_softsign(k->softsign, &so, &ch->key)
-					    : slot_open(k->uri, &so, &ch->key);
+	int r = k->kind == CFG_KEY_SOFTSIGN ? slot_open_softsign(k->softsign, &so, &ch->key) :
+					      slot_open(k->uri, &so, &ch->key);
 	if (r != KMS_OK) {
 		kms_log_err("cannot open the key of chain %s (%s:%d, %s): %s", ch->cc->id,
-			    d->cfg->path, k->line, k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri,
-			    kms_strerror(r));
+			    d->cfg->path, k->line,
+			    k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
 		return exit_for_slot_err(r);
 	}
 	if (slot_key_type(ch->key) != SLOT_KEY_ED25519) {
@@ -179,12 +180,13 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 			same = o;
 	int r = guard_open(ch->cc->state_file, ch->cc->id, &ch->guard);
 	if (r != KMS_OK) {
-		kms_log_err("cannot open the double-sign state of chain %s (%s:%d, state_file %s): %s%s",
-			    ch->cc->id, d->cfg->path, ch->cc->line, ch->cc->state_file,
-			    kms_strerror(r),
-			    r == KMS_ERR_NOT_FOUND
-				    ? ": create it with `p11kms state init` or `p11kms state import`"
-			    : r == KMS_ERR_LOCKED ? ": another signer holds it" : "");
+		kms_log_err(
+			"cannot open the double-sign state of chain %s (%s:%d, state_file %s): %s%s",
+			ch->cc->id, d->cfg->path, ch->cc->line, ch->cc->state_file, kms_strerror(r),
+			r == KMS_ERR_NOT_FOUND ?
+				": create it with `p11kms state init` or `p11kms state import`" :
+			r == KMS_ERR_LOCKED ? ": another signer holds it" :
+					      "");
 		return exit_for_guard_err(r);
 	}
 	struct guard_hrs last;
@@ -249,14 +251,14 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 	struct slot_opts so = { .pin_env = v->secret_key_pin_env,
 				.profiles_dir = d->o->profiles_dir };
 	int is_uri = strncmp(v->secret_key, "pkcs11:", 7) == 0;
-	int r = is_uri ? slot_open(v->secret_key, &so, &id->slot)
-		       : slot_open_softsign(v->secret_key, &so, &id->slot);
+	int r = is_uri ? slot_open(v->secret_key, &so, &id->slot) :
+			 slot_open_softsign(v->secret_key, &so, &id->slot);
 	if (r != KMS_OK) {
 		kms_log_err("cannot open the identity key secret_key = \"%s\" (%s:%d): %s%s",
 			    v->secret_key, d->cfg->path, v->line, kms_strerror(r),
-			    r == KMS_ERR_NOT_FOUND && !is_uri
-				    ? ": create one with `p11kms keygen --softsign PATH`"
-				    : "");
+			    r == KMS_ERR_NOT_FOUND && !is_uri ?
+				    ": create one with `p11kms keygen --softsign PATH`" :
+				    "");
 		return exit_for_slot_err(r);
 	}
 	id->ref = v->secret_key;
@@ -297,9 +299,10 @@ static int prepare_conns(struct daemon *d)
 				return ec;
 		}
 		if (c->version == PV_V0_38 && !c->chain->cc->sign_extensions)
-			kms_log_info("chain=%s peer=%s proto=v0.38 sign_extensions=false: if the chain "
-				     "enables vote extensions the node needs sign_extensions = true",
-				     v->chain_id, c->peer);
+			kms_log_info(
+				"chain=%s peer=%s proto=v0.38 sign_extensions=false: if the chain "
+				"enables vote extensions the node needs sign_extensions = true",
+				v->chain_id, c->peer);
 	}
 	return CMD_EXIT_OK;
 }
@@ -323,12 +326,14 @@ static int preload_softsign(struct daemon *d)
 	int r = n > 0 ? slot_softsign_preload(paths, n) : KMS_OK;
 	free(paths);
 	if (r != KMS_OK) {
-		kms_log_err("cannot register the softsign key files (keys.softsign, validators.secret_key "
-			    "in %s): %s%s", cfg->path, kms_strerror(r),
-			    r == KMS_ERR_NOT_FOUND
-				    ? ": create a key with `p11kms keygen --softsign PATH` or "
-				      "`p11kms import priv_validator_key.json --softsign PATH`"
-				    : "");
+		kms_log_err(
+			"cannot register the softsign key files (keys.softsign, validators.secret_key "
+			"in %s): %s%s",
+			cfg->path, kms_strerror(r),
+			r == KMS_ERR_NOT_FOUND ?
+				": create a key with `p11kms keygen --softsign PATH` or "
+				"`p11kms import priv_validator_key.json --softsign PATH`" :
+				"");
 		return exit_for_slot_err(r);
 	}
 	return CMD_EXIT_OK;
@@ -443,8 +448,9 @@ static int open_wake_pipe(struct daemon *d)
 int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 {
 	static const struct daemon_opts defaults;
-	struct daemon d = { .cfg = cfg, .o = o != NULL ? o : &defaults, .wake_rfd = -1,
-			    .wake_wfd = -1 };
+	struct daemon d = {
+		.cfg = cfg, .o = o != NULL ? o : &defaults, .wake_rfd = -1, .wake_wfd = -1
+	};
 	int64_t t0 = net_now_ms();
 	int ec;
 
@@ -455,8 +461,9 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 	if ((ec = hygiene()) != CMD_EXIT_OK || (ec = open_wake_pipe(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (cfg->n_validators == 0) {
-		kms_log_err("no validators in %s: add validators = ( { chain_id = ...; addr = ...; } )",
-			    cfg->path);
+		kms_log_err(
+			"no validators in %s: add validators = ( { chain_id = ...; addr = ...; } )",
+			cfg->path);
 		ec = CMD_EXIT_CONFIG;
 		goto out;
 	}

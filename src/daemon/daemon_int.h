@@ -52,7 +52,7 @@ struct daemon {
 	size_t n_conns;
 	atomic_int stopping;
 	atomic_int live; /* connection threads still running */
-	int wake_rfd;    /* becomes readable on stop or when the last thread ends */
+	int wake_rfd;	 /* becomes readable on stop or when the last thread ends */
 	int wake_wfd;
 };
 

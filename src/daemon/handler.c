@@ -71,8 +71,8 @@ static double ms_since(int64_t t0)
 static int refuse(const struct handler_ctx *h, const struct pv_request *req, enum pv_code code,
 		  const char *why, struct kbuf *out)
 {
-	kms_log_warn("refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind),
-		     h->chain_id, (int)code, h->peer, why);
+	kms_log_warn("refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind), h->chain_id,
+		     (int)code, h->peer, why);
 	kbuf_reset(out);
 	return pv_encode_error_response(h->version, req->kind, (int32_t)code, why, out);
 }
@@ -181,7 +181,8 @@ static int handle_vote(const struct handler_ctx *h, const struct pv_request *req
 		return KMS_ERR_ALLOC;
 	r = pv_vote_sign_bytes(h->chain_id, &vote, sb);
 	if (r != KMS_OK) {
-		r = refuse(h, req, r == KMS_ERR_NO_SPACE ? PV_CODE_TOO_LARGE : PV_CODE_INVALID_REQUEST,
+		r = refuse(h, req,
+			   r == KMS_ERR_NO_SPACE ? PV_CODE_TOO_LARGE : PV_CODE_INVALID_REQUEST,
 			   "cannot compute the vote's sign bytes", out);
 		goto out;
 	}
@@ -222,7 +223,8 @@ static int handle_proposal(const struct handler_ctx *h, const struct pv_request 
 {
 	struct pv_proposal prop = req->proposal;
 	struct guard_result res;
-	struct guard_hrs hrs = { .height = prop.height, .round = prop.round,
+	struct guard_hrs hrs = { .height = prop.height,
+				 .round = prop.round,
 				 .step = GUARD_STEP_PROPOSE };
 	struct kbuf *sb = NULL;
 	char blk[16];
@@ -237,8 +239,8 @@ static int handle_proposal(const struct handler_ctx *h, const struct pv_request 
 		return KMS_ERR_ALLOC;
 	r = pv_proposal_sign_bytes(h->chain_id, &prop, sb);
 	if (r != KMS_OK) {
-		r = refuse(h, req, PV_CODE_INVALID_REQUEST, "cannot compute the proposal's sign bytes",
-			   out);
+		r = refuse(h, req, PV_CODE_INVALID_REQUEST,
+			   "cannot compute the proposal's sign bytes", out);
 		goto out;
 	}
 	r = guarded_sign(h, req, hrs, sb, &res, out, &refused);
@@ -266,10 +268,11 @@ static void log_summary(const struct handler_ctx *h, const struct pv_request *re
 	switch (req->kind) {
 	case PV_REQ_SIGN_VOTE:
 		block_prefix(&req->vote.block_id, blk);
-		kms_log_info("request SignVote chain=%s type=%s h=%lld r=%d block=%s ext_len=%zu%s peer=%s",
-			     req->chain_id, type_label(req->vote.type), (long long)req->vote.height,
-			     (int)req->vote.round, blk, req->vote.extension_len,
-			     req->skip_extension_signing ? " skip_ext=1" : "", h->peer);
+		kms_log_info(
+			"request SignVote chain=%s type=%s h=%lld r=%d block=%s ext_len=%zu%s peer=%s",
+			req->chain_id, type_label(req->vote.type), (long long)req->vote.height,
+			(int)req->vote.round, blk, req->vote.extension_len,
+			req->skip_extension_signing ? " skip_ext=1" : "", h->peer);
 		break;
 	case PV_REQ_SIGN_PROPOSAL:
 		block_prefix(&req->proposal.block_id, blk);

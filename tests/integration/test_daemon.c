@@ -104,9 +104,11 @@ static void fx_conf(struct fx *f, const char *chain_b_extra, const char *validat
 	char text[8192];
 	int n = snprintf(text, sizeof(text),
 			 "chains = (\n"
-			 "  { id = \"" CHAIN_A "\"; key_format = \"bech32\"; consensus_key_prefix = \"haqqvalconspub\";\n"
+			 "  { id = \"" CHAIN_A
+			 "\"; key_format = \"bech32\"; consensus_key_prefix = \"haqqvalconspub\";\n"
 			 "    state_file = \"a.state\"; },\n"
-			 "  { id = \"" CHAIN_B "\"; key_format = \"hex\"; state_file = \"b.state\"; %s }\n"
+			 "  { id = \"" CHAIN_B
+			 "\"; key_format = \"hex\"; state_file = \"b.state\"; %s }\n"
 			 ");\n"
 			 "keys = (\n"
 			 "  { chain_ids = [ \"" CHAIN_A "\" ]; softsign = \"a.key\"; },\n"
@@ -122,10 +124,11 @@ static void fx_conf(struct fx *f, const char *chain_b_extra, const char *validat
 static char *val(char *buf, size_t cap, const char *chain, const char *addr, const char *proto,
 		 const char *extra)
 {
-	(void)snprintf(buf, cap,
-		       "  { chain_id = \"%s\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"%s\";"
-		       " backoff_min_ms = 20; backoff_max_ms = 200; %s }",
-		       chain, addr, proto, extra != NULL ? extra : "");
+	(void)snprintf(
+		buf, cap,
+		"  { chain_id = \"%s\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"%s\";"
+		" backoff_min_ms = 20; backoff_max_ms = 200; %s }",
+		chain, addr, proto, extra != NULL ? extra : "");
 	return buf;
 }
 
@@ -208,8 +211,9 @@ static struct pv_response *vote_ok(struct tnode *n, const char *chain, const uin
 	assert_int_equal(resp->vote.height, h);
 	assert_int_equal(resp->vote.validator_index, 3);
 	assert_int_equal(pv_vote_sign_bytes(chain, &resp->vote, sb), KMS_OK);
-	assert_int_equal(kcrypto_ed25519_verify(pub, kbuf_ptr(sb), kbuf_len(sb), resp->vote.signature),
-			 KMS_OK);
+	assert_int_equal(
+		kcrypto_ed25519_verify(pub, kbuf_ptr(sb), kbuf_len(sb), resp->vote.signature),
+		KMS_OK);
 	kbuf_free(sb);
 	return resp;
 }
@@ -255,7 +259,8 @@ static void test_pubkey_each_version(void **state)
 	for (int i = 0; i < 4; i++) {
 		/* The first two pin the node id in addr, the others log "peer unverified". */
 		tnode_listen(&n[i], vs[i], 0, NULL, i < 2);
-		strcat(vals, val(one, sizeof(one), CHAIN_A, n[i].addr, pv_version_name(vs[i]), NULL));
+		strcat(vals,
+		       val(one, sizeof(one), CHAIN_A, n[i].addr, pv_version_name(vs[i]), NULL));
 		strcat(vals, i < 3 ? ",\n" : "\n");
 	}
 	fx_conf(f, NULL, vals);
@@ -329,9 +334,9 @@ static void test_1000_votes(void **state)
 	for (int i = 0; i < N; i++) {
 		struct timespec a, b;
 		clock_gettime(CLOCK_MONOTONIC, &a);
-		struct pv_response *resp = vote_ok(&n, CHAIN_A, f->pub_a,
-						   i % 2 ? PV_TYPE_PRECOMMIT : PV_TYPE_PREVOTE,
-						   1 + i / 2, 0, (uint8_t)(1 + i % 200));
+		struct pv_response *resp =
+			vote_ok(&n, CHAIN_A, f->pub_a, i % 2 ? PV_TYPE_PRECOMMIT : PV_TYPE_PREVOTE,
+				1 + i / 2, 0, (uint8_t)(1 + i % 200));
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		lat[i] = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
 		pv_response_free(resp);
@@ -367,7 +372,8 @@ static void test_sentries_share_guard(void **state)
 
 	tnode_listen(&a, PV_V0_37, 0, NULL, 1);
 	tnode_listen(&b, PV_V0_37, 0, NULL, 1);
-	(void)snprintf(vals, sizeof(vals), "%s,\n", val(one, sizeof(one), CHAIN_A, a.addr, "v0.37", NULL));
+	(void)snprintf(vals, sizeof(vals), "%s,\n",
+		       val(one, sizeof(one), CHAIN_A, a.addr, "v0.37", NULL));
 	strcat(vals, val(one, sizeof(one), CHAIN_A, b.addr, "v0.37", NULL));
 	fx_conf(f, NULL, vals);
 	fx_start(f);
@@ -404,7 +410,8 @@ static void test_two_chains(void **state)
 
 	tnode_listen(&a, PV_V0_37, 0, NULL, 0);
 	tnode_listen(&b, PV_V0_38, 0, NULL, 0);
-	(void)snprintf(vals, sizeof(vals), "%s,\n", val(one, sizeof(one), CHAIN_A, a.addr, "v0.37", NULL));
+	(void)snprintf(vals, sizeof(vals), "%s,\n",
+		       val(one, sizeof(one), CHAIN_A, a.addr, "v0.37", NULL));
 	strcat(vals, val(one, sizeof(one), CHAIN_B, b.addr, "v0.38", NULL));
 	fx_conf(f, NULL, vals);
 	fx_start(f);
@@ -434,13 +441,17 @@ static void test_one_key_two_chains(void **state)
 	char text[4096];
 	tnode_listen(&a, PV_V0_37, 0, NULL, 0);
 	tnode_listen(&b, PV_V0_37, 0, NULL, 0);
-	int n = snprintf(text, sizeof(text),
-			 "chains = ( { id = \"" CHAIN_A "\"; state_file = \"a.state\"; },\n"
-			 "  { id = \"" CHAIN_B "\"; state_file = \"b.state\"; } );\n"
-			 "keys = ( { chain_ids = [ \"" CHAIN_A "\", \"" CHAIN_B "\" ]; softsign = \"a.key\"; } );\n"
-			 "validators = ( { chain_id = \"" CHAIN_A "\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"v0.37\"; },\n"
-			 "  { chain_id = \"" CHAIN_B "\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"v0.37\"; } );\n",
-			 a.addr, b.addr);
+	int n = snprintf(
+		text, sizeof(text),
+		"chains = ( { id = \"" CHAIN_A "\"; state_file = \"a.state\"; },\n"
+		"  { id = \"" CHAIN_B "\"; state_file = \"b.state\"; } );\n"
+		"keys = ( { chain_ids = [ \"" CHAIN_A "\", \"" CHAIN_B
+		"\" ]; softsign = \"a.key\"; } );\n"
+		"validators = ( { chain_id = \"" CHAIN_A
+		"\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"v0.37\"; },\n"
+		"  { chain_id = \"" CHAIN_B
+		"\"; addr = \"%s\"; secret_key = \"id.key\"; protocol_version = \"v0.37\"; } );\n",
+		a.addr, b.addr);
 	tu_write_file(f->conf, text, (size_t)n, 0600);
 	fx_start(f);
 	accept_ok(&a);
@@ -545,9 +556,10 @@ static void test_vote_extensions(void **state)
 	char vals[2048], one[512];
 
 	tnode_listen(&a, PV_V0_38, 0, NULL, 0); /* chain B: sign_extensions = true */
-	tnode_listen(&b, PV_V1, 0, NULL, 0);    /* chain B too, follows skip_extension_signing */
+	tnode_listen(&b, PV_V1, 0, NULL, 0);	/* chain B too, follows skip_extension_signing */
 	tnode_listen(&c, PV_V0_38, 0, NULL, 0); /* chain A: sign_extensions = false */
-	(void)snprintf(vals, sizeof(vals), "%s,\n", val(one, sizeof(one), CHAIN_B, a.addr, "v0.38", NULL));
+	(void)snprintf(vals, sizeof(vals), "%s,\n",
+		       val(one, sizeof(one), CHAIN_B, a.addr, "v0.38", NULL));
 	strcat(vals, val(one, sizeof(one), CHAIN_B, b.addr, "v1", NULL));
 	strcat(vals, ",\n");
 	strcat(vals, val(one, sizeof(one), CHAIN_A, c.addr, "v0.38", NULL));
@@ -592,8 +604,8 @@ static void test_node_restart_reconnect(void **state)
 		tnode_listen(&n, PV_V0_37, port, NULL, 0);
 		int64_t up = net_now_ms();
 		accept_ok(&n);
-		printf("# node restart %d: signer back %lld ms after the node listened again\n", round,
-		       (long long)(n.accepted_at_ms - up));
+		printf("# node restart %d: signer back %lld ms after the node listened again\n",
+		       round, (long long)(n.accepted_at_ms - up));
 		ping_ok(&n);
 		pv_response_free(vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, 2 + round, 0, 1));
 	}
@@ -615,7 +627,8 @@ static void test_unix_socket(void **state)
 	tnode_listen(&n, PV_V0_37, 0, sock, 0);
 	/* No secret_key: a Unix socket carries no Secret Connection. */
 	(void)snprintf(one, sizeof(one),
-		       "  { chain_id = \"" CHAIN_A "\"; addr = \"%s\"; protocol_version = \"v0.37\"; }",
+		       "  { chain_id = \"" CHAIN_A
+		       "\"; addr = \"%s\"; protocol_version = \"v0.37\"; }",
 		       n.addr);
 	fx_conf(f, NULL, one);
 	fx_start(f);
@@ -705,12 +718,14 @@ static void test_sigterm_consistent_state(void **state)
 	accept_ok(&n);
 	int64_t answered = 0;
 	for (int64_t h = 1; h <= 15; h++)
-		pv_response_free(vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, (answered = h), 0, 1));
+		pv_response_free(
+			vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, (answered = h), 0, 1));
 	/* logrotate: move the file away, SIGHUP; the signer keeps serving into a new file. */
 	assert_int_equal(rename(logp, logp1), 0);
 	assert_int_equal(kill(pid, SIGHUP), 0);
 	for (int64_t h = 16; h <= 30; h++)
-		pv_response_free(vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, (answered = h), 0, 1));
+		pv_response_free(
+			vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, (answered = h), 0, 1));
 	struct kbuf *lb = NULL;
 	assert_int_equal(dfile_read(logp, 1 << 20, &lb), KMS_OK);
 	assert_non_null(memmem_str(lb, "signed PreVote chain=" CHAIN_A " h=30 "));
@@ -731,7 +746,8 @@ static void test_sigterm_consistent_state(void **state)
 	int got = pv_read_msg(&n.st, 1 << 20, 5000, &in) == KMS_OK;
 	if (got) {
 		struct pv_response *resp = NULL;
-		assert_int_equal(pv_decode_response(n.version, kbuf_ptr(in), kbuf_len(in), &resp), KMS_OK);
+		assert_int_equal(pv_decode_response(n.version, kbuf_ptr(in), kbuf_len(in), &resp),
+				 KMS_OK);
 		assert_int_equal(resp->has_error, 0);
 		pv_response_free(resp);
 		answered = 31;
@@ -775,12 +791,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sentries_share_guard, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_two_chains, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_one_key_two_chains, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_refusals_keep_connection, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_refusals_keep_connection, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_vote_extensions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_node_restart_reconnect, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_unix_socket, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_startup_faults, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_sigterm_consistent_state, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sigterm_consistent_state, fx_setup,
+						fx_teardown),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,9 +122,12 @@ static void test_softhsm_keys(void **state)
 	assert_int_equal(guard_state_init(sp, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
 	tnode_listen(&n, PV_V0_37, 0, NULL, 1);
 	int len = snprintf(text, sizeof(text),
-			   "chains = ( { id = \"" CHAIN "\"; key_format = \"cosmos-json\"; state_file = \"t.state\"; } );\n"
-			   "keys = ( { chain_ids = [ \"" CHAIN "\" ]; uri = \"%s\"; profile = \"softhsm2\"; } );\n"
-			   "validators = ( { chain_id = \"" CHAIN "\"; addr = \"%s\"; secret_key = \"%s\";\n"
+			   "chains = ( { id = \"" CHAIN
+			   "\"; key_format = \"cosmos-json\"; state_file = \"t.state\"; } );\n"
+			   "keys = ( { chain_ids = [ \"" CHAIN
+			   "\" ]; uri = \"%s\"; profile = \"softhsm2\"; } );\n"
+			   "validators = ( { chain_id = \"" CHAIN
+			   "\"; addr = \"%s\"; secret_key = \"%s\";\n"
 			   "  protocol_version = \"v0.37\"; } );\n",
 			   key_uri, n.addr, id_uri);
 	assert_true(len > 0 && (size_t)len < sizeof(text));
@@ -159,8 +162,8 @@ static void test_softhsm_keys(void **state)
 	struct kbuf *sb = kbuf_new(4096);
 	for (int i = 0; i < N; i++) {
 		struct timespec a, b;
-		tnode_req_vote(&req, CHAIN, i % 2 ? PV_TYPE_PRECOMMIT : PV_TYPE_PREVOTE, 1 + i / 2, 0,
-			       (uint8_t)(1 + i % 100), 1700000000 + i);
+		tnode_req_vote(&req, CHAIN, i % 2 ? PV_TYPE_PRECOMMIT : PV_TYPE_PREVOTE, 1 + i / 2,
+			       0, (uint8_t)(1 + i % 100), 1700000000 + i);
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		assert_int_equal(tnode_call(&n, &req, &resp), KMS_OK);
 		clock_gettime(CLOCK_MONOTONIC, &b);
@@ -177,8 +180,8 @@ static void test_softhsm_keys(void **state)
 	kbuf_free(sb);
 	kms_log_set_quiet(0);
 	qsort(lat, N, sizeof(int64_t), cmp_i64);
-	printf("# %d votes through SoftHSM2 (durable state included): p50 %.3f ms, p99 %.3f ms\n", N,
-	       (double)lat[N / 2] / 1e6, (double)lat[N * 99 / 100] / 1e6);
+	printf("# %d votes through SoftHSM2 (durable state included): p50 %.3f ms, p99 %.3f ms\n",
+	       N, (double)lat[N / 2] / 1e6, (double)lat[N * 99 / 100] / 1e6);
 
 	daemon_request_stop();
 	assert_int_equal(pthread_join(th, NULL), 0);

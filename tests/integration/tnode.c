@@ -136,8 +136,8 @@ static void fill_block(struct pv_block_id *b, uint8_t blk)
 	b->psh_hash_len = PV_HASH_LEN;
 }
 
-void tnode_req_vote(struct pv_request *r, const char *chain_id, int32_t type, int64_t h, int32_t round,
-		    uint8_t blk, int64_t ts_seconds)
+void tnode_req_vote(struct pv_request *r, const char *chain_id, int32_t type, int64_t h,
+		    int32_t round, uint8_t blk, int64_t ts_seconds)
 {
 	memset(r, 0, sizeof(*r));
 	r->kind = PV_REQ_SIGN_VOTE;

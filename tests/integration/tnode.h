@@ -13,7 +13,8 @@
 struct tnode {
 	enum pv_version version;
 	int is_unix;
-	char addr[256]; /* what the signer's config names: tcp://[id@]127.0.0.1:port or unix:///... */
+	char addr
+		[256]; /* what the signer's config names: tcp://[id@]127.0.0.1:port or unix:///... */
 	uint16_t port;
 	char path[NET_PATH_MAX + 1];
 	int lfd; /* listening socket */
@@ -45,8 +46,8 @@ void tnode_close(struct tnode *n);
 void tnode_req_pubkey(struct pv_request *r, const char *chain_id);
 void tnode_req_ping(struct pv_request *r);
 /* A vote for block "blk" (0 = nil) at h/r; type PV_TYPE_PREVOTE or PV_TYPE_PRECOMMIT. */
-void tnode_req_vote(struct pv_request *r, const char *chain_id, int32_t type, int64_t h, int32_t round,
-		    uint8_t blk, int64_t ts_seconds);
+void tnode_req_vote(struct pv_request *r, const char *chain_id, int32_t type, int64_t h,
+		    int32_t round, uint8_t blk, int64_t ts_seconds);
 void tnode_req_proposal(struct pv_request *r, const char *chain_id, int64_t h, int32_t round,
 			uint8_t blk, int64_t ts_seconds);
 

@@ -164,8 +164,9 @@ static void test_default_path(void **state)
 /* Minimal valid pieces the bad cases below are built from. */
 #define CH "chains = ( { id = \"c1\"; state_file = \"s\"; } );\n"
 #define KY "keys = ( { chain_ids = [\"c1\"]; softsign = \"k\"; } );\n"
-#define VA(extra) "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\";\n" \
-		  "  protocol_version = \"v0.37\"; " extra " } );\n"
+#define VA(extra)                                                                         \
+	"validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\";\n" \
+	"  protocol_version = \"v0.37\"; " extra " } );\n"
 
 struct bad {
 	const char *text;
@@ -175,20 +176,25 @@ struct bad {
 static const struct bad bad_cases[] = {
 	{ CH KY VA("") "bogus = 1;\n", "t.conf:5: bogus: unknown key" },
 	{ CH KY VA("timout = 3;"), "t.conf:4: validators[0].timout: unknown key" },
-	{ CH KY VA("timeout = \"10\";"), "t.conf:4: validators[0].timeout: must be an integer, found a string" },
+	{ CH KY VA("timeout = \"10\";"),
+	  "t.conf:4: validators[0].timeout: must be an integer, found a string" },
 	{ CH KY VA("timeout = 0;"), "validators[0].timeout: 0 is out of range" },
-	{ CH KY VA("timeout = 3; timeout_ms = 5;"), "give timeout (seconds) or timeout_ms, not both" },
+	{ CH KY VA("timeout = 3; timeout_ms = 5;"),
+	  "give timeout (seconds) or timeout_ms, not both" },
 	{ CH KY VA("reconnect = 1;"), "validators[0].reconnect: must be true or false" },
 	{ CH KY VA("max_height = -1;"), "validators[0].max_height: -1 is out of range" },
-	{ CH KY VA("backoff_min_ms = 500; backoff_max_ms = 100;"), "backoff_max_ms: 100 is below backoff_min_ms 500" },
+	{ CH KY VA("backoff_min_ms = 500; backoff_max_ms = 100;"),
+	  "backoff_max_ms: 100 is below backoff_min_ms 500" },
 	{ CH KY VA("max_msg_size = 10;"), "validators[0].max_msg_size: 10 is out of range" },
 	{ CH KY "validators = ( { chain_id = \"c2\"; addr = \"tcp://h:1\"; secret_key = \"i\";\n"
 		"  protocol_version = \"v0.37\"; } );\n",
 	  "t.conf:3: validators[0].chain_id: no chain \"c2\" in chains" },
-	{ CH KY "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; } );\n",
+	{ CH KY
+	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; } );\n",
 	  "t.conf:3: validators[0].protocol_version: missing (required)" },
-	{ CH KY VA("") , NULL }, /* sanity: the base is valid */
-	{ CH KY "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; protocol_version = \"v0.37\"; } );\n",
+	{ CH KY VA(""), NULL }, /* sanity: the base is valid */
+	{ CH KY
+	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; protocol_version = \"v0.37\"; } );\n",
 	  "validators[0].secret_key: missing: tcp:// needs" },
 	{ CH KY "validators = ( { chain_id = \"c1\"; addr = \"ftp://h:1\"; secret_key = \"i\";\n"
 		"  protocol_version = \"v0.37\"; } );\n",
@@ -197,8 +203,9 @@ static const struct bad bad_cases[] = {
 		"  protocol_version = \"v0.36\"; } );\n",
 	  "t.conf:4: validators[0].protocol_version: \"v0.36\" is not one of" },
 	{ CH KY VA("") "validators2 = 1;\n", "t.conf:5: validators2: unknown key" },
-	{ CH KY "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; protocol_version = \"v1\"; },\n"
-		"  { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; protocol_version = \"v1\"; } );\n",
+	{ CH KY
+	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; protocol_version = \"v1\"; },\n"
+	  "  { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; protocol_version = \"v1\"; } );\n",
 	  "t.conf:4: validators[1].addr: \"tcp://h:1\" is already used at line 3" },
 	{ CH "keys = ( { chain_ids = [\"c1\"]; softsign = \"k\"; },\n"
 	     "  { chain_ids = [\"c1\"]; uri = \"pkcs11:token=x\"; } );\n",
@@ -221,8 +228,10 @@ static const struct bad bad_cases[] = {
 	  "keys[0].chain_ids: must name at least one chain" },
 	{ CH "keys = ( { chain_ids = [\"c1\", \"c1\"]; softsign = \"k\"; } );\n",
 	  "keys[0].chain_ids: \"c1\" is listed twice" },
-	{ "chains = ( { id = \"c1\"; } );\n" KY, "t.conf:1: chains[0].state_file: missing (required)" },
-	{ "chains = ( { id = \"c1\"; state_file = \"\"; } );\n" KY, "chains[0].state_file: must not be empty" },
+	{ "chains = ( { id = \"c1\"; } );\n" KY,
+	  "t.conf:1: chains[0].state_file: missing (required)" },
+	{ "chains = ( { id = \"c1\"; state_file = \"\"; } );\n" KY,
+	  "chains[0].state_file: must not be empty" },
 	{ "chains = ( { id = \"c1\"; state_file = \"s\"; key_format = \"base64\"; } );\n" KY,
 	  "chains[0].key_format: \"base64\" is not one of" },
 	{ "chains = ( { id = \"c1\"; state_file = \"s\"; key_format = \"bech32\"; } );\n" KY,
@@ -245,8 +254,9 @@ static const struct bad bad_cases[] = {
 	{ CH KY "log = { level = \"loud\"; };\n", "t.conf:3: log.level: \"loud\" is not one of" },
 	{ CH KY "log = { lvl = \"info\"; };\n", "t.conf:3: log.lvl: unknown key" },
 	{ CH KY "log = \"info\";\n", "t.conf:3: log: must be a group" },
-	{ CH KY VA("secret_key_pin_env = \"PIN\";"), "secret_key_pin_env: only for a secret_key that is a pkcs11: URI" },
-	{ "chains = ( { id = \"c1\"\n state_file = \"s\"; } );\n", "t.conf:2: syntax error" },
+	{ CH KY VA("secret_key_pin_env = \"PIN\";"),
+	  "secret_key_pin_env: only for a secret_key that is a pkcs11: URI" },
+	{ "chains = ( { id = \"c1\";\n state_file = ; } );\n", "t.conf:2: syntax error" },
 	{ "@include \"/etc/passwd\"\n" CH KY, "t.conf:1: @include: not supported" },
 };
 
