@@ -121,6 +121,11 @@ static int guarded_sign(const struct handler_ctx *h, const struct pv_request *re
 	if (r == KMS_OK)
 		return KMS_OK;
 	*refused = 1;
+	if (r == KMS_ERR_STATE_IO)
+		kms_log_err("double-sign state of chain %s cannot be made durable: every signature "
+			    "for this chain is refused until p11kms is restarted (check the disk "
+			    "holding the state file)",
+			    h->chain_id);
 	if (res->reason[0] != '\0')
 		(void)snprintf(why, sizeof(why), "%s", res->reason);
 	else

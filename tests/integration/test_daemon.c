@@ -4,7 +4,9 @@
  * Secret Connection, or a Unix socket), daemon_run() dials them with softsign
  * keys, and every answer is decoded and its signature verified with OpenSSL.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -464,6 +466,49 @@ static void test_one_key_two_chains(void **state)
 	tnode_close(&b);
 }
 
+/* A state write that cannot be made durable: refused (code 6), fail-closed, connection kept. */
+static atomic_int fail_sync;
+
+static int flaky_fdatasync(int fd)
+{
+	if (atomic_load(&fail_sync)) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static void test_state_io_fail_closed(void **state)
+{
+	struct fx *f = *state;
+	struct tnode n;
+	char one[512];
+	struct pv_request req;
+	struct dfile_ops ops = *dfile_ops();
+	ops.fdatasync = flaky_fdatasync;
+
+	tnode_listen(&n, PV_V0_37, 0, NULL, 0);
+	fx_conf(f, NULL, val(one, sizeof(one), CHAIN_A, n.addr, "v0.37", NULL));
+	atomic_store(&fail_sync, 0);
+	dfile_set_ops(&ops);
+	tu_log_capture_start();
+	fx_start(f);
+	accept_ok(&n);
+	pv_response_free(vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, 1, 0, 1));
+	atomic_store(&fail_sync, 1);
+	tnode_req_vote(&req, CHAIN_A, PV_TYPE_PREVOTE, 2, 0, 1, TS);
+	expect_refusal(&n, &req, PV_CODE_STATE_UNAVAILABLE);
+	/* Fail-closed: the disk is back, but the guard refuses until restarted. */
+	atomic_store(&fail_sync, 0);
+	tnode_req_vote(&req, CHAIN_A, PV_TYPE_PREVOTE, 3, 0, 1, TS);
+	expect_refusal(&n, &req, PV_CODE_STATE_UNAVAILABLE);
+	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
+	dfile_set_ops(NULL);
+	assert_true(tu_log_contains("cannot be made durable"));
+	tu_log_capture_stop();
+	tnode_close(&n);
+}
+
 static void test_refusals_keep_connection(void **state)
 {
 	struct fx *f = *state;
@@ -793,6 +838,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_key_two_chains, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_keep_connection, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_state_io_fail_closed, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_vote_extensions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_node_restart_reconnect, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_unix_socket, fx_setup, fx_teardown),
