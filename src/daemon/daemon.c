@@ -297,6 +297,10 @@ static int prepare_conns(struct daemon *d)
 			int ec = open_ident(d, v, &c->ident);
 			if (ec != CMD_EXIT_OK)
 				return ec;
+		} else if (v->secret_key != NULL) {
+			kms_log_warn("validators entry %s:%d: secret_key is not used for unix:// "
+				     "addresses (no Secret Connection)",
+				     cfg->path, v->line);
 		}
 		if (c->version == PV_V0_38 && !c->chain->cc->sign_extensions)
 			kms_log_info(
@@ -319,9 +323,11 @@ static int preload_softsign(struct daemon *d)
 		if (cfg->keys[i].kind == CFG_KEY_SOFTSIGN)
 			paths[n++] = cfg->keys[i].softsign;
 	for (size_t i = 0; i < cfg->n_validators; i++) {
-		const char *sk = cfg->validators[i].secret_key;
-		if (sk != NULL && strncmp(sk, "pkcs11:", 7) != 0)
-			paths[n++] = sk;
+		const struct cfg_validator *v = &cfg->validators[i];
+		if (v->net.scheme != NET_TCP || v->secret_key == NULL)
+			continue;
+		if (strncmp(v->secret_key, "pkcs11:", 7) != 0)
+			paths[n++] = v->secret_key;
 	}
 	int r = n > 0 ? slot_softsign_preload(paths, n) : KMS_OK;
 	free(paths);

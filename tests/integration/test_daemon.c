@@ -670,10 +670,12 @@ static void test_unix_socket(void **state)
 	struct pv_response *resp = NULL;
 
 	tnode_listen(&n, PV_V0_37, 0, sock, 0);
-	/* No secret_key: a Unix socket carries no Secret Connection. */
+	/* A Unix socket carries no Secret Connection: a secret_key (here one that
+	 * does not even exist, as a migrated tmkms.toml may have) is ignored. */
 	(void)snprintf(one, sizeof(one),
 		       "  { chain_id = \"" CHAIN_A
-		       "\"; addr = \"%s\"; protocol_version = \"v0.37\"; }",
+		       "\"; addr = \"%s\"; protocol_version = \"v0.37\";"
+		       " secret_key = \"missing.key\"; }",
 		       n.addr);
 	fx_conf(f, NULL, one);
 	fx_start(f);
