@@ -443,7 +443,11 @@ static int parse_validator(struct cfg_ctx *x, const config_setting_t *g, const c
 	if (cfg_proto_parse(proto, &v->protocol_version) != KMS_OK) {
 		key_path(sub, sizeof(sub), kp, "protocol_version");
 		r = cfg_errf(x, line_of(member(g, "protocol_version")), sub,
-			     "\"%s\" is not one of \"v0.34\", \"v0.37\", \"v0.38\", \"v1\"", proto);
+			     "\"%s\" is not one of \"v0.34\", \"v0.37\", \"v0.38\", \"v1\"%s",
+			     proto,
+			     strcmp(proto, "v0.33") == 0 || strcmp(proto, "legacy") == 0 ?
+				     " (Tendermint <= 0.33 amino framing is not supported)" :
+				     "");
 		goto out;
 	}
 	key_path(sub, sizeof(sub), kp, "secret_key");

@@ -202,6 +202,9 @@ static const struct bad bad_cases[] = {
 	{ CH KY "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\";\n"
 		"  protocol_version = \"v0.36\"; } );\n",
 	  "t.conf:4: validators[0].protocol_version: \"v0.36\" is not one of" },
+	{ CH KY "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\";\n"
+		"  protocol_version = \"v0.33\"; } );\n",
+	  "amino framing is not supported" },
 	{ CH KY VA("") "validators2 = 1;\n", "t.conf:5: validators2: unknown key" },
 	{ CH KY
 	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; protocol_version = \"v1\"; },\n"
