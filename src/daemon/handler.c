@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "p11kms/guard.h"
 #include "p11kms/kms_log.h"
@@ -62,9 +63,17 @@ static void block_prefix(const struct pv_block_id *b, char out[static 16])
 	(void)snprintf(out, 16, "%02X%02X%02X\xe2\x80\xa6", b->hash[0], b->hash[1], b->hash[2]);
 }
 
-static double ms_since(int64_t t0)
+/* Monotonic microseconds: signing latency is well under a millisecond on softsign. */
+static int64_t now_us(void)
 {
-	return (double)(net_now_ms() - t0);
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static double ms_since(int64_t t0_us)
+{
+	return (double)(now_us() - t0_us) / 1000.0;
 }
 
 /* Refusal: WARN with the reason, then a RemoteSignerError response (connection stays up). */
@@ -176,7 +185,7 @@ static int handle_vote(const struct handler_ctx *h, const struct pv_request *req
 	struct kbuf *sb = NULL;
 	char blk[16];
 	int refused = 0, signed_ext = 0;
-	int64_t t0 = net_now_ms();
+	int64_t t0 = now_us();
 	int r;
 
 	r = check_height(h, req, vote.height, out, &refused);
@@ -213,7 +222,7 @@ static int handle_vote(const struct handler_ctx *h, const struct pv_request *req
 	if (r != KMS_OK)
 		goto out;
 	block_prefix(&vote.block_id, blk);
-	kms_log_info("signed %s chain=%s h=%lld r=%d s=%d block=%s%s%s%s ms=%.1f peer=%s",
+	kms_log_info("signed %s chain=%s h=%lld r=%d s=%d block=%s%s%s%s ms=%.2f peer=%s",
 		     type_label(vote.type), h->chain_id, (long long)vote.height, (int)vote.round,
 		     (int)hrs.step, blk, signed_ext ? " ext=signed" : "",
 		     res.reused ? " reused=1" : "", res.timestamp_replaced ? " ts=stored" : "",
@@ -234,7 +243,7 @@ static int handle_proposal(const struct handler_ctx *h, const struct pv_request 
 	struct kbuf *sb = NULL;
 	char blk[16];
 	int refused = 0;
-	int64_t t0 = net_now_ms();
+	int64_t t0 = now_us();
 	int r;
 
 	r = check_height(h, req, prop.height, out, &refused);
@@ -259,7 +268,7 @@ static int handle_proposal(const struct handler_ctx *h, const struct pv_request 
 	if (r != KMS_OK)
 		goto out;
 	block_prefix(&prop.block_id, blk);
-	kms_log_info("signed Proposal chain=%s h=%lld r=%d s=1 pol=%d block=%s%s ms=%.1f peer=%s",
+	kms_log_info("signed Proposal chain=%s h=%lld r=%d s=1 pol=%d block=%s%s ms=%.2f peer=%s",
 		     h->chain_id, (long long)prop.height, (int)prop.round, (int)prop.pol_round, blk,
 		     res.reused ? " reused=1" : "", ms_since(t0), h->peer);
 out:
