@@ -139,6 +139,8 @@ run() {
 		while read -r listen; do addrs+=("$listen"); done <"$WORK/$name-$c.addr"
 	done
 	write_conf "$name" "$m" "$k" "$kind" "${addrs[@]}"
+	# The disk's sync cost drifts (other load, VM flushes): measure it next to each run.
+	"$FLOORS" --dir "$WORK/state" --n 300 >"$WORK/res/$name.fsync.json" || die "$name: fdatasync floor"
 	"$P11KMS" start -c "$WORK/$name.conf" >>"$WORK/daemon.log" 2>&1 &
 	local dpid=$!
 	PIDS="$PIDS $dpid"
@@ -189,13 +191,15 @@ for name in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "
         "responses_per_s": reqs / el if el > 0 else 0.0,
         "new_signatures_per_s": reqs / sims[0]["connections"] / el if el > 0 else 0.0,
         "rss_mib": r.get("VmRSS", 0.0), "hwm_mib": r.get("VmHWM", 0.0),
+        "fdatasync_p50_ms_adjacent": load(os.path.join(res, name + ".fsync.json"))["fdatasync"]["p50_ms"],
     }
-fs = floors["fdatasync"]["p50_ms"]
+def over(k):
+    return runs[k]["p50_ms"] - runs[k]["fdatasync_p50_ms_adjacent"]
 targets = {
     "durable_p50_within_0.15ms_of_fdatasync": {
-        k: round(runs[k]["p50_ms"] - fs, 4) for k in ["softsign-tcp", "softsign-unix"]},
+        k: round(over(k), 4) for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]},
     "overhead_minus_persistence_under_0.1ms": {
-        k: round(runs[k]["p50_ms"] - fs, 4) for k in ["softsign-tcp", "softsign-unix"]},
+        k: round(over(k), 4) for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]},
     "rss_3x3_softsign_under_8MiB": round(runs["scale-3x3"]["hwm_mib"], 2),
 }
 load = open("/proc/loadavg").read().split()[:3]
@@ -231,10 +235,11 @@ for k, label in [("scale-1x1", "1 chain x 1 sentry"), ("scale-3x3", "3 chains x 
           r["new_signatures_per_s"], r["rss_mib"], r["hwm_mib"]))
 print()
 print("targets (reported, not asserted):")
-for k in ["softsign-tcp", "softsign-unix"]:
-    d = runs[k]["p50_ms"] - fs
-    print("  %-14s durable p50 - fdatasync p50 = %+.3f ms (target <= 0.15: %s; overhead target < 0.1: %s)" % (
-        k, d, "met" if d <= 0.15 else "missed", "met" if d < 0.1 else "missed"))
+for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]:
+    d = over(k)
+    print("  %-14s p50 %.3f - fdatasync p50 %.3f (measured just before) = %+.3f ms: <= 0.15 %s, < 0.1 %s" % (
+        k, runs[k]["p50_ms"], runs[k]["fdatasync_p50_ms_adjacent"], d,
+        "met" if d <= 0.15 else "missed", "met" if d < 0.1 else "missed"))
 h = runs["scale-3x3"]["hwm_mib"]
 print("  3 chains x 3 sentries, softsign: peak RSS %.1f MiB (target < 8: %s)" % (h, "met" if h < 8 else "missed"))
 bad = sum(r["failures"] for r in runs.values())
