@@ -39,7 +39,7 @@ struct cfg_chain {
 	char *account_key_prefix;   /* e.g. "haqq" (NULL if not set) */
 	char *consensus_key_prefix; /* e.g. "haqqvalconspub" (NULL if not set; set for bech32) */
 	char *state_file;	    /* double-sign state (absolute path) */
-	int sign_extensions;	    /* v0.38: sign vote extensions of non-nil precommits */
+	int sign_extensions;	    /* v0.38: sign vote extensions of non-nil precommits (default 1) */
 	int line;
 };
 

@@ -254,7 +254,7 @@ static int parse_chain(struct cfg_ctx *x, const config_setting_t *g, const char 
 	    (r = get_str(x, g, kp, "consensus_key_prefix", 0, &c->consensus_key_prefix)) !=
 		    KMS_OK ||
 	    (r = get_path(x, g, kp, "state_file", 1, &c->state_file)) != KMS_OK ||
-	    (r = get_bool(x, g, kp, "sign_extensions", 0, &c->sign_extensions)) != KMS_OK)
+	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK)
 		goto out;
 	if (fmt == NULL) {
 		/* Default: bech32 when a consensus prefix is given, hex otherwise. */

@@ -108,7 +108,7 @@ static void fx_conf(struct fx *f, const char *chain_b_extra, const char *validat
 			 "chains = (\n"
 			 "  { id = \"" CHAIN_A
 			 "\"; key_format = \"bech32\"; consensus_key_prefix = \"haqqvalconspub\";\n"
-			 "    state_file = \"a.state\"; },\n"
+			 "    state_file = \"a.state\"; sign_extensions = false; },\n"
 			 "  { id = \"" CHAIN_B
 			 "\"; key_format = \"hex\"; state_file = \"b.state\"; %s }\n"
 			 ");\n"

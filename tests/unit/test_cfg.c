@@ -64,7 +64,7 @@ static void test_good(void **state)
 	assert_string_equal(c->chains[0].account_key_prefix, "haqq");
 	assert_string_equal(c->chains[0].consensus_key_prefix, "haqqvalconspub");
 	assert_string_equal(c->chains[0].state_file, "/etc/p11kms/state/haqq_11235-1.state");
-	assert_int_equal(c->chains[0].sign_extensions, 0);
+	assert_int_equal(c->chains[0].sign_extensions, 1); /* default on: spec §3.6 */
 	assert_int_equal(c->chains[0].line, 3);
 	assert_int_equal(c->chains[1].key_format, CFG_KEY_FORMAT_COSMOS_JSON);
 	assert_null(c->chains[1].consensus_key_prefix);
