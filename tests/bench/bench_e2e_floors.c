@@ -41,8 +41,9 @@ static int first = 1;
 static void report(const char *name, double *lat, size_t n, double total_ms)
 {
 	qsort(lat, n, sizeof(double), cmp_d);
-	printf("%s\"%s\":{\"n\":%zu,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,\"ops_s\":%.1f}", first ? "" : ",",
-	       name, n, lat[n / 2], lat[(n * 99) / 100], lat[n - 1], (double)n * 1e3 / total_ms);
+	printf("%s\"%s\":{\"n\":%zu,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,\"ops_s\":%.1f}",
+	       first ? "" : ",", name, n, lat[n / 2], lat[(n * 99) / 100], lat[n - 1],
+	       (double)n * 1e3 / total_ms);
 	first = 0;
 }
 
@@ -60,8 +61,8 @@ static int bench_fdatasync(const char *dir, double *lat, size_t n)
 	}
 	memset(rec, 0xA5, sizeof(rec));
 	/* preallocated and synced once, like the guard's two-slot file */
-	if (pwrite(fd, rec, sizeof(rec), 0) != (ssize_t)sizeof(rec) || pwrite(fd, rec, sizeof(rec), REC_BYTES) !=
-	    (ssize_t)sizeof(rec) || fsync(fd) != 0) {
+	if (pwrite(fd, rec, sizeof(rec), 0) != (ssize_t)sizeof(rec) ||
+	    pwrite(fd, rec, sizeof(rec), REC_BYTES) != (ssize_t)sizeof(rec) || fsync(fd) != 0) {
 		perror(path);
 		close(fd);
 		return -1;
@@ -70,7 +71,8 @@ static int bench_fdatasync(const char *dir, double *lat, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		double t = now_ms();
 		rec[0] = (uint8_t)i;
-		if (pwrite(fd, rec, sizeof(rec), (off_t)((i % 2) * REC_BYTES)) != (ssize_t)sizeof(rec) ||
+		if (pwrite(fd, rec, sizeof(rec), (off_t)((i % 2) * REC_BYTES)) !=
+			    (ssize_t)sizeof(rec) ||
 		    fdatasync(fd) != 0) {
 			perror("pwrite/fdatasync");
 			close(fd);
@@ -115,7 +117,8 @@ static int bench_openssl(double *lat, size_t n)
 	return 0;
 }
 
-static int bench_slot(const char *name, const char *uri, const char *softsign, double *lat, size_t n)
+static int bench_slot(const char *name, const char *uri, const char *softsign, double *lat,
+		      size_t n)
 {
 	struct slot *s = NULL;
 	uint8_t msg[MSG_LEN], sig[64];
@@ -169,7 +172,8 @@ int main(int argc, char **argv)
 			}
 			n = v;
 		} else {
-			fprintf(stderr, "usage: bench_e2e_floors --dir DIR [--n N] [--softhsm-uri URI] [--softsign KEY]\n");
+			fprintf(stderr,
+				"usage: bench_e2e_floors --dir DIR [--n N] [--softhsm-uri URI] [--softsign KEY]\n");
 			return 2;
 		}
 	}

@@ -59,6 +59,7 @@ sim_keys() {
 	"$P11KMS" keygen --softsign "$SIM_DIR/secrets/identity.key" >/dev/null 2>&1 ||
 		sim_fail "keygen identity"
 	SIM_PUB="$(sed -n 's/^ *public key (hex): *\([0-9A-Fa-f]\{64\}\).*/\1/p' "$SIM_DIR/keygen.out" | head -n 1)"
+	SIM_PUB_BECH32="$(sed -n 's/^ *public key (bech32): *\([a-z0-9]*\).*/\1/p' "$SIM_DIR/keygen.out" | head -n 1)"
 }
 
 # sim_listen NAME SIM-ARGS...: starts p11kms-sim, waits for its addresses ($SIM_ADDRS, one per line).

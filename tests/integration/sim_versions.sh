@@ -11,12 +11,13 @@ sim_keys
 
 N="${SIM_N:-200}"
 H=1
-run_one() { # VERSION LISTEN [CHAIN_EXTRA]
+run_one() { # VERSION LISTEN [CHAIN_EXTRA [SIM_ARGS...]]
 	local ver="$1" listen="$2" cextra="${3:-}" name chain
+	shift 3 || shift $#
 	name="v${ver//./_}_${listen%%:*}"
 	chain="sim-${ver//./}-${listen%%:*}"
 	sim_listen "$name" --listen "$listen" --version "$ver" --chain-id "$chain" --n "$N" \
-		--start-height "$H" --expect-pubkey "$SIM_PUB" --json --accept-timeout 20
+		--start-height "$H" --expect-pubkey "$SIM_PUB" --json --accept-timeout 20 "$@"
 	sim_conf "$chain" "$ver" "" "$cextra"
 	sim_state_init "$chain"
 	sim_start
@@ -35,9 +36,13 @@ run_one() { # VERSION LISTEN [CHAIN_EXTRA]
 	echo "ok $name: $signed verified, $ext extension signatures, p50 $(json_get "$SIM_DIR/$name.json" latency_ms.p50) ms"
 }
 
-for ver in v0.34 v0.37 v0.38 v1; do
+for ver in v0.34 v0.38 v1; do
 	run_one "$ver" tcp://127.0.0.1:0 "sign_extensions = true;"
 done
+# v0.37 (Haqq mainnet): the node ID pinned in addr, the key given as bech32.
+[ -n "$SIM_PUB_BECH32" ] || sim_fail "no bech32 key in keygen output"
+run_one v0.37 tcp://127.0.0.1:0 "" --addr-with-node-id --expect-pubkey "$SIM_PUB_BECH32"
+grep -q '@127.0.0.1' "$SIM_DIR/p11kms.conf" || sim_fail "node id not in addr"
 run_one v0.38 "unix://$SIM_DIR/node.sock" "sign_extensions = true;"
 
 # Two sentries for one chain (K listeners, K validators entries, one guard).

@@ -22,14 +22,14 @@ struct sim_cfg {
 	enum pv_version version;
 	char chain_id[PV_CHAIN_ID_MAX + 1];
 	enum sim_mode mode;
-	uint64_t n;           /* signing requests per connection */
+	uint64_t n; /* signing requests per connection */
 	int64_t start_height;
 	uint64_t seed;
-	int ping_every;       /* a PingRequest after every N signing requests (0 = never) */
-	int timeout_ms;       /* per request/response */
-	int corrupt_check;    /* flip one bit of each received signature before verifying */
-	int ext_len_max;      /* largest vote extension generated */
-	int expect_ext_sig;   /* v0.38: the signer signs extensions (sign_extensions = true) */
+	int ping_every;	    /* a PingRequest after every N signing requests (0 = never) */
+	int timeout_ms;	    /* per request/response */
+	int corrupt_check;  /* flip one bit of each received signature before verifying */
+	int ext_len_max;    /* largest vote extension generated */
+	int expect_ext_sig; /* v0.38: the signer signs extensions (sign_extensions = true) */
 };
 
 /* ---- the consensus walk (sim_gen.c) ---- */
@@ -43,10 +43,10 @@ struct sim_cfg {
  */
 struct sim_gen {
 	const struct sim_cfg *cfg;
-	int sentry;   /* vote timestamps differ by this many ms between sentries */
+	int sentry; /* vote timestamps differ by this many ms between sentries */
 	int64_t h;
 	int32_t r;
-	int phase;    /* 0 proposal, 1 prevote, 2 precommit */
+	int phase; /* 0 proposal, 1 prevote, 2 precommit */
 	uint8_t ext[256];
 };
 
@@ -61,10 +61,10 @@ uint64_t sim_mix(uint64_t x);
 
 enum sim_verdict {
 	SIM_OK = 0,
-	SIM_BAD_SIG = 1,       /* a signature does not verify */
-	SIM_BAD_EXT_SIG = 2,   /* extension signature missing, unexpected or not verifying */
-	SIM_MISMATCH = 3,      /* the response is not an answer to this request */
-	SIM_REFUSED = 4,       /* RemoteSignerError (code in the response) */
+	SIM_BAD_SIG = 1,     /* a signature does not verify */
+	SIM_BAD_EXT_SIG = 2, /* extension signature missing, unexpected or not verifying */
+	SIM_MISMATCH = 3,    /* the response is not an answer to this request */
+	SIM_REFUSED = 4,     /* RemoteSignerError (code in the response) */
 };
 const char *sim_verdict_name(enum sim_verdict v);
 
@@ -80,15 +80,15 @@ const char *sim_verdict_name(enum sim_verdict v);
  * flips that bit of each signature before verifying (the self-test).
  * why gets one line on failure.
  */
-enum sim_verdict sim_verify(enum pv_version v, const uint8_t pub[static 32], const struct pv_request *req,
-			    const struct pv_response *resp, int want_ext_v038, int corrupt_bit, char *why,
-			    size_t whycap);
+enum sim_verdict sim_verify(enum pv_version v, const uint8_t pub[static 32],
+			    const struct pv_request *req, const struct pv_response *resp,
+			    int want_ext_v038, int corrupt_bit, char *why, size_t whycap);
 
 /* ---- latency and counters (sim_stats.c) ---- */
 
 struct sim_stats {
 	pthread_mutex_t mu;
-	double *lat_ms;   /* one per signing request */
+	double *lat_ms; /* one per signing request */
 	size_t n_lat, cap_lat;
 	uint64_t requests, signed_ok, votes, proposals, ext_sigs, pings, refused, failures;
 	uint64_t verify_failures, corrupt_detected, corrupt_missed;
@@ -100,7 +100,8 @@ struct sim_stats {
 void sim_stats_init(struct sim_stats *s);
 void sim_stats_free(struct sim_stats *s);
 void sim_stats_latency(struct sim_stats *s, double ms);
-void sim_stats_fail(struct sim_stats *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sim_stats_fail(struct sim_stats *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Percentile (0..100) of the latencies; sorts them. 0 when empty. */
 double sim_stats_pct(struct sim_stats *s, double p);
 double sim_stats_max(const struct sim_stats *s);
@@ -109,7 +110,8 @@ double sim_stats_max(const struct sim_stats *s);
 
 struct sim_listener {
 	struct net_addr addr;
-	char addr_str[300]; /* what the signer's config names */
+	char addr_str[300];    /* what the signer's config names */
+	char id_addr_str[360]; /* tcp://<node-id>@host:port (tcp only; else = addr_str) */
 	int lfd;
 	struct sc_soft_identity *si; /* tcp: fresh ephemeral identity, like the node */
 };

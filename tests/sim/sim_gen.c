@@ -95,7 +95,8 @@ static void make_vote(struct sim_gen *g, struct pv_request *req, int32_t type, i
 	fill(v->validator_address, PV_ADDR_LEN, cfg->seed);
 	v->validator_address_len = PV_ADDR_LEN;
 	v->validator_index = 0;
-	if (type == PV_TYPE_PRECOMMIT && !nil_round && pv_version_info(cfg->version)->has_extensions) {
+	if (type == PV_TYPE_PRECOMMIT && !nil_round &&
+	    pv_version_info(cfg->version)->has_extensions) {
 		uint64_t k = sim_mix(cfg->seed ^ (uint64_t)g->h ^ 0x5a5a);
 		size_t max = cfg->ext_len_max > 0 ? (size_t)cfg->ext_len_max : 0;
 		if (max > sizeof(g->ext))

@@ -16,10 +16,13 @@
 #define EPH_MSG_LEN 35
 
 static const char *const names[] = {
-	"truncated-handshake", "garbage-handshake", "bad-auth-signature", "low-order-key",
-	"oversized-length", "flipped-tag", "junk-protobuf", "unknown-oneof",
-	"negative-height", "oversized-extension", "wrong-chain-id", "slowloris",
-	"never-reads", NULL,
+	"truncated-handshake", "garbage-handshake",
+	"bad-auth-signature",  "low-order-key",
+	"oversized-length",    "flipped-tag",
+	"junk-protobuf",       "unknown-oneof",
+	"negative-height",     "oversized-extension",
+	"wrong-chain-id",      "slowloris",
+	"never-reads",	       NULL,
 };
 
 const char *const *sim_hostile_names(void)
@@ -52,7 +55,8 @@ static void wait_close(int fd, int timeout_ms, char *out, size_t cap)
 		}
 		r = net_read_some(fd, buf, sizeof(buf), &got, (int)left);
 		if (r == KMS_ERR_CONN_CLOSED || r == KMS_ERR_SYSTEM) {
-			(void)snprintf(out, cap, "closed after %lld ms", (long long)(net_now_ms() - t0));
+			(void)snprintf(out, cap, "closed after %lld ms",
+				       (long long)(net_now_ms() - t0));
 			return;
 		}
 		if (r == KMS_ERR_TIMEOUT) {
@@ -63,7 +67,8 @@ static void wait_close(int fd, int timeout_ms, char *out, size_t cap)
 }
 
 /* One privval reply on st: "error-reply code=N (desc)", "answered <kind>", or closed/timeout. */
-static void wait_reply(struct net_stream *st, enum pv_version v, int timeout_ms, char *out, size_t cap)
+static void wait_reply(struct net_stream *st, enum pv_version v, int timeout_ms, char *out,
+		       size_t cap)
 {
 	struct kbuf *in = NULL;
 	struct pv_response *resp = NULL;
@@ -82,7 +87,8 @@ static void wait_reply(struct net_stream *st, enum pv_version v, int timeout_ms,
 		goto done;
 	}
 	if (resp->has_error)
-		(void)snprintf(out, cap, "error-reply code=%d (%s)", (int)resp->error_code, resp->error_description);
+		(void)snprintf(out, cap, "error-reply code=%d (%s)", (int)resp->error_code,
+			       resp->error_description);
 	else
 		(void)snprintf(out, cap, "answered %s", pv_req_kind_name(resp->kind));
 done:
@@ -91,7 +97,8 @@ done:
 }
 
 /* After an error reply the connection must still serve: a ping. */
-static void ping_after(struct net_stream *st, enum pv_version v, int timeout_ms, char *out, size_t cap)
+static void ping_after(struct net_stream *st, enum pv_version v, int timeout_ms, char *out,
+		       size_t cap)
 {
 	struct pv_request req;
 	struct kbuf *b = kbuf_new(64);
@@ -99,7 +106,8 @@ static void ping_after(struct net_stream *st, enum pv_version v, int timeout_ms,
 	size_t len = strlen(out);
 	memset(&req, 0, sizeof(req));
 	req.kind = PV_REQ_PING;
-	if (b == NULL || pv_encode_request(v, &req, b) != KMS_OK || pv_write_msg(st, b, timeout_ms) != KMS_OK) {
+	if (b == NULL || pv_encode_request(v, &req, b) != KMS_OK ||
+	    pv_write_msg(st, b, timeout_ms) != KMS_OK) {
 		(void)snprintf(out + len, cap - len, "; ping: write failed (closed)");
 		kbuf_free(b);
 		return;
@@ -112,8 +120,8 @@ static void ping_after(struct net_stream *st, enum pv_version v, int timeout_ms,
 /* ---- a relay that lets us corrupt our own Secret Connection bytes in flight ---- */
 
 struct relay {
-	int inner; /* the sc_conn's end of a socketpair */
-	int outer; /* the signer's socket */
+	int inner;	/* the sc_conn's end of a socketpair */
+	int outer;	/* the signer's socket */
 	size_t flip_at; /* absolute offset of outbound byte to flip (SIZE_MAX = none) */
 	pthread_t tid;
 };
@@ -137,10 +145,11 @@ static void *relay_main(void *arg)
 	struct relay *rl = arg;
 	size_t off = 0;
 	for (;;) {
-		struct pollfd p[2] = {{rl->inner, POLLIN, 0}, {rl->outer, POLLIN, 0}};
+		struct pollfd p[2] = { { rl->inner, POLLIN, 0 }, { rl->outer, POLLIN, 0 } };
 		if (poll(p, 2, 30000) <= 0)
 			break;
-		if ((p[0].revents & (POLLIN | POLLHUP)) && fwd(rl->inner, rl->outer, &off, rl->flip_at) != 0)
+		if ((p[0].revents & (POLLIN | POLLHUP)) &&
+		    fwd(rl->inner, rl->outer, &off, rl->flip_at) != 0)
 			break;
 		if ((p[1].revents & (POLLIN | POLLHUP)) && fwd(rl->outer, rl->inner, NULL, 0) != 0)
 			break;
@@ -166,8 +175,8 @@ static int bad_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[stati
 }
 
 /* Secret Connection as the node, or the plain socket for unix listeners. */
-static int open_conn(struct sim_listener *l, int fd, int timeout_ms, struct sc_conn **sc, struct net_stream *st,
-		     int *fdp)
+static int open_conn(struct sim_listener *l, int fd, int timeout_ms, struct sc_conn **sc,
+		     struct net_stream *st, int *fdp)
 {
 	struct sc_identity id;
 	*sc = NULL;
@@ -198,7 +207,8 @@ static void base_vote(const struct sim_cfg *cfg, struct pv_request *req)
 	req->vote.validator_address_len = PV_ADDR_LEN;
 }
 
-static int send_req(struct net_stream *st, const struct sim_cfg *cfg, const struct pv_request *req, size_t cap)
+static int send_req(struct net_stream *st, const struct sim_cfg *cfg, const struct pv_request *req,
+		    size_t cap)
 {
 	struct kbuf *b = kbuf_new(cap);
 	int r = b ? pv_encode_request(cfg->version, req, b) : KMS_ERR_ALLOC;
@@ -218,25 +228,27 @@ static int send_body(struct net_stream *st, const uint8_t *p, size_t n, int time
 }
 
 /* Modes that run after a good handshake. */
-static void after_handshake(const char *name, struct net_stream *st, int fd, const struct sim_cfg *cfg, char *out,
-			    size_t cap)
+static void after_handshake(const char *name, struct net_stream *st, int fd,
+			    const struct sim_cfg *cfg, char *out, size_t cap)
 {
 	struct pv_request req;
 	int t = cfg->timeout_ms;
 	if (strcmp(name, "oversized-length") == 0) {
 		/* uvarint announcing 2^40 bytes: must be refused before any allocation. */
-		static const uint8_t big[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x20};
+		static const uint8_t big[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x20 };
 		if (st->write(st->ctx, big, sizeof(big), t) != KMS_OK)
 			(void)snprintf(out, cap, "write failed");
 		else
 			wait_reply(st, cfg->version, t, out, cap);
 	} else if (strcmp(name, "junk-protobuf") == 0) {
-		static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99, 0x01, 0x7a};
+		static const uint8_t junk[] = {
+			0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99, 0x01, 0x7a
+		};
 		if (send_body(st, junk, sizeof(junk), t) == KMS_OK)
 			wait_reply(st, cfg->version, t, out, cap);
 	} else if (strcmp(name, "unknown-oneof") == 0) {
 		/* Message field 15 (not a privval oneof) carrying an empty message. */
-		static const uint8_t unk[] = {0x7a, 0x00};
+		static const uint8_t unk[] = { 0x7a, 0x00 };
 		if (send_body(st, unk, sizeof(unk), t) == KMS_OK) {
 			wait_reply(st, cfg->version, t, out, cap);
 			if (strncmp(out, "error-reply", 11) == 0)
@@ -273,7 +285,7 @@ static void after_handshake(const char *name, struct net_stream *st, int fd, con
 		}
 	} else if (strcmp(name, "slowloris") == 0) {
 		/* A length prefix and half the body, then silence. */
-		static const uint8_t part[] = {0x40, 0x12, 0x3e, 0x0a};
+		static const uint8_t part[] = { 0x40, 0x12, 0x3e, 0x0a };
 		if (st->write(st->ctx, part, sizeof(part), t) == KMS_OK)
 			wait_close(fd, t, out, cap);
 	} else if (strcmp(name, "never-reads") == 0) {
@@ -292,12 +304,14 @@ static void after_handshake(const char *name, struct net_stream *st, int fd, con
 		(void)snprintf(out, cap, "closed (write failed)");
 }
 
-static void raw_handshake_mode(const char *name, int fd, const struct sim_cfg *cfg, char *out, size_t cap)
+static void raw_handshake_mode(const char *name, int fd, const struct sim_cfg *cfg, char *out,
+			       size_t cap)
 {
-	uint8_t msg[EPH_MSG_LEN] = {0x22, 0x0a, 0x20};
+	uint8_t msg[EPH_MSG_LEN] = { 0x22, 0x0a, 0x20 };
 	uint8_t junk[64];
 	if (strcmp(name, "truncated-handshake") == 0) {
-		if (kcrypto_random(msg + 3, 32) != KMS_OK || net_write_full(fd, msg, 12, cfg->timeout_ms) != KMS_OK) {
+		if (kcrypto_random(msg + 3, 32) != KMS_OK ||
+		    net_write_full(fd, msg, 12, cfg->timeout_ms) != KMS_OK) {
 			(void)snprintf(out, cap, "closed before we wrote");
 			return;
 		}
@@ -316,13 +330,13 @@ static void raw_handshake_mode(const char *name, int fd, const struct sim_cfg *c
 	wait_close(fd, cfg->timeout_ms, out, cap);
 }
 
-void sim_hostile_run(const char *name, struct sim_listener *l, int fd, const struct sim_cfg *cfg, char *out,
-		     size_t cap)
+void sim_hostile_run(const char *name, struct sim_listener *l, int fd, const struct sim_cfg *cfg,
+		     char *out, size_t cap)
 {
 	struct sc_conn *sc = NULL;
 	struct net_stream st;
 	struct relay rl;
-	int sp[2] = {-1, -1};
+	int sp[2] = { -1, -1 };
 	int cfd = fd, relay_on = 0;
 	int r;
 
@@ -337,7 +351,7 @@ void sim_hostile_run(const char *name, struct sim_listener *l, int fd, const str
 	}
 	if (strcmp(name, "bad-auth-signature") == 0) {
 		struct sc_identity real, id;
-		struct bad_signer bs = {&real};
+		struct bad_signer bs = { &real };
 		if (l->addr.scheme == NET_UNIX) {
 			(void)snprintf(out, cap, "n/a on a unix socket (no handshake)");
 			return;

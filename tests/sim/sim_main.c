@@ -27,6 +27,7 @@ struct sim_opts {
 	int json;
 	int verbose;
 	const char *addr_file;
+	int addr_with_id; /* addr-file lines carry the node ID: tcp://<id>@host:port */
 	const char *replay;
 	const char *hostile;
 	int connections; /* hostile: how many signer connections to handle */
@@ -76,6 +77,7 @@ static void usage(FILE *f)
 		"  --timeout MS          per response (default 5000)\n"
 		"  --accept-timeout S    wait for the signer to connect (default 30)\n"
 		"  --addr-file FILE      write the listening addresses there, one per line\n"
+		"  --addr-with-node-id   ... as tcp://<node-id>@host:port (this run's identity)\n"
 		"  --json                JSON summary on stdout\n"
 		"  --replay FILE         replay double_sign_scenarios.json, check refusals\n"
 		"  --hostile NAME        misbehave once per accepted connection (--hostile list;\n"
@@ -110,7 +112,7 @@ static int parse_pubkey(const char *s, uint8_t pub[32])
 	if (enc_bech32_decode(s, hrp, sizeof(hrp), data, sizeof(data), &n) != KMS_OK)
 		return -1;
 	/* amino prefix 16 24 de 64 20 then the key, as Cosmos shows consensus keys */
-	static const uint8_t amino[5] = {0x16, 0x24, 0xde, 0x64, 0x20};
+	static const uint8_t amino[5] = { 0x16, 0x24, 0xde, 0x64, 0x20 };
 	if (n == 37 && memcmp(data, amino, 5) == 0) {
 		memcpy(pub, data + 5, 32);
 		return 0;
@@ -123,35 +125,56 @@ static int parse_pubkey(const char *s, uint8_t pub[32])
 }
 
 enum {
-	OPT_LISTEN = 256, OPT_VERSION, OPT_CHAIN, OPT_EXPECT, OPT_PREFIX, OPT_MODE, OPT_N, OPT_START,
-	OPT_CONC, OPT_PING, OPT_EXTMAX, OPT_NOEXT, OPT_SEED, OPT_TIMEOUT, OPT_ACCEPT, OPT_ADDRFILE,
-	OPT_JSON, OPT_REPLAY, OPT_HOSTILE, OPT_CONNS, OPT_CORRUPT, OPT_HELP,
+	OPT_LISTEN = 256,
+	OPT_VERSION,
+	OPT_CHAIN,
+	OPT_EXPECT,
+	OPT_PREFIX,
+	OPT_MODE,
+	OPT_N,
+	OPT_START,
+	OPT_CONC,
+	OPT_PING,
+	OPT_EXTMAX,
+	OPT_NOEXT,
+	OPT_SEED,
+	OPT_TIMEOUT,
+	OPT_ACCEPT,
+	OPT_ADDRFILE,
+	OPT_ADDRID,
+	OPT_JSON,
+	OPT_REPLAY,
+	OPT_HOSTILE,
+	OPT_CONNS,
+	OPT_CORRUPT,
+	OPT_HELP,
 };
 
 static const struct option long_opts[] = {
-	{"listen", required_argument, NULL, OPT_LISTEN},
-	{"version", required_argument, NULL, OPT_VERSION},
-	{"chain-id", required_argument, NULL, OPT_CHAIN},
-	{"expect-pubkey", required_argument, NULL, OPT_EXPECT},
-	{"bech32-prefix", required_argument, NULL, OPT_PREFIX},
-	{"mode", required_argument, NULL, OPT_MODE},
-	{"n", required_argument, NULL, OPT_N},
-	{"start-height", required_argument, NULL, OPT_START},
-	{"concurrency", required_argument, NULL, OPT_CONC},
-	{"ping-every", required_argument, NULL, OPT_PING},
-	{"ext-max", required_argument, NULL, OPT_EXTMAX},
-	{"no-ext-sig", no_argument, NULL, OPT_NOEXT},
-	{"seed", required_argument, NULL, OPT_SEED},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"accept-timeout", required_argument, NULL, OPT_ACCEPT},
-	{"addr-file", required_argument, NULL, OPT_ADDRFILE},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"replay", required_argument, NULL, OPT_REPLAY},
-	{"hostile", required_argument, NULL, OPT_HOSTILE},
-	{"connections", required_argument, NULL, OPT_CONNS},
-	{"corrupt-check", no_argument, NULL, OPT_CORRUPT},
-	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0},
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "version", required_argument, NULL, OPT_VERSION },
+	{ "chain-id", required_argument, NULL, OPT_CHAIN },
+	{ "expect-pubkey", required_argument, NULL, OPT_EXPECT },
+	{ "bech32-prefix", required_argument, NULL, OPT_PREFIX },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "n", required_argument, NULL, OPT_N },
+	{ "start-height", required_argument, NULL, OPT_START },
+	{ "concurrency", required_argument, NULL, OPT_CONC },
+	{ "ping-every", required_argument, NULL, OPT_PING },
+	{ "ext-max", required_argument, NULL, OPT_EXTMAX },
+	{ "no-ext-sig", no_argument, NULL, OPT_NOEXT },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "accept-timeout", required_argument, NULL, OPT_ACCEPT },
+	{ "addr-file", required_argument, NULL, OPT_ADDRFILE },
+	{ "addr-with-node-id", no_argument, NULL, OPT_ADDRID },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "replay", required_argument, NULL, OPT_REPLAY },
+	{ "hostile", required_argument, NULL, OPT_HOSTILE },
+	{ "connections", required_argument, NULL, OPT_CONNS },
+	{ "corrupt-check", no_argument, NULL, OPT_CORRUPT },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
 };
 
 static int bad(const char *opt, const char *val)
@@ -235,6 +258,9 @@ static int parse_one(struct sim_opts *o, int c, const char *a)
 			return bad("--accept-timeout", a);
 		o->accept_timeout_ms = (int)u * 1000;
 		return 0;
+	case OPT_ADDRID:
+		o->addr_with_id = 1;
+		return 0;
 	case OPT_ADDRFILE:
 		o->addr_file = a;
 		return 0;
@@ -305,7 +331,8 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
 		if (o->connections == 1)
 			o->connections = (int)k; /* each mode once */
 	} else if (o->hostile != NULL && !sim_hostile_known(o->hostile)) {
-		fprintf(stderr, "p11kms-sim: unknown hostile mode \"%s\" (--hostile list)\n", o->hostile);
+		fprintf(stderr, "p11kms-sim: unknown hostile mode \"%s\" (--hostile list)\n",
+			o->hostile);
 		return EXIT_USAGE;
 	}
 	if (o->n_listen == 0) {
@@ -315,8 +342,8 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
 	if (o->n_listen > 1 && o->concurrency == 1)
 		o->concurrency = o->n_listen;
 	if (o->n_listen > 1 && o->n_listen != o->concurrency) {
-		fprintf(stderr, "p11kms-sim: %d --listen addresses but --concurrency %d\n", o->n_listen,
-			o->concurrency);
+		fprintf(stderr, "p11kms-sim: %d --listen addresses but --concurrency %d\n",
+			o->n_listen, o->concurrency);
 		return EXIT_USAGE;
 	}
 	if ((o->replay != NULL || o->hostile != NULL) && o->concurrency != 1) {
@@ -336,8 +363,10 @@ static void derive_addr(const char *base, int i, char *out, size_t cap)
 	}
 	if (colon != NULL) {
 		uint64_t port = 0;
-		if (parse_u64(colon + 1, 0, 65535, &port) == 0 && port != 0 && port + (uint64_t)i <= 65535) {
-			(void)snprintf(out, cap, "%.*s:%u", (int)(colon - base), base, (unsigned)(port + (uint64_t)i));
+		if (parse_u64(colon + 1, 0, 65535, &port) == 0 && port != 0 &&
+		    port + (uint64_t)i <= 65535) {
+			(void)snprintf(out, cap, "%.*s:%u", (int)(colon - base), base,
+				       (unsigned)(port + (uint64_t)i));
 			return;
 		}
 	}
@@ -366,14 +395,15 @@ static int open_listeners(struct sim_run *run)
 			return -1;
 		}
 		for (int i = 0; i < o->concurrency; i++)
-			fprintf(f, "%s\n", run->l[i].addr_str);
+			fprintf(f, "%s\n",
+				o->addr_with_id ? run->l[i].id_addr_str : run->l[i].addr_str);
 		if (fclose(f) != 0 || rename(tmp, o->addr_file) != 0) {
 			fprintf(stderr, "p11kms-sim: %s: %s\n", o->addr_file, strerror(errno));
 			return -1;
 		}
 	}
 	for (int i = 0; i < o->concurrency; i++)
-		fprintf(stderr, "p11kms-sim: listening on %s (%s, %s)\n", run->l[i].addr_str,
+		fprintf(stderr, "p11kms-sim: listening on %s (%s, %s)\n", run->l[i].id_addr_str,
 			run->l[i].addr.scheme == NET_TCP ? "Secret Connection" : "plain",
 			pv_version_name(o->cfg.version));
 	return 0;
@@ -397,12 +427,14 @@ static int get_pubkey(struct sim_run *run, struct sim_conn *c, int idx)
 	pthread_mutex_lock(&run->st.mu);
 	if (r != KMS_OK) {
 		sim_stats_fail(&run->st, "sentry %d: PubKeyRequest: %s", idx, kms_strerror(r));
-	} else if (sim_verify(o->cfg.version, run->pub, &req, resp, 1, -1, why, sizeof(why)) != SIM_OK) {
+	} else if (sim_verify(o->cfg.version, run->pub, &req, resp, 1, -1, why, sizeof(why)) !=
+		   SIM_OK) {
 		sim_stats_fail(&run->st, "sentry %d: PubKeyRequest: %s", idx, why);
 	} else if (o->has_expect_pub && memcmp(resp->pub_key, o->expect_pub, 32) != 0) {
 		if (enc_hex_encode(resp->pub_key, 32, hex, sizeof(hex)) != KMS_OK)
 			hex[0] = '\0';
-		sim_stats_fail(&run->st, "sentry %d: signer's key %s is not the expected one", idx, hex);
+		sim_stats_fail(&run->st, "sentry %d: signer's key %s is not the expected one", idx,
+			       hex);
 	} else if (run->have_pub && memcmp(resp->pub_key, run->pub, 32) != 0) {
 		sim_stats_fail(&run->st, "sentry %d: a different key than sentry 0", idx);
 	} else {
@@ -420,13 +452,16 @@ static void note_result(struct sim_run *run, int idx, const struct pv_request *r
 {
 	const struct sim_cfg *cfg = &run->o->cfg;
 	char why[300];
-	enum sim_verdict v = sim_verify(cfg->version, run->pub, req, resp, cfg->expect_ext_sig, -1, why, sizeof(why));
-	long long h = req->kind == PV_REQ_SIGN_VOTE ? (long long)req->vote.height : (long long)req->proposal.height;
+	enum sim_verdict v = sim_verify(cfg->version, run->pub, req, resp, cfg->expect_ext_sig, -1,
+					why, sizeof(why));
+	long long h = req->kind == PV_REQ_SIGN_VOTE ? (long long)req->vote.height :
+						      (long long)req->proposal.height;
 	int rd = req->kind == PV_REQ_SIGN_VOTE ? (int)req->vote.round : (int)req->proposal.round;
 
 	if (run->o->verbose)
-		fprintf(stderr, "sentry %d: %s h=%lld r=%d %.3f ms: %s%s%s\n", idx, pv_req_kind_name(req->kind), h,
-			rd, ms, sim_verdict_name(v), why[0] ? ": " : "", why);
+		fprintf(stderr, "sentry %d: %s h=%lld r=%d %.3f ms: %s%s%s\n", idx,
+			pv_req_kind_name(req->kind), h, rd, ms, sim_verdict_name(v),
+			why[0] ? ": " : "", why);
 	sim_stats_latency(&run->st, ms);
 	run->st.requests++;
 	if (req->kind == PV_REQ_SIGN_VOTE)
@@ -452,7 +487,8 @@ static void note_result(struct sim_run *run, int idx, const struct pv_request *r
 		return;
 	/* Self-test: the same response with one bit of a signature flipped must fail. */
 	*rng = sim_mix(*rng);
-	v = sim_verify(cfg->version, run->pub, req, resp, cfg->expect_ext_sig, (int)(*rng % 512), why, sizeof(why));
+	v = sim_verify(cfg->version, run->pub, req, resp, cfg->expect_ext_sig, (int)(*rng % 512),
+		       why, sizeof(why));
 	if (v == SIM_BAD_SIG || v == SIM_BAD_EXT_SIG)
 		run->st.corrupt_detected++;
 	else
@@ -470,7 +506,8 @@ static int do_ping(struct sim_run *run, struct sim_conn *c, int idx)
 	r = sim_call(c, run->o->cfg.version, &req, run->o->cfg.timeout_ms, &resp, &ms);
 	pthread_mutex_lock(&run->st.mu);
 	if (r != KMS_OK || resp->kind != PV_REQ_PING) {
-		sim_stats_fail(&run->st, "sentry %d: ping: %s", idx, r != KMS_OK ? kms_strerror(r) : "wrong response");
+		sim_stats_fail(&run->st, "sentry %d: ping: %s", idx,
+			       r != KMS_OK ? kms_strerror(r) : "wrong response");
 		r = -1;
 	} else {
 		run->st.pings++;
@@ -500,8 +537,8 @@ static void *stream_thread(void *arg)
 	if (r != KMS_OK) {
 		pthread_mutex_lock(&run->st.mu);
 		run->setup_failed = 1;
-		sim_stats_fail(&run->st, "sentry %d: no signer on %s: %s", t->idx, run->l[t->idx].addr_str,
-			       kms_strerror(r));
+		sim_stats_fail(&run->st, "sentry %d: no signer on %s: %s", t->idx,
+			       run->l[t->idx].addr_str, kms_strerror(r));
 		pthread_mutex_unlock(&run->st.mu);
 	} else {
 		fprintf(stderr, "p11kms-sim: signer connected on %s\n", run->l[t->idx].addr_str);
@@ -522,15 +559,18 @@ static void *stream_thread(void *arg)
 			r = sim_call(&c, o->cfg.version, &req, o->cfg.timeout_ms, &resp, &ms);
 			pthread_mutex_lock(&run->st.mu);
 			if (r != KMS_OK) {
-				sim_stats_fail(&run->st, "sentry %d: request %" PRIu64 ": %s (connection dropped)", t->idx,
-					       i, kms_strerror(r));
+				sim_stats_fail(&run->st,
+					       "sentry %d: request %" PRIu64
+					       ": %s (connection dropped)",
+					       t->idx, i, kms_strerror(r));
 				alive = 0;
 			} else {
 				note_result(run, t->idx, &req, resp, ms, &rng);
 			}
 			pthread_mutex_unlock(&run->st.mu);
 			pv_response_free(resp);
-			if (alive && o->cfg.ping_every > 0 && (i + 1) % (uint64_t)o->cfg.ping_every == 0)
+			if (alive && o->cfg.ping_every > 0 &&
+			    (i + 1) % (uint64_t)o->cfg.ping_every == 0)
 				alive = do_ping(run, &c, t->idx) == 0;
 		}
 		/* Lockstep: every sentry asks for the same H/R/S before anyone moves on. */
@@ -562,29 +602,35 @@ static void print_summary(struct sim_run *run, const char *what)
 			b32[0] = '\0';
 	}
 	if (o->json) {
-		json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-				      "mode", what, "version", pv_version_name(o->cfg.version), "chain_id",
-				      o->cfg.chain_id, "pubkey", hex, "connections", o->concurrency, "requests",
-				      (json_int_t)s->requests, "signed", (json_int_t)s->signed_ok, "votes",
-				      (json_int_t)s->votes, "proposals", (json_int_t)s->proposals,
-				      "extension_signatures", (json_int_t)s->ext_sigs, "pings", (json_int_t)s->pings,
-				      "refused", (json_int_t)s->refused, "failures", (json_int_t)s->failures,
-				      "verify_failures", (json_int_t)s->verify_failures, "double_sign_refusals",
-				      (json_int_t)s->refused_by_code[PV_CODE_DOUBLE_SIGN]);
+		json_t *j = json_pack(
+			"{s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "mode",
+			what, "version", pv_version_name(o->cfg.version), "chain_id",
+			o->cfg.chain_id, "pubkey", hex, "connections", o->concurrency, "requests",
+			(json_int_t)s->requests, "signed", (json_int_t)s->signed_ok, "votes",
+			(json_int_t)s->votes, "proposals", (json_int_t)s->proposals,
+			"extension_signatures", (json_int_t)s->ext_sigs, "pings",
+			(json_int_t)s->pings, "refused", (json_int_t)s->refused, "failures",
+			(json_int_t)s->failures, "verify_failures", (json_int_t)s->verify_failures,
+			"double_sign_refusals",
+			(json_int_t)s->refused_by_code[PV_CODE_DOUBLE_SIGN]);
 		if (j == NULL)
 			return;
 		(void)json_object_set_new(j, "latency_ms",
-					  json_pack("{s:f,s:f,s:f,s:f}", "p50", p50, "p90", p90, "p99", p99, "max", mx));
+					  json_pack("{s:f,s:f,s:f,s:f}", "p50", p50, "p90", p90,
+						    "p99", p99, "max", mx));
 		(void)json_object_set_new(j, "requests_per_s", json_real(rps));
 		(void)json_object_set_new(j, "elapsed_s", json_real(secs));
 		if (b32[0])
 			(void)json_object_set_new(j, "pubkey_bech32", json_string(b32));
 		if (o->cfg.corrupt_check) {
-			(void)json_object_set_new(j, "corrupt_detected", json_integer((json_int_t)s->corrupt_detected));
-			(void)json_object_set_new(j, "corrupt_missed", json_integer((json_int_t)s->corrupt_missed));
+			(void)json_object_set_new(j, "corrupt_detected",
+						  json_integer((json_int_t)s->corrupt_detected));
+			(void)json_object_set_new(j, "corrupt_missed",
+						  json_integer((json_int_t)s->corrupt_missed));
 		}
 		if (s->first_failure[0])
-			(void)json_object_set_new(j, "first_failure", json_string(s->first_failure));
+			(void)json_object_set_new(j, "first_failure",
+						  json_string(s->first_failure));
 		char *txt = json_dumps(j, JSON_COMPACT);
 		if (txt != NULL)
 			printf("%s\n", txt);
@@ -592,22 +638,26 @@ static void print_summary(struct sim_run *run, const char *what)
 		json_decref(j);
 		return;
 	}
-	printf("p11kms-sim %s: %s chain=%s sentries=%d\n", what, pv_version_name(o->cfg.version), o->cfg.chain_id,
-	       o->concurrency);
+	printf("p11kms-sim %s: %s chain=%s sentries=%d\n", what, pv_version_name(o->cfg.version),
+	       o->cfg.chain_id, o->concurrency);
 	if (hex[0])
-		printf("  signer key:     %s%s%s\n", hex, b32[0] ? "\n                  " : "", b32);
-	printf("  requests:       %" PRIu64 " (%" PRIu64 " votes, %" PRIu64 " proposals), %" PRIu64 " pings\n",
+		printf("  signer key:     %s%s%s\n", hex, b32[0] ? "\n                  " : "",
+		       b32);
+	printf("  requests:       %" PRIu64 " (%" PRIu64 " votes, %" PRIu64 " proposals), %" PRIu64
+	       " pings\n",
 	       s->requests, s->votes, s->proposals, s->pings);
-	printf("  verified:       %" PRIu64 " signatures + %" PRIu64 " extension signatures (OpenSSL Ed25519)\n",
+	printf("  verified:       %" PRIu64 " signatures + %" PRIu64
+	       " extension signatures (OpenSSL Ed25519)\n",
 	       s->signed_ok, s->ext_sigs);
 	printf("  refused:        %" PRIu64 " (double-sign code 2: %" PRIu64 ")\n", s->refused,
 	       s->refused_by_code[PV_CODE_DOUBLE_SIGN]);
-	printf("  failures:       %" PRIu64 "%s%s\n", s->failures, s->first_failure[0] ? ", first: " : "",
-	       s->first_failure);
+	printf("  failures:       %" PRIu64 "%s%s\n", s->failures,
+	       s->first_failure[0] ? ", first: " : "", s->first_failure);
 	printf("  latency ms:     p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n", p50, p90, p99, mx);
 	printf("  throughput:     %.0f requests/s over %.2f s\n", rps, secs);
 	if (o->cfg.corrupt_check)
-		printf("  corrupt-check:  %" PRIu64 " flipped signatures rejected, %" PRIu64 " accepted\n",
+		printf("  corrupt-check:  %" PRIu64 " flipped signatures rejected, %" PRIu64
+		       " accepted\n",
 		       s->corrupt_detected, s->corrupt_missed);
 }
 
@@ -635,9 +685,10 @@ static int run_stream(struct sim_run *run)
 	if (run->setup_failed)
 		return EXIT_SETUP;
 	if (o->cfg.corrupt_check)
-		return run->st.failures == 0 && run->st.corrupt_missed == 0 && run->st.corrupt_detected > 0
-			       ? 0
-			       : EXIT_FAILURES;
+		return run->st.failures == 0 && run->st.corrupt_missed == 0 &&
+				       run->st.corrupt_detected > 0 ?
+			       0 :
+			       EXIT_FAILURES;
 	return run->st.failures == 0 ? 0 : EXIT_FAILURES;
 }
 
@@ -647,7 +698,8 @@ static int run_replay(struct sim_run *run)
 	int r = sim_accept(&run->l[0], run->o->accept_timeout_ms, &c);
 	int fails;
 	if (r != KMS_OK) {
-		fprintf(stderr, "p11kms-sim: no signer on %s: %s\n", run->l[0].addr_str, kms_strerror(r));
+		fprintf(stderr, "p11kms-sim: no signer on %s: %s\n", run->l[0].addr_str,
+			kms_strerror(r));
 		return EXIT_SETUP;
 	}
 	if (get_pubkey(run, &c, 0) != 0) {
@@ -674,8 +726,8 @@ static int run_hostile(struct sim_run *run)
 		int fd = -1;
 		int ar = net_accept(run->l[0].lfd, o->accept_timeout_ms, &fd);
 		if (ar != KMS_OK) {
-			fprintf(stderr, "p11kms-sim: hostile %s: no signer connection %d: %s\n", o->hostile, i,
-				kms_strerror(ar));
+			fprintf(stderr, "p11kms-sim: hostile %s: no signer connection %d: %s\n",
+				o->hostile, i, kms_strerror(ar));
 			r = EXIT_SETUP;
 			break;
 		}
@@ -689,7 +741,8 @@ static int run_hostile(struct sim_run *run)
 		sim_hostile_run(mode, &run->l[0], fd, &o->cfg, outcome, sizeof(outcome));
 		net_close(&fd);
 		if (o->json)
-			(void)json_array_append_new(arr, json_pack("{s:s,s:s}", "mode", mode, "outcome", outcome));
+			(void)json_array_append_new(
+				arr, json_pack("{s:s,s:s}", "mode", mode, "outcome", outcome));
 		else
 			printf("hostile %-20s connection %d: %s\n", mode, i, outcome);
 	}

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "p11kms/enc.h"
 #include "p11kms/kbuf.h"
 
 static double now_ms(void)
@@ -18,6 +19,9 @@ static double now_ms(void)
 int sim_listen(const char *addr, struct sim_listener *l)
 {
 	char why[160];
+	char hex[41];
+	uint8_t nid[SC_NODE_ID_LEN];
+	struct sc_identity id;
 	uint16_t port = 0;
 	int r;
 
@@ -35,6 +39,7 @@ int sim_listen(const char *addr, struct sim_listener *l)
 	}
 	if (l->addr.scheme == NET_UNIX) {
 		(void)snprintf(l->addr_str, sizeof(l->addr_str), "unix://%s", l->addr.path);
+		(void)snprintf(l->id_addr_str, sizeof(l->id_addr_str), "%s", l->addr_str);
 		return KMS_OK;
 	}
 	r = net_local_port(l->lfd, &port);
@@ -45,7 +50,15 @@ int sim_listen(const char *addr, struct sim_listener *l)
 		return r;
 	}
 	(void)snprintf(l->addr.port, sizeof(l->addr.port), "%u", (unsigned)port);
-	(void)snprintf(l->addr_str, sizeof(l->addr_str), "tcp://%s:%u", l->addr.host, (unsigned)port);
+	(void)snprintf(l->addr_str, sizeof(l->addr_str), "tcp://%s:%u", l->addr.host,
+		       (unsigned)port);
+	/* The node ID of this run's ephemeral identity, for signers that pin it. */
+	sc_soft_identity_get(l->si, &id);
+	if (sc_node_id(id.pub, nid) != KMS_OK ||
+	    enc_hex_encode(nid, sizeof(nid), hex, sizeof(hex)) != KMS_OK)
+		hex[0] = '\0';
+	(void)snprintf(l->id_addr_str, sizeof(l->id_addr_str), "tcp://%s@%s:%u", hex, l->addr.host,
+		       (unsigned)port);
 	return KMS_OK;
 }
 

@@ -16,9 +16,9 @@ struct replay_step {
 	int present;
 	int64_t h;
 	int32_t r;
-	int32_t type; /* PV_TYPE_*; 0 = nothing signed yet */
+	int32_t type;	   /* PV_TYPE_*; 0 = nothing signed yet */
 	const char *block; /* NULL = nil */
-	const char *ts;    /* "T", "T+1ms" */
+	const char *ts;	   /* "T", "T+1ms" */
 	const char *ext;
 };
 
@@ -73,7 +73,7 @@ static int block_of(const char *label, struct pv_block_id *b)
 
 static void build(const struct sim_cfg *cfg, const struct replay_step *s, struct pv_request *req)
 {
-	struct pv_timestamp ts = {REPLAY_TS, 100};
+	struct pv_timestamp ts = { REPLAY_TS, 100 };
 	if (s->ts != NULL && strcmp(s->ts, "T+1ms") == 0)
 		ts.nanos += 1000000;
 	memset(req, 0, sizeof(*req));
@@ -96,8 +96,8 @@ static void build(const struct sim_cfg *cfg, const struct replay_step *s, struct
 	req->vote.timestamp = ts;
 	memset(req->vote.validator_address, 0x42, PV_ADDR_LEN);
 	req->vote.validator_address_len = PV_ADDR_LEN;
-	if (s->type == PV_TYPE_PRECOMMIT && s->block != NULL && pv_version_info(cfg->version)->has_extensions &&
-	    s->ext != NULL) {
+	if (s->type == PV_TYPE_PRECOMMIT && s->block != NULL &&
+	    pv_version_info(cfg->version)->has_extensions && s->ext != NULL) {
 		req->vote.extension = (const uint8_t *)s->ext;
 		req->vote.extension_len = strlen(s->ext);
 	}
@@ -118,8 +118,8 @@ static int ping_ok(struct sim_conn *c, const struct sim_cfg *cfg)
 	int ok;
 	memset(&req, 0, sizeof(req));
 	req.kind = PV_REQ_PING;
-	ok = sim_call(c, cfg->version, &req, cfg->timeout_ms, &resp, &ms) == KMS_OK && resp->kind == PV_REQ_PING &&
-	     !resp->has_error;
+	ok = sim_call(c, cfg->version, &req, cfg->timeout_ms, &resp, &ms) == KMS_OK &&
+	     resp->kind == PV_REQ_PING && !resp->has_error;
 	pv_response_free(resp);
 	return ok;
 }
@@ -131,8 +131,9 @@ static int ping_ok(struct sim_conn *c, const struct sim_cfg *cfg)
  * signature, and valid for the stored timestamp).
  */
 static int judge(const struct sim_cfg *cfg, const uint8_t pub[static 32], const char *expect,
-		 const struct pv_request *first, const struct pv_response *first_resp, const struct pv_request *req,
-		 const struct pv_response *resp, char *why, size_t cap)
+		 const struct pv_request *first, const struct pv_response *first_resp,
+		 const struct pv_request *req, const struct pv_response *resp, char *why,
+		 size_t cap)
 {
 	enum sim_verdict v;
 	if (strncmp(expect, "error", 5) == 0) {
@@ -141,8 +142,9 @@ static int judge(const struct sim_cfg *cfg, const uint8_t pub[static 32], const 
 			return -1;
 		}
 		if (resp->error_code != PV_CODE_DOUBLE_SIGN) {
-			(void)snprintf(why, cap, "refused with code %d, want %d: %s", (int)resp->error_code,
-				       PV_CODE_DOUBLE_SIGN, resp->error_description);
+			(void)snprintf(why, cap, "refused with code %d, want %d: %s",
+				       (int)resp->error_code, PV_CODE_DOUBLE_SIGN,
+				       resp->error_description);
 			return -1;
 		}
 		(void)snprintf(why, cap, "refused code=2 (%s)", resp->error_description);
@@ -161,7 +163,8 @@ static int judge(const struct sim_cfg *cfg, const uint8_t pub[static 32], const 
 		}
 		/* A proposal's stored signature covers the stored timestamp (the first request's). */
 		if (req->kind == PV_REQ_SIGN_PROPOSAL)
-			v = sim_verify(cfg->version, pub, first, resp, cfg->expect_ext_sig, -1, why, cap);
+			v = sim_verify(cfg->version, pub, first, resp, cfg->expect_ext_sig, -1, why,
+				       cap);
 		if (v != SIM_OK)
 			return -1;
 		if (req->kind == PV_REQ_SIGN_VOTE &&
@@ -181,8 +184,8 @@ static int judge(const struct sim_cfg *cfg, const uint8_t pub[static 32], const 
 
 /* Signs "last" (when there is one) then sends "request"; returns 0 when the outcome matches. */
 static int run_scenario(struct sim_conn *c, const struct sim_cfg *cfg, const uint8_t pub[static 32],
-			const struct replay_step *last, const struct replay_step *reqs, const char *expect,
-			struct sim_stats *st, char *why, size_t cap)
+			const struct replay_step *last, const struct replay_step *reqs,
+			const char *expect, struct sim_stats *st, char *why, size_t cap)
 {
 	struct pv_request first, req;
 	struct pv_response *first_resp = NULL, *resp = NULL;
@@ -193,13 +196,15 @@ static int run_scenario(struct sim_conn *c, const struct sim_cfg *cfg, const uin
 	memset(&first, 0, sizeof(first));
 	if (last->present) {
 		build(cfg, last, &first);
-		if (sim_call(c, cfg->version, &first, cfg->timeout_ms, &first_resp, &ms) != KMS_OK) {
+		if (sim_call(c, cfg->version, &first, cfg->timeout_ms, &first_resp, &ms) !=
+		    KMS_OK) {
 			(void)snprintf(why, cap, "no answer to the first request");
 			goto out;
 		}
 		st->requests++;
 		sim_stats_latency(st, ms);
-		if (sim_verify(cfg->version, pub, &first, first_resp, cfg->expect_ext_sig, -1, why, cap) != SIM_OK)
+		if (sim_verify(cfg->version, pub, &first, first_resp, cfg->expect_ext_sig, -1, why,
+			       cap) != SIM_OK)
 			goto out;
 		st->signed_ok++;
 	}
@@ -221,7 +226,8 @@ static int run_scenario(struct sim_conn *c, const struct sim_cfg *cfg, const uin
 		st->signed_ok++;
 	/* The connection must survive a refusal (and everything else). */
 	if (!ping_ok(c, cfg)) {
-		(void)snprintf(why + strlen(why), cap - strlen(why), "; but the ping after it failed");
+		(void)snprintf(why + strlen(why), cap - strlen(why),
+			       "; but the ping after it failed");
 		goto out;
 	}
 	st->pings++;
@@ -232,8 +238,8 @@ out:
 	return rc;
 }
 
-int sim_replay(struct sim_conn *c, const struct sim_cfg *cfg, const uint8_t pub[static 32], const char *path,
-	       struct sim_stats *st, int verbose)
+int sim_replay(struct sim_conn *c, const struct sim_cfg *cfg, const uint8_t pub[static 32],
+	       const char *path, struct sim_stats *st, int verbose)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(path, 0, &jerr);
@@ -244,33 +250,38 @@ int sim_replay(struct sim_conn *c, const struct sim_cfg *cfg, const uint8_t pub[
 
 	(void)verbose;
 	if (!json_is_array(arr)) {
-		fprintf(stderr, "p11kms-sim: --replay %s: %s\n", path, root ? "no \"scenarios\" array" : jerr.text);
+		fprintf(stderr, "p11kms-sim: --replay %s: %s\n", path,
+			root ? "no \"scenarios\" array" : jerr.text);
 		json_decref(root);
 		return 1;
 	}
-	json_array_foreach(arr, i, sc)
-	{
+	json_array_foreach(arr, i, sc) {
 		struct replay_step last, reqs;
 		const char *name = json_string_value(json_object_get(sc, "name"));
-		const char *expect = json_string_value(json_object_get(sc, "expect_cometbft_filepv"));
+		const char *expect =
+			json_string_value(json_object_get(sc, "expect_cometbft_filepv"));
 		int64_t base = (int64_t)(REPLAY_HEIGHT_STRIDE * (i + 1));
 		char why[400];
 
-		if (name == NULL || expect == NULL || parse_step(json_object_get(sc, "last"), base, &last) != 0 ||
+		if (name == NULL || expect == NULL ||
+		    parse_step(json_object_get(sc, "last"), base, &last) != 0 ||
 		    parse_step(json_object_get(sc, "request"), base, &reqs) != 0 || !reqs.present) {
 			fprintf(stderr, "FAIL %-55s malformed scenario\n", name ? name : "?");
 			fails++;
 			continue;
 		}
-		if ((last.ext != NULL || reqs.ext != NULL) && !pv_version_info(cfg->version)->has_extensions) {
-			fprintf(stderr, "skip %-55s (no vote extensions in %s)\n", name, pv_version_name(cfg->version));
+		if ((last.ext != NULL || reqs.ext != NULL) &&
+		    !pv_version_info(cfg->version)->has_extensions) {
+			fprintf(stderr, "skip %-55s (no vote extensions in %s)\n", name,
+				pv_version_name(cfg->version));
 			continue;
 		}
 		/* p11kms's one deliberate difference from FilePV (docs/state.md): a proposal that
 		 * differs only in its timestamp is refused, since the node would keep its own
 		 * timestamp next to the stored signature and the proposal would not verify. */
-		if (reqs.type == PV_TYPE_PROPOSAL && strncmp(expect, "return stored signature", 23) == 0 &&
-		    last.ts != NULL && reqs.ts != NULL && strcmp(last.ts, reqs.ts) != 0)
+		if (reqs.type == PV_TYPE_PROPOSAL &&
+		    strncmp(expect, "return stored signature", 23) == 0 && last.ts != NULL &&
+		    reqs.ts != NULL && strcmp(last.ts, reqs.ts) != 0)
 			expect = "error (p11kms policy: proposal timestamp-only change refused)";
 		if (run_scenario(c, cfg, pub, &last, &reqs, expect, st, why, sizeof(why)) != 0) {
 			fprintf(stderr, "FAIL %-55s %s [expected: %s]\n", name, why, expect);

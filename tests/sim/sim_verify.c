@@ -33,8 +33,8 @@ static int block_eq(const struct pv_block_id *a, const struct pv_block_id *b)
 }
 
 /* Verifies sig (optionally with one bit flipped) over the bytes in sb. */
-static int check_sig(const uint8_t pub[static 32], const struct kbuf *sb, const uint8_t *sig, size_t sig_len,
-		     int corrupt_bit)
+static int check_sig(const uint8_t pub[static 32], const struct kbuf *sb, const uint8_t *sig,
+		     size_t sig_len, int corrupt_bit)
 {
 	uint8_t s[PV_SIG_LEN];
 	if (sig_len != PV_SIG_LEN)
@@ -53,9 +53,9 @@ static int wants_ext(enum pv_version v, const struct pv_request *req, int want_e
 	return v != PV_V0_38 || want_ext_v038;
 }
 
-static enum sim_verdict verify_vote(enum pv_version v, const uint8_t pub[static 32], const struct pv_request *req,
-				    const struct pv_response *resp, int want_ext_v038, int corrupt_bit,
-				    char *why, size_t whycap)
+static enum sim_verdict verify_vote(enum pv_version v, const uint8_t pub[static 32],
+				    const struct pv_request *req, const struct pv_response *resp,
+				    int want_ext_v038, int corrupt_bit, char *why, size_t whycap)
 {
 	const struct pv_vote *q = &req->vote;
 	const struct pv_vote *a = &resp->vote;
@@ -69,9 +69,11 @@ static enum sim_verdict verify_vote(enum pv_version v, const uint8_t pub[static 
 	}
 	if (a->type != q->type || a->height != q->height || a->round != q->round ||
 	    !block_eq(&a->block_id, &q->block_id)) {
-		(void)snprintf(why, whycap, "vote response h=%lld r=%d type=%d does not answer h=%lld r=%d type=%d",
-			       (long long)a->height, (int)a->round, (int)a->type, (long long)q->height,
-			       (int)q->round, (int)q->type);
+		(void)snprintf(
+			why, whycap,
+			"vote response h=%lld r=%d type=%d does not answer h=%lld r=%d type=%d",
+			(long long)a->height, (int)a->round, (int)a->type, (long long)q->height,
+			(int)q->round, (int)q->type);
 		goto out;
 	}
 	/* The node adopts the returned vote, timestamp included (FilePV may return a stored one). */
@@ -82,14 +84,16 @@ static enum sim_verdict verify_vote(enum pv_version v, const uint8_t pub[static 
 		goto out;
 	}
 	if (check_sig(pub, sb, a->signature, a->signature_len, corrupt_bit) != KMS_OK) {
-		(void)snprintf(why, whycap, "vote signature (%zu bytes) does not verify at h=%lld r=%d type=%d",
+		(void)snprintf(why, whycap,
+			       "vote signature (%zu bytes) does not verify at h=%lld r=%d type=%d",
 			       a->signature_len, (long long)q->height, (int)q->round, (int)q->type);
 		out = SIM_BAD_SIG;
 		goto out;
 	}
 	if (!wants_ext(v, req, want_ext_v038)) {
 		if (a->extension_signature_len != 0) {
-			(void)snprintf(why, whycap, "unexpected extension signature at h=%lld r=%d type=%d%s",
+			(void)snprintf(why, whycap,
+				       "unexpected extension signature at h=%lld r=%d type=%d%s",
 				       (long long)q->height, (int)q->round, (int)q->type,
 				       pv_block_id_is_nil(&q->block_id) ? " (nil vote)" : "");
 			out = SIM_BAD_EXT_SIG;
@@ -103,8 +107,10 @@ static enum sim_verdict verify_vote(enum pv_version v, const uint8_t pub[static 
 		(void)snprintf(why, whycap, "cannot compute extension sign bytes");
 		goto out;
 	}
-	if (check_sig(pub, sb, a->extension_signature, a->extension_signature_len, corrupt_bit) != KMS_OK) {
-		(void)snprintf(why, whycap, "extension signature (%zu bytes) does not verify at h=%lld r=%d",
+	if (check_sig(pub, sb, a->extension_signature, a->extension_signature_len, corrupt_bit) !=
+	    KMS_OK) {
+		(void)snprintf(why, whycap,
+			       "extension signature (%zu bytes) does not verify at h=%lld r=%d",
 			       a->extension_signature_len, (long long)q->height, (int)q->round);
 		out = SIM_BAD_EXT_SIG;
 		goto out;
@@ -116,7 +122,8 @@ out:
 }
 
 static enum sim_verdict verify_proposal(const uint8_t pub[static 32], const struct pv_request *req,
-					const struct pv_response *resp, int corrupt_bit, char *why, size_t whycap)
+					const struct pv_response *resp, int corrupt_bit, char *why,
+					size_t whycap)
 {
 	const struct pv_proposal *q = &req->proposal;
 	const struct pv_proposal *a = &resp->proposal;
@@ -127,9 +134,11 @@ static enum sim_verdict verify_proposal(const uint8_t pub[static 32], const stru
 		(void)snprintf(why, whycap, "out of memory");
 		return SIM_MISMATCH;
 	}
-	if (a->height != q->height || a->round != q->round || !block_eq(&a->block_id, &q->block_id)) {
-		(void)snprintf(why, whycap, "proposal response h=%lld r=%d does not answer h=%lld r=%d",
-			       (long long)a->height, (int)a->round, (long long)q->height, (int)q->round);
+	if (a->height != q->height || a->round != q->round ||
+	    !block_eq(&a->block_id, &q->block_id)) {
+		(void)snprintf(
+			why, whycap, "proposal response h=%lld r=%d does not answer h=%lld r=%d",
+			(long long)a->height, (int)a->round, (long long)q->height, (int)q->round);
 		goto out;
 	}
 	/* CometBFT copies only the signature into its proposal: verify over the request. */
@@ -138,7 +147,8 @@ static enum sim_verdict verify_proposal(const uint8_t pub[static 32], const stru
 		goto out;
 	}
 	if (check_sig(pub, sb, a->signature, a->signature_len, corrupt_bit) != KMS_OK) {
-		(void)snprintf(why, whycap, "proposal signature (%zu bytes) does not verify at h=%lld r=%d",
+		(void)snprintf(why, whycap,
+			       "proposal signature (%zu bytes) does not verify at h=%lld r=%d",
 			       a->signature_len, (long long)q->height, (int)q->round);
 		out = SIM_BAD_SIG;
 		goto out;
@@ -149,14 +159,14 @@ out:
 	return out;
 }
 
-enum sim_verdict sim_verify(enum pv_version v, const uint8_t pub[static 32], const struct pv_request *req,
-			    const struct pv_response *resp, int want_ext_v038, int corrupt_bit, char *why,
-			    size_t whycap)
+enum sim_verdict sim_verify(enum pv_version v, const uint8_t pub[static 32],
+			    const struct pv_request *req, const struct pv_response *resp,
+			    int want_ext_v038, int corrupt_bit, char *why, size_t whycap)
 {
 	why[0] = '\0';
 	if (resp->kind != req->kind) {
-		(void)snprintf(why, whycap, "response is a %s, request was a %s", pv_req_kind_name(resp->kind),
-			       pv_req_kind_name(req->kind));
+		(void)snprintf(why, whycap, "response is a %s, request was a %s",
+			       pv_req_kind_name(resp->kind), pv_req_kind_name(req->kind));
 		return SIM_MISMATCH;
 	}
 	if (resp->has_error) {

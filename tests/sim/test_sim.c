@@ -13,8 +13,8 @@
 #include "sim.h"
 #include "testutil.h"
 
-static const uint8_t seed[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-				 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t seed[32] = { 1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+				  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
 
 static void cfg_init(struct sim_cfg *c, enum pv_version v, enum sim_mode m)
 {
@@ -60,7 +60,8 @@ static void test_gen_walk(void **state)
 			assert_int_equal(h, 5);
 			assert_int_equal(s, 1);
 		} else {
-			assert_true(h > ph || (h == ph && r > pr) || (h == ph && r == pr && s == ps + 1));
+			assert_true(h > ph || (h == ph && r > pr) ||
+				    (h == ph && r == pr && s == ps + 1));
 		}
 		if (h == ph && r > pr)
 			bumps++;
@@ -69,7 +70,8 @@ static void test_gen_walk(void **state)
 		assert_int_equal(step_of(&rb), s);
 		if (ra.kind == PV_REQ_SIGN_VOTE) {
 			assert_int_equal(rb.vote.height, h);
-			assert_memory_equal(ra.vote.block_id.hash, rb.vote.block_id.hash, PV_HASH_LEN);
+			assert_memory_equal(ra.vote.block_id.hash, rb.vote.block_id.hash,
+					    PV_HASH_LEN);
 			assert_int_not_equal(ra.vote.timestamp.nanos, rb.vote.timestamp.nanos);
 			if (pv_block_id_is_nil(&ra.vote.block_id)) {
 				nil++;
@@ -116,7 +118,8 @@ static void test_gen_votes_only(void **state)
 }
 
 /* What an honest signer would answer. */
-static void sign_like_signer(enum pv_version v, const struct pv_request *req, struct pv_response *resp)
+static void sign_like_signer(enum pv_version v, const struct pv_request *req,
+			     struct pv_response *resp)
 {
 	struct kbuf *sb = kbuf_new(4096);
 	assert_non_null(sb);
@@ -125,19 +128,25 @@ static void sign_like_signer(enum pv_version v, const struct pv_request *req, st
 	if (req->kind == PV_REQ_SIGN_PROPOSAL) {
 		resp->proposal = req->proposal;
 		assert_int_equal(pv_proposal_sign_bytes(req->chain_id, &req->proposal, sb), KMS_OK);
-		assert_int_equal(kcrypto_ed25519_sign(seed, kbuf_ptr(sb), kbuf_len(sb), resp->proposal.signature), KMS_OK);
+		assert_int_equal(kcrypto_ed25519_sign(seed, kbuf_ptr(sb), kbuf_len(sb),
+						      resp->proposal.signature),
+				 KMS_OK);
 		resp->proposal.signature_len = 64;
 		kbuf_free(sb);
 		return;
 	}
 	resp->vote = req->vote;
 	assert_int_equal(pv_vote_sign_bytes(req->chain_id, &req->vote, sb), KMS_OK);
-	assert_int_equal(kcrypto_ed25519_sign(seed, kbuf_ptr(sb), kbuf_len(sb), resp->vote.signature), KMS_OK);
+	assert_int_equal(
+		kcrypto_ed25519_sign(seed, kbuf_ptr(sb), kbuf_len(sb), resp->vote.signature),
+		KMS_OK);
 	resp->vote.signature_len = 64;
 	if (pv_wants_extension_signature(v, req)) {
 		kbuf_reset(sb);
-		assert_int_equal(pv_vote_extension_sign_bytes(req->chain_id, &req->vote, sb), KMS_OK);
-		assert_int_equal(kcrypto_ed25519_sign(seed, kbuf_ptr(sb), kbuf_len(sb), resp->vote.extension_signature),
+		assert_int_equal(pv_vote_extension_sign_bytes(req->chain_id, &req->vote, sb),
+				 KMS_OK);
+		assert_int_equal(kcrypto_ed25519_sign(seed, kbuf_ptr(sb), kbuf_len(sb),
+						      resp->vote.extension_signature),
 				 KMS_OK);
 		resp->vote.extension_signature_len = 64;
 	}
@@ -161,26 +170,35 @@ static void test_verify_good_and_corrupted(void **state)
 		for (int i = 0; i < 120; i++) {
 			sim_gen_next(&g, &req);
 			sign_like_signer(c.version, &req, &resp);
-			assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)), SIM_OK);
+			assert_int_equal(
+				sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+				SIM_OK);
 			/* every bit position of the signature is checked */
 			for (int bit = 0; bit < 512; bit += 37)
-				assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, bit, why, sizeof(why)),
+				assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, bit,
+							    why, sizeof(why)),
 						 SIM_BAD_SIG);
 			/* a corrupted response (bit flipped on the wire) */
-			uint8_t *sig = req.kind == PV_REQ_SIGN_VOTE ? resp.vote.signature : resp.proposal.signature;
+			uint8_t *sig = req.kind == PV_REQ_SIGN_VOTE ? resp.vote.signature :
+								      resp.proposal.signature;
 			sig[63] ^= 0x80;
-			assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)), SIM_BAD_SIG);
+			assert_int_equal(
+				sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+				SIM_BAD_SIG);
 			assert_non_null(strstr(why, "does not verify"));
 			sig[63] ^= 0x80;
-			if (resp.vote.extension_signature_len == 64 && req.kind == PV_REQ_SIGN_VOTE) {
+			if (resp.vote.extension_signature_len == 64 &&
+			    req.kind == PV_REQ_SIGN_VOTE) {
 				with_ext++;
 				resp.vote.extension_signature[0] ^= 1;
-				assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+				assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why,
+							    sizeof(why)),
 						 SIM_BAD_EXT_SIG);
 				resp.vote.extension_signature[0] ^= 1;
 				/* missing where the node needs one */
 				resp.vote.extension_signature_len = 0;
-				assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+				assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why,
+							    sizeof(why)),
 						 SIM_BAD_EXT_SIG);
 			}
 			checked++;
@@ -208,27 +226,32 @@ static void test_verify_rejects(void **state)
 	sim_gen_next(&g, &req); /* prevote */
 	sign_like_signer(c.version, &req, &resp);
 	/* another key */
-	assert_int_equal(sim_verify(c.version, other, &req, &resp, 1, -1, why, sizeof(why)), SIM_BAD_SIG);
+	assert_int_equal(sim_verify(c.version, other, &req, &resp, 1, -1, why, sizeof(why)),
+			 SIM_BAD_SIG);
 	/* an extension signature on a prevote */
 	resp.vote.extension_signature_len = 64;
-	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)), SIM_BAD_EXT_SIG);
+	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+			 SIM_BAD_EXT_SIG);
 	resp.vote.extension_signature_len = 0;
 	/* an answer for another height */
 	resp.vote.height++;
-	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)), SIM_MISMATCH);
+	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+			 SIM_MISMATCH);
 	resp.vote.height--;
 	/* a refusal */
 	resp.has_error = 1;
 	resp.error_code = PV_CODE_DOUBLE_SIGN;
 	strcpy(resp.error_description, "double signing");
-	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)), SIM_REFUSED);
+	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+			 SIM_REFUSED);
 	assert_non_null(strstr(why, "code=2"));
 	/* a timestamp replaced by the signer is verified as returned */
 	resp.has_error = 0;
 	req.vote.timestamp.nanos += 5;
 	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)), SIM_OK);
 	resp.vote.timestamp.nanos += 5;
-	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)), SIM_BAD_SIG);
+	assert_int_equal(sim_verify(c.version, pub, &req, &resp, 1, -1, why, sizeof(why)),
+			 SIM_BAD_SIG);
 }
 
 static void test_percentiles(void **state)
