@@ -24,7 +24,9 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int log_level = KMS_LOG_INFO;
 static atomic_int log_quiet;
 /* Set from a signal handler; the next line (under the lock) reopens the file. */
-static volatile sig_atomic_t log_reopen_pending;
+/* Set from a signal handler, read by logging threads: a lock-free atomic is
+ * both async-signal-safe and race-free (a plain sig_atomic_t is not the latter). */
+static atomic_int log_reopen_pending;
 /* Protected by log_lock. */
 static int log_fd = -1; /* -1: stderr */
 static char *log_path;
@@ -106,14 +108,14 @@ int kms_log_open(const char *path)
 	free(log_path);
 	log_fd = fd;
 	log_path = copy;
-	log_reopen_pending = 0;
+	atomic_store(&log_reopen_pending, 0);
 	pthread_mutex_unlock(&log_lock);
 	return KMS_OK;
 }
 
 void kms_log_reopen(void)
 {
-	log_reopen_pending = 1;
+	atomic_store(&log_reopen_pending, 1);
 }
 
 void kms_log_set_sink(kms_log_sink_fn sink, void *ctx)
@@ -134,9 +136,8 @@ static void maybe_reopen(void)
 {
 	int fd;
 
-	if (!log_reopen_pending)
+	if (atomic_exchange(&log_reopen_pending, 0) == 0)
 		return;
-	log_reopen_pending = 0;
 	if (log_path == NULL)
 		return;
 	fd = open_log_file(log_path);

@@ -21,6 +21,7 @@
 #include "p11kms/enc.h"
 #include "p11kms/guard.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/merlin.h"
 #include "p11kms/net.h"
 #include "p11kms/sc.h"
 #include "p11kms/slot.h"
@@ -92,6 +93,9 @@ static enum pv_version version_of(enum cfg_proto p)
 	return PV_V0_37;
 }
 
+/* Bound on one C_Sign of a PKCS#11 key (docs/operations.md). */
+#define D_SIGN_TIMEOUT_MS 3000u
+
 /* STYLE.md §2.5: no core dumps or ptrace of a process that holds PINs and sessions. */
 static int hygiene(void)
 {
@@ -105,6 +109,13 @@ static int hygiene(void)
 		return CMD_EXIT_FAIL;
 	}
 	(void)umask(077);
+	/* The hand-written Keccak/STROBE/Merlin must match the published vectors
+	 * before any handshake relies on them (a miscompile would fail every
+	 * handshake with a confusing auth error instead). */
+	if (merlin_selftest() != KMS_OK) {
+		kms_log_err("Merlin/STROBE self-test failed: this build cannot do Secret Connection");
+		return CMD_EXIT_FAIL;
+	}
 	return CMD_EXIT_OK;
 }
 
@@ -162,6 +173,11 @@ static int open_key(struct daemon *d, struct d_chain *ch)
 			    k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
 		return exit_for_slot_err(r);
 	}
+	/* A PKCS#11 token can hang in C_Sign (USB tokens do, tmkms #806/#37); the
+	 * node gives up after 5 s per request, so bound each signature below that
+	 * and let the next one use a fresh session. softsign cannot hang. */
+	if (k->kind == CFG_KEY_PKCS11)
+		slot_set_timeout(ch->key, D_SIGN_TIMEOUT_MS);
 	if (slot_key_type(ch->key) != SLOT_KEY_ED25519) {
 		kms_log_err("the key of chain %s is not Ed25519 (%s:%d)", ch->cc->id, d->cfg->path,
 			    k->line);
