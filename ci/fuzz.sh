@@ -35,7 +35,9 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/p11kms-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 declare -a report=()
 failed=0
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0}
+# third-party leaks only (libconfig 1.5, SoftHSM2): see tests/lsan.supp
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 for name in $names; do
