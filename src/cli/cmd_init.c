@@ -31,7 +31,7 @@ static const char usage[] =
 	"                    shown as Pvalconspub1..., addresses as Pvalcons1...\n"
 	"  --addr ADDR       the node's priv_validator_laddr as seen from here\n"
 	"                    (default tcp://127.0.0.1:26659)\n"
-	"  --protocol V      v0.34 | v0.37 | v0.38 | v1 (default v0.34 for Haqq, else v0.38)\n"
+	"  --protocol V      v0.34 | v0.37 | v0.38 | v1 (default v0.37 for Haqq, else v0.38)\n"
 	"  -h, --help        this text\n";
 
 struct init_args {
@@ -123,7 +123,7 @@ static int resolve_chain(struct init_args *a)
 		return -1;
 	}
 	if (a->protocol == NULL)
-		a->protocol = p != NULL ? "v0.34" : "v0.38";
+		a->protocol = p != NULL ? "v0.37" : "v0.38"; /* Haqq runs CometBFT v0.37.9 */
 	if (strcmp(a->protocol, "v0.34") != 0 && strcmp(a->protocol, "v0.37") != 0 &&
 	    strcmp(a->protocol, "v0.38") != 0 && strcmp(a->protocol, "v1") != 0) {
 		cli_err("init", "--protocol %s: one of v0.34, v0.37, v0.38, v1", a->protocol);
