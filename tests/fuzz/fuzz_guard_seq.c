@@ -139,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct guard *g = NULL;
 	struct guard_hrs last = { 0, 0, GUARD_STEP_NONE }, got;
-	struct req prev;
+	struct req prev = { 0 };
 	int have_prev = 0;
 	uint8_t last_sig[64];
 	struct kbuf *sb = kbuf_new(1024);
