@@ -382,21 +382,30 @@ out:
 	return r;
 }
 
+/* A closed guard_file for path (fd -1), or NULL when out of memory. */
+static struct guard_file *gf_new(const char *path)
+{
+	struct guard_file *gf = calloc(1, sizeof(*gf));
+	if (gf == NULL)
+		return NULL;
+	gf->fd = -1;
+	gf->path = strdup(path);
+	gf->pid_path = str_cat(path, ".pid");
+	if (gf->path == NULL || gf->pid_path == NULL) {
+		guard_file_close(gf);
+		return NULL;
+	}
+	return gf;
+}
+
 int guard_file_open(const char *path, const char *chain_id, struct guard_file **out)
 {
 	struct guard_file *gf = NULL;
 	int r = KMS_ERR_INTERNAL;
 	*out = NULL;
-	gf = calloc(1, sizeof(*gf));
+	gf = gf_new(path);
 	if (gf == NULL)
 		return KMS_ERR_ALLOC;
-	gf->fd = -1;
-	gf->path = strdup(path);
-	gf->pid_path = str_cat(path, ".pid");
-	if (gf->path == NULL || gf->pid_path == NULL) {
-		r = KMS_ERR_ALLOC;
-		goto out;
-	}
 	gf->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (gf->fd < 0) {
 		int e = errno;
@@ -470,16 +479,9 @@ int guard_file_open_ro(const char *path, struct guard_file **out)
 	struct guard_file *gf = NULL;
 	int r = KMS_ERR_INTERNAL;
 	*out = NULL;
-	gf = calloc(1, sizeof(*gf));
+	gf = gf_new(path);
 	if (gf == NULL)
 		return KMS_ERR_ALLOC;
-	gf->fd = -1;
-	gf->path = strdup(path);
-	gf->pid_path = str_cat(path, ".pid");
-	if (gf->path == NULL || gf->pid_path == NULL) {
-		r = KMS_ERR_ALLOC;
-		goto out;
-	}
 	gf->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (gf->fd < 0) {
 		int e = errno;
