@@ -16,6 +16,7 @@
  * HOSTILE_RSS_MAX_KB (allowed VmRSS growth; default 2048, not checked under
  * ASan, whose quarantine keeps freed memory resident).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -197,6 +198,24 @@ static long vmrss_kb(pid_t pid)
 			kb = strtol(line + 6, NULL, 10);
 	fclose(fp);
 	return kb;
+}
+
+/* Open descriptors of pid (entries of /proc/pid/fd), -1 if unreadable. */
+static long fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	long n = 0;
+	DIR *d;
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
 static long env_long(const char *name, long dflt)
@@ -862,17 +881,22 @@ static void test_many_bad_connections(void **state)
 {
 	long n = env_long("HOSTILE_BAD_CONNS", 2000), warm = n / 10 < 200 ? n / 10 : 200;
 	long max_kb = env_long("HOSTILE_RSS_MAX_KB", 2048);
-	long rss0, rss1, rss_warm, g = good_mark(), drops0 = atomic_load(&G.good_drops);
+	long rss0, rss1, rss_warm, fd0, fd1, g = good_mark(), drops0 = atomic_load(&G.good_drops);
 	int64_t t0 = net_now_ms();
 
 	(void)state;
 	rss0 = vmrss_kb(G.pid);
+	fd0 = fd_count(G.pid);
 	for (long i = 0; i < warm; i++)
 		one_bad((int)i);
 	rss_warm = vmrss_kb(G.pid);
 	for (long i = warm; i < n; i++)
 		one_bad((int)i);
 	rss1 = vmrss_kb(G.pid);
+	fd1 = fd_count(G.pid);
+	printf("    open descriptors of the daemon: %ld before, %ld after\n", fd0, fd1);
+	/* the daemon may hold its next dial to us at either sample */
+	assert_true(fd0 > 0 && fd1 > 0 && fd1 <= fd0 + 1);
 	printf("    %ld bad connections in %.1f s: VmRSS %ld kB at start, %ld kB after %ld, "
 	       "%ld kB at the end (growth after warm-up %+ld kB)%s\n",
 	       n, (double)(net_now_ms() - t0) / 1000.0, rss0, rss_warm, warm, rss1, rss1 - rss_warm,
