@@ -885,6 +885,8 @@ static void test_many_bad_connections(void **state)
 	int64_t t0 = net_now_ms();
 
 	(void)state;
+	long log0 = file_size(G.log);
+
 	rss0 = vmrss_kb(G.pid);
 	fd0 = fd_count(G.pid);
 	for (long i = 0; i < warm; i++)
@@ -894,7 +896,9 @@ static void test_many_bad_connections(void **state)
 		one_bad((int)i);
 	rss1 = vmrss_kb(G.pid);
 	fd1 = fd_count(G.pid);
-	printf("    open descriptors of the daemon: %ld before, %ld after\n", fd0, fd1);
+	printf("    open descriptors of the daemon: %ld before, %ld after; log grew %ld bytes "
+	       "(%.0f bytes per bad connection, good node's lines included)\n",
+	       fd0, fd1, file_size(G.log) - log0, (double)(file_size(G.log) - log0) / (double)n);
 	/* the daemon may hold its next dial to us at either sample */
 	assert_true(fd0 > 0 && fd1 > 0 && fd1 <= fd0 + 1);
 	printf("    %ld bad connections in %.1f s: VmRSS %ld kB at start, %ld kB after %ld, "
