@@ -12,11 +12,18 @@ if(TARGET p11kms AND TARGET p11kms_tnode)
 	if(TARGET p11kms_softsign_module)
 		list(APPEND _ho_env "P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>")
 	endif()
+	# p11kms-sim --hostile all drives the same modes once more (when tests/sim builds it)
+	if(TARGET p11kms-sim)
+		list(APPEND _ho_env "P11KMS_SIM=$<TARGET_FILE:p11kms-sim>")
+	endif()
 	p11kms_test(hostile_daemon SOURCES ${_ho}/hostile_daemon.c
 		DEPS p11kms_tnode p11kms_guard p11kms_privval p11kms_net p11kms_crypto p11kms_core
 			p11kms_testutil Threads::Threads
 		LABELS softhsm TIMEOUT 300 ENV ${_ho_env} "HOSTILE_BAD_CONNS=2000")
 	add_dependencies(hostile_daemon p11kms)
+	if(TARGET p11kms-sim)
+		add_dependencies(hostile_daemon p11kms-sim)
+	endif()
 	add_test(NAME hostile_daemon_10k COMMAND hostile_daemon)
 	set_tests_properties(hostile_daemon_10k PROPERTIES LABELS slow TIMEOUT 900
 		SKIP_RETURN_CODE 77

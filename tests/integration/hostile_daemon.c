@@ -218,6 +218,15 @@ static long fd_count(pid_t pid)
 	return n;
 }
 
+/* "tcp://127.0.0.1:PORT" in a static buffer (the hostile node's address). */
+static const char *hostile_addr(const char *port)
+{
+	static char buf[64];
+
+	(void)snprintf(buf, sizeof(buf), "tcp://127.0.0.1:%s", port);
+	return buf;
+}
+
 static long env_long(const char *name, long dflt)
 {
 	const char *s = getenv(name);
@@ -853,6 +862,72 @@ static void test_never_reads(void **state)
 	expect_good_progress(g);
 }
 
+/* ---- the same modes from p11kms-sim --hostile all (tests/sim), when built ---- */
+
+static void test_sim_hostile_modes(void **state)
+{
+	const char *sim = getenv("P11KMS_SIM");
+	char port[16], out_path[512], line[512];
+	struct net_addr a;
+	char why[128];
+	long off = file_size(G.log), g = good_mark();
+	int st = 0, lines = 0;
+	pid_t pid;
+	FILE *fp;
+
+	(void)state;
+	if (sim == NULL || access(sim, X_OK) != 0) {
+		printf("    P11KMS_SIM not set: p11kms-sim modes skipped\n");
+		return;
+	}
+	(void)snprintf(port, sizeof(port), "%u", (unsigned)G.hport);
+	(void)snprintf(out_path, sizeof(out_path), "%s/sim.out", G.dir);
+	/* hand the hostile node's port to the simulator (the daemon redials meanwhile) */
+	net_close(&G.hlfd);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char addr[64];
+		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		(void)snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%s", port);
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		execl(sim, "p11kms-sim", "--listen", addr, "--hostile", "all", "--connections",
+		      "13", "--version", "v1", "--chain-id", CHAIN, "--timeout", "5000",
+		      "--accept-timeout", "20", (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(net_addr_parse(hostile_addr(port), &a, why, sizeof(why)), KMS_OK);
+	assert_int_equal(net_listen(&a, &G.hlfd), KMS_OK);
+	fp = fopen(out_path, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		printf("    sim: %s", line);
+		if (strncmp(line, "hostile ", 8) != 0)
+			continue;
+		lines++;
+		assert_null(strstr(line, "still open"));
+		if (strstr(line, "wrong-chain-id") != NULL) {
+			/* refused with code 3, and the connection still answers a ping */
+			assert_non_null(strstr(line, "error-reply code=3"));
+			assert_non_null(strstr(line, "answered ping"));
+		} else {
+			assert_null(strstr(line, "answered"));
+			assert_non_null(strstr(line, "closed"));
+		}
+	}
+	fclose(fp);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(lines, 13);
+	expect_log(off, "low-order remote ephemeral key", NULL);
+	expect_log(off, "verify-authsig", NULL);
+	expect_log(off, "message over max_msg_size", NULL);
+	expect_log(off, "code=3", "chain_id mismatch", NULL);
+	expect_good_progress(g);
+}
+
 /* ---- many bad connections: memory ---- */
 
 static void one_bad(int i)
@@ -970,6 +1045,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_chain_id),
 		cmocka_unit_test(test_slowloris),
 		cmocka_unit_test(test_never_reads),
+		cmocka_unit_test(test_sim_hostile_modes),
 		cmocka_unit_test(test_many_bad_connections),
 		cmocka_unit_test(test_stop_and_state),
 	};
