@@ -17,7 +17,9 @@ BUILD="${BENCH_BUILD_DIR:-$ROOT/build/bench}"
 N="${BENCH_N:-2000}"
 OUT="$BUILD/results.json"
 WORK=""
+SHM=""
 PIDS=""
+STATE_DIR="state" # relative to the config; the tmpfs runs point it at $SHM
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -31,6 +33,7 @@ cleanup() {
 		wait "$p" 2>/dev/null || true
 	done
 	if declare -F softhsm_cleanup >/dev/null; then softhsm_cleanup; fi
+	[ -n "$SHM" ] && [ -d "$SHM" ] && rm -rf -- "$SHM"
 	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf -- "$WORK"
 	exit $rc
 }
@@ -77,7 +80,7 @@ write_conf() {
 		echo "chains = ("
 		for ((c = 0; c < m; c++)); do
 			[ $c = 0 ] || echo ","
-			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"state/$name-$c.state\"; }"
+			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; }"
 		done
 		echo ");"
 		echo "keys = ("
@@ -140,7 +143,8 @@ run() {
 	done
 	write_conf "$name" "$m" "$k" "$kind" "${addrs[@]}"
 	# The disk's sync cost drifts (other load, VM flushes): measure it next to each run.
-	"$FLOORS" --dir "$WORK/state" --n 300 >"$WORK/res/$name.fsync.json" || die "$name: fdatasync floor"
+	"$FLOORS" --dir "$(cd "$WORK" && cd "$STATE_DIR" && pwd)" --n 300 >"$WORK/res/$name.fsync.json" ||
+		die "$name: fdatasync floor"
 	"$P11KMS" start -c "$WORK/$name.conf" >>"$WORK/daemon.log" 2>&1 &
 	local dpid=$!
 	PIDS="$PIDS $dpid"
@@ -163,6 +167,15 @@ run softhsm2-tcp softhsm2 tcp 1 1
 run softhsm2-unix softhsm2 unix 1 1
 run scale-1x1 softsign tcp 1 1
 run scale-3x3 softsign tcp 3 3
+# The same path with the state on tmpfs, where fdatasync costs ~nothing: the latency that
+# is left is protocol + crypto + PKCS#11 (the "overhead minus persistence" figure).
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	SHM="$(mktemp -d /dev/shm/p11kms-bench.XXXXXX)"
+	STATE_DIR="$SHM"
+	run softsign-tcp-tmpfs softsign tcp 1 1
+	run softsign-unix-tmpfs softsign unix 1 1
+	STATE_DIR="state"
+fi
 
 python3 - "$WORK/res" "$OUT" "$N" <<'PY'
 import glob, json, os, platform, sys, time
@@ -177,7 +190,9 @@ def rss(name):
         d[k] = int(v) / 1024.0  # MiB
     return d
 runs = {}
-for name in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3"]:
+names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3"]
+names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"] if os.path.exists(os.path.join(res, k + ".rss"))]
+for name in names:
     sims = [load(p) for p in sorted(glob.glob(os.path.join(res, name + "-sim*.json")))]
     reqs = sum(s["requests"] for s in sims)
     el = max(s["elapsed_s"] for s in sims)
@@ -199,7 +214,7 @@ targets = {
     "durable_p50_within_0.15ms_of_fdatasync": {
         k: round(over(k), 4) for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]},
     "overhead_minus_persistence_under_0.1ms": {
-        k: round(over(k), 4) for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]},
+        k: round(runs[k]["p50_ms"], 4) for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"] if k in runs},
     "rss_3x3_softsign_under_8MiB": round(runs["scale-3x3"]["hwm_mib"], 2),
 }
 load = open("/proc/loadavg").read().split()[:3]
@@ -220,6 +235,13 @@ for k, label in [("softsign-tcp", "softsign, TCP+SC"), ("softsign-unix", "softsi
     r = runs[k]
     print("%-22s %9.3f %9.3f %9.3f %12.0f %9.1f %9.1f" % (label, r["p50_ms"], r["p99_ms"], r["max_ms"],
           r["responses_per_s"], r["rss_mib"], r["hwm_mib"]))
+for k, label in [("softsign-tcp-tmpfs", "softsign, TCP+SC *"), ("softsign-unix-tmpfs", "softsign, Unix *")]:
+    if k in runs:
+        r = runs[k]
+        print("%-22s %9.3f %9.3f %9.3f %12.0f %9.1f %9.1f" % (label, r["p50_ms"], r["p99_ms"], r["max_ms"],
+              r["responses_per_s"], r["rss_mib"], r["hwm_mib"]))
+if "softsign-tcp-tmpfs" in runs:
+    print("* state file on tmpfs (no real sync): what remains is protocol + crypto + PKCS#11")
 print()
 print("floors (same run, same machine)       p50 ms    p99 ms      ops/s")
 for k, label in [("fdatasync", "bare pwrite+fdatasync (state disk)"), ("ed25519_openssl", "bare Ed25519 sign (OpenSSL)"),
@@ -237,9 +259,13 @@ print()
 print("targets (reported, not asserted):")
 for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]:
     d = over(k)
-    print("  %-14s p50 %.3f - fdatasync p50 %.3f (measured just before) = %+.3f ms: <= 0.15 %s, < 0.1 %s" % (
-        k, runs[k]["p50_ms"], runs[k]["fdatasync_p50_ms_adjacent"], d,
-        "met" if d <= 0.15 else "missed", "met" if d < 0.1 else "missed"))
+    print("  %-14s durable p50 %.3f - fdatasync p50 %.3f (measured just before) = %+.3f ms (target <= 0.15: %s)" % (
+        k, runs[k]["p50_ms"], runs[k]["fdatasync_p50_ms_adjacent"], d, "met" if d <= 0.15 else "missed"))
+for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"]:
+    if k in runs:
+        d = runs[k]["p50_ms"]
+        print("  %-20s protocol + crypto overhead (p50, no sync) = %.3f ms (target < 0.1: %s)" % (
+            k.replace("-tmpfs", ""), d, "met" if d < 0.1 else "missed"))
 h = runs["scale-3x3"]["hwm_mib"]
 print("  3 chains x 3 sentries, softsign: peak RSS %.1f MiB (target < 8: %s)" % (h, "met" if h < 8 else "missed"))
 bad = sum(r["failures"] for r in runs.values())
