@@ -162,7 +162,7 @@ step "The signer's log (a sample)"
 log="$WORK/p11kms.log"
 [ -s "$log" ] || log="$WORK/p11kms.stderr"
 {
-	grep -m 6 -v 'signed ' "$log" || true
+	grep -v -e 'signed ' -e 'stopp' "$log" | head -n 9 || true
 	grep 'signed ' "$log" | head -n 6 || true
 	echo "    ..."
 	grep 'signed ' "$log" | tail -n 3 || true
