@@ -118,7 +118,7 @@ chains = (
   {
     id = "$CHAIN";
     key_format = "bech32";
-    account_key_prefix = "haqq";
+    account_key_prefix = "haqqpub";
     consensus_key_prefix = "haqqvalconspub";
     state_file = "state/$CHAIN.state";
   }

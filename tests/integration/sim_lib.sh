@@ -87,7 +87,7 @@ sim_conf() {
 	local cextra="${4:-}" vextra="${5:-}"
 	local a first=1
 	{
-		printf 'chains = ( { id = "%s"; key_format = "bech32"; account_key_prefix = "haqq";\n' "$chain"
+		printf 'chains = ( { id = "%s"; key_format = "bech32"; account_key_prefix = "haqqpub";\n' "$chain"
 		printf '  consensus_key_prefix = "haqqvalconspub"; state_file = "state/%s.state"; %s } );\n' \
 			"$chain" "$cextra"
 		printf 'keys = ( { chain_ids = [ "%s" ]; %s } );\n' "$chain" "$key"
