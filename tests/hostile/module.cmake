@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Hostile input (issue 12, docs/hostile-input.md): the bad-input suite against a running
-# `p11kms start` (tests/integration/hostile_daemon.c, its own hostile node plus a
-# well-behaved one) and the bad operator input suite (tests/integration/hostile_operator.sh).
-# hostile_daemon: 2000 bad connections (label softhsm, ~1 min); hostile_daemon_10k: 10 000
-# (label slow). Both print the daemon's VmRSS before and after.
+# `p11kms start` (tests/integration/hostile_daemon.c: its own hostile node over tcp and a
+# Unix socket, p11kms-sim --hostile all, and a well-behaved node) and the bad operator input
+# suite (tests/integration/hostile_operator.sh).
+# hostile_daemon: 2000 bad connections (label softhsm, ~20 s; ~30 s under ASan);
+# hostile_daemon_10k: 10 000 (label slow). Both print the daemon's VmRSS before and after.
 set(_ho ${CMAKE_SOURCE_DIR}/tests/integration)
 if(TARGET p11kms AND TARGET p11kms_tnode)
 	set(_ho_env "P11KMS_BIN=$<TARGET_FILE:p11kms>"
