@@ -425,7 +425,15 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen, i
 		return KMS_ERR_SYSTEM;
 	}
 	if (connect(fd, sa, salen) != 0) {
-		if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR) {
+		/*
+		 * A non-blocking AF_UNIX connect() fails with EAGAIN when the
+		 * listener's backlog is full: unlike TCP's EINPROGRESS, no
+		 * connection is on its way, and POLLOUT would then report an
+		 * unconnected socket as ready. The node is not accepting (spec
+		 * §1.5: it serves one signer at a time), so this is a refused
+		 * dial, and the caller backs off.
+		 */
+		if (errno != EINPROGRESS && errno != EINTR) {
 			err = errno;
 			goto fail;
 		}
@@ -449,8 +457,9 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen, i
 	goto out;
 fail:
 	if (err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == EHOSTUNREACH ||
-	    err == ENETUNREACH) {
-		kms_log_debug("connect refused addr=%s err=%s", name, strerror(err));
+	    err == ENETUNREACH || err == EAGAIN) {
+		kms_log_debug("connect refused addr=%s err=%s%s", name, strerror(err),
+			      err == EAGAIN ? " (listen backlog full: the node is not accepting)" : "");
 		r = KMS_ERR_CONN_CLOSED;
 	} else {
 		kms_log_err("connect failed addr=%s err=%s", name, strerror(err));

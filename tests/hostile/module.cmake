@@ -30,12 +30,11 @@ if(TARGET p11kms AND TARGET p11kms_tnode)
 		SKIP_RETURN_CODE 77
 		ENVIRONMENT "P11KMS_VECTORS_DIR=${P11KMS_VECTORS_DIR};${_ho_env};HOSTILE_BAD_CONNS=10000")
 endif()
-# Reproducer of a net_dial bug (docs/hostile-input.md, "unix backlog"): WILL_FAIL until
-# src/net/net.c connect_one() treats EAGAIN from an AF_UNIX connect() as "backlog full";
-# then ctest reports it failed, and WILL_FAIL is removed.
+# Regression test of a net_dial bug (docs/hostile-input.md, "unix backlog"): EAGAIN from
+# an AF_UNIX connect() (backlog full) returned an unconnected socket; fixed in connect_one().
 p11kms_test(hostile_net SOURCES ${_ho}/hostile_net.c DEPS p11kms_net p11kms_core p11kms_testutil
 	LABELS unit)
-set_tests_properties(hostile_net PROPERTIES WILL_FAIL TRUE)
+
 if(TARGET p11kms AND EXISTS ${_ho}/hostile_operator.sh)
 	p11kms_script_test(hostile_operator ${_ho}/hostile_operator.sh LABELS softhsm
 		ENV "P11KMS_BIN=$<TARGET_FILE:p11kms>"
