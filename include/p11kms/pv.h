@@ -142,11 +142,11 @@ enum pv_code {
 	PV_CODE_UNKNOWN = 0,           /* generic (CometBFT's reference signer uses 0 for everything) */
 	PV_CODE_INVALID_REQUEST = 1,   /* validation failed */
 	PV_CODE_DOUBLE_SIGN = 2,       /* guard refusal: conflicting data or H/R/S regression (tmkms: 2) */
-	PV_CODE_CHAIN_ID_MISMATCH = 3,
+	PV_CODE_CHAIN_ID_MISMATCH = 3, /* reserved, never sent: see pv_reference_refusal() */
 	PV_CODE_MAX_HEIGHT = 4,
 	PV_CODE_SIGN_FAILED = 5,       /* token/HSM error */
 	PV_CODE_STATE_UNAVAILABLE = 6, /* state could not be made durable */
-	PV_CODE_UNSUPPORTED = 7,       /* SignBytes / raw bytes refused ("sign_bytes disabled") */
+	PV_CODE_UNSUPPORTED = 7,       /* reserved, never sent: see pv_reference_refusal() */
 	PV_CODE_TOO_LARGE = 8,         /* sign input over the token's limit */
 };
 
@@ -184,12 +184,25 @@ KMS_MUST_CHECK int pv_validate_request(const struct pv_request *r, const char *c
 				       size_t whycap);
 
 /* For results of pv_validate_request and the layers after it:
- * KMS_ERR_REFUSED -> CHAIN_ID_MISMATCH (max_height refusals: use
- * PV_CODE_MAX_HEIGHT directly), KMS_ERR_FORMAT -> INVALID_REQUEST,
- * KMS_ERR_DOUBLE_SIGN -> DOUBLE_SIGN, KMS_ERR_STATE_IO -> STATE_UNAVAILABLE,
- * KMS_ERR_PKCS11/KMS_ERR_CRYPTO -> SIGN_FAILED, KMS_ERR_UNSUPPORTED ->
- * UNSUPPORTED, KMS_ERR_TOO_LARGE -> TOO_LARGE, else UNKNOWN. */
+ * KMS_ERR_FORMAT -> INVALID_REQUEST, KMS_ERR_DOUBLE_SIGN -> DOUBLE_SIGN,
+ * KMS_ERR_STATE_IO -> STATE_UNAVAILABLE, KMS_ERR_PKCS11/KMS_ERR_CRYPTO ->
+ * SIGN_FAILED, KMS_ERR_TOO_LARGE -> TOO_LARGE (max_height refusals: use
+ * PV_CODE_MAX_HEIGHT directly), else UNKNOWN — including KMS_ERR_REFUSED
+ * (chain-id mismatch) and KMS_ERR_UNSUPPORTED (SignBytes), which are answered
+ * with code 0 and pv_reference_refusal()'s text. */
 enum pv_code pv_code_for_err(int kms_err);
+
+/*
+ * The description CometBFT's reference signer (privval/signer_requestHandler.go)
+ * sends, with code 0, when it refuses a request for another chain-id: "unable
+ * to provide pubkey" (v1: "unable to provide pubkey type and bytes"), "unable
+ * to sign vote", "unable to sign proposal"; and the recommended SignBytes
+ * refusal "sign_bytes disabled" (spec §7.2, §7.4). p11kms answers those two
+ * refusals with exactly these bytes, as the golden exchanges in
+ * privval_messages.json do, and logs the details (both chain-ids) instead.
+ * Empty string for PV_REQ_PING.
+ */
+const char *pv_reference_refusal(enum pv_version v, enum pv_req_kind k);
 
 /*
  * Whether the signer must produce Vote.extension_signature for this

@@ -76,14 +76,24 @@ static double ms_since(int64_t t0_us)
 	return (double)(now_us() - t0_us) / 1000.0;
 }
 
-/* Refusal: WARN with the reason, then a RemoteSignerError response (connection stays up). */
-static int refuse(const struct handler_ctx *h, const struct pv_request *req, enum pv_code code,
-		  const char *why, struct kbuf *out)
+/*
+ * Refusal: WARN with the reason, then a RemoteSignerError response carrying
+ * desc (the connection stays up).
+ */
+static int refuse_as(const struct handler_ctx *h, const struct pv_request *req, enum pv_code code,
+		     const char *why, const char *desc, struct kbuf *out)
 {
 	kms_log_warn("refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind), h->chain_id,
 		     (int)code, h->peer, why);
 	kbuf_reset(out);
-	return pv_encode_error_response(h->version, req->kind, (int32_t)code, why, out);
+	return pv_encode_error_response(h->version, req->kind, (int32_t)code, desc, out);
+}
+
+/* Refusal whose reply tells the node the same reason we log. */
+static int refuse(const struct handler_ctx *h, const struct pv_request *req, enum pv_code code,
+		  const char *why, struct kbuf *out)
+{
+	return refuse_as(h, req, code, why, why, out);
 }
 
 /* Maps a guard/slot error to a code; the guard's REFUSED means inconsistent sign bytes. */
@@ -318,11 +328,22 @@ int handler_handle(const struct handler_ctx *h, const struct pv_request *req, st
 	kbuf_reset(out);
 	if (req->kind == PV_REQ_PING)
 		return pv_encode_ping_response(h->version, out);
-	/* An arbitrary-signing oracle would bypass the guard (spec §7.4). */
+	/*
+	 * An arbitrary-signing oracle would bypass the guard (spec §7.4). This
+	 * refusal and the chain-id one below answer with the reference signer's
+	 * code 0 and text (pv_reference_refusal), byte-exact with the golden
+	 * exchanges; the log line carries the details.
+	 */
 	if (req->kind == PV_REQ_SIGN_BYTES)
-		return refuse(h, req, PV_CODE_UNSUPPORTED, "sign_bytes disabled", out);
+		return refuse_as(
+			h, req, PV_CODE_UNKNOWN,
+			"SignBytes is never signed (it would bypass the double-sign guard)",
+			pv_reference_refusal(h->version, req->kind), out);
 	why[0] = '\0';
 	r = pv_validate_request(req, h->chain_id, why, sizeof(why));
+	if (r == KMS_ERR_REFUSED)
+		return refuse_as(h, req, PV_CODE_UNKNOWN, why[0] ? why : kms_strerror(r),
+				 pv_reference_refusal(h->version, req->kind), out);
 	if (r != KMS_OK)
 		return refuse(h, req, pv_code_for_err(r), why[0] ? why : kms_strerror(r), out);
 	switch (req->kind) {

@@ -84,8 +84,9 @@ static const char *vote_from_wire(const struct pv_version_info *vi, const Pvwire
 	v->height = w->height;
 	v->round = w->round;
 	v->validator_index = w->validator_index;
-	if (v->height < 0 || v->round < 0)
-		return "vote height or round is negative";
+	/* Negative height/round decode (Go's decoder accepts them too) and are
+	 * refused by pv_validate_request with an error reply, not a dropped
+	 * connection: the message itself is well-formed. */
 	if ((why = bid_from_wire(w->block_id, &v->block_id)) || (why = ts_from_wire(w->timestamp, &v->timestamp)))
 		return why;
 	why = fixed_bytes(&w->validator_address, v->validator_address, PV_ADDR_LEN, &v->validator_address_len,
@@ -113,8 +114,6 @@ static const char *prop_from_wire(const Pvwire__Proposal *w, struct pv_proposal 
 	p->height = w->height;
 	p->round = w->round;
 	p->pol_round = w->pol_round;
-	if (p->height < 0 || p->round < 0)
-		return "proposal height or round is negative";
 	if ((why = bid_from_wire(w->block_id, &p->block_id)) || (why = ts_from_wire(w->timestamp, &p->timestamp)))
 		return why;
 	return sig_bytes(&w->signature, p->signature, &p->signature_len, "proposal signature is over 64 bytes");

@@ -101,8 +101,6 @@ int pv_validate_request(const struct pv_request *r, const char *configured_chain
 enum pv_code pv_code_for_err(int kms_err)
 {
 	switch (kms_err) {
-	case KMS_ERR_REFUSED:
-		return PV_CODE_CHAIN_ID_MISMATCH;
 	case KMS_ERR_FORMAT:
 		return PV_CODE_INVALID_REQUEST;
 	case KMS_ERR_DOUBLE_SIGN:
@@ -112,13 +110,29 @@ enum pv_code pv_code_for_err(int kms_err)
 	case KMS_ERR_PKCS11:
 	case KMS_ERR_CRYPTO:
 		return PV_CODE_SIGN_FAILED;
-	case KMS_ERR_UNSUPPORTED:
-		return PV_CODE_UNSUPPORTED;
 	case KMS_ERR_TOO_LARGE:
 		return PV_CODE_TOO_LARGE;
 	default:
 		return PV_CODE_UNKNOWN;
 	}
+}
+
+const char *pv_reference_refusal(enum pv_version v, enum pv_req_kind k)
+{
+	switch (k) {
+	case PV_REQ_PUBKEY:
+		return v == PV_V1 ? "unable to provide pubkey type and bytes" :
+				    "unable to provide pubkey";
+	case PV_REQ_SIGN_VOTE:
+		return "unable to sign vote";
+	case PV_REQ_SIGN_PROPOSAL:
+		return "unable to sign proposal";
+	case PV_REQ_SIGN_BYTES:
+		return "sign_bytes disabled";
+	case PV_REQ_PING:
+		break;
+	}
+	return "";
 }
 
 int pv_wants_extension_signature(enum pv_version v, const struct pv_request *r)

@@ -251,6 +251,88 @@ static int cmp_i64(const void *a, const void *b)
 
 /* ---- tests ----------------------------------------------------------------------------- */
 
+/*
+ * Every derived exchange of privval_messages.json through the running daemon:
+ * the request bytes go in exactly as a CometBFT node sends them, and the
+ * response must equal the vector byte for byte (signatures, echoed fields,
+ * extension signatures, v1 pubkey layout, the reference refusals). Each
+ * exchange gets a fresh state, since the list reuses one height; family A
+ * runs as both v0.34 and v0.37.
+ */
+static void run_golden(struct fx *f, const json_t *e, size_t idx, const char *proto,
+		       enum pv_version v)
+{
+	char conf[1024], st[64], addr_val[512];
+	struct tnode n;
+	size_t rl = 0, wl = 0, hdr = 0, body = 0;
+	uint8_t *rq = tu_hex_alloc(tu_json_str(e, "request_delimited_hex"), &rl);
+	uint8_t *want = tu_hex_alloc(tu_json_str(e, "response_delimited_hex"), &wl);
+	struct kbuf *got = NULL;
+
+	(void)snprintf(st, sizeof(st), "golden-%zu-%s.state", idx, proto);
+	char *sp = tu_path(f->dir, st);
+	assert_int_equal(guard_state_init(sp, CHAIN_A, 1, 0, GUARD_STEP_NONE), KMS_OK);
+	free(sp);
+	tnode_listen(&n, v, 0, NULL, 0);
+	int len = snprintf(conf, sizeof(conf),
+			   "chains = ( { id = \"" CHAIN_A "\"; state_file = \"%s\"; } );\n"
+			   "keys = ( { chain_ids = [ \"" CHAIN_A "\" ]; softsign = \"golden.key\"; } );\n"
+			   "validators = (\n%s\n);\n",
+			   st, val(addr_val, sizeof(addr_val), CHAIN_A, n.addr, proto, NULL));
+	assert_true(len > 0 && (size_t)len < sizeof(conf));
+	tu_write_file(f->conf, conf, (size_t)len, 0600);
+	fx_start(f);
+	accept_ok(&n);
+	assert_int_equal(pv_frame_parse(rq, rl, rl, &hdr, &body), KMS_OK);
+	struct kbuf *msg = kbuf_from(rq + hdr, body);
+	assert_int_equal(pv_write_msg(&n.st, msg, 5000), KMS_OK);
+	assert_int_equal(pv_read_msg(&n.st, 1 << 20, 5000, &got), KMS_OK);
+	assert_int_equal(pv_frame_parse(want, wl, wl, &hdr, &body), KMS_OK);
+	if (kbuf_len(got) != body || memcmp(kbuf_ptr(got), want + hdr, body) != 0) {
+		char *h = tu_to_hex(kbuf_ptr(got), kbuf_len(got));
+		fail_msg("%s as %s: response differs from the vector\n got %s", tu_json_str(e, "name"),
+			 proto, h);
+	}
+	kbuf_free(got);
+	kbuf_free(msg);
+	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
+	tnode_close(&n);
+	free(rq);
+	free(want);
+}
+
+static void test_golden_exchanges(void **state)
+{
+	struct fx *f = *state;
+	json_t *root = tu_load_vector("privval_messages.json");
+	const json_t *in = json_object_get(json_object_get(root, "inputs"), "pubkey");
+	const json_t *ex = json_object_get(json_object_get(root, "derived_exchanges"), "exchanges");
+	uint8_t seed[32];
+	size_t i, ran = 0;
+	json_t *e;
+
+	assert_int_equal(tu_hex(tu_json_str(in, "seed"), seed, sizeof(seed)), 32);
+	write_seed(f->dir, "golden.key", seed);
+	json_array_foreach(ex, i, e) {
+		const char *fam = tu_json_str(e, "family");
+		if (fam[0] == 'A') {
+			run_golden(f, e, i, "v0.34", PV_V0_34);
+			run_golden(f, e, i, "v0.37", PV_V0_37);
+			ran += 2;
+		} else if (fam[0] == 'B') {
+			run_golden(f, e, i, "v0.38", PV_V0_38);
+			ran++;
+		} else if (fam[0] == 'C') {
+			run_golden(f, e, i, "v1", PV_V1);
+			ran++;
+		} else {
+			fail_msg("unknown family %s", fam);
+		}
+	}
+	assert_true(ran >= 9);
+	json_decref(root);
+}
+
 static void test_pubkey_each_version(void **state)
 {
 	struct fx *f = *state;
@@ -427,9 +509,9 @@ static void test_two_chains(void **state)
 	pv_response_free(vote_ok(&b, CHAIN_B, f->pub_b, PV_TYPE_PREVOTE, 10, 0, 1));
 	/* Each connection only signs for its own chain. */
 	tnode_req_vote(&req, CHAIN_B, PV_TYPE_PRECOMMIT, 11, 0, 1, TS);
-	expect_refusal(&a, &req, PV_CODE_CHAIN_ID_MISMATCH);
+	expect_refusal(&a, &req, PV_CODE_UNKNOWN);
 	tnode_req_pubkey(&req, CHAIN_A);
-	expect_refusal(&b, &req, PV_CODE_CHAIN_ID_MISMATCH);
+	expect_refusal(&b, &req, PV_CODE_UNKNOWN);
 	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
 	tnode_close(&a);
 	tnode_close(&b);
@@ -530,7 +612,7 @@ static void test_refusals_keep_connection(void **state)
 	expect_refusal(&n, &req, PV_CODE_DOUBLE_SIGN);
 	/* wrong chain-id */
 	tnode_req_vote(&req, "other-chain", PV_TYPE_PREVOTE, 60, 0, 1, TS);
-	expect_refusal(&n, &req, PV_CODE_CHAIN_ID_MISMATCH);
+	expect_refusal(&n, &req, PV_CODE_UNKNOWN);
 	/* max_height */
 	tnode_req_vote(&req, CHAIN_A, PV_TYPE_PREVOTE, 101, 0, 1, TS);
 	expect_refusal(&n, &req, PV_CODE_MAX_HEIGHT);
@@ -539,13 +621,18 @@ static void test_refusals_keep_connection(void **state)
 	/* invalid: a prevote at height 0 (decodes, fails validation) */
 	tnode_req_vote(&req, CHAIN_A, PV_TYPE_PREVOTE, 0, 0, 1, TS);
 	expect_refusal(&n, &req, PV_CODE_INVALID_REQUEST);
+	/* negative height and round: well-formed protobuf, so an error reply, not a drop */
+	tnode_req_vote(&req, CHAIN_A, PV_TYPE_PREVOTE, -5, 0, 1, TS);
+	expect_refusal(&n, &req, PV_CODE_INVALID_REQUEST);
+	tnode_req_proposal(&req, CHAIN_A, 70, -1, 1, TS);
+	expect_refusal(&n, &req, PV_CODE_INVALID_REQUEST);
 	/* v1 SignBytes: an arbitrary-signing oracle, refused */
 	static const uint8_t raw[] = "anything";
 	memset(&req, 0, sizeof(req));
 	req.kind = PV_REQ_SIGN_BYTES;
 	req.sign_bytes_value = raw;
 	req.sign_bytes_len = sizeof(raw);
-	expect_refusal(&n, &req, PV_CODE_UNSUPPORTED);
+	expect_refusal(&n, &req, PV_CODE_UNKNOWN);
 	/* Still signing at the limit, and a proposal. */
 	pv_response_free(vote_ok(&n, CHAIN_A, f->pub_a, PV_TYPE_PREVOTE, 100, 0, 3));
 	struct pv_response *resp = NULL;
@@ -833,6 +920,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pubkey_each_version, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_golden_exchanges, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_node_id, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_1000_votes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sentries_share_guard, fx_setup, fx_teardown),

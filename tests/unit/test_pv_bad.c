@@ -160,12 +160,26 @@ static void test_field_ranges(void **state)
 	struct pv_request r;
 
 	(void)state;
-	good_vote(&r);
-	r.vote.height = -1;
-	expect_decode_error(PV_V0_37, &r, KMS_ERR_FORMAT, "negative");
-	good_vote(&r);
-	r.vote.round = -2;
-	expect_decode_error(PV_V0_37, &r, KMS_ERR_FORMAT, "negative");
+	/* Negative height/round are well-formed protobuf: they decode (as in Go)
+	 * and validation refuses them, so the node gets an error reply. */
+	{
+		struct pv_request *out = NULL;
+		char why[128];
+
+		good_vote(&r);
+		r.vote.height = -1;
+		assert_int_equal(roundtrip(PV_V0_37, &r, &out), KMS_OK);
+		assert_int_equal(out->vote.height, -1);
+		assert_int_equal(pv_validate_request(out, CHAIN, why, sizeof(why)), KMS_ERR_FORMAT);
+		assert_non_null(strstr(why, "height must be > 0"));
+		pv_request_free(out);
+		good_vote(&r);
+		r.vote.round = -2;
+		assert_int_equal(roundtrip(PV_V0_37, &r, &out), KMS_OK);
+		assert_int_equal(pv_validate_request(out, CHAIN, why, sizeof(why)), KMS_ERR_FORMAT);
+		assert_non_null(strstr(why, "round >= 0"));
+		pv_request_free(out);
+	}
 	good_vote(&r);
 	r.vote.block_id.hash_len = 31;
 	expect_decode_error(PV_V0_37, &r, KMS_ERR_FORMAT, "block_id.hash");
@@ -217,7 +231,15 @@ static void test_field_ranges(void **state)
 	}
 	good_proposal(&r);
 	r.proposal.height = -5;
-	expect_decode_error(PV_V1, &r, KMS_ERR_FORMAT, "proposal height");
+	{
+		struct pv_request *out = NULL;
+		char why[128];
+
+		assert_int_equal(roundtrip(PV_V1, &r, &out), KMS_OK);
+		assert_int_equal(pv_validate_request(out, CHAIN, why, sizeof(why)), KMS_ERR_FORMAT);
+		assert_non_null(strstr(why, "proposal h=-5"));
+		pv_request_free(out);
+	}
 }
 
 /* chain_id longer than 50 bytes or with a NUL (hand-made bytes: our encoder refuses both). */
@@ -267,7 +289,15 @@ static void test_validation(void **state)
 	good_vote(&r);
 	strcpy(r.chain_id, "haqq_53211-1");
 	expect_invalid(&r, KMS_ERR_REFUSED, "want haqq_11235-1, got haqq_53211-1");
-	assert_int_equal(pv_code_for_err(KMS_ERR_REFUSED), PV_CODE_CHAIN_ID_MISMATCH);
+	/* answered like the reference signer: code 0, its text (golden exchanges) */
+	assert_int_equal(pv_code_for_err(KMS_ERR_REFUSED), PV_CODE_UNKNOWN);
+	assert_string_equal(pv_reference_refusal(PV_V0_37, PV_REQ_SIGN_VOTE), "unable to sign vote");
+	assert_string_equal(pv_reference_refusal(PV_V0_38, PV_REQ_SIGN_PROPOSAL),
+			    "unable to sign proposal");
+	assert_string_equal(pv_reference_refusal(PV_V0_34, PV_REQ_PUBKEY), "unable to provide pubkey");
+	assert_string_equal(pv_reference_refusal(PV_V1, PV_REQ_PUBKEY),
+			    "unable to provide pubkey type and bytes");
+	assert_string_equal(pv_reference_refusal(PV_V1, PV_REQ_SIGN_BYTES), "sign_bytes disabled");
 	good_vote(&r);
 	r.vote.type = 0;
 	expect_invalid(&r, KMS_ERR_FORMAT, "type 0");
@@ -319,13 +349,13 @@ static void test_error_responses(void **state)
 
 	(void)state;
 	assert_int_equal(pv_encode_error_response(PV_V0_37, PV_REQ_PING, 1, "x", b), KMS_ERR_INTERNAL);
-	assert_int_equal(pv_encode_error_response(PV_V1, PV_REQ_SIGN_BYTES, PV_CODE_UNSUPPORTED, "sign_bytes disabled",
-						  b),
+	assert_int_equal(pv_encode_error_response(PV_V1, PV_REQ_SIGN_BYTES, PV_CODE_UNKNOWN,
+						  pv_reference_refusal(PV_V1, PV_REQ_SIGN_BYTES), b),
 			 KMS_OK);
 	assert_int_equal(pv_decode_response(PV_V1, kbuf_ptr(b), kbuf_len(b), &r), KMS_OK);
 	assert_int_equal(r->kind, PV_REQ_SIGN_BYTES);
 	assert_true(r->has_error);
-	assert_int_equal(r->error_code, PV_CODE_UNSUPPORTED);
+	assert_int_equal(r->error_code, PV_CODE_UNKNOWN);
 	assert_string_equal(r->error_description, "sign_bytes disabled");
 	assert_int_equal(r->signature_len, 0);
 	pv_response_free(r);

@@ -290,11 +290,13 @@ static void answer(struct exch *x, struct pv_request *r, const char *chain, stru
 		assert_non_null(strstr(why, chain));
 		assert_non_null(strstr(why, r->chain_id));
 		/* the vector carries the CometBFT reference signer's reply (code 0) */
-		assert_int_equal(pv_encode_error_response(x->v, r->kind, PV_CODE_UNKNOWN, "unable to sign vote", out),
+		assert_int_equal(pv_encode_error_response(x->v, r->kind, pv_code_for_err(rc),
+							  pv_reference_refusal(x->v, r->kind), out),
 				 KMS_OK);
 	} else if (r->kind == PV_REQ_SIGN_BYTES) {
 		assert_int_equal(rc, KMS_OK);
-		assert_int_equal(pv_encode_error_response(x->v, r->kind, PV_CODE_UNKNOWN, "sign_bytes disabled", out),
+		assert_int_equal(pv_encode_error_response(x->v, r->kind, PV_CODE_UNKNOWN,
+							  pv_reference_refusal(x->v, r->kind), out),
 				 KMS_OK);
 	} else if (r->kind == PV_REQ_PUBKEY) {
 		assert_int_equal(rc, KMS_OK);
