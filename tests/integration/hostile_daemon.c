@@ -766,7 +766,8 @@ static void test_unknown_oneof(void **state)
 /*
  * 9. A SignVoteRequest with height -5. Hand-encoded: Message{sign_vote_request(3) {
  * vote(1) { type(1)=1, height(2)=-5 (10-byte varint), round(3)=0 }, chain_id(2) }}.
- * docs/privval.md: negative heights are refused by the decoder: closed, no reply.
+ * docs/privval.md: well-formed protobuf, so validation refuses it with an error
+ * reply (code 1, invalid request) and the connection is kept, as Go's signer does.
  */
 static void test_negative_height(void **state)
 {
@@ -789,10 +790,16 @@ static void test_negative_height(void **state)
 	memcpy(msg + nm, body, nb), nm += nb;
 	h_accept_sc(&c, 0);
 	send_body(&c, msg, nm);
-	assert_true(sc_closed(&c));
+	struct pv_response *resp = read_reply(&c);
+	assert_non_null(resp);
+	assert_int_equal(resp->kind, PV_REQ_SIGN_VOTE);
+	assert_true(resp->has_error);
+	assert_int_equal(resp->error_code, PV_CODE_INVALID_REQUEST);
+	assert_int_equal(resp->vote.signature_len, 0);
+	pv_response_free(resp);
+	expect_pong(&c); /* still served */
 	hconn_close(&c);
-	expect_log(off, "undecodable request", "chain=" CHAIN, hpeer(), NULL);
-	expect_log(off, "height or round is negative", NULL);
+	expect_log(off, "refused SignVote", "code=1", hpeer(), "height must be > 0", NULL);
 	expect_good_progress(g);
 }
 
@@ -821,7 +828,10 @@ static void test_oversized_vote_extension(void **state)
 	expect_good_progress(g);
 }
 
-/* 11. A vote for another chain: RemoteSignerError code 3, and the connection is kept. */
+/*
+ * 11. A vote for another chain: the reference signer's reply (code 0, "unable to
+ * sign vote"), the connection is kept, and the log names both chain-ids.
+ */
 static void test_wrong_chain_id(void **state)
 {
 	struct pv_request req;
@@ -837,7 +847,8 @@ static void test_wrong_chain_id(void **state)
 	assert_non_null(resp);
 	assert_int_equal(resp->kind, PV_REQ_SIGN_VOTE);
 	assert_true(resp->has_error);
-	assert_int_equal(resp->error_code, PV_CODE_CHAIN_ID_MISMATCH);
+	assert_int_equal(resp->error_code, PV_CODE_UNKNOWN);
+	assert_string_equal(resp->error_description, "unable to sign vote");
 	assert_int_equal(resp->vote.signature_len, 0);
 	pv_response_free(resp);
 	expect_pong(&c); /* still served */
@@ -847,10 +858,12 @@ static void test_wrong_chain_id(void **state)
 	resp = read_reply(&c);
 	assert_non_null(resp);
 	assert_true(resp->has_error);
-	assert_int_equal(resp->error_code, PV_CODE_CHAIN_ID_MISMATCH);
+	assert_int_equal(resp->error_code, PV_CODE_UNKNOWN);
+	/* v0.34-v0.38: "unable to provide pubkey"; v1: "... type and bytes" */
+	assert_non_null(strstr(resp->error_description, "unable to provide pubkey"));
 	pv_response_free(resp);
 	hconn_close(&c);
-	expect_log(off, "refused SignVote", "code=3", "cosmoshub-4", hpeer(), NULL);
+	expect_log(off, "refused SignVote", "code=0", "cosmoshub-4", hpeer(), NULL);
 	expect_good_progress(g);
 }
 
@@ -980,8 +993,12 @@ static void test_sim_hostile_modes(void **state)
 		lines++;
 		assert_null(strstr(line, "still open"));
 		if (strstr(line, "wrong-chain-id") != NULL) {
-			/* refused with code 3, and the connection still answers a ping */
-			assert_non_null(strstr(line, "error-reply code=3"));
+			/* the reference reply (code 0), and the connection still answers a ping */
+			assert_non_null(strstr(line, "error-reply code=0"));
+			assert_non_null(strstr(line, "answered ping"));
+		} else if (strstr(line, "negative-height") != NULL) {
+			/* invalid request (code 1), connection kept */
+			assert_non_null(strstr(line, "error-reply code=1"));
 			assert_non_null(strstr(line, "answered ping"));
 		} else {
 			assert_null(strstr(line, "answered"));
@@ -994,7 +1011,7 @@ static void test_sim_hostile_modes(void **state)
 	expect_log(off, "low-order remote ephemeral key", NULL);
 	expect_log(off, "verify-authsig", NULL);
 	expect_log(off, "message over max_msg_size", NULL);
-	expect_log(off, "code=3", "chain_id mismatch", NULL);
+	expect_log(off, "code=0", "chain_id mismatch", NULL);
 	expect_good_progress(g);
 }
 
