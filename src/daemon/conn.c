@@ -74,8 +74,11 @@ static int open_stream(struct d_conn *c, struct sc_conn **sc, struct net_stream 
 	return KMS_OK;
 }
 
-/* Reads, decodes, answers until the transport fails or the daemon stops. */
-static int serve(struct d_conn *c, struct net_stream *st)
+/*
+ * Reads, decodes, answers until the transport fails or the daemon stops.
+ * *writing is set when the failure happened while writing a reply.
+ */
+static int serve(struct d_conn *c, struct net_stream *st, int *writing)
 {
 	const struct cfg_validator *v = c->v;
 	struct handler_ctx h = {
@@ -92,6 +95,7 @@ static int serve(struct d_conn *c, struct net_stream *st)
 	struct kbuf *out = kbuf_new(v->max_msg_size + 1024);
 	int r = KMS_ERR_ALLOC;
 
+	*writing = 0;
 	if (out == NULL)
 		return r;
 	while (!stopping(c)) {
@@ -117,20 +121,24 @@ static int serve(struct d_conn *c, struct net_stream *st)
 			break;
 		}
 		r = pv_write_msg(st, out, v->timeout_ms);
-		if (r != KMS_OK)
+		if (r != KMS_OK) {
+			*writing = 1;
 			break;
+		}
 	}
 	kbuf_free(out);
 	return r;
 }
 
-static const char *disconnect_reason(int r)
+/* Why a session ended; writing says whether a reply was being written. */
+static const char *disconnect_reason(int r, int writing)
 {
 	switch (r) {
 	case KMS_ERR_CONN_CLOSED:
 		return "closed by peer";
 	case KMS_ERR_TIMEOUT:
-		return "timeout (no request or ping within timeout)";
+		return writing ? "timeout writing a reply (the node is not reading)" :
+				 "timeout (no request or ping within timeout)";
 	case KMS_ERR_TOO_LARGE:
 		return "message over max_msg_size";
 	default:
@@ -173,12 +181,13 @@ static int session(struct d_conn *c, int *served, int64_t *last_warn)
 		goto out;
 	*served = 1;
 	*last_warn = 0;
-	r = serve(c, &st);
+	int writing = 0;
+	r = serve(c, &st, &writing);
 	if (stopping(c))
 		kms_log_info("disconnected chain=%s peer=%s reason=shutdown", v->chain_id, c->peer);
 	else
 		kms_log_warn("disconnected chain=%s peer=%s reason=\"%s\"", v->chain_id, c->peer,
-			     disconnect_reason(r));
+			     disconnect_reason(r, writing));
 out:
 	sc_conn_free(sc);
 	close_fd(c);

@@ -18,6 +18,7 @@
 
 #include "daemon_int.h"
 #include "p11kms/cmd.h"
+#include "p11kms/dfile.h"
 #include "p11kms/enc.h"
 #include "p11kms/guard.h"
 #include "p11kms/kms_log.h"
@@ -159,12 +160,34 @@ static void log_pubkey(const struct cfg_chain *cc, const struct slot *s)
 	kms_log_info("key chain=%s slot=\"%s\" pubkey=%s", cc->id, slot_describe(s), disp);
 }
 
+/*
+ * A softsign key file is checked here first, so that a group/world-readable
+ * file is reported as such (dfile_ logs the path and the mode; exit 6)
+ * rather than as the token the softsign module then refuses to present.
+ */
+static int check_softsign_file(const char *path, const char *what, const char *conf, int line)
+{
+	int r = dfile_check_private(path);
+	if (r == KMS_OK)
+		return CMD_EXIT_OK;
+	kms_log_err("cannot use %s \"%s\" (%s:%d): %s%s", what, path, conf, line, kms_strerror(r),
+		    r == KMS_ERR_NOT_FOUND ? ": create one with `p11kms keygen --softsign PATH` "
+					     "or `p11kms import`" :
+					     "");
+	return r == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_KEY;
+}
+
 static int open_key(struct daemon *d, struct d_chain *ch)
 {
 	const struct cfg_key *k = ch->ck;
 	struct slot_opts so = { .profile = k->profile,
 				.pin_env = k->pin_env,
 				.profiles_dir = d->o->profiles_dir };
+	if (k->kind == CFG_KEY_SOFTSIGN) {
+		int ec = check_softsign_file(k->softsign, "the softsign key", d->cfg->path, k->line);
+		if (ec != CMD_EXIT_OK)
+			return ec;
+	}
 	int r = k->kind == CFG_KEY_SOFTSIGN ? slot_open_softsign(k->softsign, &so, &ch->key) :
 					      slot_open(k->uri, &so, &ch->key);
 	if (r != KMS_OK) {
@@ -267,6 +290,12 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 	struct slot_opts so = { .pin_env = v->secret_key_pin_env,
 				.profiles_dir = d->o->profiles_dir };
 	int is_uri = strncmp(v->secret_key, "pkcs11:", 7) == 0;
+	if (!is_uri) {
+		int ec = check_softsign_file(v->secret_key, "the identity key secret_key",
+					     d->cfg->path, v->line);
+		if (ec != CMD_EXIT_OK)
+			return ec;
+	}
 	int r = is_uri ? slot_open(v->secret_key, &so, &id->slot) :
 			 slot_open_softsign(v->secret_key, &so, &id->slot);
 	if (r != KMS_OK) {

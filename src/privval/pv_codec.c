@@ -231,8 +231,13 @@ int pv_decode_request(enum pv_version v, const uint8_t *p, size_t n, struct pv_r
 	}
 	/* requests have odd oneof tags (1, 3, 5, 7, 9), responses even ones (spec §3.1) */
 	if (m->sum_case == PVWIRE__MESSAGE__SUM__NOT_SET || ((unsigned)m->sum_case % 2u) == 0) {
-		kms_log_warn("privval message is not a request version=%s oneof=%s", vi->name,
-			     oneof_name(m->sum_case));
+		/* An unknown oneof tag is kept by protobuf-c as an unknown field: name it. */
+		if (m->base.n_unknown_fields > 0)
+			kms_log_warn("privval message is not a request version=%s oneof=%s unknown_field=%u",
+				     vi->name, oneof_name(m->sum_case), (unsigned)m->base.unknown_fields[0].tag);
+		else
+			kms_log_warn("privval message is not a request version=%s oneof=%s", vi->name,
+				     oneof_name(m->sum_case));
 		rc = KMS_ERR_UNSUPPORTED;
 		goto out;
 	}

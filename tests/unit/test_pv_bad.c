@@ -136,6 +136,7 @@ static void test_unknown_oneof(void **state)
 	(void)state;
 	tu_log_capture_start();
 	assert_int_equal(pv_decode_request(PV_V0_37, unknown, sizeof(unknown), &out), KMS_ERR_UNSUPPORTED);
+	assert_true(tu_log_contains("unknown_field=11")); /* the log names what was sent */
 	assert_int_equal(pv_decode_request(PV_V0_37, resp, sizeof(resp), &out), KMS_ERR_UNSUPPORTED);
 	assert_true(tu_log_contains("not a request"));
 	assert_int_equal(pv_decode_request(PV_V0_37, NULL, 0, &out), KMS_ERR_UNSUPPORTED);
