@@ -299,68 +299,61 @@ int kbuf_get_u8(struct kbuf *b, uint8_t *v)
 	return kbuf_get(b, v, 1);
 }
 
-int kbuf_get_u32le(struct kbuf *b, uint32_t *v)
+/* Reads n <= 8 bytes as an unsigned integer in either byte order. */
+static int get_le(struct kbuf *b, size_t n, uint64_t *x)
 {
-	uint8_t t[4];
-	uint32_t x = 0;
+	uint8_t t[8];
 	int r;
 
-	if (v == NULL)
-		return KMS_ERR_INTERNAL;
-	if ((r = kbuf_get(b, t, sizeof(t))) != KMS_OK)
+	if ((r = kbuf_get(b, t, n)) != KMS_OK)
 		return r;
-	for (size_t i = 0; i < 4; i++)
-		x |= (uint32_t)t[i] << (8 * i);
-	*v = x;
+	*x = 0;
+	for (size_t i = 0; i < n; i++)
+		*x |= (uint64_t)t[i] << (8 * i);
 	return KMS_OK;
+}
+
+static int get_be(struct kbuf *b, size_t n, uint64_t *x)
+{
+	uint8_t t[8];
+	int r;
+
+	if ((r = kbuf_get(b, t, n)) != KMS_OK)
+		return r;
+	*x = 0;
+	for (size_t i = 0; i < n; i++)
+		*x = (*x << 8) | t[i];
+	return KMS_OK;
+}
+
+int kbuf_get_u32le(struct kbuf *b, uint32_t *v)
+{
+	uint64_t x;
+	int r = v == NULL ? KMS_ERR_INTERNAL : get_le(b, 4, &x);
+
+	if (r == KMS_OK)
+		*v = (uint32_t)x;
+	return r;
 }
 
 int kbuf_get_u32be(struct kbuf *b, uint32_t *v)
 {
-	uint8_t t[4];
-	uint32_t x = 0;
-	int r;
+	uint64_t x;
+	int r = v == NULL ? KMS_ERR_INTERNAL : get_be(b, 4, &x);
 
-	if (v == NULL)
-		return KMS_ERR_INTERNAL;
-	if ((r = kbuf_get(b, t, sizeof(t))) != KMS_OK)
-		return r;
-	for (size_t i = 0; i < 4; i++)
-		x = (x << 8) | t[i];
-	*v = x;
-	return KMS_OK;
+	if (r == KMS_OK)
+		*v = (uint32_t)x;
+	return r;
 }
 
 int kbuf_get_u64le(struct kbuf *b, uint64_t *v)
 {
-	uint8_t t[8];
-	uint64_t x = 0;
-	int r;
-
-	if (v == NULL)
-		return KMS_ERR_INTERNAL;
-	if ((r = kbuf_get(b, t, sizeof(t))) != KMS_OK)
-		return r;
-	for (size_t i = 0; i < 8; i++)
-		x |= (uint64_t)t[i] << (8 * i);
-	*v = x;
-	return KMS_OK;
+	return v == NULL ? KMS_ERR_INTERNAL : get_le(b, 8, v);
 }
 
 int kbuf_get_u64be(struct kbuf *b, uint64_t *v)
 {
-	uint8_t t[8];
-	uint64_t x = 0;
-	int r;
-
-	if (v == NULL)
-		return KMS_ERR_INTERNAL;
-	if ((r = kbuf_get(b, t, sizeof(t))) != KMS_OK)
-		return r;
-	for (size_t i = 0; i < 8; i++)
-		x = (x << 8) | t[i];
-	*v = x;
-	return KMS_OK;
+	return v == NULL ? KMS_ERR_INTERNAL : get_be(b, 8, v);
 }
 
 int kbuf_peek_uvarint(const struct kbuf *b, uint64_t *v, size_t *nbytes)
