@@ -211,11 +211,26 @@ static const char *request_from_wire(const struct pv_version_info *vi, const Pvw
 	}
 }
 
-int pv_decode_request(enum pv_version v, const uint8_t *p, size_t n, struct pv_request **out)
+/* What differs between decoding a request (node -> signer) and a response. */
+struct decode_dir {
+	const char *what;  /* "request" or "response", for the log */
+	unsigned parity;   /* oneof tags: requests odd (1, 3, ... 9), responses even (spec §3.1) */
+	size_t head;       /* size of the model struct; variable data follows it */
+	const char *(*from_wire)(const struct pv_version_info *vi, const Pvwire__Message *m, void *dst,
+				 uint8_t *extra);
+};
+
+/*
+ * Unpacks one Message, checks its direction, and converts it into a new
+ * model struct of d->head bytes plus its variable data (*out, freed by the
+ * caller with free()).
+ */
+static int decode_message(enum pv_version v, const uint8_t *p, size_t n, const struct decode_dir *d,
+			  void **out)
 {
 	const struct pv_version_info *vi = pv_version_info(v);
 	Pvwire__Message *m = NULL;
-	struct pv_request *r = NULL;
+	uint8_t *r = NULL;
 	const char *why;
 	int rc = KMS_ERR_INTERNAL;
 
@@ -225,29 +240,29 @@ int pv_decode_request(enum pv_version v, const uint8_t *p, size_t n, struct pv_r
 	if (!vi || (!p && n))
 		return KMS_ERR_INTERNAL;
 	if (!(m = pvwire__message__unpack(NULL, n, p))) {
-		kms_log_warn("privval request undecodable version=%s len=%zu", vi->name, n);
+		kms_log_warn("privval %s undecodable version=%s len=%zu", d->what, vi->name, n);
 		rc = KMS_ERR_FORMAT;
 		goto out;
 	}
-	/* requests have odd oneof tags (1, 3, 5, 7, 9), responses even ones (spec §3.1) */
-	if (m->sum_case == PVWIRE__MESSAGE__SUM__NOT_SET || ((unsigned)m->sum_case % 2u) == 0) {
+	if (m->sum_case == PVWIRE__MESSAGE__SUM__NOT_SET || ((unsigned)m->sum_case % 2u) != d->parity) {
 		/* An unknown oneof tag is kept by protobuf-c as an unknown field: name it. */
 		if (m->base.n_unknown_fields > 0)
-			kms_log_warn("privval message is not a request version=%s oneof=%s unknown_field=%u",
-				     vi->name, oneof_name(m->sum_case), (unsigned)m->base.unknown_fields[0].tag);
+			kms_log_warn("privval message is not a %s version=%s oneof=%s unknown_field=%u",
+				     d->what, vi->name, oneof_name(m->sum_case),
+				     (unsigned)m->base.unknown_fields[0].tag);
 		else
-			kms_log_warn("privval message is not a request version=%s oneof=%s", vi->name,
-				     oneof_name(m->sum_case));
+			kms_log_warn("privval message is not a %s version=%s oneof=%s", d->what,
+				     vi->name, oneof_name(m->sum_case));
 		rc = KMS_ERR_UNSUPPORTED;
 		goto out;
 	}
-	if (!(r = calloc(1, sizeof(*r) + extra_len(vi, m)))) {
+	if (!(r = calloc(1, d->head + extra_len(vi, m)))) {
 		rc = KMS_ERR_ALLOC;
 		goto out;
 	}
-	if ((why = request_from_wire(vi, m, r, (uint8_t *)(r + 1)))) {
-		kms_log_warn("privval request rejected version=%s oneof=%s: %s", vi->name, oneof_name(m->sum_case),
-			     why);
+	if ((why = d->from_wire(vi, m, r, r + d->head))) {
+		kms_log_warn("privval %s rejected version=%s oneof=%s: %s", d->what, vi->name,
+			     oneof_name(m->sum_case), why);
 		rc = KMS_ERR_FORMAT;
 		goto out;
 	}
@@ -258,6 +273,26 @@ out:
 	free(r);
 	if (m)
 		pvwire__message__free_unpacked(m, NULL);
+	return rc;
+}
+
+static const char *request_from_wire_any(const struct pv_version_info *vi, const Pvwire__Message *m,
+					 void *dst, uint8_t *extra)
+{
+	return request_from_wire(vi, m, dst, extra);
+}
+
+int pv_decode_request(enum pv_version v, const uint8_t *p, size_t n, struct pv_request **out)
+{
+	static const struct decode_dir dir = { "request", 1u, sizeof(struct pv_request),
+					       request_from_wire_any };
+	void *r = NULL;
+	int rc;
+
+	if (!out)
+		return KMS_ERR_INTERNAL;
+	rc = decode_message(v, p, n, &dir, &r);
+	*out = r;
 	return rc;
 }
 
@@ -339,47 +374,23 @@ static const char *response_from_wire(const struct pv_version_info *vi, const Pv
 	}
 }
 
+static const char *response_from_wire_any(const struct pv_version_info *vi,
+					  const Pvwire__Message *m, void *dst, uint8_t *extra)
+{
+	return response_from_wire(vi, m, dst, extra);
+}
+
 int pv_decode_response(enum pv_version v, const uint8_t *p, size_t n, struct pv_response **out)
 {
-	const struct pv_version_info *vi = pv_version_info(v);
-	Pvwire__Message *m = NULL;
-	struct pv_response *r = NULL;
-	const char *why;
-	int rc = KMS_ERR_INTERNAL;
+	static const struct decode_dir dir = { "response", 0u, sizeof(struct pv_response),
+					       response_from_wire_any };
+	void *r = NULL;
+	int rc;
 
 	if (!out)
 		return KMS_ERR_INTERNAL;
-	*out = NULL;
-	if (!vi || (!p && n))
-		return KMS_ERR_INTERNAL;
-	if (!(m = pvwire__message__unpack(NULL, n, p))) {
-		kms_log_warn("privval response undecodable version=%s len=%zu", vi->name, n);
-		rc = KMS_ERR_FORMAT;
-		goto out;
-	}
-	if (m->sum_case == PVWIRE__MESSAGE__SUM__NOT_SET || ((unsigned)m->sum_case % 2u) == 1) {
-		kms_log_warn("privval message is not a response version=%s oneof=%s", vi->name,
-			     oneof_name(m->sum_case));
-		rc = KMS_ERR_UNSUPPORTED;
-		goto out;
-	}
-	if (!(r = calloc(1, sizeof(*r) + extra_len(vi, m)))) {
-		rc = KMS_ERR_ALLOC;
-		goto out;
-	}
-	if ((why = response_from_wire(vi, m, r, (uint8_t *)(r + 1)))) {
-		kms_log_warn("privval response rejected version=%s oneof=%s: %s", vi->name, oneof_name(m->sum_case),
-			     why);
-		rc = KMS_ERR_FORMAT;
-		goto out;
-	}
+	rc = decode_message(v, p, n, &dir, &r);
 	*out = r;
-	r = NULL;
-	rc = KMS_OK;
-out:
-	free(r);
-	if (m)
-		pvwire__message__free_unpacked(m, NULL);
 	return rc;
 }
 
