@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The full CI job: dependencies, a -Werror release build with every test, an ASan+UBSan
-# build with every test, and valgrind over the unit tests. Prints a summary at the end and
-# exits non-zero when any step failed. Build trees go to $P11KMS_CI_BUILD_ROOT/ci-*
+# build with every test, and valgrind over the unit tests. "Every test" is every ctest
+# label but `slow` (long soak and fault runs: `ctest -L slow`, or P11KMS_CI_SLOW=1 here).
+# Prints a summary at the end and exits non-zero when any step failed. Build trees go to $P11KMS_CI_BUILD_ROOT/ci-*
 # (default build/).
 set -uo pipefail
 
@@ -49,7 +50,9 @@ run_ctest()
 {
 	local tag=$1 dir=$2 rc line
 	shift 2
-	ctest --test-dir "$dir" --output-on-failure -j2 "$@" 2>&1 | tee "$dir/ci-ctest.log"
+	local -a sel=()
+	[ "${P11KMS_CI_SLOW:-0}" = 1 ] || sel=(-LE slow)
+	ctest --test-dir "$dir" --output-on-failure -j2 "${sel[@]}" "$@" 2>&1 | tee "$dir/ci-ctest.log"
 	rc=${PIPESTATUS[0]}
 	line=$(grep -E '^[0-9]+% tests passed' "$dir/ci-ctest.log" | tail -n1)
 	[ -n "$line" ] || line="no ctest summary (exit $rc)"
@@ -64,7 +67,7 @@ step "deps" bash ci/deps.sh || exit 1
 
 # 1. Release build, warnings as errors, all tests.
 if step "release: configure+build" configure_build "$b/ci-release"; then
-	step "release: ctest (all labels)" run_ctest release "$b/ci-release"
+	step "release: ctest (all but slow)" run_ctest release "$b/ci-release"
 fi
 
 # 2. ASan + UBSan, all tests again.
@@ -78,7 +81,7 @@ if step "asan+ubsan: configure+build" configure_build "$b/ci-asan" \
 	export P11KMS_ASAN_RUNTIME=$(${CC:-cc} -print-file-name=libasan.so)
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 	export LSAN_OPTIONS="suppressions=${root}/tests/lsan.supp"
-	step "asan+ubsan: ctest (all labels)" run_ctest asan "$b/ci-asan"
+	step "asan+ubsan: ctest (all but slow)" run_ctest asan "$b/ci-asan"
 	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS P11KMS_ASAN_RUNTIME
 fi
 

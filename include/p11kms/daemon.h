@@ -13,6 +13,7 @@
 
 struct guard;
 struct slot;
+struct obs_event;
 
 struct daemon_opts {
 	int verbose;		  /* -v: one INFO line per request (never secrets or sign bytes) */
@@ -66,11 +67,13 @@ struct handler_ctx {
  * max_height, double sign, state unavailable, sign failure, sign bytes) is a
  * RemoteSignerError response with a stable pv_code, logged at WARN: the
  * connection stays up. Signatures are logged at INFO, one line each.
+ * ev (may be NULL) receives the decision (obs.h): the caller completes its
+ * latency_ns after writing the reply and hands it to obs_emit().
  * Returns KMS_OK when out holds a response, else an encoding error (out's
  * cap too small: KMS_ERR_NO_SPACE) after which the caller drops the
  * connection. Thread-safe for distinct out buffers.
  */
 KMS_MUST_CHECK int handler_handle(const struct handler_ctx *h, const struct pv_request *req,
-				  struct kbuf *out);
+				  struct kbuf *out, struct obs_event *ev);
 
 #endif

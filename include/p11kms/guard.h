@@ -72,6 +72,10 @@ struct guard_result {
 	int32_t ts_nanos;
 	/* On a refusal: "chain=<id> requested h/r/s=... last h/r/s=...: <why>". */
 	char reason[256];
+	int regression;	 /* 1: refused as a height, round or step regression */
+	uint64_t seq;	 /* the state record sequence after this decision */
+	int64_t sign_ns; /* time in the sign callback (a new signature only) */
+	int64_t sync_ns; /* time in the record's write + fdatasync (a new signature only) */
 };
 
 /*

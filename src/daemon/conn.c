@@ -9,6 +9,7 @@
 #include "p11kms/guard.h"
 #include "p11kms/kms_log.h"
 #include "p11kms/net.h"
+#include "p11kms/obs.h"
 #include "p11kms/sc.h"
 #include "p11kms/slot.h"
 
@@ -112,7 +113,8 @@ static int serve(struct d_conn *c, struct net_stream *st, int *writing)
 			kbuf_free(msg);
 			break;
 		}
-		r = handler_handle(&h, req, out);
+		struct obs_event ev;
+		r = handler_handle(&h, req, out, &ev);
 		pv_request_free(req);
 		kbuf_free(msg);
 		if (r != KMS_OK) {
@@ -121,6 +123,10 @@ static int serve(struct d_conn *c, struct net_stream *st, int *writing)
 			break;
 		}
 		r = pv_write_msg(st, out, v->timeout_ms);
+		/* After the reply (DESIGN.md): metrics and audit see the decision,
+		 * also when the write failed (the signature's record is durable). */
+		ev.latency_ns = obs_mono_ns() - ev.mono_ns;
+		obs_emit(&ev);
 		if (r != KMS_OK) {
 			*writing = 1;
 			break;

@@ -6,9 +6,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/sha.h>
+
 #include "p11kms/guard.h"
 #include "p11kms/kms_log.h"
 #include "p11kms/net.h"
+#include "p11kms/obs.h"
 #include "p11kms/pv.h"
 #include "p11kms/slot.h"
 
@@ -81,8 +84,13 @@ static double ms_since(int64_t t0_us)
  * desc (the connection stays up).
  */
 static int refuse_as(const struct handler_ctx *h, const struct pv_request *req, enum pv_code code,
-		     const char *why, const char *desc, struct kbuf *out)
+		     enum obs_why kind, const char *why, const char *desc, struct kbuf *out,
+		     struct obs_event *ev)
 {
+	ev->decision = OBS_DEC_REFUSED;
+	ev->why = kind;
+	ev->code = (int32_t)code;
+	(void)snprintf(ev->detail, sizeof(ev->detail), "%s", why);
 	kms_log_warn("refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind), h->chain_id,
 		     (int)code, h->peer, why);
 	kbuf_reset(out);
@@ -91,9 +99,24 @@ static int refuse_as(const struct handler_ctx *h, const struct pv_request *req, 
 
 /* Refusal whose reply tells the node the same reason we log. */
 static int refuse(const struct handler_ctx *h, const struct pv_request *req, enum pv_code code,
-		  const char *why, struct kbuf *out)
+		  enum obs_why kind, const char *why, struct kbuf *out, struct obs_event *ev)
 {
-	return refuse_as(h, req, code, why, why, out);
+	return refuse_as(h, req, code, kind, why, why, out, ev);
+}
+
+/* Which obs_why a guard/slot failure is. */
+static enum obs_why why_for_sign_err(int r, const struct guard_result *res)
+{
+	if (r == KMS_ERR_DOUBLE_SIGN)
+		return res->regression ? OBS_WHY_REGRESSION : OBS_WHY_CONFLICT;
+	if (r == KMS_ERR_REFUSED)
+		return OBS_WHY_MALFORMED;
+	if (r == KMS_ERR_STATE_IO)
+		return OBS_WHY_STATE;
+	if (r == KMS_ERR_AUTH || r == KMS_ERR_TIMEOUT || r == KMS_ERR_PIN_INCORRECT ||
+	    r == KMS_ERR_PIN_LOCKED || r == KMS_ERR_NOT_FOUND || r == KMS_ERR_PKCS11)
+		return OBS_WHY_TOKEN;
+	return OBS_WHY_INTERNAL;
 }
 
 /* Maps a guard/slot error to a code; the guard's REFUSED means inconsistent sign bytes. */
@@ -108,7 +131,7 @@ static enum pv_code code_for_sign_err(int r)
 }
 
 static int check_height(const struct handler_ctx *h, const struct pv_request *req, int64_t height,
-			struct kbuf *out, int *refused)
+			struct kbuf *out, int *refused, struct obs_event *ev)
 {
 	char why[128];
 	*refused = 0;
@@ -117,7 +140,7 @@ static int check_height(const struct handler_ctx *h, const struct pv_request *re
 	(void)snprintf(why, sizeof(why), "height %lld is above max_height %llu", (long long)height,
 		       (unsigned long long)h->max_height);
 	*refused = 1;
-	return refuse(h, req, PV_CODE_MAX_HEIGHT, why, out);
+	return refuse(h, req, PV_CODE_MAX_HEIGHT, OBS_WHY_MAX_HEIGHT, why, out, ev);
 }
 
 /*
@@ -126,7 +149,7 @@ static int check_height(const struct handler_ctx *h, const struct pv_request *re
  */
 static int guarded_sign(const struct handler_ctx *h, const struct pv_request *req,
 			struct guard_hrs hrs, const struct kbuf *sb, struct guard_result *res,
-			struct kbuf *out, int *refused)
+			struct kbuf *out, int *refused, struct obs_event *ev)
 {
 	struct guard_request greq = {
 		.hrs = hrs,
@@ -136,9 +159,20 @@ static int guarded_sign(const struct handler_ctx *h, const struct pv_request *re
 	char why[320];
 	*refused = 0;
 	memset(res, 0, sizeof(*res));
+	if (obs_want_digest()) {
+		(void)SHA256(kbuf_ptr(sb), kbuf_len(sb), ev->sign_bytes_sha256);
+		ev->has_sign_bytes = 1;
+	}
 	int r = guard_sign(h->guard, &greq, slot_sign_cb, h->key, res);
-	if (r == KMS_OK)
+	ev->guard_seq = res->seq;
+	ev->sign_ns = res->sign_ns;
+	ev->sync_ns = res->sync_ns;
+	if (r == KMS_OK) {
+		ev->decision = res->reused ? OBS_DEC_STORED : OBS_DEC_SIGNED;
+		if (!res->reused)
+			ev->slot = slot_describe(h->key);
 		return KMS_OK;
+	}
 	*refused = 1;
 	if (r == KMS_ERR_STATE_IO)
 		kms_log_err("double-sign state of chain %s cannot be made durable: every signature "
@@ -150,7 +184,7 @@ static int guarded_sign(const struct handler_ctx *h, const struct pv_request *re
 	else
 		(void)snprintf(why, sizeof(why), "h=%lld r=%d s=%d: %s", (long long)hrs.height,
 			       (int)hrs.round, (int)hrs.step, kms_strerror(r));
-	return refuse(h, req, code_for_sign_err(r), why, out);
+	return refuse(h, req, code_for_sign_err(r), why_for_sign_err(r, res), why, out, ev);
 }
 
 /*
@@ -183,7 +217,8 @@ static int sign_extension(const struct handler_ctx *h, const struct pv_request *
 	return r;
 }
 
-static int handle_vote(const struct handler_ctx *h, const struct pv_request *req, struct kbuf *out)
+static int handle_vote(const struct handler_ctx *h, const struct pv_request *req, struct kbuf *out,
+		       struct obs_event *ev)
 {
 	struct pv_vote vote = req->vote; /* echoed back with our fields (spec §3.6) */
 	struct guard_result res;
@@ -198,7 +233,7 @@ static int handle_vote(const struct handler_ctx *h, const struct pv_request *req
 	int64_t t0 = now_us();
 	int r;
 
-	r = check_height(h, req, vote.height, out, &refused);
+	r = check_height(h, req, vote.height, out, &refused, ev);
 	if (r != KMS_OK || refused)
 		return r;
 	if ((sb = kbuf_new(SIGN_BYTES_CAP)) == NULL)
@@ -207,10 +242,10 @@ static int handle_vote(const struct handler_ctx *h, const struct pv_request *req
 	if (r != KMS_OK) {
 		r = refuse(h, req,
 			   r == KMS_ERR_NO_SPACE ? PV_CODE_TOO_LARGE : PV_CODE_INVALID_REQUEST,
-			   "cannot compute the vote's sign bytes", out);
+			   OBS_WHY_MALFORMED, "cannot compute the vote's sign bytes", out, ev);
 		goto out;
 	}
-	r = guarded_sign(h, req, hrs, sb, &res, out, &refused);
+	r = guarded_sign(h, req, hrs, sb, &res, out, &refused, ev);
 	if (r != KMS_OK || refused)
 		goto out;
 	memcpy(vote.signature, res.signature, PV_SIG_LEN);
@@ -224,9 +259,11 @@ static int handle_vote(const struct handler_ctx *h, const struct pv_request *req
 		char why[128];
 		(void)snprintf(why, sizeof(why), "h=%lld r=%d: extension signature failed: %s",
 			       (long long)vote.height, (int)vote.round, kms_strerror(r));
-		r = refuse(h, req, code_for_sign_err(r), why, out);
+		/* The main signature's record is durable; the reply is still a refusal. */
+		r = refuse(h, req, code_for_sign_err(r), OBS_WHY_TOKEN, why, out, ev);
 		goto out;
 	}
+	ev->ext_signed = signed_ext;
 	kbuf_reset(out);
 	r = pv_encode_signed_vote_response(h->version, &vote, out);
 	if (r != KMS_OK)
@@ -243,7 +280,7 @@ out:
 }
 
 static int handle_proposal(const struct handler_ctx *h, const struct pv_request *req,
-			   struct kbuf *out)
+			   struct kbuf *out, struct obs_event *ev)
 {
 	struct pv_proposal prop = req->proposal;
 	struct guard_result res;
@@ -256,18 +293,18 @@ static int handle_proposal(const struct handler_ctx *h, const struct pv_request 
 	int64_t t0 = now_us();
 	int r;
 
-	r = check_height(h, req, prop.height, out, &refused);
+	r = check_height(h, req, prop.height, out, &refused, ev);
 	if (r != KMS_OK || refused)
 		return r;
 	if ((sb = kbuf_new(SIGN_BYTES_CAP)) == NULL)
 		return KMS_ERR_ALLOC;
 	r = pv_proposal_sign_bytes(h->chain_id, &prop, sb);
 	if (r != KMS_OK) {
-		r = refuse(h, req, PV_CODE_INVALID_REQUEST,
-			   "cannot compute the proposal's sign bytes", out);
+		r = refuse(h, req, PV_CODE_INVALID_REQUEST, OBS_WHY_MALFORMED,
+			   "cannot compute the proposal's sign bytes", out, ev);
 		goto out;
 	}
-	r = guarded_sign(h, req, hrs, sb, &res, out, &refused);
+	r = guarded_sign(h, req, hrs, sb, &res, out, &refused, ev);
 	if (r != KMS_OK || refused)
 		goto out;
 	/* The node copies only the signature (spec §3.6): the timestamp is never replaced. */
@@ -316,18 +353,70 @@ static void log_summary(const struct handler_ctx *h, const struct pv_request *re
 	}
 }
 
-int handler_handle(const struct handler_ctx *h, const struct pv_request *req, struct kbuf *out)
+/* Fills the request-side fields of ev (what was asked). */
+static void event_start(const struct handler_ctx *h, const struct pv_request *req,
+			struct obs_event *ev)
 {
+	const struct pv_block_id *b = NULL;
+	memset(ev, 0, sizeof(*ev));
+	ev->wall_ns = obs_wall_ns();
+	ev->mono_ns = obs_mono_ns();
+	ev->chain_id = h->chain_id;
+	ev->peer = h->peer;
+	ev->msg = OBS_MSG_UNKNOWN;
+	switch (req->kind) {
+	case PV_REQ_SIGN_VOTE:
+		ev->msg = req->vote.type == PV_TYPE_PREVOTE	? OBS_MSG_PREVOTE :
+			  req->vote.type == PV_TYPE_PRECOMMIT ? OBS_MSG_PRECOMMIT :
+								OBS_MSG_UNKNOWN;
+		ev->height = req->vote.height;
+		ev->round = req->vote.round;
+		ev->step = req->vote.type == PV_TYPE_PREVOTE ? GUARD_STEP_PREVOTE :
+							     GUARD_STEP_PRECOMMIT;
+		b = &req->vote.block_id;
+		break;
+	case PV_REQ_SIGN_PROPOSAL:
+		ev->msg = OBS_MSG_PROPOSAL;
+		ev->height = req->proposal.height;
+		ev->round = req->proposal.round;
+		ev->step = GUARD_STEP_PROPOSE;
+		b = &req->proposal.block_id;
+		break;
+	case PV_REQ_PUBKEY:
+		ev->msg = OBS_MSG_PUBKEY;
+		break;
+	case PV_REQ_PING:
+		ev->msg = OBS_MSG_PING;
+		break;
+	case PV_REQ_SIGN_BYTES:
+		ev->msg = OBS_MSG_SIGN_BYTES;
+		break;
+	}
+	if (b != NULL && b->hash_len > 0 && b->hash_len <= sizeof(ev->block_hash)) {
+		memcpy(ev->block_hash, b->hash, b->hash_len);
+		ev->block_hash_len = b->hash_len;
+	}
+}
+
+int handler_handle(const struct handler_ctx *h, const struct pv_request *req, struct kbuf *out,
+		   struct obs_event *ev)
+{
+	struct obs_event scratch;
 	char why[256];
 	int r;
 
 	if (h == NULL || req == NULL || out == NULL)
 		return KMS_ERR_INTERNAL;
+	if (ev == NULL)
+		ev = &scratch;
+	event_start(h, req, ev);
 	if (h->verbose)
 		log_summary(h, req);
 	kbuf_reset(out);
-	if (req->kind == PV_REQ_PING)
+	if (req->kind == PV_REQ_PING) {
+		ev->decision = OBS_DEC_ANSWERED;
 		return pv_encode_ping_response(h->version, out);
+	}
 	/*
 	 * An arbitrary-signing oracle would bypass the guard (spec §7.4). This
 	 * refusal and the chain-id one below answer with the reference signer's
@@ -336,26 +425,29 @@ int handler_handle(const struct handler_ctx *h, const struct pv_request *req, st
 	 */
 	if (req->kind == PV_REQ_SIGN_BYTES)
 		return refuse_as(
-			h, req, PV_CODE_UNKNOWN,
+			h, req, PV_CODE_UNKNOWN, OBS_WHY_SIGN_BYTES,
 			"SignBytes is never signed (it would bypass the double-sign guard)",
-			pv_reference_refusal(h->version, req->kind), out);
+			pv_reference_refusal(h->version, req->kind), out, ev);
 	why[0] = '\0';
 	r = pv_validate_request(req, h->chain_id, why, sizeof(why));
 	if (r == KMS_ERR_REFUSED)
-		return refuse_as(h, req, PV_CODE_UNKNOWN, why[0] ? why : kms_strerror(r),
-				 pv_reference_refusal(h->version, req->kind), out);
+		return refuse_as(h, req, PV_CODE_UNKNOWN, OBS_WHY_CHAIN_ID,
+				 why[0] ? why : kms_strerror(r),
+				 pv_reference_refusal(h->version, req->kind), out, ev);
 	if (r != KMS_OK)
-		return refuse(h, req, pv_code_for_err(r), why[0] ? why : kms_strerror(r), out);
+		return refuse(h, req, pv_code_for_err(r), OBS_WHY_MALFORMED,
+			      why[0] ? why : kms_strerror(r), out, ev);
 	switch (req->kind) {
 	case PV_REQ_PUBKEY: {
 		uint8_t pub[PV_PUBKEY_LEN];
 		slot_pubkey(h->key, pub);
+		ev->decision = OBS_DEC_ANSWERED;
 		return pv_encode_pubkey_response(h->version, pub, out);
 	}
 	case PV_REQ_SIGN_VOTE:
-		return handle_vote(h, req, out);
+		return handle_vote(h, req, out, ev);
 	case PV_REQ_SIGN_PROPOSAL:
-		return handle_proposal(h, req, out);
+		return handle_proposal(h, req, out, ev);
 	case PV_REQ_PING:
 	case PV_REQ_SIGN_BYTES:
 		break;

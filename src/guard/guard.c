@@ -12,6 +12,13 @@
 #include "guard_int.h"
 #include "p11kms/kms_log.h"
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 struct guard {
 	pthread_mutex_t mu;
 	struct guard_file *gf; /* the locked file and the last record (gf->rec) */
@@ -186,7 +193,9 @@ static int sign_and_persist(struct guard *g, const struct guard_request *req, gu
 {
 	uint8_t sig[GUARD_SIG_LEN];
 	struct guard_rec *n = &g->next;
+	int64_t t0 = mono_ns();
 	int r = sign(sign_ctx, req->sign_bytes, req->sign_bytes_len, sig);
+	res->sign_ns = mono_ns() - t0;
 	if (r != KMS_OK) {
 		(void)refuse(g, &req->hrs, res, r, "signer failed: %s", kms_strerror(r));
 		goto out;
@@ -201,7 +210,9 @@ static int sign_and_persist(struct guard *g, const struct guard_request *req, gu
 	n->sign_bytes_len = req->sign_bytes_len;
 	memcpy(n->sign_bytes, req->sign_bytes, req->sign_bytes_len);
 	/* durable before release (STYLE.md §2.7): the signature leaves only after this */
+	t0 = mono_ns();
 	r = guard_file_write(g->gf, n);
+	res->sync_ns = mono_ns() - t0;
 	if (r != KMS_OK) {
 		g->failed = 1;
 		r = refuse(g, &req->hrs, res, KMS_ERR_STATE_IO,
@@ -241,16 +252,20 @@ int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn s
 	const struct guard_hrs *last = &g->gf->rec.hrs, *h = &req->hrs;
 	if (h->height < last->height) {
 		r = refuse(g, h, res, KMS_ERR_DOUBLE_SIGN, "height regression");
+		res->regression = 1;
 	} else if (h->height == last->height && h->round < last->round) {
 		r = refuse(g, h, res, KMS_ERR_DOUBLE_SIGN, "round regression");
+		res->regression = 1;
 	} else if (h->height == last->height && h->round == last->round && h->step < last->step) {
 		r = refuse(g, h, res, KMS_ERR_DOUBLE_SIGN, "step regression");
+		res->regression = 1;
 	} else if (guard_hrs_cmp(h, last) == 0) {
 		r = same_hrs(g, req, &c, res); /* step 2 */
 	} else {
 		r = sign_and_persist(g, req, sign, sign_ctx, res); /* step 3 */
 	}
 out:
+	res->seq = g->gf->rec.seq;
 	pthread_mutex_unlock(&g->mu);
 	return r;
 }

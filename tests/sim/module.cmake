@@ -27,7 +27,7 @@ endif()
 foreach(t versions replay corrupt hostile)
 	if(EXISTS ${CMAKE_SOURCE_DIR}/tests/integration/sim_${t}.sh)
 		p11kms_script_test(sim_${t} ${CMAKE_SOURCE_DIR}/tests/integration/sim_${t}.sh
-			LABELS slow TIMEOUT 120 ENV ${_sim_env})
+			LABELS integration TIMEOUT 120 ENV ${_sim_env})
 	endif()
 endforeach()
 if(EXISTS ${CMAKE_SOURCE_DIR}/tests/integration/sim_softhsm.sh)

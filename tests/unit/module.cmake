@@ -11,3 +11,8 @@ foreach(t kbuf enc dfile log)
 	p11kms_test(test_${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c
 		DEPS p11kms_testutil p11kms_core LABELS unit)
 endforeach()
+
+if(TARGET p11kms_obs)
+	p11kms_test(test_obs SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_obs.c
+		DEPS p11kms_obs p11kms_core LABELS unit)
+endif()
