@@ -89,12 +89,56 @@ typedef void (*obs_sink_fn)(void *ctx, const struct obs_event *ev);
  */
 #define OBS_MAX_SINKS 4
 KMS_MUST_CHECK int obs_sink_add(obs_sink_fn fn, void *ctx, int want_digest);
-/* Removes every sink (daemon shutdown, after the connection threads ended). */
+/* Removes every sink, event and status (daemon shutdown, after the threads ended). */
 void obs_sink_clear(void);
 /* 1 when a registered sink wants the sign-bytes digest. */
 int obs_want_digest(void);
 /* Hands ev to every sink in registration order. */
 void obs_emit(const struct obs_event *ev);
+
+/*
+ * Status events: state changes outside a request (a connection came up or went
+ * down, a token error, a session re-opened, a module re-initialised, a
+ * watchdog timeout, a failover, the guard failing closed, an audit write
+ * error). Emitted from any thread (connection threads, token workers); sinks
+ * must be thread-safe, quick and non-blocking (atomics). Emitters: conn.c
+ * (OBS_ST_CONN_*, DIAL_FAILED, HANDSHAKE_FAILED), src/slot (OBS_ST_TOKEN_*,
+ * SESSION_REOPEN, MODULE_REINIT, WATCHDOG_TIMEOUT, SLOT_*, FAILOVER), src/guard
+ * (GUARD_FAILED), the audit log (AUDIT_ERROR), src/ha (CLUSTER_ERROR).
+ */
+enum obs_status_kind {
+	OBS_ST_CONN_UP = 1,	 /* chain_id, peer: a session is established (after the handshake) */
+	OBS_ST_CONN_DOWN,	 /* chain_id, peer: an established session ended */
+	OBS_ST_DIAL_FAILED,	 /* chain_id, peer, err */
+	OBS_ST_HANDSHAKE_FAILED, /* chain_id, peer, err */
+	OBS_ST_TOKEN_ERROR,	 /* slot, ckr (the CK_RV a token call returned), err */
+	OBS_ST_SESSION_REOPEN,	 /* slot: a lost session was re-opened and logged in */
+	OBS_ST_MODULE_REINIT,	 /* slot: the module was finalised and initialised again */
+	OBS_ST_WATCHDOG_TIMEOUT, /* slot: a token call passed its deadline */
+	OBS_ST_SLOT_DOWN,	 /* slot: the slot cannot sign (token missing, hung, failed) */
+	OBS_ST_SLOT_UP,		 /* slot: the slot signs again (also once at start) */
+	OBS_ST_FAILOVER,	 /* slot: the slot that took over a request; chain_id */
+	OBS_ST_GUARD_FAILED,	 /* chain_id: the guard failed closed (state not durable) */
+	OBS_ST_AUDIT_ERROR,	 /* err: an audit record could not be written or synced */
+	OBS_ST_CLUSTER_ERROR,	 /* chain_id, err: the HA cluster mark could not be read/written */
+};
+
+struct obs_status {
+	enum obs_status_kind kind;
+	const char *chain_id; /* borrowed, or NULL */
+	const char *peer;     /* borrowed, or NULL */
+	const char *slot;     /* slot_describe() (no PIN), or NULL */
+	unsigned long ckr;    /* OBS_ST_TOKEN_ERROR: the CK_RV; else 0 */
+	int err;	      /* a kms_err, or KMS_OK */
+};
+
+typedef void (*obs_status_fn)(void *ctx, const struct obs_status *st);
+/* Registers a status sink (at most OBS_MAX_SINKS); same rules as obs_sink_add. */
+KMS_MUST_CHECK int obs_status_sink_add(obs_status_fn fn, void *ctx);
+/* Hands st to every status sink. Cheap when none is registered. */
+void obs_status(const struct obs_status *st);
+/* The stable lower-case name: "conn_up", "token_error", ... */
+const char *obs_status_name(enum obs_status_kind k);
 
 /* Stable lower-case names: "prevote", "signed", "regression", ... */
 const char *obs_msg_name(enum obs_msg m);

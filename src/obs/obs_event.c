@@ -14,6 +14,11 @@ struct sink {
 static struct sink sinks[OBS_MAX_SINKS];
 static size_t n_sinks;
 static int want_digest;
+static struct {
+	obs_status_fn fn;
+	void *ctx;
+} st_sinks[OBS_MAX_SINKS];
+static size_t n_st_sinks;
 
 int obs_sink_add(obs_sink_fn fn, void *ctx, int digest)
 {
@@ -31,6 +36,62 @@ void obs_sink_clear(void)
 {
 	n_sinks = 0;
 	want_digest = 0;
+	n_st_sinks = 0;
+}
+
+int obs_status_sink_add(obs_status_fn fn, void *ctx)
+{
+	if (fn == NULL)
+		return KMS_ERR_INTERNAL;
+	if (n_st_sinks == OBS_MAX_SINKS)
+		return KMS_ERR_NO_SPACE;
+	st_sinks[n_st_sinks].fn = fn;
+	st_sinks[n_st_sinks].ctx = ctx;
+	n_st_sinks++;
+	return KMS_OK;
+}
+
+void obs_status(const struct obs_status *st)
+{
+	if (st == NULL)
+		return;
+	for (size_t i = 0; i < n_st_sinks; i++)
+		st_sinks[i].fn(st_sinks[i].ctx, st);
+}
+
+const char *obs_status_name(enum obs_status_kind k)
+{
+	switch (k) {
+	case OBS_ST_CONN_UP:
+		return "conn_up";
+	case OBS_ST_CONN_DOWN:
+		return "conn_down";
+	case OBS_ST_DIAL_FAILED:
+		return "dial_failed";
+	case OBS_ST_HANDSHAKE_FAILED:
+		return "handshake_failed";
+	case OBS_ST_TOKEN_ERROR:
+		return "token_error";
+	case OBS_ST_SESSION_REOPEN:
+		return "session_reopen";
+	case OBS_ST_MODULE_REINIT:
+		return "module_reinit";
+	case OBS_ST_WATCHDOG_TIMEOUT:
+		return "watchdog_timeout";
+	case OBS_ST_SLOT_DOWN:
+		return "slot_down";
+	case OBS_ST_SLOT_UP:
+		return "slot_up";
+	case OBS_ST_FAILOVER:
+		return "failover";
+	case OBS_ST_GUARD_FAILED:
+		return "guard_failed";
+	case OBS_ST_AUDIT_ERROR:
+		return "audit_error";
+	case OBS_ST_CLUSTER_ERROR:
+		return "cluster_error";
+	}
+	return "unknown";
 }
 
 int obs_want_digest(void)

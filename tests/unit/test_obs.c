@@ -69,6 +69,35 @@ static void test_limits(void **state)
 	obs_sink_clear();
 }
 
+static int st_calls;
+static enum obs_status_kind st_last;
+static void st_sink(void *ctx, const struct obs_status *st)
+{
+	(void)ctx;
+	st_calls++;
+	st_last = st->kind;
+}
+
+static void test_status(void **state)
+{
+	(void)state;
+	struct obs_status st = { .kind = OBS_ST_MODULE_REINIT, .slot = "pkcs11:token=t" };
+	obs_sink_clear();
+	obs_status(&st); /* no sink: nothing happens */
+	assert_int_equal(obs_status_sink_add(st_sink, NULL), KMS_OK);
+	obs_status(&st);
+	obs_status(NULL);
+	assert_int_equal(st_calls, 1);
+	assert_int_equal(st_last, OBS_ST_MODULE_REINIT);
+	assert_string_equal(obs_status_name(OBS_ST_CONN_UP), "conn_up");
+	assert_string_equal(obs_status_name(OBS_ST_CLUSTER_ERROR), "cluster_error");
+	for (int i = OBS_ST_CONN_UP; i <= OBS_ST_CLUSTER_ERROR; i++)
+		assert_string_not_equal(obs_status_name((enum obs_status_kind)i), "unknown");
+	obs_sink_clear();
+	obs_status(&st);
+	assert_int_equal(st_calls, 1);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -93,6 +122,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fanout),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
