@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: Apache-2.0
+# HA (issue #20): the protocol model (docs/ha.md), and the tests against a real etcd cluster.
+set(_ha ${CMAKE_CURRENT_LIST_DIR})
+
+# The explicit-state model: the protocol must hold, each mutation must be caught. Label
+# integration, not unit: valgrind over 1.4 million states would take minutes.
+add_executable(ha_model ${_ha}/model/ha_model.c)
+target_link_libraries(ha_model PRIVATE p11kms_test_warnings)
+add_test(NAME ha_model COMMAND ha_model -r 3)
+set_tests_properties(ha_model PROPERTIES LABELS "integration" TIMEOUT 120)
+foreach(m release_before_commit timeout_as_success persist_before_commit no_compare)
+	add_test(NAME ha_model_mut_${m} COMMAND ha_model -r 3 -m ${m} -e violation)
+	set_tests_properties(ha_model_mut_${m} PROPERTIES LABELS "integration" TIMEOUT 120)
+endforeach()
+# Assuming "not applied" after a timeout is harmless to safety (the compare carries it).
+add_test(NAME ha_model_mut_timeout_as_not_applied COMMAND ha_model -r 3 -m timeout_as_not_applied)
+set_tests_properties(ha_model_mut_timeout_as_not_applied PROPERTIES LABELS "integration" TIMEOUT 120)
+# A larger scope (four requests), for the slow run.
+add_test(NAME ha_model_r4 COMMAND ha_model -r 4)
+set_tests_properties(ha_model_r4 PROPERTIES LABELS "slow" TIMEOUT 1800)
