@@ -33,6 +33,20 @@ enum cfg_proto {
 	CFG_PROTO_V1 = 4,
 };
 
+/* #20 HA: the chain's cluster high-water mark in etcd (docs/ha.md). */
+struct cfg_ha {
+	char **etcd;	/* n_etcd >= 1 endpoints, "http(s)://host:port" */
+	size_t n_etcd;
+	char *prefix;	/* key prefix, default "/p11kms" */
+	char *ca;	/* CA bundle (absolute path), NULL: system default */
+	char *cert;	/* client certificate, NULL: none */
+	char *key;	/* client key (0600), NULL: none */
+	int timeout_ms; /* bound on every etcd call, default 500 */
+	char *host;	/* this host's name in the mark, NULL: gethostname() */
+};
+#define CFG_HA_DEFAULT_PREFIX "/p11kms"
+#define CFG_HA_DEFAULT_TIMEOUT_MS 500
+
 struct cfg_chain {
 	char *id; /* chain-id, 1..50 bytes */
 	enum cfg_key_format key_format;
@@ -41,6 +55,7 @@ struct cfg_chain {
 	char *state_file;	    /* double-sign state (absolute path) */
 	int sign_extensions;	    /* v0.38: sign vote extensions of non-nil precommits (default 1) */
 	int line;
+	struct cfg_ha *ha; /* #20: NULL = one host, no cluster */
 };
 
 enum cfg_key_kind {

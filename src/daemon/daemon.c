@@ -232,6 +232,17 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 	guard_last(ch->guard, &last);
 	kms_log_info("state chain=%s file=%s last h=%lld r=%d s=%d", ch->cc->id, ch->cc->state_file,
 		     (long long)last.height, (int)last.round, (int)last.step);
+	/* #20: several hosts, one mark in etcd; etcd being down refuses, never blocks start */
+	if (ch->cc->ha != NULL) {
+		r = ha_global_init();
+		if (r == KMS_OK)
+			r = ha_chain_start(ch->cc, ch->guard, &ch->ha);
+		if (r != KMS_OK) {
+			kms_log_err("cannot set up HA for chain %s (%s:%d): %s", ch->cc->id,
+				    d->cfg->path, ch->cc->line, kms_strerror(r));
+			return r == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_CONFIG;
+		}
+	}
 	if (same != NULL) {
 		ch->key = same->key;
 		log_pubkey(ch->cc, ch->key);
@@ -454,6 +465,7 @@ static void release(struct daemon *d)
 	for (size_t i = 0; i < d->n_chains; i++) {
 		if (d->chains[i].owns_key)
 			slot_free(d->chains[i].key);
+		ha_chain_stop(d->chains[i].ha);
 		guard_free(d->chains[i].guard);
 	}
 	slot_shutdown();

@@ -8,6 +8,7 @@
 
 #include "p11kms/cfg.h"
 #include "p11kms/daemon.h"
+#include "p11kms/ha.h"
 #include "p11kms/pv.h"
 
 /* One per chain that has validators: its guard and its consensus key. */
@@ -17,6 +18,7 @@ struct d_chain {
 	struct guard *guard;
 	struct slot *key;
 	int owns_key; /* 0 when another chain served by the same keys entry opened it */
+	struct ha_chain *ha; /* #20: the cluster mark (docs/ha.md), NULL without `ha` */
 };
 
 /* One per distinct secret_key (Secret Connection identity). */

@@ -209,10 +209,10 @@ static int check(const struct state *s)
 
 static uint32_t g_cur; /* the node being expanded */
 
-static void emit(const struct state *s, const char *fmt, int host)
+static void emit(const struct state *s, int host, const char *action)
 {
 	char what[48];
-	(void)snprintf(what, sizeof(what), fmt, host);
+	(void)snprintf(what, sizeof(what), "host%d %.36s", host, action);
 	(void)visit(s, g_cur, what);
 }
 
@@ -290,7 +290,7 @@ static void step_host(const struct state *cur, int i)
 		h->cache_ok = 0;
 		h->cache = 0;
 		h->cache_rev = 0;
-		emit(&s, "host%d CRASH", i);
+		emit(&s, i, "CRASH");
 	}
 	/*
 	 * WATCH: the watch thread refreshes the cache. Only CLUSTER_CHECK reads the
@@ -304,7 +304,7 @@ static void step_host(const struct state *cur, int i)
 		h->cache = s.mark;
 		h->cache_rev = s.rev;
 		h->cache_ok = 1;
-		emit(&s, "host%d WATCH", i);
+		emit(&s, i, "WATCH");
 	}
 	/* A transaction in flight lands or is dropped at any later point. */
 	if (ch->ghost_ok) {
@@ -313,10 +313,10 @@ static void step_host(const struct state *cur, int i)
 		h->ghost_ok = 0;
 		if (g_mut == MUT_NO_COMPARE || h->ghost_rev == s.rev)
 			etcd_put(&s, h->ghost_val);
-		emit(&s, "host%d GHOST_APPLY", i);
+		emit(&s, i, "GHOST_APPLY");
 		s = *cur;
 		s.h[i].ghost_ok = 0;
-		emit(&s, "host%d GHOST_DROP", i);
+		emit(&s, i, "GHOST_DROP");
 	}
 
 	switch (ch->pc) {
@@ -325,15 +325,15 @@ static void step_host(const struct state *cur, int i)
 			return;
 		for (int x = 1; x <= N_HRS; x++) {
 			for (int y = 1; y <= 3; y++) {
-				char fmt[48];
+				char label[48];
 				s = *cur;
 				h = &s.h[i];
 				s.nreq++;
 				h->req = MARK(x, y);
 				h->pc = PC_LOCAL_CHECK;
-				(void)snprintf(fmt, sizeof(fmt), "host%%d REQUEST hrs=%d bytes=%c", x,
+				(void)snprintf(label, sizeof(label), "REQUEST hrs=%d bytes=%c", x,
 					       "?AaB"[y]);
-				emit(&s, fmt, i);
+				emit(&s, i, label);
 			}
 		}
 		return;
@@ -352,7 +352,7 @@ static void step_host(const struct state *cur, int i)
 			h->pc = PC_CLUSTER_CHECK;
 			break;
 		}
-		emit(&s, "host%d LOCAL_CHECK", i);
+		emit(&s, i, "LOCAL_CHECK");
 		return;
 	case PC_CLUSTER_CHECK:
 		/* the read fails (no quorum, timeout): refuse */
@@ -360,7 +360,7 @@ static void step_host(const struct state *cur, int i)
 		h = &s.h[i];
 		if (!h->cache_ok) {
 			end_request(h);
-			emit(&s, "host%d CLUSTER_CHECK read fails", i);
+			emit(&s, i, "CLUSTER_CHECK read fails");
 			s = *cur;
 			h = &s.h[i];
 			h->cache = s.mark; /* linearizable read */
@@ -368,7 +368,7 @@ static void step_host(const struct state *cur, int i)
 			h->cache_ok = 1;
 		}
 		cluster_decide(&s, h);
-		emit(&s, "host%d CLUSTER_CHECK", i);
+		emit(&s, i, "CLUSTER_CHECK");
 		return;
 	case PC_SIGN:
 		s = *cur;
@@ -381,7 +381,7 @@ static void step_host(const struct state *cur, int i)
 		}
 		if (g_mut == MUT_PERSIST_BEFORE_COMMIT)
 			h->local = h->sig;
-		emit(&s, "host%d SIGN", i);
+		emit(&s, i, "SIGN");
 		return;
 	case PC_COMMIT: {
 		int passes = g_mut == MUT_NO_COMPARE || cur->rev == ch->dec_rev;
@@ -395,13 +395,13 @@ static void step_host(const struct state *cur, int i)
 			h->cache_ok = 1;
 			h->out = h->sig;
 			h->pc = PC_PERSIST;
-			emit(&s, "host%d COMMIT success", i);
+			emit(&s, i, "COMMIT success");
 			/* applied, but the reply is lost (timeout) */
 			s = *cur;
 			h = &s.h[i];
 			etcd_put(&s, h->sig);
 			after_unknown(h);
-			emit(&s, "host%d COMMIT timeout (applied)", i);
+			emit(&s, i, "COMMIT timeout (applied)");
 		} else {
 			/* compare failure: the failure branch returns the mark */
 			s = *cur;
@@ -414,13 +414,13 @@ static void step_host(const struct state *cur, int i)
 				end_request(h);
 			else
 				h->pc = PC_CLUSTER_CHECK;
-			emit(&s, "host%d COMMIT compare failure", i);
+			emit(&s, i, "COMMIT compare failure");
 		}
 		/* not applied (lost before etcd, or rejected and the reply lost) */
 		s = *cur;
 		h = &s.h[i];
 		after_unknown(h);
-		emit(&s, "host%d COMMIT timeout (not applied)", i);
+		emit(&s, i, "COMMIT timeout (not applied)");
 		/* still in flight: applied or dropped later (GHOST_*) */
 		if (!ch->ghost_ok) {
 			s = *cur;
@@ -429,7 +429,7 @@ static void step_host(const struct state *cur, int i)
 			h->ghost_rev = h->dec_rev;
 			h->ghost_val = h->sig;
 			after_unknown(h);
-			emit(&s, "host%d COMMIT timeout (in flight)", i);
+			emit(&s, i, "COMMIT timeout (in flight)");
 		}
 		return;
 	}
@@ -437,7 +437,7 @@ static void step_host(const struct state *cur, int i)
 		s = *cur;
 		h = &s.h[i];
 		end_request(h);
-		emit(&s, "host%d RESOLVE read fails", i);
+		emit(&s, i, "RESOLVE read fails");
 		s = *cur;
 		h = &s.h[i];
 		h->cache = s.mark;
@@ -449,7 +449,7 @@ static void step_host(const struct state *cur, int i)
 		} else {
 			end_request(h);
 		}
-		emit(&s, "host%d RESOLVE", i);
+		emit(&s, i, "RESOLVE");
 		return;
 	case PC_ADOPT:
 		s = *cur;
@@ -457,14 +457,14 @@ static void step_host(const struct state *cur, int i)
 		if (M_HRS(h->local) < M_HRS(h->out))
 			h->local = h->out;
 		h->pc = PC_RELEASE;
-		emit(&s, "host%d ADOPT", i);
+		emit(&s, i, "ADOPT");
 		return;
 	case PC_PERSIST:
 		s = *cur;
 		h = &s.h[i];
 		h->local = h->out;
 		h->pc = PC_RELEASE;
-		emit(&s, "host%d PERSIST", i);
+		emit(&s, i, "PERSIST");
 		return;
 	case PC_RELEASE:
 		s = *cur;
@@ -473,7 +473,7 @@ static void step_host(const struct state *cur, int i)
 			end_request(h);
 		else
 			release(&s, h, h->out);
-		emit(&s, "host%d RELEASE", i);
+		emit(&s, i, "RELEASE");
 		return;
 	}
 }
