@@ -18,3 +18,10 @@ set_tests_properties(ha_model_mut_timeout_as_not_applied PROPERTIES LABELS "inte
 # A larger scope (four requests), for the slow run.
 add_test(NAME ha_model_r4 COMMAND ha_model -r 4)
 set_tests_properties(ha_model_r4 PROPERTIES LABELS "slow" TIMEOUT 1800)
+
+# The sentries of one validator asking several signer hosts the same H/R/S on a shared
+# clock, checking every signature any of them gets (tests/ha/*.sh).
+if(TARGET p11kms_simlib)
+	add_executable(ha_sentries ${_ha}/ha_sentries.c)
+	target_link_libraries(ha_sentries PRIVATE p11kms_test_warnings p11kms_simlib)
+endif()
