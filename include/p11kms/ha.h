@@ -68,7 +68,7 @@ KMS_MUST_CHECK int ha_put(struct ha_client *cl, const char *key, const uint8_t *
 struct ha_member_status {
 	char endpoint[256];
 	int ok;		/* answered */
-	char err[160];	/* why not */
+	char err[400];	/* why not */
 	uint64_t member_id, leader;
 	char version[32];
 	int64_t raft_term, raft_index;
@@ -130,5 +130,17 @@ void ha_host_name(const struct cfg_ha *c, char *out, size_t cap);
 typedef void (*ha_report_fn)(void *ctx, int ok, const char *line);
 KMS_MUST_CHECK int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local,
 				ha_report_fn report, void *ctx);
+
+/* ---- operator commands (src/ha/ha_cli.c) ---- */
+
+/*
+ * state init/import: moves the cluster mark of cc forward to the local state
+ * file's last record (never backwards) and prints what it did to out.
+ */
+KMS_MUST_CHECK int ha_state_forward(const struct cfg_chain *cc, struct kbuf *out);
+/* state show / ha status: the cluster mark of cc (its key, revision, H/R/S, host, when). */
+KMS_MUST_CHECK int ha_mark_show(const struct cfg_chain *cc, struct kbuf *out);
+/* ha status: the members (leader, version) and the hosts seen recently for cc. */
+KMS_MUST_CHECK int ha_status(const struct cfg_chain *cc, struct kbuf *out);
 
 #endif

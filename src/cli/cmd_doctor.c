@@ -12,6 +12,7 @@
 #include "p11kms/dfile.h"
 #include "p11kms/enc.h"
 #include "p11kms/guard.h"
+#include "p11kms/ha.h"
 #include "p11kms/keyfile.h"
 #include "p11kms/kms_log.h"
 #include "p11kms/slot.h"
@@ -23,7 +24,9 @@ static const char usage[] =
 	"the fix: the config parses; permissions of key, PIN and state files; PKCS#11\n"
 	"modules load; tokens are present and the PIN logs in; keys are found and are\n"
 	"Ed25519 (and sign); the double-sign state exists, parses and is not locked by a\n"
-	"running signer; node addresses parse. Exits with the code of the first failure.\n"
+	"running signer; node addresses parse; with `ha`: every etcd endpoint answers (TLS),\n"
+	"a quorum, and the cluster mark is not behind the local state. Exits with the\n"
+	"code of the first failure.\n"
 	"\n"
 	"  -c, --config FILE  config (default $P11KMS_CONFIG, then ./p11kms.conf)\n"
 	"  -v, --verbose      keep the library log lines (otherwise only errors)\n"
@@ -202,6 +205,31 @@ static void check_state(struct doc *d, const struct cfg_chain *c)
 	}
 }
 
+/* #20: etcd reachable (TLS), quorum, cluster mark not behind the local state (ha_preflight). */
+static void ha_line(void *ctx, int ok, const char *line)
+{
+	check(ctx, ok ? CMD_EXIT_OK : CMD_EXIT_STATE, "%s", line);
+}
+
+static void check_ha(struct doc *d, const struct cfg_chain *c)
+{
+	struct guard *g = NULL;
+	struct guard_mark *local = NULL;
+	if (c->ha == NULL)
+		return;
+	if (guard_open(c->state_file, c->id, &g) == KMS_OK && (local = calloc(1, sizeof(*local))))
+		guard_last_mark(g, local);
+	guard_free(g);
+	if (local == NULL)
+		check(d, CMD_EXIT_OK,
+		      "ha for %s: local state not readable now (locked by the running signer?): "
+		      "not compared with the cluster mark",
+		      c->id);
+	if (ha_preflight(c, local, ha_line, d) != KMS_OK)
+		kms_log_debug("ha preflight of chain %s failed (the lines above say why)", c->id);
+	free(local);
+}
+
 static void check_validator(struct doc *d, const struct cfg_validator *v)
 {
 	char a[512];
@@ -267,6 +295,7 @@ int cmd_doctor(int argc, char **argv)
 		if (cfg_key_for_chain(cfg, cfg->chains[i].id) == NULL)
 			check(&d, CMD_EXIT_CONFIG, "chain %s: no key serves it", cfg->chains[i].id);
 		check_state(&d, &cfg->chains[i]);
+		check_ha(&d, &cfg->chains[i]);
 	}
 	printf("%d checks passed, %d failed\n", d.n_ok, d.n_fail);
 	cfg_free(cfg);

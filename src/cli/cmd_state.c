@@ -13,6 +13,7 @@
 #include "p11kms/kms_log.h"
 #include "p11kms/dfile.h"
 #include "p11kms/guard.h"
+#include "p11kms/ha.h"
 #include "p11kms/kbuf.h"
 
 static const char usage[] =
@@ -32,6 +33,8 @@ static const char usage[] =
 	"          p11kms (an export), or auto (default). An existing state is replaced\n"
 	"          only with --force and only if the import does not go backwards.\n"
 	"  export  to JSON in format F (cometbft, tmkms, horcrux, p11kms), to stdout or -o\n"
+	"With an `ha` block (docs/ha.md), init and import also move the cluster mark in\n"
+	"etcd forward to the new state (never backwards), and show prints it beside.\n"
 	"\n"
 	"  -c, --config FILE  config (default $P11KMS_CONFIG, then ./p11kms.conf)\n"
 	"      --chain ID     the chain (required)\n"
@@ -249,6 +252,30 @@ static int do_import(const struct state_args *a, const char *path)
 	return r;
 }
 
+/* #20: init/import move the cluster mark forward; show prints it (docs/ha.md). */
+static int ha_after(const struct state_args *a, const struct cfg_chain *ch, int r)
+{
+	struct kbuf *out;
+	int hr;
+	if (ch->ha == NULL || (r != KMS_OK && strcmp(a->verb, "show") != 0))
+		return r;
+	if ((out = kbuf_new(64 * 1024)) == NULL)
+		return KMS_ERR_ALLOC;
+	if (strcmp(a->verb, "show") == 0)
+		hr = ha_mark_show(ch, out);
+	else if (strcmp(a->verb, "export") == 0)
+		hr = KMS_OK;
+	else if ((hr = ha_state_forward(ch, out)) != KMS_OK)
+		cli_err("state",
+			"the local state is written, but the cluster mark in etcd was NOT moved "
+			"forward (%s): run this again when etcd is reachable (`p11kms start` also "
+			"moves it forward)",
+			kms_strerror(hr));
+	fwrite(kbuf_ptr(out), 1, kbuf_len(out), stdout);
+	kbuf_free(out);
+	return r != KMS_OK ? r : strcmp(a->verb, "show") == 0 ? KMS_OK : hr;
+}
+
 static int do_show_export(const struct state_args *a, const char *path, int export)
 {
 	enum guard_fmt fmt = GUARD_FMT_P11KMS;
@@ -315,6 +342,7 @@ int cmd_state(int argc, char **argv)
 		r = do_import(&a, ch->state_file);
 	else
 		r = do_show_export(&a, ch->state_file, strcmp(a.verb, "export") == 0);
+	r = ha_after(&a, ch, r);
 	if (r == KMS_OK)
 		ec = CMD_EXIT_OK;
 	else if (r == KMS_ERR_CONFIG)

@@ -22,6 +22,7 @@ struct ha_client {
 	size_t cur; /* the endpoint that answered last: tried first */
 	struct kbuf *reply;
 	char errbuf[CURL_ERROR_SIZE];
+	char last_err[320]; /* why the last call failed (endpoint: reason) */
 };
 
 int ha_global_init(void)
@@ -228,6 +229,7 @@ static int call(struct ha_client *cl, const char *path, json_t *req, json_t **re
 		goto out;
 	}
 	r = timed_out ? KMS_ERR_TIMEOUT : KMS_ERR_SYSTEM;
+	(void)snprintf(cl->last_err, sizeof(cl->last_err), "%s", last[0] ? last : "no time left");
 	kms_log_warn("etcd %s failed within %d ms: %s", path, c->timeout_ms,
 		     last[0] ? last : "no time left");
 	cl->cur = (cl->cur + 1) % c->n_etcd; /* the next call starts elsewhere */
@@ -452,7 +454,8 @@ size_t ha_members(struct ha_client *cl, struct ha_member_status *st, size_t cap)
 			(void)snprintf(m->version, sizeof(m->version), "%s",
 				       json_is_string(ver) ? json_string_value(ver) : "?");
 		} else {
-			(void)snprintf(m->err, sizeof(m->err), "%s", kms_strerror(r));
+			(void)snprintf(m->err, sizeof(m->err), "%s: %s", kms_strerror(r),
+				       sub.last_err);
 		}
 		json_decref(req);
 		json_decref(resp);

@@ -451,7 +451,7 @@ int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local, ha_
 		} else {
 			fails++;
 			(void)snprintf(line, sizeof(line),
-				       "ha for %s: etcd %.200s does not answer (%.120s): check the address, "
+				       "ha for %s: etcd %.200s does not answer (%.300s): check the address, "
 				       "TLS files (ca/cert/key) and that the member runs",
 				       cc->id, st[i].endpoint, st[i].err);
 		}

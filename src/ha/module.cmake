@@ -9,5 +9,6 @@ p11kms_module(ha
 		${CMAKE_CURRENT_LIST_DIR}/etcd.c
 		${CMAKE_CURRENT_LIST_DIR}/ha_mark.c
 		${CMAKE_CURRENT_LIST_DIR}/ha_chain.c
-	DEPS p11kms_obs p11kms_guard p11kms_config p11kms_core PkgConfig::CURL PkgConfig::JANSSON
+		${CMAKE_CURRENT_LIST_DIR}/ha_cli.c
+	DEPS p11kms_obs p11kms_guard p11kms_config p11kms_core PkgConfig::CURL PkgConfig::JANSSON OpenSSL::Crypto
 		Threads::Threads)
