@@ -59,6 +59,9 @@ static struct {
 	uint64_t answered, stored_same, refused, unserved, lost, bad_sig, violations,
 		mismatched_answers, by_code[16];
 	int64_t last_answer_wall_ms;
+	uint64_t hrs_signed;			 /* distinct H/R/S with a signature */
+	uint64_t s_answered[MAX_SENTRIES];	 /* per sentry */
+	int64_t s_last_ms[MAX_SENTRIES];	 /* per sentry: wall ms of its last answer */
 	char first_violation[512];
 	atomic_int done;
 } G;
@@ -101,6 +104,7 @@ static void record(int idx, const struct pv_request *req, const struct pv_respon
 		struct entry *e = &G.table[(k + i) % TABLE_SIZE];
 		if (!e->used) {
 			e->used = 1;
+			G.hrs_signed++;
 			e->h = h;
 			e->r = r;
 			e->s = s;
@@ -147,6 +151,8 @@ static void note(int idx, const struct pv_request *req, const struct pv_response
 	} else {
 		G.answered++;
 		G.last_answer_wall_ms = wall_ms();
+		G.s_answered[idx]++;
+		G.s_last_ms[idx] = G.last_answer_wall_ms;
 		record(idx, req, resp);
 	}
 	pthread_mutex_unlock(&G.mu);
@@ -235,9 +241,16 @@ static void stats_line(FILE *f)
 	fprintf(f,
 		"{\"wall_ms\":%" PRId64 ",\"answered\":%" PRIu64 ",\"refused\":%" PRIu64
 		",\"unserved\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"violations\":%" PRIu64
-		",\"bad\":%" PRIu64 ",\"last_answer_ms\":%" PRId64 "}\n",
+		",\"bad\":%" PRIu64 ",\"last_answer_ms\":%" PRId64 ",\"hrs\":%" PRIu64,
 		wall_ms(), G.answered, G.refused, G.unserved, G.lost, G.violations, G.bad_sig,
-		G.last_answer_wall_ms);
+		G.last_answer_wall_ms, G.hrs_signed);
+	fprintf(f, ",\"n\":[");
+	for (int i = 0; i < G.n; i++)
+		fprintf(f, "%s%" PRIu64, i ? "," : "", G.s_answered[i]);
+	fprintf(f, "],\"t\":[");
+	for (int i = 0; i < G.n; i++)
+		fprintf(f, "%s%" PRId64, i ? "," : "", G.s_last_ms[i]);
+	fprintf(f, "]}\n");
 	pthread_mutex_unlock(&G.mu);
 	fflush(f);
 }

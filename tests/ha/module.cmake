@@ -25,3 +25,18 @@ if(TARGET p11kms_simlib)
 	add_executable(ha_sentries ${_ha}/ha_sentries.c)
 	target_link_libraries(ha_sentries PRIVATE p11kms_test_warnings p11kms_simlib)
 endif()
+
+# Real etcd (Debian etcd-server), real SoftHSM2 tokens, real p11kms processes (label etcd).
+if(TARGET ha_sentries AND TARGET p11kms)
+	set(_ha_env "P11KMS_BIN=$<TARGET_FILE_DIR:p11kms>"
+		"P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
+		"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp"
+		"ASAN_OPTIONS=fast_unwind_on_malloc=0")
+	p11kms_script_test(ha_faults ${_ha}/ha_faults.sh LABELS "etcd;softhsm" TIMEOUT 240
+		ENV ${_ha_env})
+	p11kms_script_test(ha_tls3 ${_ha}/ha_tls3.sh LABELS "etcd;softhsm" TIMEOUT 180
+		ENV ${_ha_env})
+	p11kms_script_test(ha_faults_soak ${_ha}/ha_faults.sh LABELS "etcd;slow" TIMEOUT 900
+		ENV ${_ha_env} "HA_SOAK=1")
+	add_dependencies(ha_sentries p11kms)
+endif()
