@@ -19,6 +19,10 @@ set_tests_properties(ha_model_mut_timeout_as_not_applied PROPERTIES LABELS "inte
 add_test(NAME ha_model_r4 COMMAND ha_model -r 4)
 set_tests_properties(ha_model_r4 PROPERTIES LABELS "slow" TIMEOUT 1800)
 
+# The guard's cluster path against a scripted cluster; the mark's JSON; the ha config block.
+p11kms_test(test_ha_guard SOURCES ${_ha}/test_ha_guard.c
+	DEPS p11kms_ha p11kms_guard p11kms_config p11kms_testutil p11kms_core LABELS unit)
+
 # The sentries of one validator asking several signer hosts the same H/R/S on a shared
 # clock, checking every signature any of them gets (tests/ha/*.sh).
 if(TARGET p11kms_simlib)
