@@ -94,6 +94,16 @@ static enum pv_version version_of(enum cfg_proto p)
 	return PV_V0_37;
 }
 
+/* #20: the HA preflight's findings go to the log (start never fails on etcd: it refuses). */
+static void ha_log_line(void *ctx, int ok, const char *line)
+{
+	(void)ctx;
+	if (ok)
+		kms_log_info("%s", line);
+	else
+		kms_log_warn("%s", line);
+}
+
 /* Bound on one C_Sign of a PKCS#11 key (docs/operations.md). */
 #define D_SIGN_TIMEOUT_MS 3000u
 
@@ -235,6 +245,10 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 	/* #20: several hosts, one mark in etcd; etcd being down refuses, never blocks start */
 	if (ch->cc->ha != NULL) {
 		r = ha_global_init();
+		if (r == KMS_OK && ha_preflight(ch->cc, NULL, ha_log_line, NULL) != KMS_OK)
+			kms_log_warn("chain %s: etcd is not healthy: new signatures are refused until "
+				     "it is (docs/ha.md)",
+				     ch->cc->id);
 		if (r == KMS_OK)
 			r = ha_chain_start(ch->cc, ch->guard, &ch->ha);
 		if (r != KMS_OK) {
