@@ -372,32 +372,36 @@ out:
 	return r;
 }
 
+/* POSTs {name: v} to path; *resp is the answer (caller json_decref()s). */
+static int call_with_i64(struct ha_client *cl, const char *path, const char *name, int64_t v,
+			 json_t **resp)
+{
+	json_t *req = json_object();
+	int r = req != NULL ? put_i64(req, name, v) : KMS_ERR_ALLOC;
+	*resp = NULL;
+	if (r == KMS_OK)
+		r = call(cl, path, req, resp);
+	json_decref(req);
+	return r;
+}
+
 int ha_lease_grant(struct ha_client *cl, int ttl, int64_t *id)
 {
-	json_t *req = json_object(), *resp = NULL;
-	int r = req != NULL ? put_i64(req, "TTL", ttl) : KMS_ERR_ALLOC;
-	*id = 0;
-	if (r == KMS_OK)
-		r = call(cl, "/v3/lease/grant", req, &resp);
-	if (r == KMS_OK) {
-		*id = ha_json_i64(resp, "ID");
-		r = *id != 0 ? KMS_OK : KMS_ERR_FORMAT;
-	}
-	json_decref(req);
+	json_t *resp = NULL;
+	int r = call_with_i64(cl, "/v3/lease/grant", "TTL", ttl, &resp);
+	*id = r == KMS_OK ? ha_json_i64(resp, "ID") : 0;
+	if (r == KMS_OK && *id == 0)
+		r = KMS_ERR_FORMAT;
 	json_decref(resp);
 	return r;
 }
 
 int ha_lease_keepalive(struct ha_client *cl, int64_t id, int64_t *ttl)
 {
-	json_t *req = json_object(), *resp = NULL;
-	int r = req != NULL ? put_i64(req, "ID", id) : KMS_ERR_ALLOC;
-	*ttl = 0;
-	if (r == KMS_OK)
-		r = call(cl, "/v3/lease/keepalive", req, &resp);
-	if (r == KMS_OK) /* a stream of one answer: {"result":{..., "TTL":"10"}} */
-		*ttl = ha_json_i64(json_object_get(resp, "result"), "TTL");
-	json_decref(req);
+	json_t *resp = NULL;
+	int r = call_with_i64(cl, "/v3/lease/keepalive", "ID", id, &resp);
+	/* a stream of one answer: {"result":{..., "TTL":"10"}}; TTL 0: the lease expired */
+	*ttl = r == KMS_OK ? ha_json_i64(json_object_get(resp, "result"), "TTL") : 0;
 	json_decref(resp);
 	return r;
 }

@@ -185,6 +185,13 @@ sys.exit(1 if bad else 0)
 PY
 }
 
+# ha_summary WHAT: one line from the sentries' summary.
+ha_summary() {
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print("ok: %s; %d answered, %d refused, %d unserved, %d H/R/S answered more than once (all identical), %d violations" % (
+    sys.argv[2], d["answered"], d["refused"], d["unserved"], d["hrs_answered_twice"], d["violations"]))' "$W/sentries.json" "$1"
+}
+
 # ha_final: the sentries' verdict (0 violations, every answer at one H/R/S identical).
 ha_final() {
 	local rc=0

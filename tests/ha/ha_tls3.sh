@@ -42,4 +42,4 @@ done
 ha_final
 "$P11KMS" state show -c "$W/h2/p11kms.conf" --chain ha-chain >"$W/show.out" 2>&1 || true
 grep -q "^cluster mark: .*host=h" "$W/show.out" || { cat "$W/show.out" >&2; ha_fail "state show: no cluster mark"; }
-echo "ok: $kills random kill -9 of 3 hosts over TLS; $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["answered"], "answered,", d["refused"], "refused,", d["unserved"], "unserved, 0 violations")' "$W/sentries.json")"
+ha_summary "$kills random kill -9 of 3 hosts over TLS"
