@@ -195,6 +195,7 @@ print("ok: %s; %d answered, %d refused, %d unserved, %d H/R/S answered more than
 # ha_final: the sentries' verdict (0 violations, every answer at one H/R/S identical).
 ha_final() {
 	local rc=0
+	kill -TERM "$SENTRY_PID" 2>/dev/null || true
 	wait "$SENTRY_PID" || rc=$?
 	SENTRY_PID=""
 	cat "$W/sentries.json"

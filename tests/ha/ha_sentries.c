@@ -14,12 +14,14 @@
  * Usage: ha_sentries --listen ADDR [--listen ADDR ...] --expect-pubkey HEX
  *          [--chain-id ID] [--version V] [--interval-ms 20] [--duration-ms 10000]
  *          [--stats FILE] [--addr-file FILE] [--seed S] [--start-height H]
+ * SIGTERM ends the run early (the summary is still printed).
  * Exit: 0 no violation, 1 violations or bad signatures, 2 usage, 3 setup.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,14 @@ static struct {
 	char first_violation[512];
 	atomic_int done;
 } G;
+
+static volatile sig_atomic_t g_term;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	g_term = 1;
+}
 
 static int64_t wall_ms(void)
 {
@@ -355,11 +365,15 @@ int main(int argc, char **argv)
 	if (af != NULL && fclose(af) != 0)
 		return 3;
 	FILE *sf = G.stats ? fopen(G.stats, "w") : NULL;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	(void)sigaction(SIGTERM, &sa, NULL);
 	G.t0 = net_now_ms();
 	for (int i = 0; i < G.n; i++)
 		if (pthread_create(&s[i].t, NULL, sentry_main, &s[i]) != 0)
 			return 3;
-	while (net_now_ms() - G.t0 < G.duration_ms) {
+	while (net_now_ms() - G.t0 < G.duration_ms && !g_term) {
 		struct timespec ts = { 0, 50 * 1000000L };
 		(void)nanosleep(&ts, NULL);
 		if (sf != NULL)

@@ -14,7 +14,7 @@ ha_setup
 etcd_tls_make
 etcd_cluster_start 3 tls
 tls="ca = \"$W/etcd/tls/ca.pem\"; cert = \"$W/etcd/tls/client.pem\"; key = \"$W/etcd/tls/client.key\";"
-ha_sentries_start 3 "${HA_TLS3_MS:-16000}"
+ha_sentries_start 3 120000
 for i in 0 1 2; do
 	ha_host_conf "$i" "$i $(((i + 1) % 3)) $(((i + 2) % 3))" "$tls"
 done
@@ -30,7 +30,7 @@ sleep 3
 for i in 0 1 2; do grep -q "^  h$i " "$W/status.out" || { cat "$W/status.out" >&2; ha_fail "ha status lacks h$i"; }; done
 grep -q "(leader)" "$W/status.out" || ha_fail "ha status shows no leader"
 kills=0
-end=$(($(now_ms) + ${HA_TLS3_KILL_MS:-10000}))
+end=$(($(now_ms) + ${HA_TLS3_KILL_MS:-7000}))
 while [ "$(now_ms)" -lt "$end" ]; do
 	h=$((RANDOM % 3))
 	ha_host_kill "$h"
