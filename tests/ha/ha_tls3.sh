@@ -42,4 +42,21 @@ done
 ha_final
 "$P11KMS" state show -c "$W/h2/p11kms.conf" --chain ha-chain >"$W/show.out" 2>&1 || true
 grep -q "^cluster mark: .*host=h" "$W/show.out" || { cat "$W/show.out" >&2; ha_fail "state show: no cluster mark"; }
+# Operator commands against the cluster, every host stopped.
+for i in 0 1 2; do ha_host_kill "$i"; done
+"$P11KMS" state export -c "$W/h2/p11kms.conf" --chain ha-chain --format cometbft -o "$W/exported.json" ||
+	ha_fail "state export"
+h=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["height"]))' "$W/exported.json")
+printf '{"height":"%s","round":0,"step":0}' $((h + 1000)) >"$W/ahead.json"
+"$P11KMS" state import -c "$W/h2/p11kms.conf" --chain ha-chain --force "$W/ahead.json" >"$W/import.out" 2>&1 ||
+	{ cat "$W/import.out" >&2; ha_fail "state import"; }
+grep -q "moved forward to $((h + 1000))/0/none" "$W/import.out" || { cat "$W/import.out" >&2; ha_fail "import did not move the mark"; }
+# a host whose local state is behind: init leaves the mark alone (never backwards)
+"$P11KMS" state show -c "$W/h1/p11kms.conf" --chain ha-chain | grep -q "^cluster mark:  $((h + 1000))/0/none" ||
+	ha_fail "state show: the cluster mark is not the imported one"
+# doctor against a prefix with no mark: the cluster is behind the local state
+sed 's|ha = { |ha = { prefix = "/empty"; |' "$W/h0/p11kms.conf" >"$W/h0/empty.conf"
+chmod 600 "$W/h0/empty.conf"
+if "$P11KMS" doctor -c "$W/h0/empty.conf" >"$W/doctor2.out" 2>&1; then ha_fail "doctor passed with no cluster mark"; fi
+grep -q "is behind the local state" "$W/doctor2.out" || { cat "$W/doctor2.out" >&2; ha_fail "doctor: no behind line"; }
 ha_summary "$kills random kill -9 of 3 hosts over TLS"
