@@ -274,7 +274,7 @@ static int parse_ha(struct cfg_ctx *x, const config_setting_t *chain, const char
 		    struct cfg_chain *c)
 {
 	const config_setting_t *g = member(chain, "ha");
-	char sub[160];
+	char sub[96]; /* "chains[N].ha": short, so that the keys below it fit 160 bytes */
 	long long t = 0;
 	int has = 0, r;
 	if (g == NULL)
