@@ -34,6 +34,19 @@ struct ha_client;
 /* A client for the endpoints, TLS files and timeout of c. Checks the key file is private. */
 KMS_MUST_CHECK int ha_client_new(const struct cfg_ha *c, struct ha_client **out);
 void ha_client_free(struct ha_client *cl);
+/*
+ * A pool of connections and TLS sessions shared by several clients (each on its
+ * own thread): a connection a background thread opened (with a longer bound)
+ * serves the signing path without a new TCP+TLS handshake. Free the clients first.
+ */
+struct ha_share;
+KMS_MUST_CHECK int ha_share_new(struct ha_share **out);
+void ha_share_free(struct ha_share *s);
+KMS_MUST_CHECK int ha_client_share(struct ha_client *cl, struct ha_share *s);
+
+/* Operator commands (not the signing path) allow etcd longer: HA_CLI_TIMEOUT_MS at least. */
+#define HA_CLI_TIMEOUT_MS 5000
+void ha_client_set_timeout(struct ha_client *cl, int timeout_ms);
 
 /* One key: *present, its value (appended to val) and mod_revision. */
 struct ha_kv {

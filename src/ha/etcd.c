@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct ha_client {
 	CURL *curl;
 	const struct cfg_ha *c;
 	size_t cur; /* the endpoint that answered last: tried first */
+	int timeout_ms; /* c->timeout_ms, or an operator command's longer bound */
 	struct kbuf *reply;
 	char errbuf[CURL_ERROR_SIZE];
 	char last_err[320]; /* why the last call failed (endpoint: reason) */
@@ -93,6 +95,7 @@ int ha_client_new(const struct cfg_ha *c, struct ha_client **out)
 	if ((cl = calloc(1, sizeof(*cl))) == NULL)
 		return KMS_ERR_ALLOC;
 	cl->c = c;
+	cl->timeout_ms = c->timeout_ms;
 	cl->reply = kbuf_new(HA_MAX_REPLY);
 	cl->curl = curl_easy_init();
 	if (cl->reply == NULL || cl->curl == NULL) {
@@ -105,6 +108,70 @@ int ha_client_new(const struct cfg_ha *c, struct ha_client **out)
 	}
 	*out = cl;
 	return KMS_OK;
+}
+
+/* ---- a connection pool shared by a chain's clients (struct ha_share) ---- */
+
+struct ha_share {
+	CURLSH *sh;
+	pthread_mutex_t mu[CURL_LOCK_DATA_LAST];
+};
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *ctx)
+{
+	(void)h;
+	(void)a;
+	pthread_mutex_lock(&((struct ha_share *)ctx)->mu[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *ctx)
+{
+	(void)h;
+	pthread_mutex_unlock(&((struct ha_share *)ctx)->mu[d]);
+}
+
+int ha_share_new(struct ha_share **out)
+{
+	struct ha_share *s = calloc(1, sizeof(*s));
+	*out = NULL;
+	if (s == NULL || (s->sh = curl_share_init()) == NULL) {
+		free(s);
+		return KMS_ERR_ALLOC;
+	}
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		(void)pthread_mutex_init(&s->mu[i], NULL);
+	if (curl_share_setopt(s->sh, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+	    curl_share_setopt(s->sh, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+	    curl_share_setopt(s->sh, CURLSHOPT_USERDATA, s) != CURLSHE_OK ||
+	    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+	    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+	    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+		ha_share_free(s);
+		return KMS_ERR_SYSTEM;
+	}
+	*out = s;
+	return KMS_OK;
+}
+
+void ha_share_free(struct ha_share *s)
+{
+	if (s == NULL)
+		return;
+	(void)curl_share_cleanup(s->sh);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&s->mu[i]);
+	free(s);
+}
+
+int ha_client_share(struct ha_client *cl, struct ha_share *s)
+{
+	return curl_easy_setopt(cl->curl, CURLOPT_SHARE, s->sh) == CURLE_OK ? KMS_OK :
+									       KMS_ERR_SYSTEM;
+}
+
+void ha_client_set_timeout(struct ha_client *cl, int timeout_ms)
+{
+	cl->timeout_ms = timeout_ms;
 }
 
 void ha_client_free(struct ha_client *cl)
@@ -174,7 +241,7 @@ static int call(struct ha_client *cl, const char *path, json_t *req, json_t **re
 {
 	const struct cfg_ha *c = cl->c;
 	char *body = json_dumps(req, JSON_COMPACT);
-	int64_t deadline = ha_now_ms() + c->timeout_ms;
+	int64_t deadline = ha_now_ms() + cl->timeout_ms;
 	int r = KMS_ERR_SYSTEM, timed_out = 0;
 	char last[320] = "";
 	struct curl_slist *hdr = NULL;
@@ -230,7 +297,7 @@ static int call(struct ha_client *cl, const char *path, json_t *req, json_t **re
 	}
 	r = timed_out ? KMS_ERR_TIMEOUT : KMS_ERR_SYSTEM;
 	(void)snprintf(cl->last_err, sizeof(cl->last_err), "%s", last[0] ? last : "no time left");
-	kms_log_warn("etcd %s failed within %d ms: %s", path, c->timeout_ms,
+	kms_log_warn("etcd %s failed within %d ms: %s", path, cl->timeout_ms,
 		     last[0] ? last : "no time left");
 	cl->cur = (cl->cur + 1) % c->n_etcd; /* the next call starts elsewhere */
 out:

@@ -24,6 +24,7 @@ struct ha_chain {
 	char key[512], hosts_key[512], host[64];
 	/* the signing path (called under the guard's mutex: one request at a time) */
 	struct ha_client *cl;
+	struct ha_share *share; /* connections shared with the presence thread (which opens them) */
 	struct kbuf *val, *cur;
 	int64_t dec_rev; /* revision of the mark last handed to the guard: COMMIT compares it */
 	struct guard_mark *tmp;
@@ -316,6 +317,11 @@ static void *presence_main(void *arg)
 	int64_t lease = 0, started = (int64_t)time(NULL);
 	if (ha_client_new(hc->c, &cl) != KMS_OK)
 		return NULL;
+	/* connect with room to spare, so the signing path finds warm connections */
+	if (hc->c->timeout_ms < HA_CLI_TIMEOUT_MS)
+		ha_client_set_timeout(cl, HA_CLI_TIMEOUT_MS);
+	if (ha_client_share(cl, hc->share) != KMS_OK)
+		kms_log_warn("etcd: presence client does not share connections");
 	(void)snprintf(key, sizeof(key), "%s%s", hc->hosts_key, hc->host);
 	while (!atomic_load(&hc->stop)) {
 		struct guard_hrs last;
@@ -364,7 +370,8 @@ int ha_chain_start(const struct cfg_chain *cc, struct guard *g, struct ha_chain 
 		goto fail;
 	if ((r = ha_key_mark(hc->c, cc->id, hc->key, sizeof(hc->key))) != KMS_OK ||
 	    (r = ha_key_hosts(hc->c, cc->id, hc->hosts_key, sizeof(hc->hosts_key))) != KMS_OK ||
-	    (r = ha_client_new(hc->c, &hc->cl)) != KMS_OK)
+	    (r = ha_share_new(&hc->share)) != KMS_OK || (r = ha_client_new(hc->c, &hc->cl)) != KMS_OK ||
+	    (r = ha_client_share(hc->cl, hc->share)) != KMS_OK)
 		goto fail;
 	/* Best effort now; the presence thread retries until it has worked. */
 	if (sync_local(hc, hc->cl) != KMS_OK)
@@ -398,6 +405,7 @@ void ha_chain_stop(struct ha_chain *hc)
 	if (hc->g != NULL)
 		guard_set_cluster(hc->g, NULL, NULL);
 	ha_client_free(hc->cl);
+	ha_share_free(hc->share);
 	kbuf_free(hc->val);
 	kbuf_free(hc->cur);
 	if (hc->cache != NULL)
@@ -426,7 +434,9 @@ int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local, ha_
 		r = KMS_ERR_ALLOC;
 		goto out;
 	}
-	if ((r = ha_client_new(cc->ha, &cl)) != KMS_OK) {
+	if ((r = ha_client_new(cc->ha, &cl)) == KMS_OK && cc->ha->timeout_ms < HA_CLI_TIMEOUT_MS)
+		ha_client_set_timeout(cl, HA_CLI_TIMEOUT_MS); /* a check, not the signing path */
+	if (r != KMS_OK) {
 		(void)snprintf(line, sizeof(line), "ha for %s: etcd client: %s%s", cc->id,
 			       kms_strerror(r),
 			       r == KMS_ERR_PERM ? " (chmod 600 the ha.key file)" : "");

@@ -28,7 +28,11 @@ __attribute__((format(printf, 2, 3))) static int outf(struct kbuf *out, const ch
 static int client(const struct cfg_chain *cc, struct ha_client **cl)
 {
 	int r = ha_global_init();
-	return r == KMS_OK ? ha_client_new(cc->ha, cl) : r;
+	if (r == KMS_OK)
+		r = ha_client_new(cc->ha, cl);
+	if (r == KMS_OK && cc->ha->timeout_ms < HA_CLI_TIMEOUT_MS)
+		ha_client_set_timeout(*cl, HA_CLI_TIMEOUT_MS);
+	return r;
 }
 
 int ha_state_forward(const struct cfg_chain *cc, struct kbuf *out)

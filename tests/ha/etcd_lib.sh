@@ -11,8 +11,8 @@
 #   etcd_wait_healthy              # until a linearizable read works through every live member
 #   etcd_cleanup                   # kills every member (also run at EXIT by the caller's trap)
 #
-# Faster elections than the defaults (heartbeat 50 ms, election 500 ms) keep the fault tests
-# short; fsync stays on, so commit latency is etcd's real one on this disk.
+# etcd's default timing (heartbeat 100 ms, election 1000 ms: tighter values churn leaders on
+# a loaded 2-CPU machine); fsync stays on, so commit latency is etcd's real one on this disk.
 
 ETCD_N=0
 ETCD_DIR=""
@@ -107,7 +107,7 @@ etcd_start() {
 		--listen-client-urls "$scheme://127.0.0.1:$cp" --advertise-client-urls "$scheme://127.0.0.1:$cp" \
 		--listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
 		--initial-cluster "$ETCD_CLUSTER" --initial-cluster-state "$state" \
-		--initial-cluster-token p11kms-test --heartbeat-interval 50 --election-timeout 500 \
+		--initial-cluster-token p11kms-test --heartbeat-interval 100 --election-timeout 1000 \
 		"${tls[@]}" >>"$ETCD_DIR/m$i/etcd.log" 2>&1 &
 	eval "ETCD_PID_$i=$!"
 }

@@ -138,6 +138,18 @@ ha_wait_connected() {
 
 ha_phase() { echo "$1 $2 $3" >>"$W/phases"; }
 
+# ha_try N CMD...: an operator command against etcd, up to N times (a loaded machine can
+# stall etcd past one command's bound; the command must still work on a retry).
+ha_try() {
+	local n="$1" i
+	shift
+	for ((i = 1; i <= n; i++)); do
+		"$@" && return 0
+		sleep 1
+	done
+	return 1
+}
+
 # ha_report [check]: per phase, answered/refused/unserved and new H/R/S signed; the resume
 # time of each "resume:<sentry list>" phase. With check: nothing new signed in phases whose
 # name starts with "no-quorum", and every other phase answered something.

@@ -22,12 +22,21 @@ for i in 0 1 2; do
 	"$P11KMS" state init -c "$W/h$i/p11kms.conf" --chain ha-chain --height 1 >/dev/null ||
 		ha_fail "state init h$i"
 done
-"$P11KMS" doctor -c "$W/h0/p11kms.conf" >"$W/doctor.out" 2>&1 || { cat "$W/doctor.out" >&2; ha_fail "doctor"; }
+ha_try 3 "$P11KMS" doctor -c "$W/h0/p11kms.conf" >"$W/doctor.out" 2>&1 || { cat "$W/doctor.out" >&2; ha_fail "doctor"; }
 grep -q "TLS with client certificate" "$W/doctor.out" || ha_fail "doctor: no TLS line"
 for i in 0 1 2; do ha_host_start "$i"; done
-sleep 3
-"$P11KMS" ha status -c "$W/h1/p11kms.conf" >"$W/status.out" 2>&1 || { cat "$W/status.out" >&2; ha_fail "ha status"; }
-for i in 0 1 2; do grep -q "^  h$i " "$W/status.out" || { cat "$W/status.out" >&2; ha_fail "ha status lacks h$i"; }; done
+# every host shows up in `ha status` (its presence key, refreshed under a lease)
+seen=0
+for _ in $(seq 1 30); do
+	if "$P11KMS" ha status -c "$W/h1/p11kms.conf" >"$W/status.out" 2>&1 &&
+		grep -q "^  h0 " "$W/status.out" && grep -q "^  h1 " "$W/status.out" &&
+		grep -q "^  h2 " "$W/status.out"; then
+		seen=1
+		break
+	fi
+	sleep 0.5
+done
+[ $seen = 1 ] || { cat "$W/status.out" >&2; ha_fail "ha status does not list h0, h1 and h2"; }
 grep -q "(leader)" "$W/status.out" || ha_fail "ha status shows no leader"
 kills=0
 end=$(($(now_ms) + ${HA_TLS3_KILL_MS:-7000}))
@@ -40,7 +49,7 @@ while [ "$(now_ms)" -lt "$end" ]; do
 	kills=$((kills + 1))
 done
 ha_final
-"$P11KMS" state show -c "$W/h2/p11kms.conf" --chain ha-chain >"$W/show.out" 2>&1 || true
+ha_try 3 "$P11KMS" state show -c "$W/h2/p11kms.conf" --chain ha-chain >"$W/show.out" 2>&1 || true
 grep -q "^cluster mark: .*host=h" "$W/show.out" || { cat "$W/show.out" >&2; ha_fail "state show: no cluster mark"; }
 # Operator commands against the cluster, every host stopped.
 for i in 0 1 2; do ha_host_kill "$i"; done
@@ -48,11 +57,12 @@ for i in 0 1 2; do ha_host_kill "$i"; done
 	ha_fail "state export"
 h=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["height"]))' "$W/exported.json")
 printf '{"height":"%s","round":0,"step":0}' $((h + 1000)) >"$W/ahead.json"
-"$P11KMS" state import -c "$W/h2/p11kms.conf" --chain ha-chain --force "$W/ahead.json" >"$W/import.out" 2>&1 ||
+ha_try 3 "$P11KMS" state import -c "$W/h2/p11kms.conf" --chain ha-chain --force "$W/ahead.json" >"$W/import.out" 2>&1 ||
 	{ cat "$W/import.out" >&2; ha_fail "state import"; }
 grep -q "moved forward to $((h + 1000))/0/none" "$W/import.out" || { cat "$W/import.out" >&2; ha_fail "import did not move the mark"; }
 # a host whose local state is behind: init leaves the mark alone (never backwards)
-"$P11KMS" state show -c "$W/h1/p11kms.conf" --chain ha-chain | grep -q "^cluster mark:  $((h + 1000))/0/none" ||
+ha_try 3 "$P11KMS" state show -c "$W/h1/p11kms.conf" --chain ha-chain >"$W/show1.out" 2>&1
+grep -q "^cluster mark:  $((h + 1000))/0/none" "$W/show1.out" ||
 	ha_fail "state show: the cluster mark is not the imported one"
 # doctor against a prefix with no mark: the cluster is behind the local state
 sed 's|ha = { |ha = { prefix = "/empty"; |' "$W/h0/p11kms.conf" >"$W/h0/empty.conf"
