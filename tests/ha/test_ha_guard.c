@@ -20,6 +20,7 @@
 #include "p11kms/ha.h"
 #include "p11kms/kbuf.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 #include "test_guard_util.h"
 #include "testutil.h"
 
@@ -321,6 +322,54 @@ static void test_ha_config(void **state)
 	assert_non_null(strstr(err, "ha.etcd"));
 }
 
+static int g_cluster_errors;
+
+static void count_status(void *ctx, const struct obs_status *st)
+{
+	(void)ctx;
+	if (st->kind == OBS_ST_CLUSTER_ERROR)
+		g_cluster_errors++;
+}
+
+/* etcd unreachable (a real refused connection): refused, a cluster_error status event. */
+static void test_unreachable_etcd_refuses(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp(), *path = tu_path(dir, "state.bin");
+	char ep[] = "http://127.0.0.1:1";
+	char *eps[] = { ep };
+	struct cfg_ha ha = { eps, 1, (char *)"/p11kms", NULL, NULL, NULL, 200, (char *)"t" };
+	struct cfg_chain cc = { 0 };
+	struct guard *g = NULL;
+	struct ha_chain *hc = NULL;
+	struct guard_result res;
+	struct tg_msg m = vote(3, 1, 100);
+	uint8_t sb[1024];
+	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
+	struct guard_request req = { { 3, 0, GUARD_STEP_PREVOTE }, sb, n };
+	cc.id = (char *)CHAIN;
+	cc.state_file = path;
+	cc.ha = &ha;
+	assert_int_equal(ha_global_init(), KMS_OK);
+	assert_int_equal(obs_status_sink_add(count_status, NULL), KMS_OK);
+	assert_int_equal(guard_state_init(path, CHAIN, 1, 0, GUARD_STEP_NONE), KMS_OK);
+	assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+	assert_int_equal(ha_chain_start(&cc, g, &hc), KMS_OK); /* starts; refuses until etcd is up */
+	int before = g_cluster_errors;
+	assert_int_not_equal(guard_sign(g, &req, tg_fake_sign, NULL, &res), KMS_OK);
+	assert_int_equal(res.cluster, 1);
+	assert_true(g_cluster_errors > before);
+	struct guard_hrs last;
+	guard_last(g, &last);
+	assert_int_equal(last.height, 1);
+	ha_chain_stop(hc);
+	guard_free(g);
+	obs_sink_clear();
+	tu_rmrf(dir);
+	free(dir);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -333,6 +382,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_cluster_no_signature, setup, teardown),
 		cmocka_unit_test(test_mark_json),
 		cmocka_unit_test(test_ha_config),
+		cmocka_unit_test(test_unreachable_etcd_refuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
