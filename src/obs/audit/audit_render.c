@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "audit_int.h"
+#include "p11kms/kms_log.h"
 
 /* ---- JSON -------------------------------------------------------------------------------- */
 
@@ -319,7 +320,7 @@ int audit_render_file(const char *name, const uint8_t *p, size_t n, enum audit_o
 	struct audit_rec rec;
 	size_t off = AUDIT_MAGIC_LEN;
 	if (n < AUDIT_MAGIC_LEN || memcmp(p, AUDIT_MAGIC, AUDIT_MAGIC_LEN) != 0) {
-		fprintf(stderr, "%s: not a p11kms audit file (version 1)\n", name);
+		kms_log_err("%s: not a p11kms audit file (version 1)", name);
 		return KMS_ERR_FORMAT;
 	}
 	while (off < n) {
@@ -327,13 +328,12 @@ int audit_render_file(const char *name, const uint8_t *p, size_t n, enum audit_o
 		if (r == KMS_ERR_INCOMPLETE)
 			return KMS_OK; /* the tail being written */
 		if (r != KMS_OK) {
-			fprintf(stderr, "%s: unreadable record at offset %zu: stopping here\n", name,
-				off);
+			kms_log_err("%s: unreadable record at offset %zu: stopping here", name, off);
 			return KMS_ERR_FORMAT;
 		}
 		off += fr.size;
 		if (audit_body_parse(fr.body, fr.body_len, &rec) != KMS_OK) {
-			fprintf(stderr, "%s: malformed record at offset %zu: skipped\n", name, fr.off);
+			kms_log_err("%s: malformed record at offset %zu: skipped", name, fr.off);
 			continue;
 		}
 		if (rec.type == AUDIT_REC_DECISION && !matches(flt, &rec.u.dec))

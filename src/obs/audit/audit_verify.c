@@ -691,8 +691,8 @@ static int read_header(struct audit_verify *v, const uint8_t *p, size_t n, size_
 	if (v->started && (rec.u.hdr.key_alg != v->key_alg || memcmp(rec.u.hdr.key, v->key, 32))) {
 		char k[17];
 		hex8(rec.u.hdr.key, k);
-		vnote(v, "%s: the checkpoint key changes to %s…", v->name,
-		      rec.u.hdr.key_alg ? k : "(none)");
+		vnote(v, "%s: the checkpoint key changes to %s%s", v->name,
+		      rec.u.hdr.key_alg ? k : "none", rec.u.hdr.key_alg ? "…" : "");
 	}
 	v->started = 1;
 	v->file_index = rec.u.hdr.file_index;

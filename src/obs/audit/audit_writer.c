@@ -769,47 +769,62 @@ static int prepare_dir(const char *dir)
 	return KMS_OK;
 }
 
-/* Continues the chain of the newest file, or begins a new log. */
+/* Picks up the chain from the file at path; 0 if it holds no readable record. */
+static int resume_from(struct audit_log *a, const char *path)
+{
+	uint8_t *img = NULL;
+	size_t len = 0;
+	struct audit_scan s;
+	int ok = audit_file_load(path, RESUME_MAX, &img, &len) == KMS_OK &&
+		 audit_scan_file(img, len, &s) == KMS_OK && s.has_header && s.has_last;
+	if (!ok) {
+		/* a process killed between creating a file and writing it leaves it empty */
+		if (len > 0)
+			kms_log_err("audit file %s is unreadable: the log continues from the file "
+				    "before it; run `p11kms audit verify`",
+				    path);
+		free(img);
+		return 0;
+	}
+	memcpy(a->log_id, s.log_id, sizeof(a->log_id));
+	a->next_seq = s.last_seq + 1 + s.after_last;
+	memcpy(a->last_hash, s.last_hash, 32);
+	a->prev_torn = s.torn > UINT32_MAX ? UINT32_MAX : (uint32_t)s.torn;
+	if (s.damaged)
+		kms_log_err("audit file %s is damaged: the log continues after it; run "
+			    "`p11kms audit verify` to see where",
+			    path);
+	if (s.torn > 0)
+		kms_log_warn("audit file %s ends with %zu bytes of an incomplete record (a crash "
+			     "while writing); the next file records it",
+			     path, s.torn);
+	free(img);
+	return 1;
+}
+
+/*
+ * Continues the chain of the newest readable file (numbering after the
+ * newest file of any kind), or begins a new log with a new id.
+ */
 static int resume(struct audit_log *a)
 {
 	char **paths = NULL;
-	size_t n = 0, len = 0;
-	uint8_t *img = NULL;
-	struct audit_scan s;
-	int resumed = 0;
-	int r = audit_dir_list(a->dir, &paths, &n);
+	size_t n = 0;
+	int resumed = 0, r = audit_dir_list(a->dir, &paths, &n);
 	a->first_file = 1;
 	if (r != KMS_OK)
 		return r;
-	if (n > 0 && audit_file_load(paths[n - 1], RESUME_MAX, &img, &len) == KMS_OK &&
-	    audit_scan_file(img, len, &s) == KMS_OK && s.has_header && s.has_last) {
-		resumed = 1;
-		memcpy(a->log_id, s.log_id, sizeof(a->log_id));
-		a->file_index = s.file_index;
-		a->first_file = 0;
-		a->next_seq = s.last_seq + 1 + s.after_last;
-		memcpy(a->last_hash, s.last_hash, 32);
-		a->prev_torn = s.torn > UINT32_MAX ? UINT32_MAX : (uint32_t)s.torn;
-		if (s.damaged)
-			kms_log_err("audit file %s is damaged: the log continues after it; run "
-				    "`p11kms audit verify` to see where",
-				    paths[n - 1]);
-		if (s.torn > 0)
-			kms_log_warn("audit file %s ends with %zu bytes of an incomplete record (a "
-				     "crash while writing); the next file records it",
-				     paths[n - 1], s.torn);
-	} else if (n > 0) {
-		uint64_t idx = 0;
+	if (n > 0) {
 		const char *base = strrchr(paths[n - 1], '/');
-		kms_log_err("audit file %s is unreadable: starting a new log after it", paths[n - 1]);
-		if (audit_file_index(base != NULL ? base + 1 : paths[n - 1], &idx) == 0) {
-			a->file_index = idx;
+		if (audit_file_index(base != NULL ? base + 1 : paths[n - 1], &a->file_index) == 0)
 			a->first_file = 0;
-		}
 	}
+	for (size_t i = n; i-- > 0 && !resumed;)
+		resumed = resume_from(a, paths[i]);
+	if (!resumed && n > 0)
+		kms_log_err("no readable file in audit directory %s: starting a new log", a->dir);
 	if (!resumed && kcrypto_random(a->log_id, sizeof(a->log_id)) != KMS_OK)
 		r = KMS_ERR_CRYPTO;
-	free(img);
 	audit_paths_free(paths, n);
 	return r;
 }

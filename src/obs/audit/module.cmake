@@ -30,3 +30,28 @@ target_link_libraries(p11kms_tu_audit PRIVATE p11kms_test_warnings
 p11kms_test(test_audit_verify SOURCES ${_audit_tests}/test_audit_verify.c
 	DEPS p11kms_tu_audit p11kms_audit p11kms_config LABELS unit)
 target_include_directories(test_audit_verify PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+
+set(_audit_env "P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
+	"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+if(TARGET p11kms_softsign_module)
+	list(APPEND _audit_env "P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>")
+endif()
+p11kms_test(test_audit_log SOURCES ${_audit_tests}/test_audit_log.c
+	DEPS p11kms_tu_audit p11kms_audit p11kms_config p11kms_keyfile p11kms_slot ZLIB::ZLIB
+		Threads::Threads
+	LABELS unit TIMEOUT 180 ENV ${_audit_env})
+target_include_directories(test_audit_log PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+if(TARGET p11kms_softsign_module)
+	add_dependencies(test_audit_log p11kms_softsign_module)
+endif()
+
+# End to end with p11kms start and p11kms-sim (tests/integration/audit_*.sh). The binaries
+# are defined after this module; generator expressions resolve at generate time.
+set(_audit_sim_env ${_audit_env} "P11KMS_BIN=$<TARGET_FILE_DIR:p11kms-sim>"
+	"P11KMS_SANITIZE=${P11KMS_SANITIZE}")
+p11kms_script_test(audit_crash ${CMAKE_SOURCE_DIR}/tests/integration/audit_crash.sh
+	LABELS integration TIMEOUT 240 ENV ${_audit_sim_env})
+p11kms_script_test(audit_crash_soak ${CMAKE_SOURCE_DIR}/tests/integration/audit_crash.sh
+	LABELS slow TIMEOUT 1200 ENV ${_audit_sim_env} "AUDIT_CRASH_ROUNDS=25")
+p11kms_script_test(audit_fulldisk ${CMAKE_SOURCE_DIR}/tests/integration/audit_fulldisk.sh
+	LABELS integration TIMEOUT 240 ENV ${_audit_sim_env})
