@@ -621,6 +621,42 @@ static void test_resume_after_crash(void **state)
 	free_imgs(imgs, n);
 }
 
+/* A clock standing one second before midnight UTC until the test moves it on. */
+static atomic_llong fake_now;
+
+static int64_t fake_clock(void)
+{
+	return atomic_load(&fake_now);
+}
+
+/* Daily rotation: the first record of a new UTC day goes into a new file. */
+static void test_daily_rotation(void **state)
+{
+	struct tu_img imgs[4];
+	struct audit_report rep;
+	(void)state;
+	atomic_store(&fake_now, 1735689599000000000ll); /* 2024-12-31T23:59:59Z */
+	audit_set_wall_clock(fake_clock);
+	struct cfg *cfg = config("rotate_daily = true;", 0);
+	cur = start(cfg, NULL);
+	emit(5);
+	assert_true(wait_for(all_written, NULL));
+	atomic_store(&fake_now, 1735689601000000000ll); /* 2025-01-01T00:00:01Z */
+	emit(5);
+	assert_true(wait_for(all_written, NULL));
+	stop(cur);
+	audit_set_wall_clock(NULL);
+	cfg_free(cfg);
+	size_t n = tu_load_dir(adir, imgs, 4);
+	assert_int_equal(n, 2);
+	assert_string_equal(imgs[0].name, "audit-0000000000-20241231.log");
+	assert_string_equal(imgs[1].name, "audit-0000000001-20250101.log");
+	tu_verify(imgs, n, NULL, &rep);
+	expect(&rep, AUDIT_INTACT, NULL);
+	assert_int_equal(rep.signed_ + rep.stored + rep.refused, 10);
+	free_imgs(imgs, n);
+}
+
 static void test_doctor(void **state)
 {
 	struct lines dl = { "", 0 };
@@ -664,6 +700,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fail_closed_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_daily_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_doctor, setup, teardown),
 	};
 	kms_log_set_quiet(1);

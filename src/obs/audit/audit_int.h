@@ -214,6 +214,9 @@ const char *audit_type_name(uint8_t t);
 /* "2025-03-01T12:00:00.123456Z" from ns since the epoch. */
 void audit_fmt_time(int64_t ns, char out[static 40]);
 
+/* Tests: the writer's wall clock (record times, file names, daily rotation); NULL restores. */
+void audit_set_wall_clock(int64_t (*now)(void));
+
 /* ---- files ---- */
 
 /* "audit-0000000012-20250301.log" for file number idx created at wall_ns. */

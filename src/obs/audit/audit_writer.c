@@ -101,6 +101,19 @@ static int64_t mono_ms(void)
 	return obs_mono_ns() / 1000000;
 }
 
+/* The writer's wall clock (record times, file names, daily rotation); tests replace it. */
+static int64_t (*_Atomic wall_clock)(void) = obs_wall_ns;
+
+void audit_set_wall_clock(int64_t (*now)(void))
+{
+	atomic_store(&wall_clock, now != NULL ? now : obs_wall_ns);
+}
+
+static int64_t wall_now(void)
+{
+	return atomic_load(&wall_clock)();
+}
+
 static int utc_day(int64_t wall_ns)
 {
 	struct tm tm;
@@ -277,7 +290,7 @@ static int enc_checkpoint(struct audit_log *a, uint8_t reason)
 {
 	uint8_t sig[AUDIT_SIG_LEN], *msg = NULL;
 	size_t mlen = 0;
-	int64_t now = obs_wall_ns();
+	int64_t now = wall_now();
 	int r = KMS_OK;
 	uint16_t flags = a->ident != NULL ? AUDIT_F_CP_SIGNED : 0;
 	kbuf_reset(a->body);
@@ -349,7 +362,7 @@ static int enc_note(struct audit_log *a, uint8_t kind, const struct acct *ac)
 static int enc_start(struct audit_log *a)
 {
 	kbuf_reset(a->body);
-	int r = audit_enc_start(a->body, a->t_seq, a->t_hash, obs_wall_ns(), (uint32_t)getpid(),
+	int r = audit_enc_start(a->body, a->t_seq, a->t_hash, wall_now(), (uint32_t)getpid(),
 				(uint32_t)a->n_chains);
 	for (size_t i = 0; i < a->n_chains && r == KMS_OK; i++) {
 		const struct achain *c = &a->chains[i];
@@ -458,7 +471,7 @@ static void fail(struct audit_log *a, int err, const char *what)
 {
 	atomic_fetch_add(&a->c_errors, 1);
 	if (!a->failed) {
-		a->failed_since_ns = obs_wall_ns();
+		a->failed_since_ns = wall_now();
 		kms_log_err("audit log %s failed: %s %s: %s%s%s: %s; retrying every %d ms", a->dir,
 			    what, a->file, kms_strerror(err), a->fail_errno ? ": " : "",
 			    a->fail_errno ? strerror(a->fail_errno) : "",
@@ -488,7 +501,7 @@ static int open_file(struct audit_log *a)
 	uint64_t idx = a->file_index, seq = a->next_seq;
 	uint8_t hash[32];
 	int first = a->first_file;
-	int64_t now = obs_wall_ns();
+	int64_t now = wall_now();
 	char path[4096];
 	memcpy(hash, a->last_hash, 32);
 	a->file_index = first ? 0 : idx + 1;
@@ -571,7 +584,7 @@ static int rotate_due(const struct audit_log *a)
 {
 	if (a->rotate_bytes > 0 && a->file_size + kbuf_len(a->buf) >= a->rotate_bytes)
 		return 1;
-	return a->rotate_daily && utc_day(obs_wall_ns()) != a->file_day;
+	return a->rotate_daily && utc_day(wall_now()) != a->file_day;
 }
 
 /* Ends the file with a rotate checkpoint and opens the next one. */
