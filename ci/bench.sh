@@ -4,7 +4,8 @@
 #   {softsign, SoftHSM2} x {TCP + Secret Connection, Unix socket}: p50/p99/max latency,
 #   signatures/s and the signer's RSS; the floors measured in the same run (bare fdatasync
 #   on the state disk, bare OpenSSL Ed25519, bare C_Sign); n validators x m chains scaling
-#   (1x1, 3x3). Prints a table and writes build/bench/results.json. Targets are reported,
+#   (1x1, 3x3); softsign with the audit log on vs off (docs/audit.md). Prints a table and
+#   writes build/bench/results.json. Targets are reported,
 #   never asserted (docs/benchmarks.md explains how to read the figures).
 #
 # Environment: BENCH_N (signing requests per run, default 2000), BENCH_BUILD_DIR (default
@@ -20,6 +21,7 @@ WORK=""
 SHM=""
 PIDS=""
 STATE_DIR="state" # relative to the config; the tmpfs runs point it at $SHM
+AUDIT=0           # 1: the run keeps an audit log (audit = { }) beside the state files
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -107,6 +109,9 @@ write_conf() {
 		echo
 		echo ");"
 		echo 'log = { level = "warn"; };'
+		if [ "$AUDIT" = 1 ]; then
+			echo "audit = { dir = \"$STATE_DIR/audit-$name\"; };"
+		fi
 	} >"$WORK/$name.conf"
 	chmod 600 "$WORK/$name.conf"
 	for ((c = 0; c < m; c++)); do
@@ -162,7 +167,14 @@ echo "bench: floors (state disk: $WORK)" >&2
 	>"$WORK/res/floors.json" || die "floors"
 
 run softsign-tcp softsign tcp 1 1
+# The audit log on (docs/audit.md): the same runs, right after, its files on the state disk.
+AUDIT=1
+run softsign-tcp-audit softsign tcp 1 1
+AUDIT=0
 run softsign-unix softsign unix 1 1
+AUDIT=1
+run softsign-unix-audit softsign unix 1 1
+AUDIT=0
 run softhsm2-tcp softhsm2 tcp 1 1
 run softhsm2-unix softhsm2 unix 1 1
 run scale-1x1 softsign tcp 1 1
@@ -190,7 +202,8 @@ def rss(name):
         d[k] = int(v) / 1024.0  # MiB
     return d
 runs = {}
-names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3"]
+names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3",
+         "softsign-tcp-audit", "softsign-unix-audit"]
 names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"] if os.path.exists(os.path.join(res, k + ".rss"))]
 for name in names:
     sims = [load(p) for p in sorted(glob.glob(os.path.join(res, name + "-sim*.json")))]
@@ -216,6 +229,8 @@ targets = {
     "overhead_minus_persistence_under_0.1ms": {
         k: round(runs[k]["p50_ms"], 4) for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"] if k in runs},
     "rss_3x3_softsign_under_8MiB": round(runs["scale-3x3"]["hwm_mib"], 2),
+    "audit_on_minus_off_p50_ms": {
+        k: round(runs[k + "-audit"]["p50_ms"] - runs[k]["p50_ms"], 4) for k in ["softsign-tcp", "softsign-unix"]},
 }
 load = open("/proc/loadavg").read().split()[:3]
 doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(), "loadavg": load,
@@ -256,6 +271,12 @@ for k, label in [("scale-1x1", "1 chain x 1 sentry"), ("scale-3x3", "3 chains x 
     print("%-26s %8.3f %9.3f %12.0f %17.0f %8.1f %8.1f" % (label, r["p50_ms"], r["p99_ms"], r["responses_per_s"],
           r["new_signatures_per_s"], r["rss_mib"], r["hwm_mib"]))
 print()
+print("audit log (softsign)        p50 off   p50 on   p99 off   p99 on   on - off (p50)")
+for k, label in [("softsign-tcp", "TCP+SC"), ("softsign-unix", "Unix")]:
+    a, b = runs[k], runs[k + "-audit"]
+    print("%-26s %8.3f %8.3f %9.3f %8.3f %+12.3f ms" % (label, a["p50_ms"], b["p50_ms"], a["p99_ms"],
+          b["p99_ms"], b["p50_ms"] - a["p50_ms"]))
+print()
 print("targets (reported, not asserted):")
 for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]:
     d = over(k)
@@ -266,6 +287,11 @@ for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"]:
         d = runs[k]["p50_ms"]
         print("  %-20s protocol + crypto overhead (p50, no sync) = %.3f ms (target < 0.1: %s)" % (
             k.replace("-tmpfs", ""), d, "met" if d < 0.1 else "missed"))
+for k in ["softsign-tcp", "softsign-unix"]:
+    d = runs[k + "-audit"]["p50_ms"] - runs[k]["p50_ms"]
+    print("  %-14s audit on - off, p50 = %+.3f ms (target: within noise; the fdatasync p50 varied %.3f..%.3f ms)" % (
+        k, d, min(runs[k]["fdatasync_p50_ms_adjacent"], runs[k + "-audit"]["fdatasync_p50_ms_adjacent"]),
+        max(runs[k]["fdatasync_p50_ms_adjacent"], runs[k + "-audit"]["fdatasync_p50_ms_adjacent"])))
 h = runs["scale-3x3"]["hwm_mib"]
 print("  3 chains x 3 sentries, softsign: peak RSS %.1f MiB (target < 8: %s)" % (h, "met" if h < 8 else "missed"))
 bad = sum(r["failures"] for r in runs.values())
