@@ -46,13 +46,14 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 	echo "bench: building (Release) in ${BUILD#"$ROOT"/}" >&2
 	cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null ||
 		die "cmake configure"
-	cmake --build "$BUILD" --target p11kms p11kms-sim p11kms_softsign_module bench_e2e_floors \
+	cmake --build "$BUILD" --target p11kms p11kms-sim p11kms_softsign_module bench_e2e_floors bench_audit \
 		-j"${BENCH_JOBS:-$(nproc 2>/dev/null || echo 2)}" >"$BUILD/build.log" 2>&1 ||
 		{ tail -n 30 "$BUILD/build.log" >&2; die "build"; }
 fi
 P11KMS="$BUILD/bin/p11kms"
 SIM="$BUILD/bin/p11kms-sim"
 FLOORS="$BUILD/bin/bench_e2e_floors"
+AUDIT_BENCH="$BUILD/bin/bench_audit"
 export P11KMS_PROFILES_DIR="$ROOT/hsm-profiles"
 
 mkdir -p "$BUILD"
@@ -165,6 +166,8 @@ run() {
 echo "bench: floors (state disk: $WORK)" >&2
 "$FLOORS" --dir "$WORK/state" --n "$N" --softsign "$WORK/secrets/consensus0.key" --softhsm-uri "$HSM_URI" \
 	>"$WORK/res/floors.json" || die "floors"
+echo "bench: audit log: obs_emit with and without its sink, writer throughput" >&2
+"$AUDIT_BENCH" --dir "$WORK/state" --n 20000 >"$WORK/res/audit_emit.json" || die "bench_audit"
 
 run softsign-tcp softsign tcp 1 1
 # The audit log on (docs/audit.md): the same runs, right after, its files on the state disk.
@@ -185,7 +188,13 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	SHM="$(mktemp -d /dev/shm/p11kms-bench.XXXXXX)"
 	STATE_DIR="$SHM"
 	run softsign-tcp-tmpfs softsign tcp 1 1
+	AUDIT=1
+	run softsign-tcp-tmpfs-audit softsign tcp 1 1
+	AUDIT=0
 	run softsign-unix-tmpfs softsign unix 1 1
+	AUDIT=1
+	run softsign-unix-tmpfs-audit softsign unix 1 1
+	AUDIT=0
 	STATE_DIR="state"
 fi
 
@@ -204,7 +213,9 @@ def rss(name):
 runs = {}
 names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3",
          "softsign-tcp-audit", "softsign-unix-audit"]
-names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"] if os.path.exists(os.path.join(res, k + ".rss"))]
+names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs", "softsign-tcp-tmpfs-audit",
+                      "softsign-unix-tmpfs-audit"] if os.path.exists(os.path.join(res, k + ".rss"))]
+audit_emit = load(os.path.join(res, "audit_emit.json"))
 for name in names:
     sims = [load(p) for p in sorted(glob.glob(os.path.join(res, name + "-sim*.json")))]
     reqs = sum(s["requests"] for s in sims)
@@ -235,7 +246,7 @@ targets = {
 load = open("/proc/loadavg").read().split()[:3]
 doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(), "loadavg": load,
        "cpus": os.cpu_count(), "requests_per_run": n, "protocol": "v0.37", "mode": "mixed",
-       "floors": floors, "runs": runs, "targets": targets}
+       "floors": floors, "runs": runs, "targets": targets, "audit_emit": audit_emit}
 os.makedirs(os.path.dirname(out), exist_ok=True)
 with open(out, "w") as f:
     json.dump(doc, f, indent=1)
@@ -272,10 +283,18 @@ for k, label in [("scale-1x1", "1 chain x 1 sentry"), ("scale-3x3", "3 chains x 
           r["new_signatures_per_s"], r["rss_mib"], r["hwm_mib"]))
 print()
 print("audit log (softsign)        p50 off   p50 on   p99 off   p99 on   on - off (p50)")
-for k, label in [("softsign-tcp", "TCP+SC"), ("softsign-unix", "Unix")]:
+for k, label in [("softsign-tcp", "TCP+SC"), ("softsign-unix", "Unix"),
+                 ("softsign-tcp-tmpfs", "TCP+SC, tmpfs *"), ("softsign-unix-tmpfs", "Unix, tmpfs *")]:
+    if k not in runs or k + "-audit" not in runs:
+        continue
     a, b = runs[k], runs[k + "-audit"]
     print("%-26s %8.3f %8.3f %9.3f %8.3f %+12.3f ms" % (label, a["p50_ms"], b["p50_ms"], a["p99_ms"],
           b["p99_ms"], b["p50_ms"] - a["p50_ms"]))
+e = audit_emit
+print("on the connection thread, after the reply: obs_emit p50 %d ns / p99 %d ns with the audit sink, %d / %d ns without;" % (
+      e["emit_audit_ns"]["p50"], e["emit_audit_ns"]["p99"], e["emit_no_sink_ns"]["p50"], e["emit_no_sink_ns"]["p99"]))
+print("the writer made %d records durable in %.2f s (%d dropped) on the state disk" % (
+      e["durable"], e["seconds_to_durable"], e["dropped"]))
 print()
 print("targets (reported, not asserted):")
 for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]:

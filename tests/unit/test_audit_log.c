@@ -204,6 +204,15 @@ static void free_imgs(struct tu_img *imgs, size_t n)
 		tu_img_free(&imgs[i]);
 }
 
+/* Loads the audit directory (at most cap files) and verifies it; returns the file count. */
+static size_t verify_dir(struct tu_img *imgs, size_t cap, const struct audit_verify_opts *o,
+			 struct audit_report *rep)
+{
+	size_t n = tu_load_dir(adir, imgs, cap);
+	tu_verify(imgs, n, o, rep);
+	return n;
+}
+
 /* ---- tests ---- */
 
 /* Two runs (a restart continues the chain in a new file), then damage to what they wrote. */
@@ -229,9 +238,8 @@ static void test_runs_and_tampering(void **state)
 	stop(a);
 	cfg_free(cfg);
 
-	size_t n = tu_load_dir(adir, imgs, 8);
+	size_t n = verify_dir(imgs, 8, NULL, &rep);
 	assert_int_equal(n, 3);
-	tu_verify(imgs, n, NULL, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_int_equal(rep.starts, 3);
 	assert_int_equal(rep.signed_ + rep.stored + rep.refused, 150);
@@ -292,9 +300,8 @@ static void test_signed_checkpoints(void **state)
 	struct audit_log *a = start(cfg, id);
 	emit(70);
 	stop(a);
-	size_t n = tu_load_dir(adir, imgs, 4);
 	struct audit_verify_opts o = { .pin_key = pub };
-	tu_verify(imgs, n, &o, &rep);
+	size_t n = verify_dir(imgs, 4, &o, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_true(rep.checkpoints >= 4);
 	assert_int_equal(rep.checkpoints_signed, rep.checkpoints);
@@ -392,9 +399,8 @@ static void test_rotation_and_gzip(void **state)
 	emit(10);
 	stop(a);
 	cfg_free(cfg);
-	size_t n = tu_load_dir(adir, imgs, 8);
+	size_t n = verify_dir(imgs, 8, NULL, &rep);
 	assert_true(n >= 3);
-	tu_verify(imgs, n, NULL, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_int_equal(rep.starts, 2);
 	assert_int_equal(rep.dropped, 0);
@@ -428,11 +434,10 @@ static void test_queue_full_drops(void **state)
 	release_sync();
 	stop(a);
 	cfg_free(cfg);
-	size_t n = tu_load_dir(adir, imgs, 4);
 	/* the dropped ones are the newest: the state file's sequence is what counts them */
 	struct audit_state_seq st = { "c-1", gseq - 1 };
 	struct audit_verify_opts so = { .state = &st, .n_state = 1 };
-	tu_verify(imgs, n, &so, &rep);
+	size_t n = verify_dir(imgs, 4, &so, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_int_equal(rep.dropped, c.dropped);
 	assert_true(tu_note_has("because the queue was full"));
@@ -529,9 +534,8 @@ static void test_write_failure(void **state)
 	cfg_free(cfg);
 	assert_true(c.lost >= 5);
 	assert_true(c.write_errors >= 1);
-	size_t n = tu_load_dir(adir, imgs, 8);
+	size_t n = verify_dir(imgs, 8, NULL, &rep);
 	assert_true(n >= 2);
-	tu_verify(imgs, n, NULL, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_int_equal(rep.lost, c.lost);
 	assert_true(tu_note_has("because writing the log failed"));
@@ -574,8 +578,7 @@ static void test_fail_closed_bounds(void **state)
 	audit_counters_get(a, &c);
 	stop(a);
 	cfg_free(cfg);
-	size_t n = tu_load_dir(adir, imgs, 4);
-	tu_verify(imgs, n, NULL, &rep);
+	size_t n = verify_dir(imgs, 4, NULL, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_int_equal(rep.signed_, admitted);
 	/* what the queue dropped were refusals, never a released signature */
@@ -611,9 +614,8 @@ static void test_resume_after_crash(void **state)
 	emit(3);
 	stop(a);
 	cfg_free(cfg);
-	size_t n = tu_load_dir(adir, imgs, 8);
+	size_t n = verify_dir(imgs, 8, NULL, &rep);
 	assert_int_equal(n, 3);
-	tu_verify(imgs, n, NULL, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_true(tu_note_has("13 bytes of an incomplete record"));
 	assert_true(tu_note_has("no complete header"));
@@ -647,11 +649,10 @@ static void test_daily_rotation(void **state)
 	stop(cur);
 	audit_set_wall_clock(NULL);
 	cfg_free(cfg);
-	size_t n = tu_load_dir(adir, imgs, 4);
+	size_t n = verify_dir(imgs, 4, NULL, &rep);
 	assert_int_equal(n, 2);
 	assert_string_equal(imgs[0].name, "audit-0000000000-20241231.log");
 	assert_string_equal(imgs[1].name, "audit-0000000001-20250101.log");
-	tu_verify(imgs, n, NULL, &rep);
 	expect(&rep, AUDIT_INTACT, NULL);
 	assert_int_equal(rep.signed_ + rep.stored + rep.refused, 10);
 	free_imgs(imgs, n);

@@ -55,3 +55,8 @@ p11kms_script_test(audit_crash_soak ${CMAKE_SOURCE_DIR}/tests/integration/audit_
 	LABELS slow TIMEOUT 1200 ENV ${_audit_sim_env} "AUDIT_CRASH_ROUNDS=25")
 p11kms_script_test(audit_fulldisk ${CMAKE_SOURCE_DIR}/tests/integration/audit_fulldisk.sh
 	LABELS integration TIMEOUT 240 ENV ${_audit_sim_env})
+
+# The benchmark ci/bench.sh runs (prints figures, asserts nothing): obs_emit with and
+# without the audit sink, and how fast the writer makes records durable.
+add_executable(bench_audit ${CMAKE_SOURCE_DIR}/tests/bench/bench_audit.c)
+target_link_libraries(bench_audit PRIVATE p11kms_test_warnings p11kms_audit p11kms_config)
