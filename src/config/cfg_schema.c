@@ -542,7 +542,7 @@ static int parse_audit(struct cfg_ctx *x, const config_setting_t *root, struct c
 	    (r = get_path(x, g, "audit", "dir", 1, &a->dir)) != KMS_OK ||
 	    (r = audit_int(x, g, "batch_records", 1, 100000, 64, &br)) != KMS_OK ||
 	    (r = audit_int(x, g, "batch_ms", 1, 60000, 200, &bms)) != KMS_OK ||
-	    (r = audit_int(x, g, "queue", 16, 1 << 20, 4096, &q)) != KMS_OK ||
+	    (r = audit_int(x, g, "queue", 16, 1 << 20, 1024, &q)) != KMS_OK ||
 	    (r = audit_int(x, g, "checkpoint_every", 1, 1000000000, 1000, &cp)) != KMS_OK ||
 	    (r = audit_int(x, g, "rotate_size_mb", 0, 1 << 20, 64, &mb)) != KMS_OK ||
 	    (r = get_bool(x, g, "audit", "sign_checkpoints", 0, &a->sign_checkpoints)) !=

@@ -578,7 +578,7 @@ static void test_config_block(void **state)
 	assert_string_equal(cfg->audit.dir, "/srv/aud");
 	assert_int_equal(cfg->audit.batch_records, 64);
 	assert_int_equal(cfg->audit.batch_ms, 200);
-	assert_int_equal(cfg->audit.queue, 4096);
+	assert_int_equal(cfg->audit.queue, 1024);
 	assert_int_equal(cfg->audit.checkpoint_every, 1000);
 	assert_int_equal(cfg->audit.rotate_bytes, 64ull << 20);
 	assert_true(cfg->audit.rotate_daily);

@@ -174,14 +174,14 @@ static void hole_range(struct holes *h, uint64_t a, uint64_t b, uint64_t cut)
 		h->first_lo = a;
 		h->first_hi = b;
 	}
-	uint64_t mid = cut < a ? a : cut + 1 > b ? b + 1 : cut + 1; /* first value above cut */
-	if (mid > a)
-		h->below += (mid > b ? b : mid - 1) - a + 1;
-	if (mid <= b) {
-		h->above += b - mid + 1;
+	if (a <= cut)
+		h->below += (b < cut ? b : cut) - a + 1;
+	if (b > cut) {
+		uint64_t s = a > cut ? a : cut + 1;
+		h->above += b - s + 1;
 		if (!h->has_above) {
 			h->has_above = 1;
-			h->above_lo = mid;
+			h->above_lo = s;
 		}
 		h->above_hi = b;
 	}
