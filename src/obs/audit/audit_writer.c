@@ -492,6 +492,25 @@ static void fail(struct audit_log *a, int err, const char *what)
 	status_write(a, "failed");
 }
 
+/* The new file's first records (header, start record, lost note), durable with its name. */
+static int fill_new_file(struct audit_log *a, const char *path, int64_t now)
+{
+	int r = enc_header(a, now);
+	if (r == KMS_OK && a->need_start)
+		r = enc_start(a);
+	if (r == KMS_OK && a->lost.total > 0)
+		r = enc_note(a, AUDIT_NOTE_LOST, &a->lost);
+	if (r == KMS_OK)
+		r = flush(a);
+	if (r == KMS_OK)
+		r = do_sync(a);
+	if (r == KMS_OK && dfile_fsync_dir(path) != KMS_OK) {
+		a->fail_errno = errno;
+		r = KMS_ERR_SYSTEM;
+	}
+	return r;
+}
+
 /*
  * Creates the next file: preamble, header, then the start record and a lost
  * note if due; synced with its directory entry. On failure nothing of it
@@ -522,19 +541,7 @@ static int open_file(struct audit_log *a)
 	a->first_file = 0;
 	a->file_size = 0;
 	a->file_day = utc_day(now);
-	int r = enc_header(a, now);
-	if (r == KMS_OK && a->need_start)
-		r = enc_start(a);
-	if (r == KMS_OK && a->lost.total > 0)
-		r = enc_note(a, AUDIT_NOTE_LOST, &a->lost);
-	if (r == KMS_OK)
-		r = flush(a);
-	if (r == KMS_OK)
-		r = do_sync(a);
-	if (r == KMS_OK && dfile_fsync_dir(path) != KMS_OK) {
-		a->fail_errno = errno;
-		r = KMS_ERR_SYSTEM;
-	}
+	int r = fill_new_file(a, path, now);
 	if (r != KMS_OK) {
 		(void)close(a->fd);
 		a->fd = -1;
@@ -552,22 +559,21 @@ static int open_file(struct audit_log *a)
 	}
 	a->need_start = 0;
 	a->prev_torn = 0;
-	if (a->lost.total > 0) {
-		kms_log_warn("audit log %s writable again (%s): %llu decisions could not be "
-			     "recorded; a note in the log says which",
-			     a->dir, a->file, (unsigned long long)a->lost.total);
-		acct_reset(a, &a->lost);
-	}
+	acct_reset(a, &a->lost);
 	return KMS_OK;
 }
 
 static void try_recover(struct audit_log *a)
 {
+	uint64_t lost = a->lost.total;
 	int r = open_file(a);
 	if (r != KMS_OK) {
 		fail(a, r, "re-opening");
 		return;
 	}
+	kms_log_warn("audit log %s writable again (%s): %llu decisions could not be recorded%s",
+		     a->dir, a->file, (unsigned long long)lost,
+		     lost > 0 ? "; a note in the log says which" : "");
 	a->failed = 0;
 	a->fail_errno = 0;
 	atomic_store(&a->c_failed, 0);
