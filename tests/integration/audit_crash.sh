@@ -5,13 +5,13 @@
 # (truncated); after each restart the log verifies (exit 0) while the daemon writes it, with
 # every crash gap at most batch_records (the verifier enforces the bound; the gaps are printed).
 # Then a clean stop, and the CLI's show/export read the same log.
-# AUDIT_CRASH_ROUNDS (default 4; the slow test runs 25).
+# AUDIT_CRASH_ROUNDS (default 3; the slow test runs 25).
 set -eu
 . "$(dirname "$0")/sim_lib.sh"
 sim_setup
 sim_keys
 
-ROUNDS="${AUDIT_CRASH_ROUNDS:-4}"
+ROUNDS="${AUDIT_CRASH_ROUNDS:-3}"
 BATCH=16
 CHAIN=audit-crash
 CONF="$SIM_DIR/p11kms.conf"
@@ -81,7 +81,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	fi
 	# let it sign a random while, then SIGKILL it in the middle of whatever it does
 	w="$(written)"
-	wait_written "$w" $((w + 20 + RANDOM % 200))
+	wait_written "$w" $((w + 10 + RANDOM % 120))
 	kill -KILL "$DAEMON_PID"
 	wait "$DAEMON_PID" 2>/dev/null || true
 	DAEMON_PID=""
