@@ -98,7 +98,7 @@ struct audit_verify_opts {
 	void (*note)(void *ctx, const char *line);
 	void *note_ctx;
 	const uint8_t *pin_key; /* [32]: checkpoints must be signed by this key; NULL: any */
-	int has_anchor;		/* the log must continue record anchor_seq whose hash is anchor_hash */
+	int has_anchor; /* the log must continue record anchor_seq whose hash is anchor_hash */
 	uint64_t anchor_seq;
 	uint8_t anchor_hash[32];
 	int live; /* a daemon is writing the last file (audit_dir_live) */

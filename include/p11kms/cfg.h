@@ -81,10 +81,10 @@ struct cfg_audit {
 	int enabled;
 	char *dir;		   /* absolute */
 	uint32_t batch_records;	   /* sync after this many records (default 64) */
-	uint32_t batch_ms;	   /* ... or this long after the oldest unsynced one (default 200) */
+	uint32_t batch_ms;	   /* ... or this long after the oldest unsynced (default 200) */
 	uint32_t queue;		   /* records waiting for the writer (default 1024) */
 	uint32_t checkpoint_every; /* records between checkpoints (default 1000) */
-	int sign_checkpoints;	   /* sign checkpoints with the Secret Connection identity */
+	int sign_checkpoints;	   /* signed with the Secret Connection identity (default 0) */
 	uint64_t rotate_bytes;	   /* rotate_size_mb in bytes (default 64 MiB; 0: never) */
 	int rotate_daily;	   /* a new file each UTC day (default true) */
 	int fail_closed;	   /* refuse signatures while the log fails (default false) */

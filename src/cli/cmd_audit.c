@@ -61,11 +61,16 @@ static int parse_height(const char *s, int64_t *out)
 static int parse_args(int argc, char **argv, struct audit_args *a)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' }, { "key", required_argument, NULL, 'K' },
-		{ "anchor", required_argument, NULL, 'A' }, { "quiet", no_argument, NULL, 'q' },
-		{ "chain", required_argument, NULL, 'C' },  { "since", required_argument, NULL, 'S' },
-		{ "until", required_argument, NULL, 'U' },  { "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },	    { NULL, 0, NULL, 0 },
+		{ "config", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'K' },
+		{ "anchor", required_argument, NULL, 'A' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "chain", required_argument, NULL, 'C' },
+		{ "since", required_argument, NULL, 'S' },
+		{ "until", required_argument, NULL, 'U' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	optind = 0;
@@ -348,7 +353,7 @@ int cmd_audit(int argc, char **argv)
 	ec = collect_files(a.verb, &a, cfg, &paths, &n);
 	if (ec == CMD_EXIT_OK)
 		ec = strcmp(a.verb, "verify") == 0 ? do_verify(&a, cfg, paths, n) :
-						       do_render(&a, paths, n);
+						     do_render(&a, paths, n);
 	audit_paths_free(paths, n);
 	cfg_free(cfg);
 	return ec;

@@ -26,9 +26,15 @@ static const char *const val_keys[] = {
 	"backoff_max_ms", "max_msg_size", NULL
 };
 static const char *const log_keys[] = { "level", "file", NULL };
-static const char *const audit_keys[] = { "dir",	     "batch_records",	 "batch_ms",
-					  "queue",	     "checkpoint_every", "sign_checkpoints",
-					  "rotate_size_mb", "rotate_daily",	 "fail_closed",
+static const char *const audit_keys[] = { "dir",
+					  "batch_records",
+					  "batch_ms",
+					  "queue",
+					  "checkpoint_every",
+					  "sign_checkpoints",
+					  "rotate_size_mb",
+					  "rotate_daily",
+					  "fail_closed",
 					  NULL };
 
 static int line_of(const config_setting_t *s)
@@ -516,8 +522,8 @@ out:
 }
 
 /* One audit integer: *out = the value if present, else dflt. */
-static int audit_int(struct cfg_ctx *x, const config_setting_t *g, const char *name,
-		     long long min, long long max, long long dflt, long long *out)
+static int audit_int(struct cfg_ctx *x, const config_setting_t *g, const char *name, long long min,
+		     long long max, long long dflt, long long *out)
 {
 	int has = 0;
 	int r = get_int(x, g, "audit", name, min, max, &has, out);
@@ -545,8 +551,7 @@ static int parse_audit(struct cfg_ctx *x, const config_setting_t *root, struct c
 	    (r = audit_int(x, g, "queue", 16, 1 << 20, 1024, &q)) != KMS_OK ||
 	    (r = audit_int(x, g, "checkpoint_every", 1, 1000000000, 1000, &cp)) != KMS_OK ||
 	    (r = audit_int(x, g, "rotate_size_mb", 0, 1 << 20, 64, &mb)) != KMS_OK ||
-	    (r = get_bool(x, g, "audit", "sign_checkpoints", 0, &a->sign_checkpoints)) !=
-		    KMS_OK ||
+	    (r = get_bool(x, g, "audit", "sign_checkpoints", 0, &a->sign_checkpoints)) != KMS_OK ||
 	    (r = get_bool(x, g, "audit", "rotate_daily", 1, &a->rotate_daily)) != KMS_OK ||
 	    (r = get_bool(x, g, "audit", "fail_closed", 0, &a->fail_closed)) != KMS_OK)
 		return r;

@@ -454,7 +454,9 @@ static int open_audit(struct daemon *d)
 		return CMD_EXIT_OK;
 	kms_log_err("cannot open the audit log (%s:%d, audit.dir %s): %s", d->cfg->path,
 		    d->cfg->audit.line, d->cfg->audit.dir, kms_strerror(r));
-	return r == KMS_ERR_PERM ? CMD_EXIT_PERM : r == KMS_ERR_ALLOC ? CMD_EXIT_FAIL : CMD_EXIT_CONFIG;
+	return r == KMS_ERR_PERM  ? CMD_EXIT_PERM :
+	       r == KMS_ERR_ALLOC ? CMD_EXIT_FAIL :
+				    CMD_EXIT_CONFIG;
 }
 
 static void release(struct daemon *d)

@@ -30,15 +30,17 @@ static int64_t pct(int64_t *v, size_t n, int p)
 /* n emits, one every 20 µs (a busy signer answers one request per ~0.2 ms or more). */
 static void emits(int64_t *dt, size_t n)
 {
-	struct obs_event ev = { .chain_id = "bench-0",
-				.peer = "tcp://127.0.0.1:26659",
-				.msg = OBS_MSG_PRECOMMIT,
-				.step = 3,
-				.decision = OBS_DEC_SIGNED,
-				.has_sign_bytes = 1,
-				.block_hash_len = 32,
-				.slot = "pkcs11:token=bench;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so",
-				.latency_ns = 300000 };
+	struct obs_event ev = {
+		.chain_id = "bench-0",
+		.peer = "tcp://127.0.0.1:26659",
+		.msg = OBS_MSG_PRECOMMIT,
+		.step = 3,
+		.decision = OBS_DEC_SIGNED,
+		.has_sign_bytes = 1,
+		.block_hash_len = 32,
+		.slot = "pkcs11:token=bench;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so",
+		.latency_ns = 300000
+	};
 	for (size_t i = 0; i < n; i++) {
 		ev.height = (int64_t)i + 1;
 		ev.guard_seq = i + 1;
@@ -103,9 +105,9 @@ int main(int argc, char **argv)
 	printf("{\"n\":%zu,\"emit_no_sink_ns\":{\"p50\":%lld,\"p99\":%lld},"
 	       "\"emit_audit_ns\":{\"p50\":%lld,\"p99\":%lld},\"durable\":%llu,\"dropped\":%llu,"
 	       "\"seconds_to_durable\":%.3f}\n",
-	       n, (long long)pct(off, n, 50), (long long)pct(off, n, 99),
-	       (long long)pct(on, n, 50), (long long)pct(on, n, 99),
-	       (unsigned long long)c.durable, (unsigned long long)c.dropped, secs);
+	       n, (long long)pct(off, n, 50), (long long)pct(off, n, 99), (long long)pct(on, n, 50),
+	       (long long)pct(on, n, 99), (unsigned long long)c.durable,
+	       (unsigned long long)c.dropped, secs);
 	free(off);
 	free(on);
 	cfg_free(cfg);

@@ -556,15 +556,21 @@ static void test_fail_closed_bounds(void **state)
 	atomic_store(&hold_sync, 1);
 	for (int i = 0; i < 200; i++) {
 		if (audit_admit(a, why, sizeof(why)) == KMS_OK) {
-			struct obs_event ev = { .wall_ns = obs_wall_ns(), .chain_id = "c-1",
-						.msg = OBS_MSG_PREVOTE, .step = 2,
-						.decision = OBS_DEC_SIGNED, .guard_seq = gseq++ };
+			struct obs_event ev = { .wall_ns = obs_wall_ns(),
+						.chain_id = "c-1",
+						.msg = OBS_MSG_PREVOTE,
+						.step = 2,
+						.decision = OBS_DEC_SIGNED,
+						.guard_seq = gseq++ };
 			obs_emit(&ev);
 			admitted++;
 		} else {
-			struct obs_event ev = { .wall_ns = obs_wall_ns(), .chain_id = "c-1",
-						.msg = OBS_MSG_PREVOTE, .step = 2,
-						.decision = OBS_DEC_REFUSED, .why = OBS_WHY_AUDIT,
+			struct obs_event ev = { .wall_ns = obs_wall_ns(),
+						.chain_id = "c-1",
+						.msg = OBS_MSG_PREVOTE,
+						.step = 2,
+						.decision = OBS_DEC_REFUSED,
+						.why = OBS_WHY_AUDIT,
 						.code = 6 };
 			(void)snprintf(ev.detail, sizeof(ev.detail), "%s", why);
 			obs_emit(&ev);

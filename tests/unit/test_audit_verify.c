@@ -592,12 +592,18 @@ static void test_config_block(void **state)
 	assert_false(cfg->audit.enabled);
 	cfg_free(cfg);
 	static const char *bad[] = {
-		"audit = { };",				  "dir",
-		"audit = { dir = \"a\"; batch_ms = 0; };", "batch_ms",
-		"audit = { dir = \"a\"; queue = 4; };",	  "queue",
-		"audit = { dir = \"a\"; rotate = 1; };",	  "unknown key",
-		"audit = { dir = \"a\"; sign_checkpoints = true; };", "secret_key",
-		"audit = \"a\";",			  "must be a group",
+		"audit = { };",
+		"dir",
+		"audit = { dir = \"a\"; batch_ms = 0; };",
+		"batch_ms",
+		"audit = { dir = \"a\"; queue = 4; };",
+		"queue",
+		"audit = { dir = \"a\"; rotate = 1; };",
+		"unknown key",
+		"audit = { dir = \"a\"; sign_checkpoints = true; };",
+		"secret_key",
+		"audit = \"a\";",
+		"must be a group",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i += 2) {
 		(void)snprintf(text, sizeof(text), "%s%s\n", base, bad[i]);
@@ -612,18 +618,12 @@ static void test_config_block(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_frames_and_bodies),
-		cmocka_unit_test(test_file_names),
-		cmocka_unit_test(test_clean_and_counts),
-		cmocka_unit_test(test_flip_any_byte),
-		cmocka_unit_test(test_delete_swap_truncate),
-		cmocka_unit_test(test_every_prefix),
-		cmocka_unit_test(test_checkpoint_signatures),
-		cmocka_unit_test(test_files_splice),
-		cmocka_unit_test(test_crash_tail_recorded),
-		cmocka_unit_test(test_gap_rules),
-		cmocka_unit_test(test_unfinished_and_foreign),
-		cmocka_unit_test(test_config_block),
+		cmocka_unit_test(test_frames_and_bodies),      cmocka_unit_test(test_file_names),
+		cmocka_unit_test(test_clean_and_counts),       cmocka_unit_test(test_flip_any_byte),
+		cmocka_unit_test(test_delete_swap_truncate),   cmocka_unit_test(test_every_prefix),
+		cmocka_unit_test(test_checkpoint_signatures),  cmocka_unit_test(test_files_splice),
+		cmocka_unit_test(test_crash_tail_recorded),    cmocka_unit_test(test_gap_rules),
+		cmocka_unit_test(test_unfinished_and_foreign), cmocka_unit_test(test_config_block),
 	};
 	kms_log_set_quiet(1);
 	return cmocka_run_group_tests(tests, NULL, NULL);

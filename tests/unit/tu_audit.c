@@ -262,7 +262,8 @@ size_t tu_load_dir(const char *dir, struct tu_img *imgs, size_t cap)
 	for (size_t i = 0; i < n && k < cap; i++, k++) {
 		const char *base = strrchr(paths[i], '/');
 		memset(&imgs[k], 0, sizeof(imgs[k]));
-		(void)snprintf(imgs[k].name, sizeof(imgs[k].name), "%s", base ? base + 1 : paths[i]);
+		(void)snprintf(imgs[k].name, sizeof(imgs[k].name), "%s",
+			       base ? base + 1 : paths[i]);
 		assert_int_equal(audit_file_load(paths[i], (size_t)1 << 30, &imgs[k].p, &imgs[k].n),
 				 KMS_OK);
 	}

@@ -141,8 +141,9 @@ static void file_checks(const struct rep *r, const struct cfg_audit *ac)
 	const char *newest = paths[n - 1];
 	if (audit_file_load(newest, (size_t)1 << 30, &img, &len) != KMS_OK ||
 	    audit_scan_file(img, len, &s) != KMS_OK || !s.has_header) {
-		say(r, CMD_EXIT_FAIL, "audit log: newest file %s is unreadable: run `p11kms audit "
-				      "verify`",
+		say(r, CMD_EXIT_FAIL,
+		    "audit log: newest file %s is unreadable: run `p11kms audit "
+		    "verify`",
 		    newest);
 		goto out;
 	}
@@ -180,8 +181,9 @@ void audit_doctor(const struct cfg *cfg, void (*report)(void *ctx, int exit_code
 	if (dir_checks(&r, ac) != 0)
 		return;
 	if (ac->sign_checkpoints)
-		say(&r, CMD_EXIT_OK, "audit log: checkpoints signed with the first validator's "
-				     "Secret Connection identity key");
+		say(&r, CMD_EXIT_OK,
+		    "audit log: checkpoints signed with the first validator's "
+		    "Secret Connection identity key");
 	if (audit_dir_live(ac->dir, &pid))
 		live_checks(&r, ac, pid);
 	else

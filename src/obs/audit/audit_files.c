@@ -122,7 +122,9 @@ int audit_file_load(const char *path, size_t max, uint8_t **out, size_t *outn)
 	if (gz == NULL) {
 		int e = errno;
 		kms_log_err("cannot open audit file %s: %s", path, strerror(e));
-		return e == ENOENT ? KMS_ERR_NOT_FOUND : e == EACCES ? KMS_ERR_PERM : KMS_ERR_SYSTEM;
+		return e == ENOENT ? KMS_ERR_NOT_FOUND :
+		       e == EACCES ? KMS_ERR_PERM :
+				     KMS_ERR_SYSTEM;
 	}
 	for (;;) {
 		if (cap - n < 65536) {

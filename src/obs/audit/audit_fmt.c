@@ -443,7 +443,7 @@ int audit_enc_decision(struct kbuf *b, uint64_t seq, const uint8_t prev[static 3
 			       (uint64_t)ev->sync_ns };
 	size_t bhl = ev->block_hash_len <= 32 ? ev->block_hash_len : 0;
 	uint8_t bh[32] = { 0 }, small[8] = { (uint8_t)ev->msg, (uint8_t)ev->decision,
-					      (uint8_t)ev->why, (uint8_t)ev->step, (uint8_t)bhl };
+					     (uint8_t)ev->why, (uint8_t)ev->step, (uint8_t)bhl };
 	static const uint8_t nohash[32];
 	memcpy(bh, ev->block_hash, bhl);
 	int r = put_common(b, AUDIT_REC_DECISION, flags, seq, prev);
@@ -518,7 +518,7 @@ int audit_enc_note(struct kbuf *b, uint64_t seq, const uint8_t prev[static 32],
 		   const struct audit_note *nt)
 {
 	const uint64_t v[] = { (uint64_t)nt->first_ns, (uint64_t)nt->last_ns, nt->total,
-			       nt->n_signed, nt->n_stored, nt->n_refused };
+			       nt->n_signed,	       nt->n_stored,	      nt->n_refused };
 	int r = put_common(b, AUDIT_REC_NOTE, 0, seq, prev);
 	if (r == KMS_OK)
 		r = kbuf_put_u8(b, nt->kind);

@@ -52,7 +52,7 @@ enum audit_type {
 
 enum audit_cp_reason {
 	AUDIT_CP_PERIODIC = 1,
-	AUDIT_CP_ROTATE = 2,  /* the last record of a file that was rotated */
+	AUDIT_CP_ROTATE = 2,   /* the last record of a file that was rotated */
 	AUDIT_CP_SHUTDOWN = 3, /* the last record of a clean stop */
 };
 
@@ -180,13 +180,13 @@ void audit_note_chain_at(const struct audit_note *nt, uint32_t i, struct audit_n
 
 /* Each encoder writes a whole body (common part first) for record seq after prev. */
 KMS_MUST_CHECK int audit_enc_header(struct kbuf *b, uint64_t seq, const uint8_t prev[static 32],
-				    const struct audit_hdr *h, const char *host, const char *version);
+				    const struct audit_hdr *h, const char *host,
+				    const char *version);
 KMS_MUST_CHECK int audit_enc_decision(struct kbuf *b, uint64_t seq, const uint8_t prev[static 32],
 				      const struct obs_event *ev);
 /* flags AUDIT_F_CP_SIGNED: the caller appends the 64 signature bytes after signing. */
-KMS_MUST_CHECK int audit_enc_checkpoint(struct kbuf *b, uint64_t seq,
-					const uint8_t prev[static 32], uint16_t flags,
-					int64_t wall_ns, uint8_t reason);
+KMS_MUST_CHECK int audit_enc_checkpoint(struct kbuf *b, uint64_t seq, const uint8_t prev[static 32],
+					uint16_t flags, int64_t wall_ns, uint8_t reason);
 /* The start record's fixed part; then audit_enc_start_chain n times. */
 KMS_MUST_CHECK int audit_enc_start(struct kbuf *b, uint64_t seq, const uint8_t prev[static 32],
 				   int64_t wall_ns, uint32_t pid, uint32_t n);
@@ -245,8 +245,8 @@ struct audit_scan {
 	uint8_t last_hash[32];
 	uint8_t last_type, last_reason;
 	int64_t last_wall_ns;
-	size_t torn;	     /* bytes after the last complete frame */
-	int damaged;	     /* a hash or body did not check, or the framing broke */
+	size_t torn;		/* bytes after the last complete frame */
+	int damaged;		/* a hash or body did not check, or the framing broke */
 	uint64_t lost, dropped; /* decisions the notes of this file say were not recorded */
 	uint64_t lost_notes;
 	int64_t last_error_ns;

@@ -186,7 +186,8 @@ static void jnote(FILE *f, const struct audit_rec *rec)
 {
 	const struct audit_note *nt = &rec->u.note;
 	struct audit_note_chain nc;
-	fprintf(f, ",\"kind\":\"%s\",\"error\":", nt->kind == AUDIT_NOTE_DROPPED ? "dropped" : "lost");
+	fprintf(f,
+		",\"kind\":\"%s\",\"error\":", nt->kind == AUDIT_NOTE_DROPPED ? "dropped" : "lost");
 	jcstr(f, nt->err != 0 ? kms_strerror(nt->err) : "");
 	fprintf(f, ",\"errno\":%" PRId32, nt->sys_errno);
 	jtime(f, "first", nt->first_ns);
@@ -199,7 +200,9 @@ static void jnote(FILE *f, const struct audit_rec *rec)
 		audit_note_chain_at(nt, i, &nc);
 		fputs(i ? ",{\"chain_id\":" : "{\"chain_id\":", f);
 		jstr(f, nc.chain_id.p, nc.chain_id.n);
-		fprintf(f, ",\"signed\":%" PRIu64 ",\"first_seq\":%" PRIu64 ",\"last_seq\":%" PRIu64 "}",
+		fprintf(f,
+			",\"signed\":%" PRIu64 ",\"first_seq\":%" PRIu64 ",\"last_seq\":%" PRIu64
+			"}",
 			nc.n_signed, nc.first_seq, nc.last_seq);
 	}
 	fputc(']', f);
@@ -272,8 +275,9 @@ static void table_decision(FILE *f, const struct audit_frame *fr, const struct a
 	(void)snprintf(rno, sizeof(rno), "%s#%" PRIu64, fr->hash_ok ? "" : "!", rec->seq);
 	fprintf(f, "%-27s %-8s ", t, rno);
 	tstr(f, &d->chain_id, 16, 16);
-	fprintf(f, " %-10s %10" PRId64 " %3" PRId32 " %-8s %-11s %4" PRId32 " %-8s %7" PRIu64
-		   " %8.3f  ",
+	fprintf(f,
+		" %-10s %10" PRId64 " %3" PRId32 " %-8s %-11s %4" PRId32 " %-8s %7" PRIu64
+		" %8.3f  ",
 		audit_msg_name(d->msg), d->height, d->round, audit_decision_name(d->decision),
 		d->why != 0 ? audit_why_name(d->why) : "-", d->code, blk, d->guard_seq,
 		(double)d->latency_ns / 1e6);
@@ -305,9 +309,8 @@ static int matches(const struct audit_filter *flt, const struct audit_dec *d)
 {
 	if (flt == NULL)
 		return 1;
-	if (flt->chain_id != NULL &&
-	    (d->chain_id.n != strlen(flt->chain_id) ||
-	     memcmp(d->chain_id.p, flt->chain_id, d->chain_id.n) != 0))
+	if (flt->chain_id != NULL && (d->chain_id.n != strlen(flt->chain_id) ||
+				      memcmp(d->chain_id.p, flt->chain_id, d->chain_id.n) != 0))
 		return 0;
 	return d->height >= flt->since && (flt->until == 0 || d->height <= flt->until);
 }
@@ -328,7 +331,8 @@ int audit_render_file(const char *name, const uint8_t *p, size_t n, enum audit_o
 		if (r == KMS_ERR_INCOMPLETE)
 			return KMS_OK; /* the tail being written */
 		if (r != KMS_OK) {
-			kms_log_err("%s: unreadable record at offset %zu: stopping here", name, off);
+			kms_log_err("%s: unreadable record at offset %zu: stopping here", name,
+				    off);
 			return KMS_ERR_FORMAT;
 		}
 		off += fr.size;

@@ -9,9 +9,9 @@
 #include "p11kms/enc.h"
 #include "p11kms/kcrypto.h"
 
-#define MAX_CHAINS 1024	     /* distinct chain ids tracked for gaps */
-#define MAX_INTERVALS 65536  /* fragments of one chain's guard sequence in one run */
-#define LOOKAHEAD 1000000    /* frames searched for a record that is out of place */
+#define MAX_CHAINS 1024	    /* distinct chain ids tracked for gaps */
+#define MAX_INTERVALS 65536 /* fragments of one chain's guard sequence in one run */
+#define LOOKAHEAD 1000000   /* frames searched for a record that is out of place */
 
 /* A closed range of guard sequence numbers. */
 struct iv {
@@ -56,7 +56,8 @@ struct audit_verify {
 	uint64_t final_missing; /* new signatures the last, unclean run lacks */
 };
 
-static void vnote(struct audit_verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vnote(struct audit_verify *v, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void vnote(struct audit_verify *v, const char *fmt, ...)
 {
 	char line[700];
@@ -245,8 +246,9 @@ static void end_chain_run(struct audit_verify *v, struct vchain *c, int has_next
 	uint64_t lo = c->has_base ? c->base + 1 : c->seen[0].lo;
 	uint64_t rec_hi = c->has_any && c->max_any >= lo ? c->max_any : lo - 1, hi = rec_hi;
 	if (has_next && next < rec_hi && !(final && v->o.live))
-		vnote(v, "chain %s: the state went back to sequence %llu after run %llu (it was "
-			 "re-initialised or replaced)",
+		vnote(v,
+		      "chain %s: the state went back to sequence %llu after run %llu (it was "
+		      "re-initialised or replaced)",
 		      c->id, (unsigned long long)next, (unsigned long long)v->run_no);
 	else if (has_next && next > hi)
 		hi = next;
@@ -256,8 +258,9 @@ static void end_chain_run(struct audit_verify *v, struct vchain *c, int has_next
 	if (total == 0)
 		return;
 	if (final && v->o.live) {
-		vnote(v, "chain %s: %llu new signatures are not in the log yet (guard sequence "
-			 "%llu..%llu first): the running daemon has not written them",
+		vnote(v,
+		      "chain %s: %llu new signatures are not in the log yet (guard sequence "
+		      "%llu..%llu first): the running daemon has not written them",
 		      c->id, (unsigned long long)total, (unsigned long long)h.first_lo,
 		      (unsigned long long)h.first_hi);
 		return;
@@ -280,9 +283,10 @@ static void end_chain_run(struct audit_verify *v, struct vchain *c, int has_next
 		return;
 	}
 	v->rep.gaps_explained++;
-	vnote(v, "chain %s: run %llu ended without a clean stop: %llu new signatures (guard "
-		 "sequence %llu..%llu first) were not written; a crash loses at most %llu "
-		 "(batch_records %u + %llu other connections in flight)",
+	vnote(v,
+	      "chain %s: run %llu ended without a clean stop: %llu new signatures (guard "
+	      "sequence %llu..%llu first) were not written; a crash loses at most %llu "
+	      "(batch_records %u + %llu other connections in flight)",
 	      c->id, (unsigned long long)v->run_no, (unsigned long long)total,
 	      (unsigned long long)h.first_lo, (unsigned long long)h.first_hi,
 	      (unsigned long long)bound, v->batch_records, (unsigned long long)slack);
@@ -428,8 +432,9 @@ static int on_checkpoint(struct audit_verify *v, const struct audit_rec *rec, si
 		return 0;
 	}
 	if (rec->flags & AUDIT_F_CP_SIGN_FAILED) {
-		vnote(v, "record #%llu: this checkpoint could not be signed when it was written "
-			 "(a token error); the next signed checkpoint covers it",
+		vnote(v,
+		      "record #%llu: this checkpoint could not be signed when it was written "
+		      "(a token error); the next signed checkpoint covers it",
 		      (unsigned long long)rec->seq);
 		return 0;
 	}
@@ -486,8 +491,9 @@ static int check_link(struct audit_verify *v, const uint8_t *p, size_t n, size_t
 	if (rec->seq > v->next_seq) {
 		if (find_seq(p, n, off, v->next_seq, &at))
 			return damage(v, AUDIT_REORDERED, v->next_seq, at,
-				      "record #%llu comes after record #%llu", 
-				      (unsigned long long)v->next_seq, (unsigned long long)rec->seq);
+				      "record #%llu comes after record #%llu",
+				      (unsigned long long)v->next_seq,
+				      (unsigned long long)rec->seq);
 		return damage(v, AUDIT_MISSING, v->next_seq, off,
 			      "records #%llu..#%llu are not in the log (record #%llu follows "
 			      "#%llu)",
@@ -592,8 +598,9 @@ static int first_header(struct audit_verify *v, const struct audit_rec *rec, siz
 		return damage(v, AUDIT_SPLICED, 0, off,
 			      "the log's first record names a predecessor %s…", h);
 	if (rec->seq > 0)
-		vnote(v, "the set starts at file #%llu, record #%llu: earlier files are not given; "
-			 "the chain is checked from this file's header on (previous hash %s…)",
+		vnote(v,
+		      "the set starts at file #%llu, record #%llu: earlier files are not given; "
+		      "the chain is checked from this file's header on (previous hash %s…)",
 		      (unsigned long long)rec->u.hdr.file_index, (unsigned long long)rec->seq, h);
 	if (v->o.has_anchor && rec->seq > 0 && v->o.anchor_seq + 1 < rec->seq)
 		return damage(v, AUDIT_MISSING, v->o.anchor_seq + 1, off,
@@ -607,8 +614,9 @@ static int first_header(struct audit_verify *v, const struct audit_rec *rec, siz
 		v->anchor_seen = 1;
 	}
 	if (rec->u.hdr.prev_torn > 0)
-		vnote(v, "the file before %s (not given) ends with %u bytes of an incomplete "
-			 "record (a crash while writing)",
+		vnote(v,
+		      "the file before %s (not given) ends with %u bytes of an incomplete "
+		      "record (a crash while writing)",
 		      v->name, rec->u.hdr.prev_torn);
 	v->rep.has_first = 1;
 	v->rep.first_seq = rec->seq;
@@ -630,8 +638,8 @@ static int next_header(struct audit_verify *v, const struct audit_rec *rec, size
 	}
 	if (h->file_index <= v->file_index)
 		return damage(v, AUDIT_REORDERED, rec->seq, off,
-			      "file #%llu comes after file #%llu", (unsigned long long)h->file_index,
-			      (unsigned long long)v->file_index);
+			      "file #%llu comes after file #%llu",
+			      (unsigned long long)h->file_index, (unsigned long long)v->file_index);
 	if (rec->seq > v->next_seq && h->file_index == v->file_index + 1)
 		return damage(v, AUDIT_TRUNCATED, v->next_seq, off,
 			      "%s ends at record #%llu but the next file continues from #%llu: "
@@ -659,8 +667,9 @@ static int next_header(struct audit_verify *v, const struct audit_rec *rec, size
 			      "file does not account for them",
 			      v->prev_name, v->torn);
 	if (v->torn > 0)
-		vnote(v, "%s ends with %zu bytes of an incomplete record: a crash while writing, "
-			 "recorded by the next file",
+		vnote(v,
+		      "%s ends with %zu bytes of an incomplete record: a crash while writing, "
+		      "recorded by the next file",
 		      v->prev_name, v->torn);
 	else if (h->prev_torn > 0)
 		vnote(v, "%s ended with %u bytes of an incomplete record, since removed",
@@ -751,8 +760,9 @@ int audit_verify_file(struct audit_verify *v, const char *name, const uint8_t *p
 	(void)snprintf(v->name, sizeof(v->name), "%s", name != NULL ? name : "?");
 	v->rep.files++;
 	if (p == NULL || unfinished(p, n)) {
-		vnote(v, "%s holds no complete header (%zu bytes): created by a process that "
-			 "stopped before writing it; skipped",
+		vnote(v,
+		      "%s holds no complete header (%zu bytes): created by a process that "
+		      "stopped before writing it; skipped",
 		      v->name, n);
 		(void)snprintf(v->name, sizeof(v->name), "%s", v->prev_name);
 		return 0;
@@ -804,10 +814,11 @@ static void end_checks(struct audit_verify *v)
 	} else if (!clean) {
 		char lack[160] = "";
 		if (v->final_missing > 0)
-			(void)snprintf(lack, sizeof(lack),
-				       "; the state files count %llu new signatures that are not in "
-				       "it",
-				       (unsigned long long)v->final_missing);
+			(void)snprintf(
+				lack, sizeof(lack),
+				"; the state files count %llu new signatures that are not in "
+				"it",
+				(unsigned long long)v->final_missing);
 		(void)damage(v, AUDIT_TRUNCATED, v->rep.last_seq, 0,
 			     "the log ends here%s without a shutdown checkpoint, and no daemon is "
 			     "writing it: the daemon crashed (its next start records the gap) or "
@@ -832,8 +843,9 @@ void audit_verify_end(struct audit_verify *v, struct audit_report *rep)
 	if (!v->damaged) {
 		v->rep.damage = AUDIT_INTACT;
 		if (v->rep.has_signed_cp && v->rep.signed_cp_seq < v->rep.last_seq)
-			vnote(v, "records #%llu..#%llu come after the last signed checkpoint: the "
-				 "next checkpoint will cover them",
+			vnote(v,
+			      "records #%llu..#%llu come after the last signed checkpoint: the "
+			      "next checkpoint will cover them",
 			      (unsigned long long)(v->rep.signed_cp_seq + 1),
 			      (unsigned long long)v->rep.last_seq);
 	}

@@ -21,7 +21,7 @@
 /* Queue entries taken per lock hold: the copy (about 0.5 KiB each) is what a connection
  * thread may wait for when it queues at the same moment, so it stays short. */
 #define BATCH_MAX 32
-#define RETRY_MS 1000	   /* a failed log is retried (in a new file) this often */
+#define RETRY_MS 1000	      /* a failed log is retried (in a new file) this often */
 #define RESUME_MAX (1u << 30) /* largest newest file read at start */
 
 /* Signed decisions of one chain that were not recorded (dropped or lost). */
@@ -226,7 +226,8 @@ int audit_admit(struct audit_log *a, char *why, size_t cap)
 	pthread_mutex_lock(&a->mu);
 	uint64_t lag = atomic_load(&a->c_queued) - atomic_load(&a->c_settled);
 	if (atomic_load(&a->c_failed)) {
-		(void)snprintf(why, cap, "audit log %s cannot be written (fail_closed): nothing signed",
+		(void)snprintf(why, cap,
+			       "audit log %s cannot be written (fail_closed): nothing signed",
 			       a->dir);
 		r = KMS_ERR_REFUSED;
 	} else if (a->q_count + a->n_conns >= a->q_cap) {
@@ -774,7 +775,9 @@ static int prepare_dir(const char *dir)
 		int e = errno;
 		kms_log_err("cannot create the audit directory %s (audit.dir): %s", dir,
 			    strerror(e));
-		return e == ENOENT ? KMS_ERR_NOT_FOUND : e == EACCES ? KMS_ERR_PERM : KMS_ERR_SYSTEM;
+		return e == ENOENT ? KMS_ERR_NOT_FOUND :
+		       e == EACCES ? KMS_ERR_PERM :
+				     KMS_ERR_SYSTEM;
 	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		kms_log_err("audit.dir %s is not a directory", dir);
