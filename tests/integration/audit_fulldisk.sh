@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The audit log on a full disk: its directory is a 128 KiB tmpfs mounted for the test.
+# The audit log on a full disk: its directory is a 64 KiB tmpfs mounted for the test.
 #  1. fail_closed = false: p11kms-sim gets every signature while the log cannot be written;
 #     the daemon logs the failure, doctor shows it; once the filesystem grows, the log
 #     recovers, and `audit verify` accounts for every decision (recorded or noted as lost).
@@ -18,7 +18,7 @@ STATUS="$MNT/audit.status"
 CHAIN=audit-disk
 BATCH=8
 mkdir -m 700 "$MNT"
-if ! mount -t tmpfs -o size=128k,mode=0700 tmpfs "$MNT" 2>"$SIM_DIR/mount.err"; then
+if ! mount -t tmpfs -o size=64k,mode=0700 tmpfs "$MNT" 2>"$SIM_DIR/mount.err"; then
 	echo "SKIP: cannot mount a tmpfs for the full-disk test ($(cat "$SIM_DIR/mount.err")):" \
 		"it needs root and the right to mount" >&2
 	exit 77
@@ -60,13 +60,13 @@ grow() {
 }
 
 # ---- 1. fail_closed = false -----------------------------------------------------------
-sim_listen s1 --listen tcp://127.0.0.1:0 --version v0.37 --chain-id "$CHAIN" --n 500 \
+sim_listen s1 --listen tcp://127.0.0.1:0 --version v0.37 --chain-id "$CHAIN" --n 300 \
 	--start-height 1 --ping-every 0 --json --accept-timeout 30
 conf false
 sim_state_init "$CHAIN"
 sim_start
 sim_wait s1 || { cat "$SIM_DIR/s1.err" >&2; sim_fail "signing stopped while the audit disk was full"; }
-[ "$(json_get "$SIM_DIR/s1.json" signed)" = 500 ] || sim_fail "not every request was signed"
+[ "$(json_get "$SIM_DIR/s1.json" signed)" = 300 ] || sim_fail "not every request was signed"
 grep -q "audit log .* failed: writing .*No space left on device" "$SIM_DIR/daemon.log" ||
 	sim_fail "the daemon did not log the audit write failure"
 grep -q "signing goes on without audit records" "$SIM_DIR/daemon.log" || sim_fail "no fail-open notice"
@@ -76,11 +76,11 @@ rc=0
 grep -q "✘ audit log: the running daemon (pid $DAEMON_PID) cannot write it" "$SIM_DIR/doctor.out" ||
 	{ cat "$SIM_DIR/doctor.out" >&2; sim_fail "doctor does not show the audit failure"; }
 [ "$rc" != 0 ] || sim_fail "doctor exited 0 with a failing audit log"
-echo "ok 1: 500 signed on a full audit disk; daemon log and doctor show the failure"
+echo "ok 1: 300 signed on a full audit disk; daemon log and doctor show the failure"
 grow 8m
 wait_status ok
 grep -q "writable again" "$SIM_DIR/daemon.log" || sim_fail "no recovery line"
-sim_listen s2 --listen tcp://127.0.0.1:0 --version v0.37 --chain-id "$CHAIN" --n 60 \
+sim_listen s2 --listen tcp://127.0.0.1:0 --version v0.37 --chain-id "$CHAIN" --n 40 \
 	--start-height 100000 --ping-every 0 --json --accept-timeout 30
 sim_stop
 conf false
@@ -95,14 +95,14 @@ v = open(sys.argv[1]).read()
 d = [int(x) for x in re.search(r"decisions: (\d+) signed, (\d+) stored signature returned, (\d+) refused", v).groups()]
 n = [int(x) for x in re.search(r"not recorded: (\d+) dropped \(queue full\), (\d+) lost", v).groups()]
 assert n[1] > 0, "nothing lost on a full disk?"
-assert sum(d) + sum(n) == 560, (d, n)
-print("ok 1: %d decisions recorded, %d lost to the full disk and noted: all 560 accounted for" % (sum(d), n[1]))
+assert sum(d) + sum(n) == 340, (d, n)
+print("ok 1: %d decisions recorded, %d lost to the full disk and noted: all 340 accounted for" % (sum(d), n[1]))
 PY
 
 # ---- 2. fail_closed = true, the disk filling while signing -------------------------------
 used=$(df -k --output=used "$MNT" | tail -n 1 | tr -d ' ')
-grow $((used + 32))k
-sim_listen s3 --listen tcp://127.0.0.1:0 --version v0.37 --chain-id "$CHAIN" --n 300 \
+grow $((used + 24))k
+sim_listen s3 --listen tcp://127.0.0.1:0 --version v0.37 --chain-id "$CHAIN" --n 200 \
 	--start-height 200000 --ping-every 0 --json --accept-timeout 30
 conf true
 sim_start
