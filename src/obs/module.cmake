@@ -14,3 +14,8 @@ p11kms_module(obs
 	DEPS p11kms_net p11kms_core PkgConfig::JANSSON PkgConfig::MHD PkgConfig::LIBSYSTEMD
 		PkgConfig::P11KIT OpenSSL::Crypto Threads::Threads)
 target_compile_definitions(p11kms_obs PRIVATE P11KMS_P11KIT_VERSION="${P11KIT_VERSION}")
+
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/unit/test_obs_metrics.c)
+	p11kms_test(test_obs_metrics SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_obs_metrics.c
+		DEPS p11kms_obs p11kms_testutil PkgConfig::JANSSON Threads::Threads LABELS unit)
+endif()
