@@ -19,3 +19,19 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/tests/unit/test_obs_metrics.c)
 	p11kms_test(test_obs_metrics SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_obs_metrics.c
 		DEPS p11kms_obs p11kms_testutil PkgConfig::JANSSON Threads::Threads LABELS unit)
 endif()
+
+# End-to-end (tests/integration/obs_*.sh): prometheus scraping the daemon while
+# p11kms-sim is signed for (integration), systemd notification and health through
+# a SoftHSM2 token fault (softhsm), the example alert rules under promtool.
+set(_obs_env "P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
+	"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp"
+	"P11KMS_BIN=$<TARGET_FILE_DIR:p11kms-sim>"
+	"P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>")
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/integration/obs_prometheus.sh)
+	p11kms_script_test(obs_prometheus ${CMAKE_SOURCE_DIR}/tests/integration/obs_prometheus.sh
+		LABELS integration TIMEOUT 180 ENV ${_obs_env})
+	p11kms_script_test(obs_token_fault ${CMAKE_SOURCE_DIR}/tests/integration/obs_token_fault.sh
+		LABELS softhsm TIMEOUT 180 ENV ${_obs_env} "ASAN_OPTIONS=fast_unwind_on_malloc=0")
+	p11kms_script_test(obs_alerts ${CMAKE_SOURCE_DIR}/tests/integration/obs_alerts.sh
+		LABELS integration TIMEOUT 60)
+endif()
