@@ -35,3 +35,6 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/tests/integration/obs_prometheus.sh)
 	p11kms_script_test(obs_alerts ${CMAKE_SOURCE_DIR}/tests/integration/obs_alerts.sh
 		LABELS integration TIMEOUT 60)
 endif()
+
+# The example alert rules (docs/operations.md, "Monitoring").
+install(FILES ${CMAKE_SOURCE_DIR}/conf/p11kms-alerts.yml DESTINATION ${CMAKE_INSTALL_DATADIR}/p11kms)
