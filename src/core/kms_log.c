@@ -379,33 +379,21 @@ static void jfields(struct jline *j, const char *msg)
 	}
 }
 
-static const char *level_lower(enum kms_log_level level)
-{
-	switch (level) {
-	case KMS_LOG_ERR:
-		return "error";
-	case KMS_LOG_WARN:
-		return "warn";
-	case KMS_LOG_INFO:
-		return "info";
-	case KMS_LOG_DEBUG:
-		return "debug";
-	}
-	return "log";
-}
-
 /* Formats one JSON line (with "\n") into j from the sanitised message. */
 static void json_line(struct jline *j, const char *prefix, enum kms_log_level level,
 		      const char *msg)
 {
-	char ts[40];
-	size_t tn = format_time(ts, sizeof(ts));
+	char ts[40], lvl[8];
+	size_t tn = format_time(ts, sizeof(ts)), ln;
+	/* The text form's level word in lower case ("error", "warn", "info", "debug"). */
+	for (ln = 0; level_word(level)[ln] != '\0' && ln + 1 < sizeof(lvl); ln++)
+		lvl[ln] = (char)(level_word(level)[ln] | 0x20);
 	jput(j, prefix, strlen(prefix));
 	jput(j, "{\"time\":", 8);
 	/* format_time ends in a space for the text form. */
 	jstr(j, ts, tn > 0 ? tn - 1 : 0);
 	jput(j, ",\"level\":\"", 10);
-	jput(j, level_lower(level), strlen(level_lower(level)));
+	jput(j, lvl, ln);
 	jput(j, "\",\"msg\":", 8);
 	jstr(j, msg, strlen(msg));
 	jfields(j, msg);

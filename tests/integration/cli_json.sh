@@ -5,12 +5,9 @@
 # opened is named in the object and in the exit code. A softsign key and a SoftHSM2 key.
 . "$(dirname "$0")/lib-cli.sh"
 
-command -v softhsm2-util >/dev/null || skip "softhsm2-util not installed (Debian package softhsm2)"
-MOD=${P11KMS_SOFTHSM_MODULE:-}
-for m in /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/softhsm/libsofthsm2.so; do
-	[ -n "$MOD" ] || { [ -f "$m" ] && MOD=$m; }
-done
-[ -n "$MOD" ] || skip "libsofthsm2.so not found"
+. "$(dirname "$0")/../scripts/softhsm-env.sh"
+softhsm_setup
+trap 'softhsm_cleanup; rm -rf "$TMP"' EXIT
 
 # runj EXPECTED_RC CMD...: like run, but stdout alone in $OUT (stderr in $ERR).
 runj() {
@@ -69,14 +66,8 @@ runj 2 state export -c kms/p11kms.conf --chain haqq_11235-1 --format p11kms --js
 grep -q "json is for show only" <<<"$ERR" || fail "state export --json: $ERR"
 
 # A token key generated on SoftHSM2, and the token listed without a config.
-export SOFTHSM2_CONF="$TMP/softhsm2.conf"
-mkdir -m 700 "$TMP/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-	"$TMP/tokens" >"$SOFTHSM2_CONF"
-softhsm2-util --init-token --free --label jsontk --so-pin 87654321 --pin 123456 >/dev/null
-printf '123456' >token.pin
-chmod 600 token.pin
-TOKEN="pkcs11:token=jsontk?module-path=$MOD&pin-source=$TMP/token.pin"
+softhsm_add_token jsontk 87654321 123456
+TOKEN="$(softhsm_uri jsontk)"
 run 0 keygen --slot "$TOKEN" --label cons
 GEN_URI=$(sed -n 's/^Use it in p11kms.conf: uri = "\(.*\)";$/\1/p' <<<"$OUT")
 GEN_HEX=$(sed -n 's/^ *public key (hex): *\([0-9A-F]\{64\}\).*/\1/p' <<<"$OUT")
@@ -100,7 +91,7 @@ assert h['never_extractable'] is True and h['extractable'] is False and h['local
 "
 
 # A key that cannot be opened: still one object, the entry says why, exit 4.
-printf '000000' >token.pin
+printf '000000' >"$SOFTHSM_DIR/jsontk.pin"
 runj 4 keys list -c kms/p11kms.conf --json
 check "
 k = d['keys'][0]
