@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The metrics registry: preallocated series, fed by the decision and status sinks with atomics. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,7 @@ static void hrs_store_if_newer(struct obs_chain *c, int64_t h, int round, int st
 		    atomic_compare_exchange_weak_explicit(&c->hrs_lock, &v, v + 1,
 							  memory_order_acquire, memory_order_relaxed))
 			break;
+		sched_yield(); /* the other writer may have been preempted mid-update */
 	}
 	atomic_thread_fence(memory_order_release);
 	int64_t oh = atomic_load_explicit(&c->height, memory_order_relaxed);
@@ -93,8 +95,10 @@ void obs_chain_hrs(struct obs_chain *c, int64_t *h, int *round, int *step)
 {
 	for (;;) {
 		unsigned v1 = atomic_load_explicit(&c->hrs_lock, memory_order_acquire);
-		if (v1 & 1)
+		if (v1 & 1) {
+			sched_yield();
 			continue;
+		}
 		*h = atomic_load_explicit(&c->height, memory_order_relaxed);
 		*round = atomic_load_explicit(&c->round, memory_order_relaxed);
 		*step = atomic_load_explicit(&c->step, memory_order_relaxed);
