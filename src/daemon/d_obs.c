@@ -77,8 +77,8 @@ int d_obs_start(struct daemon *d)
 			    cfg->path);
 		return r == KMS_ERR_SYSTEM || r == KMS_ERR_CONFIG ? CMD_EXIT_CONFIG : CMD_EXIT_FAIL;
 	}
-	kms_log_info("metrics listen=%s port=%u paths=/metrics,/healthz,/readyz", cfg->metrics_listen,
-		     (unsigned)obs_http_port(o->http));
+	kms_log_info("metrics listen=%s port=%u paths=/metrics,/healthz,/readyz",
+		     cfg->metrics_listen, (unsigned)obs_http_port(o->http));
 	return CMD_EXIT_OK;
 }
 

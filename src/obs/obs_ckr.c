@@ -6,7 +6,10 @@
 
 /* Every return value PKCS#11 2.40 and p11-kit's header define: a label value is
  * always one of these strings, never text a token supplied. */
-#define CKR_ROW(x) { x, #x }
+#define CKR_ROW(x)    \
+	{             \
+		x, #x \
+	}
 static const struct {
 	unsigned long rv;
 	const char *name;

@@ -29,13 +29,14 @@ extern const char *const obs_sig_type_name[OBS_T_N];
 #define OBS_CKR_KINDS 16
 
 struct obs_slot {
-	_Atomic(char *) name; /* published last: NULL while the entry is being filled */
+	_Atomic(char *) name;	   /* published last: NULL while the entry is being filled */
 	_Atomic(const char *) key; /* the pointer events carry (slot_describe), for a fast match */
 	struct obs_hist sign;
 	obs_ctr token_errors, reopens, reinits, timeouts, failovers;
 	atomic_ulong ckr[OBS_CKR_KINDS]; /* CK_RV + 1; 0: free */
 	obs_ctr ckr_n[OBS_CKR_KINDS];
-	atomic_int down; /* 1 after a watchdog timeout or slot_down, 0 after slot_up or a signature */
+	atomic_int
+		down; /* 1 after a watchdog timeout or slot_down, 0 after slot_up or a signature */
 };
 
 struct obs_chain {
@@ -48,9 +49,9 @@ struct obs_chain {
 	atomic_uint hrs_lock;
 	obs_i64 height;
 	atomic_int round, step;
-	obs_i64 signed_wall_ns; /* when the last new signature was made (0: none yet) */
-	obs_ctr rec_seq;	/* highest state record sequence seen */
-	obs_i64 request_height; /* highest height a node asked to sign */
+	obs_i64 signed_wall_ns;	     /* when the last new signature was made (0: none yet) */
+	obs_ctr rec_seq;	     /* highest state record sequence seen */
+	obs_i64 request_height;	     /* highest height a node asked to sign */
 	atomic_uint_least32_t slots; /* bit i: slot i serves this chain */
 	atomic_int token_failed;     /* the last signing attempt failed in the token */
 	atomic_int guard_failed;     /* the guard failed closed (until restart) */

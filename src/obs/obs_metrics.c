@@ -8,12 +8,12 @@
 #include "p11kms/kms_log.h"
 
 const int64_t obs_bucket_ns[OBS_N_BUCKETS] = {
-	50000,	  100000,   250000,    500000,	  1000000,   2500000,	5000000,
+	50000,	  100000,   250000,   500000,	 1000000,   2500000,   5000000,
 	10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000,
 };
 const char *const obs_bucket_le[OBS_N_BUCKETS] = {
 	"5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
-	"0.01",	 "0.025",  "0.05",    "0.1",    "0.25",  "0.5",    "1",
+	"0.01",	 "0.025",  "0.05",    "0.1",	"0.25",	 "0.5",	   "1",
 };
 const char *const obs_sig_type_name[OBS_T_N] = { "proposal", "prevote", "precommit", "extension" };
 
@@ -70,9 +70,9 @@ static void hrs_store_if_newer(struct obs_chain *c, int64_t h, int round, int st
 	unsigned v;
 	for (;;) {
 		v = atomic_load_explicit(&c->hrs_lock, memory_order_relaxed);
-		if ((v & 1) == 0 &&
-		    atomic_compare_exchange_weak_explicit(&c->hrs_lock, &v, v + 1,
-							  memory_order_acquire, memory_order_relaxed))
+		if ((v & 1) == 0 && atomic_compare_exchange_weak_explicit(&c->hrs_lock, &v, v + 1,
+									  memory_order_acquire,
+									  memory_order_relaxed))
 			break;
 		sched_yield(); /* the other writer may have been preempted mid-update */
 	}
@@ -111,18 +111,16 @@ void obs_chain_hrs(struct obs_chain *c, int64_t *h, int *round, int *step)
 static void max_store(obs_i64 *a, int64_t v)
 {
 	int64_t cur = atomic_load_explicit(a, memory_order_relaxed);
-	while (v > cur &&
-	       !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
-						      memory_order_relaxed))
+	while (v > cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+								 memory_order_relaxed))
 		;
 }
 
 static void max_store_u(obs_ctr *a, uint64_t v)
 {
 	uint64_t cur = atomic_load_explicit(a, memory_order_relaxed);
-	while (v > cur &&
-	       !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
-						      memory_order_relaxed))
+	while (v > cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+								 memory_order_relaxed))
 		;
 }
 

@@ -152,7 +152,7 @@ static int render_signatures(struct obs_reg *r, struct kbuf *b)
 				continue;
 			for (int t = 0; e == KMS_OK && t < OBS_T_N; t++) {
 				const char *lb[] = { "chain", ch->id, "type", obs_sig_type_name[t],
-						     "slot", sn, NULL };
+						     "slot",  sn,     NULL };
 				e = sample_u(b, "p11kms_signatures_total", lb, ld(&ch->sigs[s][t]));
 			}
 		}
@@ -222,7 +222,8 @@ static int render_chains(struct obs_reg *r, struct kbuf *b)
 				e = sample_i(b, fams[f][0], lb, st);
 				break;
 			case 3:
-				e = sample_time(b, fams[f][0], lb, atomic_load(&ch->signed_wall_ns));
+				e = sample_time(b, fams[f][0], lb,
+						atomic_load(&ch->signed_wall_ns));
 				break;
 			case 4:
 				e = sample_i(b, fams[f][0], lb, atomic_load(&ch->request_height));
@@ -266,8 +267,10 @@ static int render_peers(struct obs_reg *r, struct kbuf *b)
 			struct obs_peer *p = &r->peers[i];
 			const char *lb[] = { "chain", r->chains[p->chain].id, "peer", p->name,
 					     NULL };
-			obs_ctr *v[] = { NULL, &p->ups, &p->downs, &p->reconnects, &p->dial_failures,
-					 &p->handshake_failures };
+			obs_ctr *v[] = {
+				NULL,		&p->ups,	   &p->downs,
+				&p->reconnects, &p->dial_failures, &p->handshake_failures
+			};
 			e = f == 0 ? sample_i(b, fams[f][0], lb, atomic_load(&p->connected)) :
 				     sample_u(b, fams[f][0], lb, ld(v[f]));
 		}
@@ -278,8 +281,10 @@ static int render_peers(struct obs_reg *r, struct kbuf *b)
 	for (size_t i = 0; e == KMS_OK && i < r->n_peers; i++) {
 		struct obs_peer *p = &r->peers[i];
 		for (int m = OBS_MSG_PREVOTE; e == KMS_OK && m <= OBS_MSG_UNKNOWN; m++) {
-			const char *lb[] = { "chain", r->chains[p->chain].id, "peer", p->name,
-					     "type", obs_msg_name((enum obs_msg)m), NULL };
+			const char *lb[] = { "chain", r->chains[p->chain].id,
+					     "peer",  p->name,
+					     "type",  obs_msg_name((enum obs_msg)m),
+					     NULL };
 			e = sample_u(b, "p11kms_requests_total", lb, ld(&p->requests[m]));
 		}
 	}
@@ -342,8 +347,8 @@ static int render_slots(struct obs_reg *r, struct kbuf *b)
 			struct obs_slot *s = &r->slots[i];
 			const char *sn = slot_name(r, i);
 			const char *lb[] = { "slot", sn, NULL };
-			obs_ctr *v[] = { NULL, &s->token_errors, &s->reopens, &s->reinits,
-					 &s->timeouts, &s->failovers };
+			obs_ctr *v[] = { NULL,	      &s->token_errors, &s->reopens,
+					 &s->reinits, &s->timeouts,	&s->failovers };
 			if (sn == NULL)
 				continue;
 			e = f == 0 ? sample_i(b, fams[f][0], lb, !atomic_load(&s->down)) :
@@ -482,8 +487,9 @@ int obs_reg_health(struct obs_reg *r, int64_t now_ns, struct kbuf *out, int *ok)
 	json_t *o = json_object(), *problems = json_array();
 	*ok = threads_answer(r, now_ns, problems);
 	json_object_set_new(o, "healthy", json_boolean(*ok));
-	json_object_set_new(o, "supervisor_tick_ms_ago",
-			    json_integer((json_int_t)((now_ns - atomic_load(&r->tick_ns)) / 1000000)));
+	json_object_set_new(
+		o, "supervisor_tick_ms_ago",
+		json_integer((json_int_t)((now_ns - atomic_load(&r->tick_ns)) / 1000000)));
 	json_object_set_new(o, "connection_threads", json_integer((json_int_t)r->n_peers));
 	json_object_set_new(o, "problems", problems);
 	return put_json(out, o);
@@ -501,11 +507,12 @@ int obs_reg_ready(struct obs_reg *r, int64_t now_ns, struct kbuf *out, int *ok)
 			total += r->peers[p].chain == i;
 		if (why != NULL)
 			*ok = 0;
-		json_t *c = json_pack(
-			"{s:s,s:b,s:s,s:I,s:I,s:s}", "chain_id", r->chains[i].id, "ready", why == NULL,
-			"slot", obs_chain_slot_ok(r, i) ? "ok" : "failed", "connected_validators",
-			(json_int_t)obs_chain_connected(r, i), "validators", (json_int_t)total, "state",
-			atomic_load(&r->chains[i].guard_failed) ? "failed" : "ok");
+		json_t *c =
+			json_pack("{s:s,s:b,s:s,s:I,s:I,s:s}", "chain_id", r->chains[i].id, "ready",
+				  why == NULL, "slot", obs_chain_slot_ok(r, i) ? "ok" : "failed",
+				  "connected_validators", (json_int_t)obs_chain_connected(r, i),
+				  "validators", (json_int_t)total, "state",
+				  atomic_load(&r->chains[i].guard_failed) ? "failed" : "ok");
 		if (c != NULL && why != NULL)
 			json_object_set_new(c, "not_ready", json_string(why));
 		json_array_append_new(chains, c);

@@ -83,8 +83,7 @@ void obs_sd_tick(struct obs_sd *sd, struct obs_reg *r)
 			notify("WATCHDOG=1");
 		/* Say it once per change: the journal shows why systemd restarted us. */
 		if (ok != sd->pinging)
-			kms_log(ok ? KMS_LOG_INFO : KMS_LOG_ERR,
-				"systemd watchdog: %s",
+			kms_log(ok ? KMS_LOG_INFO : KMS_LOG_ERR, "systemd watchdog: %s",
 				ok ? "signing works again: pinging resumed" :
 				     "signing does not work (a token failed or hangs, a state "
 				     "failed, or a thread hangs): pings stopped, systemd will "

@@ -91,7 +91,8 @@ static void test_series_from_events(void **state)
 	/* Every series exists (at zero) from the first scrape, H/R/S from the state. */
 	assert_true(value_of(t, "p11kms_signatures_total{chain=\"" CH
 				"\",type=\"prevote\",slot=\"" SLOT "\"}") == 0);
-	assert_true(value_of(t, "p11kms_refusals_total{chain=\"" CH "\",reason=\"conflict\"}") == 0);
+	assert_true(value_of(t, "p11kms_refusals_total{chain=\"" CH "\",reason=\"conflict\"}") ==
+		    0);
 	assert_true(value_of(t, "p11kms_last_signed_height{chain=\"" CH "\"}") == 10);
 	assert_true(value_of(t, "p11kms_state_sequence{chain=\"" CH "\"}") == 7);
 	assert_true(value_of(t, "p11kms_validator_connected{chain=\"" CH "\",peer=\"" PEER_B
@@ -109,8 +110,9 @@ static void test_series_from_events(void **state)
 	e4.decision = OBS_DEC_REFUSED;
 	e4.why = OBS_WHY_CONFLICT;
 	e4.sync_ns = 0;
-	struct obs_event ping = { .chain_id = CH, .peer = PEER_B, .msg = OBS_MSG_PING,
-				  .decision = OBS_DEC_ANSWERED };
+	struct obs_event ping = {
+		.chain_id = CH, .peer = PEER_B, .msg = OBS_MSG_PING, .decision = OBS_DEC_ANSWERED
+	};
 	obs_reg_event(r, &e2); /* out of order: the precommit's event lands first */
 	obs_reg_event(r, &e1);
 	obs_reg_event(r, &e3);
@@ -125,7 +127,8 @@ static void test_series_from_events(void **state)
 				"\",type=\"extension\",slot=\"" SLOT "\"}") == 1);
 	assert_true(value_of(t, "p11kms_stored_signatures_total{chain=\"" CH
 				"\",type=\"precommit\"}") == 1);
-	assert_true(value_of(t, "p11kms_refusals_total{chain=\"" CH "\",reason=\"conflict\"}") == 1);
+	assert_true(value_of(t, "p11kms_refusals_total{chain=\"" CH "\",reason=\"conflict\"}") ==
+		    1);
 	/* The H/R/S never moves back: 11/0/3 stays although 11/0/2 came last. */
 	assert_true(value_of(t, "p11kms_last_signed_height{chain=\"" CH "\"}") == 11);
 	assert_true(value_of(t, "p11kms_last_signed_step{chain=\"" CH "\"}") == 3);
@@ -344,7 +347,7 @@ static void test_health(void **state)
 	/* The supervisor is late too by then; the connection thread is named. */
 	json_t *probs = json_object_get(j, "problems"), *p;
 	size_t i, named = 0;
-	json_array_foreach (probs, i, p)
+	json_array_foreach(probs, i, p)
 		if (strcmp(json_string_value(json_object_get(p, "thread")), "connection") == 0) {
 			assert_string_equal(json_string_value(json_object_get(p, "peer")), PEER_B);
 			named++;
@@ -396,8 +399,8 @@ static void *emitter(void *arg)
 {
 	struct conc *c = arg;
 	for (int i = 0; i < PER_EMITTER; i++) {
-		struct obs_event e = ev_signed(i % 2 ? OBS_MSG_PREVOTE : OBS_MSG_PRECOMMIT,
-					       100 + i, i % 2 ? 2 : 3, SLOT);
+		struct obs_event e = ev_signed(i % 2 ? OBS_MSG_PREVOTE : OBS_MSG_PRECOMMIT, 100 + i,
+					       i % 2 ? 2 : 3, SLOT);
 		obs_reg_event(c->r, &e);
 	}
 	return NULL;
@@ -434,8 +437,8 @@ static void test_concurrent(void **state)
 	atomic_store(&c.done, 1);
 	pthread_join(s, NULL);
 	char *t = render(c.r);
-	double pv = value_of(t, "p11kms_signatures_total{chain=\"" CH "\",type=\"prevote\",slot=\"" SLOT
-				"\"}");
+	double pv = value_of(t, "p11kms_signatures_total{chain=\"" CH
+				"\",type=\"prevote\",slot=\"" SLOT "\"}");
 	double pc = value_of(t, "p11kms_signatures_total{chain=\"" CH
 				"\",type=\"precommit\",slot=\"" SLOT "\"}");
 	assert_true(pv + pc == EMITTERS * PER_EMITTER);
@@ -629,8 +632,8 @@ static void test_attach(void **state)
 	obs_status(&up);
 	obs_sink_clear();
 	char *t = render(r);
-	assert_true(value_of(t, "p11kms_signatures_total{chain=\"" CH "\",type=\"proposal\",slot=\"" SLOT
-				"\"}") == 1);
+	assert_true(value_of(t, "p11kms_signatures_total{chain=\"" CH
+				"\",type=\"proposal\",slot=\"" SLOT "\"}") == 1);
 	assert_true(value_of(t, "p11kms_chain_ready{chain=\"" CH "\"}") == 1);
 	free(t);
 	obs_reg_free(r);
