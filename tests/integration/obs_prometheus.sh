@@ -20,6 +20,7 @@ sim_listen node --listen tcp://127.0.0.1:0 --version v0.38 --chain-id "$CHAIN" -
 	--expect-pubkey "$SIM_PUB" --json --hold 120 --accept-timeout 20
 sim_conf "$CHAIN" v0.38 "" "sign_extensions = true;"
 obs_metrics_conf
+echo 'log = { format = "json"; };' >>"$SIM_DIR/p11kms.conf"
 sim_state_init "$CHAIN"
 sim_start
 obs_wait_port
@@ -88,4 +89,16 @@ sys.exit(0 if a and a[0]["labels"]["chain"]==sys.argv[1] else 1)' "$CHAIN"
 }
 obs_until 20 alert_pending || sim_fail "P11kmsNoNodeConnected did not go pending"
 sim_stop
+# log.format = "json": every line the daemon wrote is one JSON object with the fields.
+python3 - "$SIM_DIR/daemon.log" "$CHAIN" <<'PY' || sim_fail "log.format json: the daemon log is not JSON lines"
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    assert set(("time", "level", "msg")) <= set(d), d
+    if d["msg"].startswith("connected "):
+        assert d["chain"] == sys.argv[2] and d["peer"].startswith("tcp://"), d
+        n += 1
+assert n >= 1, "no connected line"
+PY
 echo "ok: prometheus read $SIGNED signatures + $EXT extension signatures (= verified by the simulator), last height $H; readyz 200 -> 503 on disconnect; promtool accepts the output"
