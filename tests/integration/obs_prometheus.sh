@@ -24,7 +24,11 @@ echo 'log = { format = "json"; };' >>"$SIM_DIR/p11kms.conf"
 sim_state_init "$CHAIN"
 sim_start
 obs_wait_port
-PEER="$(sed -n 's/.*connected chain=[^ ]* peer=\([^ ]*\) .*/\1/p' "$SIM_DIR/daemon.log" | head -n 1)"
+# The peer label as the daemon logs it, once the session is up (a loaded machine may log
+# the metrics port well before the handshake ends).
+obs_until 30 grep -q '"msg":"connected chain=' "$SIM_DIR/daemon.log" || sim_fail "no connection"
+PEER="$(sed -n 's/.*"msg":"connected chain=[^ ]* peer=\([^ ]*\) .*/\1/p' "$SIM_DIR/daemon.log" | head -n 1)"
+[ -n "$PEER" ] || sim_fail "no peer in the 'connected' log line"
 obs_prometheus_start "$SIM_SRC/conf/p11kms-alerts.yml"
 
 # While the node is connected and signing: ready and healthy.
