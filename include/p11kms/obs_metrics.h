@@ -118,8 +118,9 @@ struct obs_http;
  * "[v6]:port"; port 0 picks a free one) from one libmicrohttpd thread.
  * Whether a non-loopback address is allowed is the config's decision
  * (metrics.allow_remote); this binds what it is given. Every other path is
- * 404, every other method 405. KMS_ERR_CONFIG (unparsable address),
- * KMS_ERR_SYSTEM (bind/listen failed; logged).
+ * 404, every other method 405. libmicrohttpd is loaded now (dlopen), not
+ * at process start. KMS_ERR_CONFIG (unparsable address), KMS_ERR_SYSTEM
+ * (bind/listen failed, or the library is missing; logged).
  */
 KMS_MUST_CHECK int obs_http_start(struct obs_reg *r, const char *listen, struct obs_http **out);
 /* The bound port (useful with port 0). */
@@ -134,8 +135,9 @@ struct obs_sd;
 /*
  * Reads NOTIFY_SOCKET and the watchdog settings (WATCHDOG_USEC,
  * WATCHDOG_PID) of the environment. Without NOTIFY_SOCKET every call below
- * does nothing: the daemon behaves as it did outside systemd.
- * KMS_ERR_ALLOC only.
+ * does nothing and libsystemd is never loaded: the daemon behaves as it did
+ * outside systemd. KMS_ERR_ALLOC, KMS_ERR_SYSTEM (NOTIFY_SOCKET is set but
+ * libsystemd cannot be loaded; logged).
  */
 KMS_MUST_CHECK int obs_sd_open(struct obs_sd **out);
 /* 1 when a NOTIFY_SOCKET is set. */

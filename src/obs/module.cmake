@@ -11,9 +11,13 @@ p11kms_module(obs
 		${CMAKE_CURRENT_LIST_DIR}/obs_ckr.c
 		${CMAKE_CURRENT_LIST_DIR}/obs_http.c
 		${CMAKE_CURRENT_LIST_DIR}/obs_sd.c
-	DEPS p11kms_net p11kms_core PkgConfig::JANSSON PkgConfig::MHD PkgConfig::LIBSYSTEMD
-		PkgConfig::P11KIT OpenSSL::Crypto Threads::Threads)
+		${CMAKE_CURRENT_LIST_DIR}/obs_dl.c
+	DEPS p11kms_net p11kms_core PkgConfig::JANSSON PkgConfig::P11KIT OpenSSL::Crypto
+		Threads::Threads ${CMAKE_DL_LIBS})
 target_compile_definitions(p11kms_obs PRIVATE P11KMS_P11KIT_VERSION="${P11KIT_VERSION}")
+# libmicrohttpd and libsystemd: their headers at build time, the libraries through
+# dlopen() only when metrics or systemd ask for them (obs_dl.h says why).
+target_include_directories(p11kms_obs PRIVATE ${MHD_INCLUDE_DIRS} ${LIBSYSTEMD_INCLUDE_DIRS})
 
 if(EXISTS ${CMAKE_SOURCE_DIR}/tests/unit/test_obs_metrics.c)
 	p11kms_test(test_obs_metrics SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_obs_metrics.c

@@ -3,14 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
 #include "p11kms/kms_log.h"
+#include "obs_dl.h"
 #include "p11kms/obs_metrics.h"
 
 #define SD_STATUS_MAX 512
 
 struct obs_sd {
+	const struct obs_sd_api *api; /* loaded only under systemd (NOTIFY_SOCKET set) */
 	int active;
 	int64_t watchdog_ms; /* 0: off */
 	int pinging;	     /* the last tick sent WATCHDOG=1 */
@@ -26,8 +27,13 @@ int obs_sd_open(struct obs_sd **out)
 		return KMS_ERR_ALLOC;
 	const char *ns = getenv("NOTIFY_SOCKET");
 	sd->active = ns != NULL && ns[0] != '\0';
+	if (sd->active && (sd->api = obs_dl_sd()) == NULL) {
+		/* systemd waits for READY=1 that would never come: fail the start instead. */
+		free(sd);
+		return KMS_ERR_SYSTEM;
+	}
 	/* > 0 only when WATCHDOG_USEC is set and WATCHDOG_PID (if set) is this process. */
-	if (sd->active && sd_watchdog_enabled(0, &usec) > 0 && usec >= 1000)
+	if (sd->active && sd->api->watchdog_enabled(0, &usec) > 0 && usec >= 1000)
 		sd->watchdog_ms = (int64_t)(usec / 1000);
 	sd->pinging = 1;
 	*out = sd;
@@ -44,9 +50,9 @@ int64_t obs_sd_watchdog_ms(const struct obs_sd *sd)
 	return sd != NULL ? sd->watchdog_ms : 0;
 }
 
-static void notify(const char *msg)
+static void notify(const struct obs_sd *sd, const char *msg)
 {
-	int r = sd_notify(0, msg);
+	int r = sd->api->notify(0, msg);
 	if (r < 0)
 		kms_log_warn("systemd: sd_notify failed: %s", strerror(-r));
 }
@@ -60,7 +66,7 @@ static void send_status(struct obs_sd *sd, struct obs_reg *r, const char *extra,
 		return;
 	memcpy(sd->status, line, sizeof(line));
 	(void)snprintf(msg, sizeof(msg), "%sSTATUS=%s", extra, line);
-	notify(msg);
+	notify(sd, msg);
 }
 
 void obs_sd_ready(struct obs_sd *sd, struct obs_reg *r)
@@ -80,7 +86,7 @@ void obs_sd_tick(struct obs_sd *sd, struct obs_reg *r)
 	if (sd->watchdog_ms > 0) {
 		int ok = obs_reg_signing_ok(r, obs_mono_ns());
 		if (ok)
-			notify("WATCHDOG=1");
+			notify(sd, "WATCHDOG=1");
 		/* Say it once per change: the journal shows why systemd restarted us. */
 		if (ok != sd->pinging)
 			kms_log(ok ? KMS_LOG_INFO : KMS_LOG_ERR, "systemd watchdog: %s",
@@ -96,7 +102,7 @@ void obs_sd_tick(struct obs_sd *sd, struct obs_reg *r)
 void obs_sd_stopping(struct obs_sd *sd)
 {
 	if (obs_sd_active(sd))
-		notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
+		notify(sd, "STOPPING=1\nSTATUS=stopping: finishing requests in flight");
 }
 
 void obs_sd_free(struct obs_sd *sd)

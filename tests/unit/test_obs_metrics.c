@@ -450,6 +450,33 @@ static void test_concurrent(void **state)
 	obs_reg_free(c.r);
 }
 
+/* 1 when a library whose path contains name is mapped into this process. */
+static int mapped(const char *name)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	int found = 0;
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, name) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* Neither library is in memory until metrics or systemd ask for it (docs/benchmarks.md). */
+static void test_libraries_on_demand(void **state)
+{
+	(void)state;
+	struct obs_sd *sd = NULL;
+	assert_int_equal(unsetenv("NOTIFY_SOCKET"), 0);
+	assert_int_equal(mapped("libmicrohttpd"), 0);
+	assert_int_equal(mapped("libgnutls"), 0);
+	assert_int_equal(obs_sd_open(&sd), KMS_OK);
+	obs_sd_ready(sd, NULL);
+	obs_sd_free(sd);
+	assert_int_equal(mapped("libsystemd"), 0);
+}
+
 /* ---- HTTP: a plain-socket client against obs_http ---- */
 
 /* GET (or method) path; returns the status code, body (caller frees) in *body. */
@@ -486,6 +513,7 @@ static void test_http(void **state)
 	char *body = NULL;
 	assert_int_equal(obs_http_start(r, "nonsense", &h), KMS_ERR_CONFIG);
 	assert_int_equal(obs_http_start(r, "127.0.0.1:0", &h), KMS_OK);
+	assert_int_equal(mapped("libmicrohttpd"), 1);
 	uint16_t port = obs_http_port(h);
 	assert_true(port != 0);
 	assert_int_equal(http(port, "GET", "/metrics", &body), 200);
@@ -552,6 +580,7 @@ static void test_sd_notify(void **state)
 	struct obs_sd *sd = NULL;
 	assert_int_equal(setenv("WATCHDOG_USEC", "2000000", 1), 0);
 	assert_int_equal(obs_sd_open(&sd), KMS_OK);
+	assert_int_equal(mapped("libsystemd"), 1);
 	assert_int_equal(obs_sd_active(sd), 1);
 	assert_int_equal(obs_sd_watchdog_ms(sd), 2000);
 	obs_sd_ready(sd, r);
@@ -642,6 +671,7 @@ static void test_attach(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_libraries_on_demand),
 		cmocka_unit_test(test_series_from_events),
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_status_events),
