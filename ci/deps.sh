@@ -15,6 +15,7 @@ P11KMS_DEB_PACKAGES=(
 	valgrind gnutls-bin procps python3
 	etcd-server etcd-client libcurl4-openssl-dev
 	zlib1g-dev
+	libmicrohttpd-dev libsystemd-dev prometheus curl
 )
 
 missing=()
