@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What Yubico's yubihsm_pkcs11.so does differently from SoftHSM2, emulated over it:
+ * the PIN "<4 hex digits of the auth key id><password>", 2-byte object ids as CKA_ID,
+ * its token info. The EdDSA input cap, the time per signature and the sessions lost on
+ * a USB reset are applied in p11shim.c. Behaviour follows yubihsm-shell's
+ * pkcs11/yubihsm_pkcs11.c (C_Login, C_LoginUser, C_GetTokenInfo) as read, not copied.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p11shim.h"
+
+/* yubihsm_pkcs11: the password part is 8..64 bytes. */
+#define YH_PW_MIN 8
+#define YH_PW_MAX 64
+
+static int hexval(CK_UTF8CHAR c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+CK_RV shim_yh_pin(const struct shim_yh *yh, const CK_UTF8CHAR *pin, CK_ULONG len,
+		  const CK_UTF8CHAR **pw, CK_ULONG *pwlen)
+{
+	CK_ULONG user = len < 4 ? len : 4;
+	unsigned id = 0;
+	if (!pin)
+		return CKR_ARGUMENTS_BAD;
+	/* The module splits first, then checks the password length, then the id. */
+	if (len - user < YH_PW_MIN || len - user > YH_PW_MAX || user != 4)
+		return CKR_ARGUMENTS_BAD;
+	for (CK_ULONG i = 0; i < 4; i++) {
+		int h = hexval(pin[i]);
+		if (h < 0)
+			return CKR_PIN_INCORRECT; /* "first four digits must be [0-9A-Fa-f]" */
+		id = id << 4 | (unsigned)h;
+	}
+	/* No such authentication key: the device refuses the session. */
+	if (id != yh->auth_key_id)
+		return CKR_PIN_INCORRECT;
+	*pw = pin + 4;
+	*pwlen = len - 4;
+	return CKR_OK;
+}
+
+static void pad(unsigned char *field, size_t n, const char *s)
+{
+	size_t l = strlen(s);
+	memset(field, ' ', n);
+	memcpy(field, s, l < n ? l : n);
+}
+
+void shim_yh_token_info(CK_TOKEN_INFO *ti)
+{
+	char serial[17];
+	uint64_t v = 0;
+	/* An 8-digit decimal serial, stable for a given SoftHSM2 token. */
+	for (size_t i = 0; i < sizeof(ti->serialNumber); i++)
+		v = v * 131 + ti->serialNumber[i];
+	snprintf(serial, sizeof(serial), "%08u", (unsigned)(v % 100000000u));
+	pad(ti->label, sizeof(ti->label), "YubiHSM");
+	pad(ti->manufacturerID, sizeof(ti->manufacturerID), "Yubico (www.yubico.com)");
+	pad(ti->model, sizeof(ti->model), "YubiHSM");
+	pad(ti->serialNumber, sizeof(ti->serialNumber), serial);
+	ti->flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED;
+}
+
+int shim_yh_sets_id(const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; i < n; i++)
+		if (t[i].type == CKA_ID)
+			return 1;
+	return 0;
+}
+
+CK_RV shim_yh_template(const CK_ATTRIBUTE *t, CK_ULONG n, const uint8_t id2[2], CK_ATTRIBUTE **out,
+		       CK_ULONG *nout)
+{
+	CK_ATTRIBUTE *c;
+	int have = 0;
+	*out = NULL;
+	for (CK_ULONG i = 0; i < n; i++) {
+		if (t[i].type != CKA_ID)
+			continue;
+		if (t[i].ulValueLen != 2) /* an object id is 16 bits */
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		have = 1;
+	}
+	if (!(c = calloc(n + 1, sizeof(*c))))
+		return CKR_HOST_MEMORY;
+	if (n)
+		memcpy(c, t, n * sizeof(*c));
+	*nout = n;
+	if (!have) {
+		c[n].type = CKA_ID;
+		c[n].pValue = (void *)(uintptr_t)id2;
+		c[n].ulValueLen = 2;
+		*nout = n + 1;
+	}
+	*out = c;
+	return CKR_OK;
+}
