@@ -413,10 +413,10 @@ static int list_token(struct slot_tok *t, const struct slot_opts *o, int login, 
 	CK_OBJECT_HANDLE keys[256];
 	P11KitUri *u = NULL;
 	size_t found = 0, i;
+	struct pk11_login_src src = { t->su.pin_file, o->pin_env, o->allow_prompt, &t->prof, 0 };
 	int r;
 
-	if (login && (r = pk11_login(t->m->f, t->h, &t->ti, t->su.pin_file, o->pin_env,
-				     o->allow_prompt, t->su.text)))
+	if (login && (r = pk11_login_with(t->m->f, t->h, &t->ti, &src, t->su.text)))
 		return r;
 	if ((r = pk11_find(t->m->f, t->h, CKO_PRIVATE_KEY, NULL, 0, keys, 256, &found)))
 		return r;
@@ -483,16 +483,17 @@ int slot_list_keys(const char *token_or_module_uri, const struct slot_opts *o,
 	memset(&t, 0, sizeof(t));
 	if ((r = slot_uri_parse((const uint8_t *)token_or_module_uri, strlen(token_or_module_uri),
 				&t.su)) ||
-	    (r = slot_uri_module(&t.su, o, &modpath)) || (r = pk11_module_get(modpath, &t.m)))
+	    (r = slot_uri_module(&t.su, o, &modpath)) || (r = pk11_module_get(modpath, 0, &t.m)))
 		goto out;
-	pthread_rwlock_rdlock(&t.m->lock);
+	if ((r = pk11_module_rdlock(t.m, 0)))
+		goto out;
 	rv = t.m->f->C_GetSlotList(CK_TRUE, ids, &n);
 	if (rv != CKR_OK)
 		r = pk11_err(rv, "C_GetSlotList", t.su.text);
 	/* Every token the URI matches: a module-only URI lists the whole module. */
 	for (i = 0; rv == CKR_OK && i < n && r == KMS_OK; i++)
 		r = list_slot(&t, ids[i], o, modpath, cb, ctx);
-	pthread_rwlock_unlock(&t.m->lock);
+	pk11_module_unlock(t.m);
 out:
 	free(modpath);
 	slot_tok_close(&t);

@@ -15,3 +15,22 @@ target_include_directories(p11kms_p11shim SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
 target_link_libraries(p11kms_p11shim PRIVATE p11kms_test_warnings Threads::Threads ${CMAKE_DL_LIBS})
 target_link_options(p11kms_p11shim PRIVATE
 	-Wl,--version-script=${_shim}/p11shim.map -Wl,--no-undefined)
+
+# Tests through the shim: SoftHSM2 tokens (label softhsm; exit 77 without SoftHSM2
+# unless P11KMS_REQUIRE_SOFTHSM=1). The shim reads its environment when loaded.
+set(_shim_env "P11KMS_P11SHIM=$<TARGET_FILE:p11kms_p11shim>"
+	"P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
+	"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:fast_unwind_on_malloc=0"
+	"ASAN_OPTIONS=fast_unwind_on_malloc=0"
+	"P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>")
+add_library(p11kms_tu_shim STATIC ${_shim}/tu_shim.c)
+target_include_directories(p11kms_tu_shim PUBLIC ${_shim})
+target_link_libraries(p11kms_tu_shim PRIVATE p11kms_test_warnings p11kms_core
+	PUBLIC p11kms_tu_softhsm p11kms_testutil Threads::Threads)
+
+p11kms_test(test_slot_faults SOURCES ${_shim}/test_slot_faults.c
+	DEPS p11kms_tu_shim p11kms_slot p11kms_keyfile p11kms_obs Threads::Threads
+	LABELS softhsm TIMEOUT 300 ENV ${_shim_env})
+add_dependencies(test_slot_faults p11kms_p11shim p11kms_softsign_module)
+target_include_directories(test_slot_faults PRIVATE ${CMAKE_SOURCE_DIR}/src/slot)
+target_include_directories(test_slot_faults SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})

@@ -756,13 +756,36 @@ static CK_RV shim_C_Logout(CK_SESSION_HANDLE h)
 
 /* ---- what the YubiHSM emulation changes ---- */
 
+/* A failed C_Sign ends the signing operation (PKCS#11 2.40 5.11): an injected
+ * failure ends the real module's one too, as a token that failed would. */
+static void end_sign_op(CK_SESSION_HANDLE h)
+{
+	CK_SESSION_HANDLE real;
+	CK_BYTE scratch[512];
+	CK_ULONG n = sizeof(scratch);
+	struct sess *s;
+	pthread_mutex_lock(&mu);
+	if ((s = sess_find(h)) && !s->dead && s->real_open) {
+		real = s->real;
+		s->busy++;
+		pthread_mutex_unlock(&mu);
+		(void)R->C_Sign(real, scratch, 0, scratch, &n);
+		memset(scratch, 0, sizeof(scratch));
+		leave_sess(h);
+		return;
+	}
+	pthread_mutex_unlock(&mu);
+}
+
 static CK_RV shim_C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 			 CK_ULONG_PTR siglen)
 {
 	CK_SESSION_HANDLE real;
 	CK_RV rv = enter_sess(SHIM_C_Sign, h, &real);
-	if (rv != CKR_OK)
+	if (rv != CKR_OK) {
+		end_sign_op(h);
 		return rv;
+	}
 	if (yh.on && len > SHIM_YH_MAX_EDDSA_INPUT && sig) {
 		/* yh_util_sign_eddsa refuses it; the operation ends as on the device. */
 		CK_BYTE scratch[512];
