@@ -34,3 +34,9 @@ p11kms_test(test_slot_faults SOURCES ${_shim}/test_slot_faults.c
 add_dependencies(test_slot_faults p11kms_p11shim p11kms_softsign_module)
 target_include_directories(test_slot_faults PRIVATE ${CMAKE_SOURCE_DIR}/src/slot)
 target_include_directories(test_slot_faults SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
+
+# The daemon serving test nodes (tests/integration/tnode.c) while its tokens fail.
+p11kms_test(test_daemon_faults SOURCES ${_shim}/test_daemon_faults.c
+	DEPS p11kms_tu_shim p11kms_tnode p11kms_daemon p11kms_crypto Threads::Threads
+	LABELS softhsm TIMEOUT 300 ENV ${_shim_env})
+add_dependencies(test_daemon_faults p11kms_p11shim)
