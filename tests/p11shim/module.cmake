@@ -12,7 +12,8 @@ set_target_properties(p11kms_p11shim PROPERTIES
 	LINK_DEPENDS ${_shim}/p11shim.map)
 target_include_directories(p11kms_p11shim PRIVATE ${_shim})
 target_include_directories(p11kms_p11shim SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
-target_link_libraries(p11kms_p11shim PRIVATE p11kms_test_warnings Threads::Threads ${CMAKE_DL_LIBS})
+target_link_libraries(p11kms_p11shim PRIVATE p11kms_test_warnings OpenSSL::Crypto Threads::Threads
+	${CMAKE_DL_LIBS})
 target_link_options(p11kms_p11shim PRIVATE
 	-Wl,--version-script=${_shim}/p11shim.map -Wl,--no-undefined)
 
@@ -40,3 +41,19 @@ p11kms_test(test_daemon_faults SOURCES ${_shim}/test_daemon_faults.c
 	DEPS p11kms_tu_shim p11kms_tnode p11kms_daemon p11kms_crypto Threads::Threads
 	LABELS softhsm TIMEOUT 300 ENV ${_shim_env})
 add_dependencies(test_daemon_faults p11kms_p11shim)
+
+# The hsm-profile conformance suite (a program: it can be pointed at a real device).
+add_executable(p11kms-hsm-conformance ${_shim}/hsm_conformance.c)
+target_link_libraries(p11kms-hsm-conformance PRIVATE p11kms_test_warnings p11kms_slot
+	p11kms_crypto)
+target_include_directories(p11kms-hsm-conformance PRIVATE ${CMAKE_SOURCE_DIR}/src/slot)
+target_include_directories(p11kms-hsm-conformance SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
+p11kms_script_test(hsm_conformance ${_shim}/hsm_conformance.sh LABELS softhsm TIMEOUT 300
+	ENV ${_shim_env})
+
+p11kms_test(test_p11shim SOURCES ${_shim}/test_p11shim.c
+	DEPS p11kms_tu_shim p11kms_slot Threads::Threads LABELS softhsm ENV ${_shim_env})
+target_include_directories(test_p11shim SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
+add_dependencies(test_p11shim p11kms_p11shim)
+p11kms_script_test(pkcs11tool_p11shim ${_shim}/pkcs11tool_p11shim.sh LABELS softhsm
+	ENV ${_shim_env} "P11KMS_SANITIZE=${P11KMS_SANITIZE}")

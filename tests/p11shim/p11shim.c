@@ -836,9 +836,18 @@ static CK_RV shim_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULO
 		return rv;
 	if (!yh.on) {
 		rv = R->C_CreateObject(real, t, n, out);
+	} else if (shim_yh_is_ed25519_import(t, n, CKO_PUBLIC_KEY)) {
+		rv = CKR_TEMPLATE_INCONSISTENT; /* only public wrap keys can be created */
 	} else if ((shim_yh_sets_id(t, n) || (rv = free_object_id(real, id)) == CKR_OK) &&
-		   (rv = shim_yh_template(t, n, id, &c, &nc)) == CKR_OK) {
-		rv = R->C_CreateObject(real, c, nc, out);
+		   (rv = shim_yh_template(t, n, id, &c, &nc)) == CKR_OK &&
+		   (rv = R->C_CreateObject(real, c, nc, out)) == CKR_OK &&
+		   shim_yh_is_ed25519_import(c, nc, CKO_PRIVATE_KEY)) {
+		struct shim_yh_twin tw;
+		CK_OBJECT_HANDLE pub;
+		if ((rv = shim_yh_public_twin(c, nc, &tw)) == CKR_OK)
+			rv = R->C_CreateObject(real, tw.t, tw.n, &pub);
+		if (rv != CKR_OK)
+			(void)R->C_DestroyObject(real, *out);
 	}
 	free(c);
 	leave_sess(h);

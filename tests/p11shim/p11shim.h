@@ -122,6 +122,20 @@ void shim_yh_token_info(CK_TOKEN_INFO *ti);
  */
 CK_RV shim_yh_template(const CK_ATTRIBUTE *t, CK_ULONG n, const uint8_t id2[2], CK_ATTRIBUTE **out,
 		       CK_ULONG *nout);
+/* 1 if t creates an Ed25519 key of class want (CKO_PRIVATE_KEY, CKO_PUBLIC_KEY). */
+int shim_yh_is_ed25519_import(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS want);
+/*
+ * The device keeps one object per asymmetric key and shows its public half by
+ * itself; yubihsm_pkcs11 cannot create an EdDSA public key object. Over SoftHSM2
+ * the shim creates that public half next to an imported private key: the
+ * template for it, derived from the private template (CKA_VALUE = the seed).
+ */
+struct shim_yh_twin {
+	CK_ATTRIBUTE t[9];
+	CK_ULONG n;
+	CK_BYTE point[34];
+};
+CK_RV shim_yh_public_twin(const CK_ATTRIBUTE *priv, CK_ULONG n, struct shim_yh_twin *tw);
 /* 1 if the template sets CKA_ID (object ids are fixed: C_SetAttributeValue refuses). */
 int shim_yh_sets_id(const CK_ATTRIBUTE *t, CK_ULONG n);
 

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "p11shim.h"
 
 /* yubihsm_pkcs11: the password part is 8..64 bytes. */
@@ -62,6 +64,8 @@ void shim_yh_token_info(CK_TOKEN_INFO *ti)
 {
 	char serial[17];
 	uint64_t v = 0;
+	if (!(ti->flags & CKF_TOKEN_INITIALIZED))
+		return; /* SoftHSM2's free slot: not a device */
 	/* An 8-digit decimal serial, stable for a given SoftHSM2 token. */
 	for (size_t i = 0; i < sizeof(ti->serialNumber); i++)
 		v = v * 131 + ti->serialNumber[i];
@@ -106,5 +110,56 @@ CK_RV shim_yh_template(const CK_ATTRIBUTE *t, CK_ULONG n, const uint8_t id2[2], 
 		*nout = n + 1;
 	}
 	*out = c;
+	return CKR_OK;
+}
+
+static const CK_ATTRIBUTE *find_attr(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+{
+	for (CK_ULONG i = 0; i < n; i++)
+		if (t[i].type == type)
+			return &t[i];
+	return NULL;
+}
+
+int shim_yh_is_ed25519_import(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS want)
+{
+	const CK_ATTRIBUTE *c = find_attr(t, n, CKA_CLASS), *k = find_attr(t, n, CKA_KEY_TYPE);
+	return c && k && c->ulValueLen == sizeof(CK_OBJECT_CLASS) &&
+	       k->ulValueLen == sizeof(CK_KEY_TYPE) && *(CK_OBJECT_CLASS *)c->pValue == want &&
+	       *(CK_KEY_TYPE *)k->pValue == CKK_EC_EDWARDS;
+}
+
+CK_RV shim_yh_public_twin(const CK_ATTRIBUTE *priv, CK_ULONG n, struct shim_yh_twin *tw)
+{
+	static CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+	static CK_KEY_TYPE kt = CKK_EC_EDWARDS;
+	static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	const CK_ATTRIBUTE *v = find_attr(priv, n, CKA_VALUE), *a;
+	EVP_PKEY *pk;
+	size_t len = 32;
+	CK_ULONG m = 0;
+	if (!v || v->ulValueLen != 32)
+		return CKR_TEMPLATE_INCOMPLETE;
+	pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, v->pValue, 32);
+	if (!pk || EVP_PKEY_get_raw_public_key(pk, tw->point + 2, &len) != 1 || len != 32) {
+		EVP_PKEY_free(pk);
+		return CKR_FUNCTION_FAILED;
+	}
+	EVP_PKEY_free(pk);
+	tw->point[0] = 0x04; /* DER OCTET STRING, as SoftHSM2 keeps it */
+	tw->point[1] = 0x20;
+	tw->t[m++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
+	tw->t[m++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, &kt, sizeof(kt) };
+	tw->t[m++] = (CK_ATTRIBUTE){ CKA_TOKEN, &yes, sizeof(yes) };
+	tw->t[m++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &no, sizeof(no) };
+	tw->t[m++] = (CK_ATTRIBUTE){ CKA_VERIFY, &yes, sizeof(yes) };
+	tw->t[m++] = (CK_ATTRIBUTE){ CKA_EC_POINT, tw->point, sizeof(tw->point) };
+	if ((a = find_attr(priv, n, CKA_ID)))
+		tw->t[m++] = *a;
+	if ((a = find_attr(priv, n, CKA_LABEL)))
+		tw->t[m++] = *a;
+	if ((a = find_attr(priv, n, CKA_EC_PARAMS)))
+		tw->t[m++] = *a;
+	tw->n = m;
 	return CKR_OK;
 }
