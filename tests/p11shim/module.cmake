@@ -37,8 +37,12 @@ target_include_directories(test_slot_faults PRIVATE ${CMAKE_SOURCE_DIR}/src/slot
 target_include_directories(test_slot_faults SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
 
 # The daemon serving test nodes (tests/integration/tnode.c) while its tokens fail.
+add_library(p11kms_tu_dnode STATIC ${_shim}/tu_dnode.c)
+target_include_directories(p11kms_tu_dnode PUBLIC ${_shim})
+target_link_libraries(p11kms_tu_dnode PRIVATE p11kms_test_warnings
+	PUBLIC p11kms_tu_shim p11kms_tnode p11kms_daemon p11kms_crypto Threads::Threads)
 p11kms_test(test_daemon_faults SOURCES ${_shim}/test_daemon_faults.c
-	DEPS p11kms_tu_shim p11kms_tnode p11kms_daemon p11kms_crypto Threads::Threads
+	DEPS p11kms_tu_dnode Threads::Threads
 	LABELS softhsm TIMEOUT 300 ENV ${_shim_env})
 add_dependencies(test_daemon_faults p11kms_p11shim)
 
@@ -57,3 +61,14 @@ target_include_directories(test_p11shim SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
 add_dependencies(test_p11shim p11kms_p11shim)
 p11kms_script_test(pkcs11tool_p11shim ${_shim}/pkcs11tool_p11shim.sh LABELS softhsm
 	ENV ${_shim_env} "P11KMS_SANITIZE=${P11KMS_SANITIZE}")
+
+# Long runs (label slow, outside CI's default pass): every fault kind x every token call
+# with the daemon serving test nodes, and the hang soak (1000 requests per hung call).
+p11kms_test(test_fault_matrix SOURCES ${_shim}/test_fault_matrix.c
+	DEPS p11kms_tu_dnode p11kms_keyfile Threads::Threads
+	LABELS slow TIMEOUT 1200 ENV ${_shim_env})
+add_dependencies(test_fault_matrix p11kms_p11shim p11kms_softsign_module)
+add_test(NAME test_hang_soak COMMAND test_daemon_faults)
+set_tests_properties(test_hang_soak PROPERTIES LABELS slow TIMEOUT 1800
+	SKIP_RETURN_CODE 77
+	ENVIRONMENT "P11KMS_HANG_REQUESTS=1000;P11KMS_TEST_FILTER=test_hang_*;P11KMS_SOURCE_DIR=${CMAKE_SOURCE_DIR};P11KMS_BINARY_DIR=${CMAKE_BINARY_DIR};${_shim_env}")

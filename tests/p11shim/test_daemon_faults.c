@@ -33,6 +33,7 @@
 #include "p11kms/slot.h"
 #include "testutil.h"
 #include "tnode.h"
+#include "tu_dnode.h"
 #include "tu_shim.h"
 
 /* Modules stay mapped at slot_shutdown (SoftHSM2 leaks are suppressed by module name,
@@ -48,7 +49,6 @@ int dlclose(void *handle)
 #define CA "chain-a"
 #define CB "chain-b"
 #define CE "chain-e"
-#define TS 1700000000
 
 static struct tu_shim sh;
 static char *key_a, *key_b, *key_bb, *key_e, *key_i;
@@ -70,16 +70,6 @@ static void on_event(void *ctx, const struct obs_event *ev)
 	pthread_mutex_unlock(&ev_mu);
 }
 
-static void import(const char *label, uint8_t fill, char **key, uint8_t pub[32])
-{
-	uint8_t seed[32];
-	char *tok = tu_shim_uri(&sh, label, NULL);
-	memset(seed, fill, sizeof(seed));
-	assert_int_equal(slot_import_ed25519(tok, "val", seed, NULL, key, pub), KMS_OK);
-	kms_wipe(seed, sizeof(seed));
-	free(tok);
-}
-
 static int group_setup(void **state)
 {
 	uint8_t pub[32];
@@ -90,12 +80,12 @@ static int group_setup(void **state)
 	tu_shim_add_token(&sh, "d-bb", PIN);
 	tu_shim_add_token(&sh, "d-e", PIN);
 	tu_shim_add_token(&sh, "d-i", PIN);
-	import("d-a", 0xa1, &key_a, pub_a);
-	import("d-b", 0xb2, &key_b, pub_b);
-	import("d-bb", 0xb2, &key_bb, pub); /* the same key: chain b's backup */
+	tu_import(&sh, "d-a", 0xa1, &key_a, pub_a);
+	tu_import(&sh, "d-b", 0xb2, &key_b, pub_b);
+	tu_import(&sh, "d-bb", 0xb2, &key_bb, pub); /* the same key: chain b's backup */
 	assert_memory_equal(pub, pub_b, 32);
-	import("d-e", 0xe5, &key_e, pub_e);
-	import("d-i", 0x1d, &key_i, pub_i);
+	tu_import(&sh, "d-e", 0xe5, &key_e, pub_e);
+	tu_import(&sh, "d-i", 0x1d, &key_i, pub_i);
 	slot_shutdown();
 	dir = tu_mkdtemp();
 	assert_int_equal(obs_sink_add(on_event, NULL, 0), KMS_OK);
@@ -113,181 +103,11 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* ---- the daemon ---- */
-
-struct run {
-	struct cfg *cfg;
-	pthread_t th;
-	int ec, ready;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-};
-
-static void on_ready(void *ctx)
-{
-	struct run *r = ctx;
-	pthread_mutex_lock(&r->mu);
-	r->ready = 1;
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-}
-
-static void *run_main(void *arg)
-{
-	struct run *r = arg;
-	struct daemon_opts o = { .on_ready = on_ready, .ready_ctx = r };
-	r->ec = daemon_run(r->cfg, &o);
-	on_ready(r);
-	return NULL;
-}
-
-static char *state_file(const char *chain)
-{
-	char name[64], *p;
-	snprintf(name, sizeof(name), "%s.state", chain);
-	p = tu_path(dir, name);
-	(void)remove(p);
-	assert_int_equal(guard_state_init(p, chain, 0, 0, GUARD_STEP_NONE), KMS_OK);
-	return p;
-}
-
-/*
- * chains: "id|keyline" pairs; validators: "chain|addr|extra". Starts the daemon and
- * waits until it is ready.
- */
-static void start(struct run *r, const char *const *chains, size_t nc, const char *const *vals,
-		  size_t nv)
-{
-	char text[16384], err[CFG_ERR_MAX], *conf = tu_path(dir, "p11kms.conf");
-	size_t used = 0;
-	used += (size_t)snprintf(text + used, sizeof(text) - used, "chains = (\n");
-	for (size_t i = 0; i < nc; i += 2) {
-		char *sp = state_file(chains[i]);
-		used += (size_t)snprintf(text + used, sizeof(text) - used,
-					 "%s  { id = \"%s\"; key_format = \"hex\"; state_file = "
-					 "\"%s\"; }\n",
-					 i ? "," : "", chains[i], sp);
-		free(sp);
-	}
-	used += (size_t)snprintf(text + used, sizeof(text) - used, ");\nkeys = (\n");
-	for (size_t i = 0; i < nc; i += 2)
-		used += (size_t)snprintf(text + used, sizeof(text) - used,
-					 "%s  { chain_ids = [ \"%s\" ]; %s }\n", i ? "," : "",
-					 chains[i], chains[i + 1]);
-	used += (size_t)snprintf(text + used, sizeof(text) - used, ");\nvalidators = (\n");
-	for (size_t i = 0; i < nv; i += 3)
-		used += (size_t)snprintf(text + used, sizeof(text) - used,
-					 "%s  { chain_id = \"%s\"; addr = \"%s\"; protocol_version "
-					 "= \"v0.37\"; backoff_min_ms = 20; backoff_max_ms = 200; "
-					 "%s }\n",
-					 i ? "," : "", vals[i], vals[i + 1], vals[i + 2]);
-	used += (size_t)snprintf(text + used, sizeof(text) - used, ");\n");
-	assert_true(used < sizeof(text));
-	tu_write_file(conf, text, used, 0600);
-	memset(r, 0, sizeof(*r));
-	r->ec = -1;
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
-	if (cfg_load(conf, &r->cfg, err, sizeof(err)) != KMS_OK)
-		fail_msg("config: %s", err);
-	free(conf);
-	daemon_reset_stop();
-	assert_int_equal(pthread_create(&r->th, NULL, run_main, r), 0);
-	pthread_mutex_lock(&r->mu);
-	while (!r->ready)
-		pthread_cond_wait(&r->cv, &r->mu);
-	pthread_mutex_unlock(&r->mu);
-	assert_int_equal(r->ec, -1); /* started */
-}
-
-static void stop(struct run *r)
-{
-	daemon_request_stop();
-	assert_int_equal(pthread_join(r->th, NULL), 0);
-	assert_int_equal(r->ec, CMD_EXIT_OK);
-	cfg_free(r->cfg);
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
-}
-
-/* ---- the node side ---- */
-
-struct node {
-	struct tnode t;
-	const char *chain;
-	const uint8_t *pub;
-	int64_t h;
-};
-
-/* A node on a Unix socket (tcp: Secret Connection, the daemon needs a secret_key). */
-static void node_up(struct node *n, const char *chain, const uint8_t *pub, int tcp)
-{
-	char name[64], *path;
-	memset(n, 0, sizeof(*n));
-	snprintf(name, sizeof(name), "%s.sock", chain);
-	path = tu_path(dir, name);
-	(void)remove(path);
-	tnode_listen(&n->t, PV_V0_37, 0, tcp ? NULL : path, 0);
-	free(path);
-	n->chain = chain;
-	n->pub = pub;
-}
-
-/* One vote: 1 signed (and verified), 0 refused, -1 transport failure. *ms: its latency. */
-static int vote(struct node *n, double *ms)
-{
-	struct pv_request req;
-	struct pv_response *resp = NULL;
-	struct kbuf *sb;
-	double t0 = tu_now_ms();
-	int r, ok;
-	n->h++;
-	tnode_req_vote(&req, n->chain, PV_TYPE_PREVOTE, n->h, 0, (uint8_t)(1 + n->h % 200),
-		       TS + n->h);
-	r = tnode_call(&n->t, &req, &resp);
-	if (ms)
-		*ms = tu_now_ms() - t0;
-	if (r != KMS_OK)
-		return -1;
-	if (resp->has_error) {
-		pv_response_free(resp);
-		return 0;
-	}
-	sb = kbuf_new(4096);
-	assert_int_equal(pv_vote_sign_bytes(n->chain, &resp->vote, sb), KMS_OK);
-	ok = kcrypto_ed25519_verify(n->pub, kbuf_ptr(sb), kbuf_len(sb), resp->vote.signature) ==
-	     KMS_OK;
-	kbuf_free(sb);
-	pv_response_free(resp);
-	assert_true(ok);
-	return 1;
-}
-
-static void accept_ok(struct node *n)
-{
-	int r = tnode_accept(&n->t, 10000);
-	if (r != KMS_OK)
-		fail_msg("accept for %s: %s", n->chain, kms_strerror(r));
-}
-
 static int hang_requests(void)
 {
 	const char *v = getenv("P11KMS_HANG_REQUESTS");
 	int n = v ? atoi(v) : 30;
 	return n > 0 ? n : 30;
-}
-
-static char *keyline(const char *uri, const char *backup, unsigned timeout_ms)
-{
-	size_t cap = strlen(uri) + (backup ? strlen(backup) : 0) + 128;
-	char *l = malloc(cap);
-	assert_non_null(l);
-	if (backup)
-		snprintf(l, cap, "uri = [ \"%s\", \"%s\" ]; timeout_ms = %u;", uri, backup,
-			 timeout_ms);
-	else
-		snprintf(l, cap, "uri = \"%s\"; timeout_ms = %u;", uri, timeout_ms);
-	return l;
 }
 
 /*
@@ -297,30 +117,30 @@ static char *keyline(const char *uri, const char *backup, unsigned timeout_ms)
  */
 static void test_recovery_time(void **state)
 {
-	struct run r;
-	struct node a;
-	char *ka = keyline(key_a, NULL, 1000);
+	struct tu_run r;
+	struct tu_node a;
+	char *ka = tu_keyline(key_a, NULL, 1000);
 	const char *chains[] = { CA, ka };
 	const char *vals[3] = { CA, NULL, "" };
 	int refused = 0, got;
 	double t_back, first_ms = -1, worst = 0, ms;
 	(void)state;
-	node_up(&a, CA, pub_a, 0);
+	tu_node_up(&a, dir, CA, pub_a, 0);
 	vals[1] = a.t.addr;
-	start(&r, chains, 2, vals, 3);
-	accept_ok(&a);
+	tu_daemon_start(&r, dir, chains, 2, vals, 3);
+	tu_accept_ok(&a);
 	for (int i = 0; i < 10; i++)
-		assert_int_equal(vote(&a, NULL), 1);
+		assert_int_equal(tu_vote(&a, NULL), 1);
 	tu_shim_ctl(&sh, "vanish token=d-a\n");
 	for (double t0 = tu_now_ms(); tu_now_ms() - t0 < 1000;) {
-		assert_int_equal(vote(&a, &ms), 0); /* refused, the connection stays */
+		assert_int_equal(tu_vote(&a, &ms), 0); /* refused, the connection stays */
 		refused++;
 		if (ms > worst)
 			worst = ms;
 	}
 	tu_shim_ctl(&sh, "");
 	t_back = tu_now_ms();
-	while ((got = vote(&a, NULL)) == 0 && tu_now_ms() - t_back < 20000)
+	while ((got = tu_vote(&a, NULL)) == 0 && tu_now_ms() - t_back < 20000)
 		;
 	assert_int_equal(got, 1);
 	first_ms = tu_now_ms() - t_back;
@@ -328,8 +148,8 @@ static void test_recovery_time(void **state)
 	       "%.0f ms after the token returned, no restart\n",
 	       refused, worst, first_ms);
 	for (int i = 0; i < 10; i++)
-		assert_int_equal(vote(&a, NULL), 1);
-	stop(&r);
+		assert_int_equal(tu_vote(&a, NULL), 1);
+	tu_daemon_stop(&r);
 	tnode_close(&a.t);
 	free(ka);
 }
@@ -340,17 +160,17 @@ static void test_recovery_time(void **state)
  */
 static void test_failover_no_failed_request(void **state)
 {
-	struct run r;
-	struct node b;
-	char *kb = keyline(key_b, key_bb, 300);
+	struct tu_run r;
+	struct tu_node b;
+	char *kb = tu_keyline(key_b, key_bb, 300);
 	const char *chains[] = { CB, kb };
 	const char *vals[3] = { CB, NULL, "" };
 	int failed = 0, total = 0, by_backup;
 	(void)state;
-	node_up(&b, CB, pub_b, 0);
+	tu_node_up(&b, dir, CB, pub_b, 0);
 	vals[1] = b.t.addr;
-	start(&r, chains, 2, vals, 3);
-	accept_ok(&b);
+	tu_daemon_start(&r, dir, chains, 2, vals, 3);
+	tu_accept_ok(&b);
 	pthread_mutex_lock(&ev_mu);
 	ev_signed = ev_by_backup = 0;
 	pthread_mutex_unlock(&ev_mu);
@@ -359,7 +179,7 @@ static void test_failover_no_failed_request(void **state)
 						   "hang C_Sign token=d-b\n", "" };
 		tu_shim_ctl(&sh, ctl[phase]);
 		for (int i = 0; i < 50; i++, total++)
-			failed += vote(&b, NULL) != 1;
+			failed += tu_vote(&b, NULL) != 1;
 	}
 	pthread_mutex_lock(&ev_mu);
 	by_backup = ev_by_backup;
@@ -369,13 +189,13 @@ static void test_failover_no_failed_request(void **state)
 	       failed, total, by_backup);
 	assert_int_equal(failed, 0);
 	assert_true(by_backup >= 100);
-	stop(&r);
+	tu_daemon_stop(&r);
 	tnode_close(&b.t);
 	free(kb);
 }
 
 struct bg_node {
-	struct node *n;
+	struct tu_node *n;
 	atomic_int stop;
 	int signed_ok, failed;
 	double worst_ms;
@@ -386,7 +206,7 @@ static void *bg_node_main(void *arg)
 	struct bg_node *b = arg;
 	while (!atomic_load(&b->stop)) {
 		double ms;
-		if (vote(b->n, &ms) == 1)
+		if (tu_vote(b->n, &ms) == 1)
 			b->signed_ok++;
 		else
 			b->failed++;
@@ -406,25 +226,25 @@ static void *bg_node_main(void *arg)
 static void hang_forever(const char *fn, int reset)
 {
 	static unsigned reset_id = 500;
-	struct run r;
-	struct node a, e;
+	struct tu_run r;
+	struct tu_node a, e;
 	struct bg_node be = { 0 };
 	pthread_t th;
-	char *ka = keyline(key_a, NULL, 300), *ke = keyline(key_e, NULL, 3000), ctl[128];
+	char *ka = tu_keyline(key_a, NULL, 300), *ke = tu_keyline(key_e, NULL, 3000), ctl[128];
 	const char *chains[] = { CA, ka, CE, ke };
 	const char *vals[6] = { CA, NULL, "", CE, NULL, "" };
 	int n = hang_requests(), threads0, threads_max = 0, refused = 0;
 	long rss0, rss1;
 	double worst = 0, ms;
-	node_up(&a, CA, pub_a, 0);
-	node_up(&e, CE, pub_e, 0);
+	tu_node_up(&a, dir, CA, pub_a, 0);
+	tu_node_up(&e, dir, CE, pub_e, 0);
 	vals[1] = a.t.addr;
 	vals[4] = e.t.addr;
-	start(&r, chains, 4, vals, 6);
-	accept_ok(&a);
-	accept_ok(&e);
-	assert_int_equal(vote(&a, NULL), 1);
-	assert_int_equal(vote(&e, NULL), 1);
+	tu_daemon_start(&r, dir, chains, 4, vals, 6);
+	tu_accept_ok(&a);
+	tu_accept_ok(&e);
+	assert_int_equal(tu_vote(&a, NULL), 1);
+	assert_int_equal(tu_vote(&e, NULL), 1);
 	be.n = &e;
 	assert_int_equal(pthread_create(&th, NULL, bg_node_main, &be), 0);
 	if (reset)
@@ -433,12 +253,12 @@ static void hang_forever(const char *fn, int reset)
 	else
 		snprintf(ctl, sizeof(ctl), "hang %s token=d-a\n", fn);
 	tu_shim_ctl(&sh, ctl);
-	assert_int_equal(vote(&a, &ms), 0); /* the first one waits for the timeout */
+	assert_int_equal(tu_vote(&a, &ms), 0); /* the first one waits for the timeout */
 	threads0 = tu_threads();
 	rss0 = tu_rss_kib();
 	for (int i = 0; i < n; i++) {
 		int t;
-		assert_int_equal(vote(&a, &ms), 0);
+		assert_int_equal(tu_vote(&a, &ms), 0);
 		refused++;
 		if (ms > worst)
 			worst = ms;
@@ -461,11 +281,11 @@ static void hang_forever(const char *fn, int reset)
 	{
 		double t0 = tu_now_ms();
 		int got;
-		while ((got = vote(&a, NULL)) == 0 && tu_now_ms() - t0 < 15000)
+		while ((got = tu_vote(&a, NULL)) == 0 && tu_now_ms() - t0 < 15000)
 			;
 		assert_int_equal(got, 1);
 	}
-	stop(&r);
+	tu_daemon_stop(&r);
 	tnode_close(&a.t);
 	tnode_close(&e.t);
 	free(ka);
@@ -491,6 +311,57 @@ static void test_hang_forever_sign(void **state)
 }
 
 /*
+ * Hangs that end: every request's C_Sign hangs 150 ms against a 100 ms deadline, so
+ * each one abandons a worker that returns a little later. Over N requests (1000 in
+ * the soak) threads and memory must not grow with N.
+ */
+static void test_hang_cycles(void **state)
+{
+	struct tu_run r;
+	struct tu_node a;
+	char *ka = tu_keyline(key_a, NULL, 100);
+	const char *chains[] = { CA, ka };
+	const char *vals[3] = { CA, NULL, "" };
+	int n = hang_requests(), threads0, threads_max = 0, refused = 0, t;
+	long rss0, rss_half = 0, rss1;
+	(void)state;
+	tu_node_up(&a, dir, CA, pub_a, 0);
+	vals[1] = a.t.addr;
+	tu_daemon_start(&r, dir, chains, 2, vals, 3);
+	tu_accept_ok(&a);
+	assert_int_equal(tu_vote(&a, NULL), 1);
+	tu_shim_ctl(&sh, "hang C_Sign token=d-a ms=150\n");
+	for (int i = 0; i < 10; i++) /* warm up: the pool and the allocator settle */
+		(void)tu_vote(&a, NULL);
+	threads0 = tu_threads();
+	rss0 = tu_rss_kib();
+	for (int i = 0; i < n; i++) {
+		refused += tu_vote(&a, NULL) == 0;
+		if ((t = tu_threads()) > threads_max)
+			threads_max = t;
+		if (i == n / 2)
+			rss_half = tu_rss_kib();
+	}
+	rss1 = tu_rss_kib();
+	printf("# %d hangs of 150 ms against a 100 ms deadline: %d refused; threads %d -> max "
+	       "%d; RSS %ld -> %ld (half-way) -> %ld KiB\n",
+	       n, refused, threads0, threads_max, rss0, rss_half, rss1);
+	assert_true(refused > n / 2);
+	assert_true(threads_max <= threads0 + 4);
+	tu_shim_ctl(&sh, "");
+	{
+		double t0 = tu_now_ms();
+		int got;
+		while ((got = tu_vote(&a, NULL)) == 0 && tu_now_ms() - t0 < 15000)
+			;
+		assert_int_equal(got, 1);
+	}
+	tu_daemon_stop(&r);
+	tnode_close(&a.t);
+	free(ka);
+}
+
+/*
  * secret_key = "pkcs11:..." on a token that hangs in C_Sign: the handshake fails at
  * the identity's deadline and the connection thread dials again (a second connection
  * arrives while the token still hangs); the other chain keeps signing. Before this
@@ -498,30 +369,30 @@ static void test_hang_forever_sign(void **state)
  */
 static void test_identity_key_hangs(void **state)
 {
-	struct run r;
-	struct node a, e;
-	char *ka = keyline(key_a, NULL, 1000), *ke = keyline(key_e, NULL, 3000);
+	struct tu_run r;
+	struct tu_node a, e;
+	char *ka = tu_keyline(key_a, NULL, 1000), *ke = tu_keyline(key_e, NULL, 3000);
 	char extra[1200];
 	const char *chains[] = { CA, ka, CE, ke };
 	const char *vals[6] = { CA, NULL, NULL, CE, NULL, "" };
 	double t0, redial_ms;
 	int rr;
 	(void)state;
-	node_up(&a, CA, pub_a, 1);
-	node_up(&e, CE, pub_e, 0);
+	tu_node_up(&a, dir, CA, pub_a, 1);
+	tu_node_up(&e, dir, CE, pub_e, 0);
 	snprintf(extra, sizeof(extra), "secret_key = \"%s\";", key_i);
 	vals[1] = a.t.addr;
 	vals[2] = extra;
 	vals[4] = e.t.addr;
 	tu_shim_ctl(&sh, "hang C_Sign token=d-i from=2\n"); /* the open's self-test signs */
-	start(&r, chains, 4, vals, 6);
-	accept_ok(&e);
+	tu_daemon_start(&r, dir, chains, 4, vals, 6);
+	tu_accept_ok(&e);
 	t0 = tu_now_ms();
 	/* The signer connects, but its identity never signs: it closes at its deadline
 	 * (not the node: the node would give up after 5 s with KMS_ERR_TIMEOUT) ... */
 	rr = tnode_accept(&a.t, 10000);
 	assert_int_equal(rr, KMS_ERR_CONN_CLOSED);
-	assert_int_equal(vote(&e, NULL), 1);
+	assert_int_equal(tu_vote(&e, NULL), 1);
 	/* ... and dials again, its connection thread free. */
 	rr = tnode_accept(&a.t, 10000);
 	redial_ms = tu_now_ms() - t0;
@@ -529,11 +400,11 @@ static void test_identity_key_hangs(void **state)
 	printf("# identity key hung in C_Sign: the signer closed two handshakes at its 3 s "
 	       "deadline, %.0f ms in all\n",
 	       redial_ms);
-	assert_int_equal(vote(&e, NULL), 1);
+	assert_int_equal(tu_vote(&e, NULL), 1);
 	tu_shim_ctl(&sh, "");
-	accept_ok(&a);
-	assert_int_equal(vote(&a, NULL), 1);
-	stop(&r);
+	tu_accept_ok(&a);
+	assert_int_equal(tu_vote(&a, NULL), 1);
+	tu_daemon_stop(&r);
 	tnode_close(&a.t);
 	tnode_close(&e.t);
 	free(ka);
@@ -548,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_hang_forever_login),
 		cmocka_unit_test(test_hang_forever_open_session),
 		cmocka_unit_test(test_hang_forever_sign),
+		cmocka_unit_test(test_hang_cycles),
 		cmocka_unit_test(test_identity_key_hangs),
 	};
 	signal(SIGPIPE, SIG_IGN);
