@@ -30,7 +30,8 @@ struct slot_opts {
 	const char
 		*profiles_dir; /* NULL = $P11KMS_PROFILES_DIR, <exe>/../share/p11kms/hsm-profiles,
 				     then the source tree's hsm-profiles */
-	unsigned timeout_ms;  /* deadline of each token call (slot_set_timeout); 0 = none */
+	unsigned timeout_ms;  /* deadline of each token call (slot_set_timeout); 0 = none.
+				 Opening allows at least 10 s per token (nobody waits on it). */
 	const char *chain_id; /* for logs and status events; borrowed for the slot's life */
 };
 

@@ -209,10 +209,15 @@ void slot_shutdown(void)
 	struct pk11_module *m, *next, *keep = NULL;
 	size_t i;
 
+	/* A call that was only slow returns in time; one that hangs is left alone. */
+	if (!slot_wd_drain(slot_now_ms() + 2000))
+		kms_log_warn("slot_shutdown: token calls abandoned by the watchdog are still "
+			     "running; their modules stay loaded");
 	pthread_mutex_lock(&reg_mu);
 	for (m = reg_head; m; m = next) {
 		next = m->next;
-		if (m->state == PK11_MOD_LOADING || !module_idle(m)) {
+		/* A call abandoned while waiting for the module lock holds no lock yet. */
+		if (m->state == PK11_MOD_LOADING || atomic_load(&m->stuck) > 0 || !module_idle(m)) {
 			m->next = keep; /* left alone on purpose: a thread runs its code */
 			keep = m;
 			continue;

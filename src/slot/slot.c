@@ -409,8 +409,13 @@ int slot_open_set(const char *const *uris, size_t n, const struct slot_opts *o, 
 		return KMS_ERR_ALLOC;
 	for (i = 0; i < n && r == KMS_OK; i++, s->n = i)
 		r = member_init(s, i, uris[i], o);
+	if (o->timeout_ms && o->timeout_ms < SLOT_OPEN_TIMEOUT_MS)
+		s->timeout_ms = SLOT_OPEN_TIMEOUT_MS; /* start-up: o->timeout_ms from here on */
 	for (i = 0; i < n && r == KMS_OK; i++)
 		r = open_member(s, i);
+	pthread_mutex_lock(&s->mu);
+	s->timeout_ms = o->timeout_ms;
+	pthread_mutex_unlock(&s->mu);
 	if (r == KMS_OK && n > 1) {
 		if (pthread_create(&s->prober, NULL, prober_main, s) != 0)
 			r = KMS_ERR_SYSTEM;

@@ -277,6 +277,9 @@ void slot_abstime(int64_t ms, struct timespec *ts);
  * after PROBE_MIN_MS, doubling to PROBE_MAX_MS while it stays down. */
 #define SLOT_PROBE_MIN_MS 200
 #define SLOT_PROBE_MAX_MS 5000
+/* Opening (module load, login, key lookup, test signature) may take this long per token
+ * even when the runtime deadline is shorter: nobody waits on a start-up. */
+#define SLOT_OPEN_TIMEOUT_MS 10000
 
 enum slot_mb_state { SLOT_MB_UP = 0, SLOT_MB_DOWN = 1 };
 
@@ -354,6 +357,9 @@ KMS_MUST_CHECK int slot_run(struct slot *s, enum slot_op op, size_t mbi, const u
 			    unsigned long *ckr);
 /* Stops and joins the idle workers (slot_free). */
 void slot_wd_stop(struct slot *s);
+/* Waits until deadline_ms for abandoned workers (of every slot) to finish; 1 if none is
+ * left. slot_shutdown calls it: a process must not exit under a thread in a module. */
+int slot_wd_drain(int64_t deadline_ms);
 /* Drops a reference; the last one frees s. */
 void slot_unref(struct slot *s);
 

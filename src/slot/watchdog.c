@@ -26,6 +26,40 @@
  */
 enum wd_state { WD_IDLE, WD_PENDING, WD_DONE };
 
+/* Abandoned workers still running, in every slot (slot_wd_drain). */
+static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
+static int n_abandoned;
+
+static void abandoned_count(int delta)
+{
+	pthread_mutex_lock(&drain_mu);
+	n_abandoned += delta;
+	pthread_cond_broadcast(&drain_cv);
+	pthread_mutex_unlock(&drain_mu);
+}
+
+int slot_wd_drain(int64_t deadline_ms)
+{
+	int left;
+	pthread_mutex_lock(&drain_mu);
+	while (n_abandoned > 0 && slot_now_ms() < deadline_ms) {
+		struct timespec ts = { 0, 10 * 1000000L }, now;
+		/* drain_cv uses CLOCK_REALTIME (static initialiser): wait in short steps */
+		clock_gettime(CLOCK_REALTIME, &now);
+		ts.tv_sec += now.tv_sec;
+		ts.tv_nsec += now.tv_nsec;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&drain_cv, &drain_mu, &ts);
+	}
+	left = n_abandoned;
+	pthread_mutex_unlock(&drain_mu);
+	return left == 0;
+}
+
 struct slot_worker {
 	struct slot *s;
 	pthread_t th;
@@ -148,6 +182,7 @@ static void *worker_main(void *arg)
 	if (abandoned) {
 		worker_free(w);
 		slot_unref(s);
+		abandoned_count(-1);
 	}
 	return NULL;
 }
@@ -240,6 +275,7 @@ static int hand_over(struct slot_worker *w, enum slot_op op, size_t mbi, const u
 /* The caller gives up on w: it belongs to itself from now on (w->mu held). */
 static void abandon(struct slot *s, struct slot_worker *w, size_t mbi, unsigned ms)
 {
+	abandoned_count(1);
 	pthread_mutex_lock(&s->mu);
 	s->mb[mbi].hung++;
 	/* Set before the worker can see abandoned: it undoes it when it returns. */

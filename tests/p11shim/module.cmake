@@ -22,7 +22,6 @@ target_link_options(p11kms_p11shim PRIVATE
 set(_shim_env "P11KMS_P11SHIM=$<TARGET_FILE:p11kms_p11shim>"
 	"P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
 	"LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:fast_unwind_on_malloc=0"
-	"ASAN_OPTIONS=fast_unwind_on_malloc=0"
 	"P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>")
 add_library(p11kms_tu_shim STATIC ${_shim}/tu_shim.c)
 target_include_directories(p11kms_tu_shim PUBLIC ${_shim})

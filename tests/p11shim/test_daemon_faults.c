@@ -103,6 +103,16 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* Votes until one is signed (15 s at most): the token answers again. */
+static void until_signed(struct tu_node *n)
+{
+	double t0 = tu_now_ms();
+	int got;
+	while ((got = tu_vote(n, NULL)) == 0 && tu_now_ms() - t0 < 15000)
+		;
+	assert_int_equal(got, 1);
+}
+
 static int hang_requests(void)
 {
 	const char *v = getenv("P11KMS_HANG_REQUESTS");
@@ -119,7 +129,7 @@ static void test_recovery_time(void **state)
 {
 	struct tu_run r;
 	struct tu_node a;
-	char *ka = tu_keyline(key_a, NULL, 1000);
+	char *ka = tu_keyline(key_a, NULL, 3000);
 	const char *chains[] = { CA, ka };
 	const char *vals[3] = { CA, NULL, "" };
 	int refused = 0, got;
@@ -132,7 +142,7 @@ static void test_recovery_time(void **state)
 	for (int i = 0; i < 10; i++)
 		assert_int_equal(tu_vote(&a, NULL), 1);
 	tu_shim_ctl(&sh, "vanish token=d-a\n");
-	for (double t0 = tu_now_ms(); tu_now_ms() - t0 < 1000;) {
+	for (double t0 = tu_now_ms(); tu_now_ms() - t0 < 600;) {
 		assert_int_equal(tu_vote(&a, &ms), 0); /* refused, the connection stays */
 		refused++;
 		if (ms > worst)
@@ -144,7 +154,7 @@ static void test_recovery_time(void **state)
 		;
 	assert_int_equal(got, 1);
 	first_ms = tu_now_ms() - t_back;
-	printf("# token gone 1 s: %d requests refused (slowest answer %.1f ms); first signature "
+	printf("# token gone 0.6 s: %d requests refused (slowest answer %.1f ms); first signature "
 	       "%.0f ms after the token returned, no restart\n",
 	       refused, worst, first_ms);
 	for (int i = 0; i < 10; i++)
@@ -162,7 +172,7 @@ static void test_failover_no_failed_request(void **state)
 {
 	struct tu_run r;
 	struct tu_node b;
-	char *kb = tu_keyline(key_b, key_bb, 300);
+	char *kb = tu_keyline(key_b, key_bb, 3000); /* the default (see test_slot_faults) */
 	const char *chains[] = { CB, kb };
 	const char *vals[3] = { CB, NULL, "" };
 	int failed = 0, total = 0, by_backup;
@@ -178,7 +188,7 @@ static void test_failover_no_failed_request(void **state)
 		static const char *const ctl[] = { "", "vanish token=d-b\n",
 						   "hang C_Sign token=d-b\n", "" };
 		tu_shim_ctl(&sh, ctl[phase]);
-		for (int i = 0; i < 50; i++, total++)
+		for (int i = 0; i < 30; i++, total++)
 			failed += tu_vote(&b, NULL) != 1;
 	}
 	pthread_mutex_lock(&ev_mu);
@@ -188,7 +198,7 @@ static void test_failover_no_failed_request(void **state)
 	       "(obs_event.slot)\n",
 	       failed, total, by_backup);
 	assert_int_equal(failed, 0);
-	assert_true(by_backup >= 100);
+	assert_true(by_backup >= 60);
 	tu_daemon_stop(&r);
 	tnode_close(&b.t);
 	free(kb);
@@ -230,7 +240,7 @@ static void hang_forever(const char *fn, int reset)
 	struct tu_node a, e;
 	struct bg_node be = { 0 };
 	pthread_t th;
-	char *ka = tu_keyline(key_a, NULL, 300), *ke = tu_keyline(key_e, NULL, 3000), ctl[128];
+	char *ka = tu_keyline(key_a, NULL, 500), *ke = tu_keyline(key_e, NULL, 3000), ctl[128];
 	const char *chains[] = { CA, ka, CE, ke };
 	const char *vals[6] = { CA, NULL, "", CE, NULL, "" };
 	int n = hang_requests(), threads0, threads_max = 0, refused = 0;
@@ -243,7 +253,7 @@ static void hang_forever(const char *fn, int reset)
 	tu_daemon_start(&r, dir, chains, 4, vals, 6);
 	tu_accept_ok(&a);
 	tu_accept_ok(&e);
-	assert_int_equal(tu_vote(&a, NULL), 1);
+	until_signed(&a); /* 500 ms: a slow machine may refuse the first */
 	assert_int_equal(tu_vote(&e, NULL), 1);
 	be.n = &e;
 	assert_int_equal(pthread_create(&th, NULL, bg_node_main, &be), 0);
@@ -268,23 +278,17 @@ static void hang_forever(const char *fn, int reset)
 	rss1 = tu_rss_kib();
 	atomic_store(&be.stop, 1);
 	pthread_join(th, NULL);
-	printf("# hung for good in %s: %d requests refused, slowest answer %.1f ms (timeout 300 "
+	printf("# hung for good in %s: %d requests refused, slowest answer %.1f ms (timeout 500 "
 	       "ms); threads %d -> max %d; RSS %ld -> %ld KiB; other chain: %d signed, %d "
 	       "failed, slowest %.1f ms\n",
 	       fn, refused + 1, worst, threads0, threads_max, rss0, rss1, be.signed_ok, be.failed,
 	       be.worst_ms);
-	assert_true(worst < 3000);
+	assert_true(worst < 5000); /* the node's own limit */
 	assert_true(threads_max <= threads0 + 4);
 	assert_true(be.signed_ok > 0);
 	assert_int_equal(be.failed, 0);
 	tu_shim_ctl(&sh, ""); /* the token answers again */
-	{
-		double t0 = tu_now_ms();
-		int got;
-		while ((got = tu_vote(&a, NULL)) == 0 && tu_now_ms() - t0 < 15000)
-			;
-		assert_int_equal(got, 1);
-	}
+	until_signed(&a);
 	tu_daemon_stop(&r);
 	tnode_close(&a.t);
 	tnode_close(&e.t);
@@ -329,7 +333,7 @@ static void test_hang_cycles(void **state)
 	vals[1] = a.t.addr;
 	tu_daemon_start(&r, dir, chains, 2, vals, 3);
 	tu_accept_ok(&a);
-	assert_int_equal(tu_vote(&a, NULL), 1);
+	until_signed(&a); /* a 100 ms deadline: a slow machine may refuse the first */
 	tu_shim_ctl(&sh, "hang C_Sign token=d-a ms=150\n");
 	for (int i = 0; i < 10; i++) /* warm up: the pool and the allocator settle */
 		(void)tu_vote(&a, NULL);
@@ -349,13 +353,7 @@ static void test_hang_cycles(void **state)
 	assert_true(refused > n / 2);
 	assert_true(threads_max <= threads0 + 4);
 	tu_shim_ctl(&sh, "");
-	{
-		double t0 = tu_now_ms();
-		int got;
-		while ((got = tu_vote(&a, NULL)) == 0 && tu_now_ms() - t0 < 15000)
-			;
-		assert_int_equal(got, 1);
-	}
+	until_signed(&a);
 	tu_daemon_stop(&r);
 	tnode_close(&a.t);
 	free(ka);
