@@ -538,22 +538,29 @@ static int lock_result(int e, const struct pk11_module *m, const char *what)
 	return KMS_ERR_INTERNAL;
 }
 
-int pk11_module_rdlock(struct pk11_module *m, int64_t deadline_ms)
+typedef int (*lock_fn)(pthread_rwlock_t *);
+typedef int (*clock_lock_fn)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+
+static int timed_lock(struct pk11_module *m, int64_t deadline_ms, lock_fn now, clock_lock_fn by,
+		      const char *what)
 {
 	struct timespec ts;
 	if (deadline_ms == 0)
-		return lock_result(pthread_rwlock_rdlock(&m->lock), m, "read");
+		return lock_result(now(&m->lock), m, what);
 	slot_abstime(deadline_ms, &ts);
-	return lock_result(pthread_rwlock_clockrdlock(&m->lock, CLOCK_MONOTONIC, &ts), m, "read");
+	return lock_result(by(&m->lock, CLOCK_MONOTONIC, &ts), m, what);
+}
+
+int pk11_module_rdlock(struct pk11_module *m, int64_t deadline_ms)
+{
+	return timed_lock(m, deadline_ms, pthread_rwlock_rdlock, pthread_rwlock_clockrdlock,
+			  "read");
 }
 
 int pk11_module_wrlock(struct pk11_module *m, int64_t deadline_ms)
 {
-	struct timespec ts;
-	if (deadline_ms == 0)
-		return lock_result(pthread_rwlock_wrlock(&m->lock), m, "write");
-	slot_abstime(deadline_ms, &ts);
-	return lock_result(pthread_rwlock_clockwrlock(&m->lock, CLOCK_MONOTONIC, &ts), m, "write");
+	return timed_lock(m, deadline_ms, pthread_rwlock_wrlock, pthread_rwlock_clockwrlock,
+			  "write");
 }
 
 void pk11_module_unlock(struct pk11_module *m)

@@ -10,9 +10,10 @@ set_target_properties(p11kms_p11shim PROPERTIES
 	PREFIX lib
 	C_VISIBILITY_PRESET hidden
 	LINK_DEPENDS ${_shim}/p11shim.map)
-target_include_directories(p11kms_p11shim PRIVATE ${_shim})
+target_include_directories(p11kms_p11shim PRIVATE ${_shim} ${CMAKE_SOURCE_DIR}/include)
 target_include_directories(p11kms_p11shim SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
-target_link_libraries(p11kms_p11shim PRIVATE p11kms_test_warnings OpenSSL::Crypto Threads::Threads
+target_link_libraries(p11kms_p11shim PRIVATE p11kms_test_warnings p11kms_core OpenSSL::Crypto
+	Threads::Threads
 	${CMAKE_DL_LIBS})
 target_link_options(p11kms_p11shim PRIVATE
 	-Wl,--version-script=${_shim}/p11shim.map -Wl,--no-undefined)
@@ -40,7 +41,7 @@ add_library(p11kms_tu_dnode STATIC ${_shim}/tu_dnode.c)
 target_include_directories(p11kms_tu_dnode PUBLIC ${_shim})
 target_link_libraries(p11kms_tu_dnode PRIVATE p11kms_test_warnings
 	PUBLIC p11kms_tu_shim p11kms_tnode p11kms_daemon p11kms_crypto Threads::Threads)
-p11kms_test(test_daemon_faults SOURCES ${_shim}/test_daemon_faults.c
+p11kms_test(test_daemon_faults SOURCES ${_shim}/test_daemon_faults.c ${_shim}/fake_dlclose.c
 	DEPS p11kms_tu_dnode Threads::Threads
 	LABELS softhsm TIMEOUT 300 ENV ${_shim_env})
 add_dependencies(test_daemon_faults p11kms_p11shim)
@@ -54,7 +55,7 @@ target_include_directories(p11kms-hsm-conformance SYSTEM PRIVATE ${P11KIT_INCLUD
 p11kms_script_test(hsm_conformance ${_shim}/hsm_conformance.sh LABELS softhsm TIMEOUT 300
 	ENV ${_shim_env})
 
-p11kms_test(test_p11shim SOURCES ${_shim}/test_p11shim.c
+p11kms_test(test_p11shim SOURCES ${_shim}/test_p11shim.c ${_shim}/fake_dlclose.c
 	DEPS p11kms_tu_shim p11kms_slot Threads::Threads LABELS softhsm ENV ${_shim_env})
 target_include_directories(test_p11shim SYSTEM PRIVATE ${P11KIT_INCLUDE_DIRS})
 add_dependencies(test_p11shim p11kms_p11shim)
@@ -63,7 +64,7 @@ p11kms_script_test(pkcs11tool_p11shim ${_shim}/pkcs11tool_p11shim.sh LABELS soft
 
 # Long runs (label slow, outside CI's default pass): every fault kind x every token call
 # with the daemon serving test nodes, and the hang soak (1000 requests per hung call).
-p11kms_test(test_fault_matrix SOURCES ${_shim}/test_fault_matrix.c
+p11kms_test(test_fault_matrix SOURCES ${_shim}/test_fault_matrix.c ${_shim}/fake_dlclose.c
 	DEPS p11kms_tu_dnode p11kms_keyfile Threads::Threads
 	LABELS slow TIMEOUT 1200 ENV ${_shim_env})
 add_dependencies(test_fault_matrix p11kms_p11shim p11kms_softsign_module)

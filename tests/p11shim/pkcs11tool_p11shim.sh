@@ -10,12 +10,7 @@ skip() { echo "SKIP: $*" >&2; exit 77; }
 command -v pkcs11-tool >/dev/null || skip "pkcs11-tool not installed (Debian package opensc)"
 command -v openssl >/dev/null || skip "openssl not installed"
 # pkcs11-tool is not instrumented: in a sanitizer build the shim needs the ASan runtime.
-if [[ "${P11KMS_SANITIZE:-}" == *address* ]]; then
-	asan=$(gcc -print-file-name=libasan.so)
-	[ -f "$asan" ] || skip "sanitizer build but libasan.so not found for LD_PRELOAD"
-	export LD_PRELOAD="$asan${LD_PRELOAD:+:$LD_PRELOAD}"
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:verify_asan_link_order=0"
-fi
+. "$P11KMS_SOURCE_DIR/tests/scripts/asan-tools.sh"
 softhsm_setup
 softhsm_add_token tool-a so-pin-1234 87654321
 export P11SHIM_MODULE="$SOFTHSM_MODULE" P11SHIM_CONTROL="$SOFTHSM_DIR/ctl"

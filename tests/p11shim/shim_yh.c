@@ -12,41 +12,28 @@
 
 #include <openssl/evp.h>
 
+#include "p11kms/enc.h"
 #include "p11shim.h"
 
 /* yubihsm_pkcs11: the password part is 8..64 bytes. */
 #define YH_PW_MIN 8
 #define YH_PW_MAX 64
 
-static int hexval(CK_UTF8CHAR c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 CK_RV shim_yh_pin(const struct shim_yh *yh, const CK_UTF8CHAR *pin, CK_ULONG len,
 		  const CK_UTF8CHAR **pw, CK_ULONG *pwlen)
 {
 	CK_ULONG user = len < 4 ? len : 4;
-	unsigned id = 0;
+	uint8_t id[2];
+	size_t n = 0;
 	if (!pin)
 		return CKR_ARGUMENTS_BAD;
 	/* The module splits first, then checks the password length, then the id. */
 	if (len - user < YH_PW_MIN || len - user > YH_PW_MAX || user != 4)
 		return CKR_ARGUMENTS_BAD;
-	for (CK_ULONG i = 0; i < 4; i++) {
-		int h = hexval(pin[i]);
-		if (h < 0)
-			return CKR_PIN_INCORRECT; /* "first four digits must be [0-9A-Fa-f]" */
-		id = id << 4 | (unsigned)h;
-	}
+	if (enc_hex_decode((const char *)pin, 4, id, sizeof(id), &n) != KMS_OK || n != 2)
+		return CKR_PIN_INCORRECT; /* "first four digits must be [0-9A-Fa-f]" */
 	/* No such authentication key: the device refuses the session. */
-	if (id != yh->auth_key_id)
+	if ((unsigned)(id[0] << 8 | id[1]) != yh->auth_key_id)
 		return CKR_PIN_INCORRECT;
 	*pw = pin + 4;
 	*pwlen = len - 4;

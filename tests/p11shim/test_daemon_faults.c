@@ -36,15 +36,6 @@
 #include "tu_dnode.h"
 #include "tu_shim.h"
 
-/* Modules stay mapped at slot_shutdown (SoftHSM2 leaks are suppressed by module name,
- * which an unmapped module no longer has): pkcs11-provider's fake_dlclose. */
-int dlclose(void *handle);
-int dlclose(void *handle)
-{
-	(void)handle;
-	return 0;
-}
-
 #define PIN "87654321"
 #define CA "chain-a"
 #define CB "chain-b"

@@ -27,13 +27,6 @@
 #include "testutil.h"
 #include "tu_dnode.h"
 
-int dlclose(void *handle);
-int dlclose(void *handle)
-{
-	(void)handle;
-	return 0;
-}
-
 #define PIN "87654321"
 
 static struct tu_shim sh;

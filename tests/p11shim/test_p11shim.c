@@ -20,14 +20,6 @@
 #include "testutil.h"
 #include "tu_shim.h"
 
-/* Keep modules mapped (SoftHSM2 leak suppressions match by module name). */
-int dlclose(void *handle);
-int dlclose(void *handle)
-{
-	(void)handle;
-	return 0;
-}
-
 #define PIN "87654321"
 
 static struct tu_shim sh;
