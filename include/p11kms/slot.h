@@ -30,9 +30,9 @@ struct slot_opts {
 	const char
 		*profiles_dir; /* NULL = $P11KMS_PROFILES_DIR, <exe>/../share/p11kms/hsm-profiles,
 				     then the source tree's hsm-profiles */
-	unsigned timeout_ms;  /* deadline of each token call (slot_set_timeout); 0 = none.
+	unsigned timeout_ms;   /* deadline of each token call (slot_set_timeout); 0 = none.
 				 Opening allows at least 10 s per token (nobody waits on it). */
-	const char *chain_id; /* for logs and status events; borrowed for the slot's life */
+	const char *chain_id;  /* for logs and status events; borrowed for the slot's life */
 };
 
 enum slot_key_type {
@@ -150,12 +150,12 @@ const char *slot_profile_name(const struct slot *s);
 
 /* Members (URIs) of s, and the state of member i (0 = primary). */
 struct slot_member_info {
-	const char *uri; /* borrowed, without PIN material */
-	int up;		 /* signed or probed fine last time */
-	int disabled;	 /* failed in a way no retry fixes: not used until restart */
-	int err;	 /* why it is down (kms_err), KMS_OK when up */
-	unsigned long ckr;	  /* and the CK_RV behind it, if any */
-	int stuck_calls;	  /* timed-out calls that have not returned */
+	const char *uri;   /* borrowed, without PIN material */
+	int up;		   /* signed or probed fine last time */
+	int disabled;	   /* failed in a way no retry fixes: not used until restart */
+	int err;	   /* why it is down (kms_err), KMS_OK when up */
+	unsigned long ckr; /* and the CK_RV behind it, if any */
+	int stuck_calls;   /* timed-out calls that have not returned */
 };
 size_t slot_count(const struct slot *s);
 KMS_MUST_CHECK int slot_member_info(const struct slot *s, size_t i, struct slot_member_info *out);

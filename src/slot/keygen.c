@@ -166,8 +166,7 @@ static int settle_id(struct slot_tok *t, CK_OBJECT_HANDLE pubh, CK_OBJECT_HANDLE
 }
 
 /* The CKA_ID the token gave an object (ids it picks itself: key_id_map u16be). */
-static int stored_id(struct slot_tok *t, CK_OBJECT_HANDLE o, uint8_t *id, size_t cap,
-		     size_t *idlen)
+static int stored_id(struct slot_tok *t, CK_OBJECT_HANDLE o, uint8_t *id, size_t cap, size_t *idlen)
 {
 	uint8_t *got = NULL;
 	size_t glen = 0;

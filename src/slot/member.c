@@ -34,8 +34,8 @@ static int mb_rv(struct slot_member *mb, struct mb_fail *fl, CK_RV rv, const cha
 	fl->rv = rv;
 	fl->missing |= gone_rv(rv);
 	slot_emit(mb->s, OBS_ST_TOKEN_ERROR, mb, rv, pk11_rv_to_err(rv));
-	kms_log_debug("%s failed: %s (0x%lx) token=%s", fn, p11_kit_strerror(rv),
-		      (unsigned long)rv, mb->su.text);
+	kms_log_debug("%s failed: %s (0x%lx) token=%s", fn, p11_kit_strerror(rv), (unsigned long)rv,
+		      mb->su.text);
 	return pk11_rv_to_err(rv) ? pk11_rv_to_err(rv) : KMS_ERR_PKCS11;
 }
 
@@ -171,9 +171,10 @@ static int find_key(struct slot_member *mb, CK_FUNCTION_LIST *f, CK_SESSION_HAND
 	if ((r = pk11_find(f, h, CKO_PRIVATE_KEY, t, n, keys, 8, &found)))
 		return r;
 	if (found == 0) {
-		kms_log_err("no private key matches %s (check id=/object=; is the PIN for the right "
-			    "token?)",
-			    mb->su.text);
+		kms_log_err(
+			"no private key matches %s (check id=/object=; is the PIN for the right "
+			"token?)",
+			mb->su.text);
 		return KMS_ERR_NOT_FOUND;
 	}
 	if (found > 1) {
@@ -418,9 +419,10 @@ int slot_mb_sign(struct slot_member *mb, struct slot_wsess *ws, int64_t deadline
 		memcpy(pub, mb->s->pub, 32);
 		pthread_mutex_unlock(&mb->s->mu);
 		if (kcrypto_ed25519_verify(pub, msg, len, sig) != KMS_OK) {
-			kms_log_err("first signature of a new session on %s does not verify against "
-				    "the public key; refusing",
-				    mb->su.text);
+			kms_log_err(
+				"first signature of a new session on %s does not verify against "
+				"the public key; refusing",
+				mb->su.text);
 			r = KMS_ERR_AUTH;
 		} else {
 			ws->verified = 1;

@@ -606,10 +606,11 @@ int pk11_module_reinit(struct pk11_module *m, unsigned long seen_gen, int64_t de
 		return r;
 	if (atomic_load(&m->stuck) > 0) {
 		if (first)
-			kms_log_err("cannot re-initialise PKCS#11 module %s (for %s) while %d "
-				    "timed-out calls are still inside it; it is re-initialised once "
-				    "they return",
-				    m->path, why, atomic_load(&m->stuck));
+			kms_log_err(
+				"cannot re-initialise PKCS#11 module %s (for %s) while %d "
+				"timed-out calls are still inside it; it is re-initialised once "
+				"they return",
+				m->path, why, atomic_load(&m->stuck));
 		return KMS_ERR_TIMEOUT;
 	}
 	if (deadline_ms && deadline_ms < lock_by)
@@ -621,9 +622,10 @@ int pk11_module_reinit(struct pk11_module *m, unsigned long seen_gen, int64_t de
 		m->reinit_next = slot_now_ms() + PK11_REINIT_STUCK_MS;
 		pthread_mutex_unlock(&m->rmu);
 		if (first)
-			kms_log_err("cannot re-initialise PKCS#11 module %s (for %s): a call into it "
-				    "has not returned; trying again in %d ms",
-				    m->path, why, PK11_REINIT_STUCK_MS);
+			kms_log_err(
+				"cannot re-initialise PKCS#11 module %s (for %s): a call into it "
+				"has not returned; trying again in %d ms",
+				m->path, why, PK11_REINIT_STUCK_MS);
 		return r;
 	}
 	if (atomic_load(&m->gen) != seen_gen) {

@@ -183,9 +183,10 @@ int slot_pin_check(const struct slot_profile *p, const char *pin, size_t len, co
 {
 	size_t i;
 	if ((p->pin_min && len < p->pin_min) || (p->pin_max && len > p->pin_max)) {
-		kms_log_err("the PIN for %s has %zu characters; hsm-profile %s expects %u to %u: %s "
-			    "(C_Login not tried, no PIN try used)",
-			    desc, len, p->name, p->pin_min, p->pin_max, p->pin_format);
+		kms_log_err(
+			"the PIN for %s has %zu characters; hsm-profile %s expects %u to %u: %s "
+			"(C_Login not tried, no PIN try used)",
+			desc, len, p->name, p->pin_min, p->pin_max, p->pin_format);
 		return KMS_ERR_FORMAT;
 	}
 	for (i = 0; i < p->pin_id_hex; i++) {

@@ -213,8 +213,7 @@ static int parse_config(const config_t *c, struct slot_profile *out)
 	    (r = opt_str(c, "match.model", out->match_model, SLOT_PROFILE_STR)) ||
 	    (r = opt_str(c, "match.module", out->match_module, SLOT_PROFILE_STR)) ||
 	    (r = opt_str(c, "pin_format", out->pin_format, SLOT_PROFILE_STR)) ||
-	    (r = parse_paths(c, out)) || (r = parse_enums(c, out)) ||
-	    (r = parse_numbers(c, out)) ||
+	    (r = parse_paths(c, out)) || (r = parse_enums(c, out)) || (r = parse_numbers(c, out)) ||
 	    (r = opt_bool(c, "allow_keygen", &out->allow_keygen)) ||
 	    (r = opt_bool(c, "allow_import", &out->allow_import)) || (r = parse_quirks(c, out)))
 		return r;

@@ -635,8 +635,8 @@ int slot_tok_open(const char *uri, const struct slot_opts *o, int rw, int login,
 	}
 	t->have_session = 1;
 	if (login) {
-		struct pk11_login_src src = { t->su.pin_file, o->pin_env, o->allow_prompt,
-					      &t->prof, 0 };
+		struct pk11_login_src src = { t->su.pin_file, o->pin_env, o->allow_prompt, &t->prof,
+					      0 };
 		r = pk11_login_with(t->m->f, t->h, &t->ti, &src, t->su.text);
 	}
 unlock:

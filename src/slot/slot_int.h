@@ -120,7 +120,7 @@ enum pk11_mod_state { PK11_MOD_LOADING = 0, PK11_MOD_READY, PK11_MOD_FAILED };
 struct pk11_module {
 	char *path;
 	CK_FUNCTION_LIST *f;
-	int refs;     /* under reg_mu */
+	int refs;		   /* under reg_mu */
 	enum pk11_mod_state state; /* under reg_mu */
 	int softsign;
 	unsigned quirks;
@@ -128,9 +128,9 @@ struct pk11_module {
 	/* Readers: any call with session or object handles. Writer: re-initialisation.
 	 * Writer-preferring; readers and writers wait with deadlines. */
 	pthread_rwlock_t lock;
-	int live; /* C_Initialize succeeded (written under the write lock) */
-	atomic_int stuck; /* calls abandoned by the watchdog that have not returned */
-	atomic_ulong gen; /* bumped on every re-initialisation: older handles are dead */
+	int live;	     /* C_Initialize succeeded (written under the write lock) */
+	atomic_int stuck;    /* calls abandoned by the watchdog that have not returned */
+	atomic_ulong gen;    /* bumped on every re-initialisation: older handles are dead */
 	pthread_mutex_t rmu; /* re-initialisation backoff: */
 	int64_t reinit_next;
 	unsigned reinit_ms, reinit_streak;
@@ -369,7 +369,8 @@ KMS_MUST_CHECK int slot_mb_sign(struct slot_member *mb, struct slot_wsess *ws, i
 				const uint8_t *msg, size_t len, uint8_t sig[static 64],
 				unsigned long *ckr);
 KMS_MUST_CHECK int slot_mb_hygiene(struct slot_member *mb, struct slot_wsess *ws,
-				   int64_t deadline_ms, struct slot_hygiene *hy, unsigned long *ckr);
+				   int64_t deadline_ms, struct slot_hygiene *hy,
+				   unsigned long *ckr);
 /* Closes the worker's session on mb if it is still valid (worker exit). */
 void slot_mb_close(struct slot_member *mb, struct slot_wsess *ws);
 /* Status event about a member (or the slot, mb NULL). */

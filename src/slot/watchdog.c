@@ -76,7 +76,7 @@ struct slot_worker {
 	int r;
 	unsigned long ckr;
 	int64_t deadline_ms;
-	struct pk11_module *stuck_in; /* counted as stuck there while abandoned */
+	struct pk11_module *stuck_in;		/* counted as stuck there while abandoned */
 	struct slot_wsess ws[SLOT_MAX_MEMBERS]; /* this worker's session on each member */
 	struct slot_worker *next;
 };

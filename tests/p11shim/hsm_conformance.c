@@ -304,8 +304,9 @@ static void check_pins(struct conf *c, const char *label)
 		       "PIN format: %s is refused before C_Login with a message (%s)", bad[i].why,
 		       kms_strerror(r));
 		if (raw_open(c->token, &rw, NULL, 0) == 0) {
-			CK_RV rv = rw.f->C_Login(rw.h, CKU_USER, (CK_UTF8CHAR *)(uintptr_t)bad[i].pin,
-						 (CK_ULONG)strlen(bad[i].pin));
+			CK_RV rv =
+				rw.f->C_Login(rw.h, CKU_USER, (CK_UTF8CHAR *)(uintptr_t)bad[i].pin,
+					      (CK_ULONG)strlen(bad[i].pin));
 			report(rv != CKR_OK, "PIN format: the token itself refuses it too (%s)",
 			       p11_kit_strerror(rv));
 			raw_close(&rw);
@@ -342,8 +343,8 @@ static char *check_keygen(struct conf *c, const char *label, const char *label2,
 		free(key);
 		return NULL;
 	}
-	report(r == KMS_OK && key && strstr(key, "id=") != NULL,
-	       "keygen with a %zu-byte id=: %s", idlen, key ? key : kms_strerror(r));
+	report(r == KMS_OK && key && strstr(key, "id=") != NULL, "keygen with a %zu-byte id=: %s",
+	       idlen, key ? key : kms_strerror(r));
 	r = slot_keygen(c->token, label2, &o, &key2, pub);
 	if (r == KMS_OK && c->prof.key_id_map == SLOT_KEYID_U16BE) {
 		/* the device numbers it: the URI carries a 2-byte id (%xx%yy) */
@@ -412,12 +413,14 @@ static void check_key(struct conf *c, const char *key, const char *label)
 		report(at == CKR_OK, "the token itself signs %zu bytes (%s)", max,
 		       at == CKR_OK ? "CKR_OK" : p11_kit_strerror(at));
 		if (over != CKR_OK)
-			report(1, "the token itself refuses %zu bytes (%s): the profile's limit is "
-				  "the token's",
+			report(1,
+			       "the token itself refuses %zu bytes (%s): the profile's limit is "
+			       "the token's",
 			       max + 1, p11_kit_strerror(over));
 		else
-			report(1, "the token itself signs %zu bytes too: the profile's limit is "
-				  "conservative",
+			report(1,
+			       "the token itself signs %zu bytes too: the profile's limit is "
+			       "conservative",
 			       max + 1);
 		raw_close(&rw);
 	}
@@ -550,8 +553,7 @@ static int parse_args(int argc, char **argv, struct conf *c)
 int main(int argc, char **argv)
 {
 	static const char *const labels[] = { "p11kms-conformance-gen", "p11kms-conformance-gen2",
-					      "p11kms-conformance-imp",
-					      "p11kms-conformance-pin" };
+					      "p11kms-conformance-imp", "p11kms-conformance-pin" };
 	struct conf c;
 	int r;
 	char *gen, *imp, *pin;

@@ -40,9 +40,9 @@ struct tok {
 struct sess {
 	CK_SESSION_HANDLE h, real;
 	CK_SLOT_ID slot;
-	int dead;	   /* killed by a reset/vanish: the handle stays invalid */
-	int busy;	   /* calls in flight on the real handle */
-	int real_open;	   /* the real session still needs C_CloseSession */
+	int dead;      /* killed by a reset/vanish: the handle stays invalid */
+	int busy;      /* calls in flight on the real handle */
+	int real_open; /* the real session still needs C_CloseSession */
 	struct sess *next;
 };
 
@@ -354,7 +354,8 @@ static CK_RV apply_rules_unlock(enum shim_fn fn, const char *label)
 	if (v.delay_ms)
 		sleep_ms(v.delay_ms);
 	if (v.hang) {
-		trace("%s hang%s", shim_fn_name(fn), v.hang_ms ? "" : " (until the control changes)");
+		trace("%s hang%s", shim_fn_name(fn),
+		      v.hang_ms ? "" : " (until the control changes)");
 		hang(v.hang_ms);
 		trace("%s hang over", shim_fn_name(fn));
 	}
@@ -460,16 +461,16 @@ static void leave_sess(CK_SESSION_HANDLE h)
 
 /* ---- generic session functions ---- */
 
-#define SHIM_SESS(name, params, args)                                                            \
-	static CK_RV shim_##name params                                                          \
-	{                                                                                        \
-		CK_SESSION_HANDLE outer = h;                                                     \
-		CK_RV rv = enter_sess(SHIM_##name, outer, &h);                                   \
-		if (rv != CKR_OK)                                                                \
-			return rv;                                                               \
-		rv = R->name args;                                                               \
-		leave_sess(outer);                                                               \
-		return rv;                                                                       \
+#define SHIM_SESS(name, params, args)                          \
+	static CK_RV shim_##name params                        \
+	{                                                      \
+		CK_SESSION_HANDLE outer = h;                   \
+		CK_RV rv = enter_sess(SHIM_##name, outer, &h); \
+		if (rv != CKR_OK)                              \
+			return rv;                             \
+		rv = R->name args;                             \
+		leave_sess(outer);                             \
+		return rv;                                     \
 	}
 #include "shim_sessfns.h"
 #undef SHIM_SESS
@@ -1011,7 +1012,8 @@ static CK_RV load_real(void)
 	if (emu && strcmp(emu, "yubihsm2") == 0) {
 		yh.on = 1;
 		yh.auth_key_id = (v = getenv("P11SHIM_YH_AUTH_KEY")) ?
-					 (unsigned)strtoul(v, NULL, 16) : 0x0001;
+					 (unsigned)strtoul(v, NULL, 16) :
+					 0x0001;
 		yh.sign_ms = (v = getenv("P11SHIM_YH_SIGN_MS")) ? strtoul(v, NULL, 10) : 120;
 	} else if (emu && emu[0]) {
 		fprintf(stderr, "p11shim: unknown P11SHIM_EMULATE=%s (yubihsm2)\n", emu);

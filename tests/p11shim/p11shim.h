@@ -83,10 +83,10 @@ int shim_ctl_parse(const char *text, size_t len, struct shim_ctl *out, char *err
 /* What the matching rules ask for one call: the sum of delays, a hang, a failure. */
 struct shim_verdict {
 	unsigned long delay_ms;
-	int hang;		/* 1: hang */
-	unsigned long hang_ms;	/* 0: until the control file changes */
-	CK_RV rv;		/* CKR_OK: forward the call */
-	int rule_line;		/* the failing rule, for the trace */
+	int hang;	       /* 1: hang */
+	unsigned long hang_ms; /* 0: until the control file changes */
+	CK_RV rv;	       /* CKR_OK: forward the call */
+	int rule_line;	       /* the failing rule, for the trace */
 };
 
 /* Applies every rule to one call of fn on token label ("" for no token). now_ms
@@ -102,7 +102,7 @@ const char *shim_rv_name(CK_RV rv);
 
 struct shim_yh {
 	int on;
-	unsigned auth_key_id; /* the PIN's 4 hex digits must name this key (default 0x0001) */
+	unsigned auth_key_id;  /* the PIN's 4 hex digits must name this key (default 0x0001) */
 	unsigned long sign_ms; /* time per EdDSA signature (default 120) */
 };
 

@@ -143,8 +143,8 @@ static int rule_kv(struct shim_rule *r, const char *k, const char *v)
 	return -1;
 }
 
-static int parse_rule(struct shim_ctl *c, enum shim_act act, char **tok, int n, int line,
-		      char *err, size_t cap)
+static int parse_rule(struct shim_ctl *c, enum shim_act act, char **tok, int n, int line, char *err,
+		      size_t cap)
 {
 	struct shim_rule *r;
 	if (c->n_rules == SHIM_MAX_RULES)

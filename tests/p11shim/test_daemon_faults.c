@@ -249,8 +249,8 @@ static void hang_forever(const char *fn, int reset)
 	be.n = &e;
 	assert_int_equal(pthread_create(&th, NULL, bg_node_main, &be), 0);
 	if (reset)
-		snprintf(ctl, sizeof(ctl), "reset token=d-a id=%u\nhang %s token=d-a\n",
-			 ++reset_id, fn);
+		snprintf(ctl, sizeof(ctl), "reset token=d-a id=%u\nhang %s token=d-a\n", ++reset_id,
+			 fn);
 	else
 		snprintf(ctl, sizeof(ctl), "hang %s token=d-a\n", fn);
 	tu_shim_ctl(&sh, ctl);

@@ -94,17 +94,22 @@ static void *loop_main(void *arg)
 }
 
 static const char *const fns[] = {
-	"C_GetSlotList",     "C_GetTokenInfo", "C_OpenSession",	      "C_Login",
-	"C_GetSessionInfo",  "C_FindObjectsInit", "C_FindObjects",    "C_GetAttributeValue",
-	"C_SignInit",	     "C_Sign",		  "C_CloseSession",   "C_Logout",
-	"C_Initialize",	     "C_Finalize",
+	"C_GetSlotList", "C_GetTokenInfo",	"C_OpenSession",
+	"C_Login",	 "C_GetSessionInfo",	"C_FindObjectsInit",
+	"C_FindObjects", "C_GetAttributeValue", "C_SignInit",
+	"C_Sign",	 "C_CloseSession",	"C_Logout",
+	"C_Initialize",	 "C_Finalize",
 };
 
 static const char *const kinds[] = {
-	"fail rv=CKR_DEVICE_REMOVED",	  "fail rv=CKR_TOKEN_NOT_PRESENT",
-	"fail rv=CKR_SESSION_HANDLE_INVALID", "fail rv=CKR_USER_NOT_LOGGED_IN",
-	"fail rv=CKR_DEVICE_ERROR",	  "fail rv=CKR_GENERAL_ERROR",
-	"delay ms=100",			  "hang ms=600",
+	"fail rv=CKR_DEVICE_REMOVED",
+	"fail rv=CKR_TOKEN_NOT_PRESENT",
+	"fail rv=CKR_SESSION_HANDLE_INVALID",
+	"fail rv=CKR_USER_NOT_LOGGED_IN",
+	"fail rv=CKR_DEVICE_ERROR",
+	"fail rv=CKR_GENERAL_ERROR",
+	"delay ms=100",
+	"hang ms=600",
 	"hang",
 };
 
@@ -124,8 +129,7 @@ static void rule(char *out, size_t cap, const char *kind, const char *fn, const 
 		 token ? token : "", "");
 }
 
-static void run_case(const char *fn, const char *kind, unsigned id, struct loop *s,
-		     struct loop *f)
+static void run_case(const char *fn, const char *kind, unsigned id, struct loop *s, struct loop *f)
 {
 	char ctl[512], r1[160], r2[160];
 	struct timespec p = { 0, 600 * 1000000L };

@@ -198,7 +198,7 @@ static void test_hang(void **state)
 	assert_int_equal(pthread_create(&th, NULL, hang_main, NULL), 0);
 	nanosleep(&p, NULL);
 	assert_int_equal(atomic_load(&hang_done), 0); /* still hanging */
-	tu_shim_ctl(&sh, "");			     /* until the file changes */
+	tu_shim_ctl(&sh, "");			      /* until the file changes */
 	pthread_join(th, NULL);
 	assert_int_equal(atomic_load(&hang_done), 1);
 	tu_shim_ctl(&sh, "hang C_GetInfo ms=60\n");

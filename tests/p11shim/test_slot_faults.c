@@ -191,8 +191,8 @@ static void hang_in(const char *fn, int with_reset, int token_call)
 	tu_log_start();
 	/* C_GetSlotList names no token: that rule hangs it for every caller. */
 	if (with_reset)
-		snprintf(ctl, sizeof(ctl), "reset token=fault-a id=%u\nhang %s%s\n", ++reset_id,
-			 fn, token_call ? " token=fault-a" : "");
+		snprintf(ctl, sizeof(ctl), "reset token=fault-a id=%u\nhang %s%s\n", ++reset_id, fn,
+			 token_call ? " token=fault-a" : "");
 	else
 		snprintf(ctl, sizeof(ctl), "hang %s%s\n", fn, token_call ? " token=fault-a" : "");
 	tu_shim_ctl(&sh, ctl);

@@ -118,8 +118,7 @@ void tu_daemon_stop(struct tu_run *r)
 
 /* ---- the node side ---- */
 
-void tu_node_up(struct tu_node *n, const char *dir, const char *chain, const uint8_t *pub,
-		int tcp)
+void tu_node_up(struct tu_node *n, const char *dir, const char *chain, const uint8_t *pub, int tcp)
 {
 	char name[64], *path;
 	memset(n, 0, sizeof(*n));
@@ -180,4 +179,3 @@ char *tu_keyline(const char *uri, const char *backup, unsigned timeout_ms)
 		snprintf(l, cap, "uri = \"%s\"; timeout_ms = %u;", uri, timeout_ms);
 	return l;
 }
-

@@ -43,8 +43,7 @@ struct tu_node {
 
 /* A node listening on a Unix socket in dir (tcp: Secret Connection; the validators
  * entry then needs a secret_key). */
-void tu_node_up(struct tu_node *n, const char *dir, const char *chain, const uint8_t *pub,
-		int tcp);
+void tu_node_up(struct tu_node *n, const char *dir, const char *chain, const uint8_t *pub, int tcp);
 /* One prevote at the next height: 1 signed (signature verified), 0 refused, -1 transport
  * failure (the node's 5 s read timeout included). *ms: its latency (may be NULL). */
 int tu_vote(struct tu_node *n, double *ms);
