@@ -115,7 +115,7 @@ enum pk11_mod_state { PK11_MOD_LOADING = 0, PK11_MOD_READY, PK11_MOD_FAILED };
 #define PK11_REINIT_MIN_MS 100
 #define PK11_REINIT_MAX_MS 500
 #define PK11_REINIT_LOCK_MS 500
-#define PK11_REINIT_STUCK_MS 2000
+#define PK11_REINIT_STUCK_MS 1000
 
 struct pk11_module {
 	char *path;
