@@ -108,6 +108,10 @@ struct cfg {
 	enum kms_log_level log_level; /* log.level, if has_log_level */
 	char *log_file;		      /* log.file (absolute), NULL = stderr */
 	struct cfg_audit audit;	      /* audit = { ... } (#19) */
+	/* metrics = { listen; allow_remote; } and log.format (docs/config.md) */
+	char *metrics_listen;	   /* "host:port" of /metrics /healthz /readyz; NULL = off */
+	int metrics_allow_remote;  /* a non-loopback metrics.listen was allowed explicitly */
+	enum kms_log_format log_format; /* log.format, default KMS_LOG_FORMAT_TEXT */
 };
 
 #define CFG_DEFAULT_TIMEOUT_MS 10000
@@ -117,6 +121,7 @@ struct cfg {
 #define CFG_DEFAULT_TOKEN_TIMEOUT_MS 3000u /* keys.timeout_ms */
 #define CFG_KEY_MAX_URIS 8		   /* keys.uri as a list */
 #define CFG_CHAIN_ID_MAX 50
+#define CFG_DEFAULT_METRICS_LISTEN "127.0.0.1:26661"
 #define CFG_ERR_MAX 512 /* a comfortable size for the err buffer below */
 
 /*

@@ -2,21 +2,26 @@
 /* `p11kms state show|init|import|export`: the double-sign state of one chain, offline. */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/evp.h>
 
 #include "cli.h"
 #include "p11kms/cfg.h"
 #include "p11kms/cmd.h"
 #include "p11kms/kms_log.h"
 #include "p11kms/dfile.h"
+#include "p11kms/enc.h"
 #include "p11kms/guard.h"
 #include "p11kms/kbuf.h"
 
 static const char usage[] =
-	"Usage: p11kms state show   [-c CONF] --chain ID\n"
+	"Usage: p11kms state show   [-c CONF] --chain ID [--json]\n"
 	"       p11kms state init   [-c CONF] --chain ID --height H [--round R] [--step S]\n"
 	"       p11kms state import [-c CONF] --chain ID [--format F] [--force] FILE\n"
 	"       p11kms state export [-c CONF] --chain ID --format F [-o FILE]\n"
@@ -25,6 +30,7 @@ static const char usage[] =
 	"and export take the file's lock, so they fail while `p11kms start` holds it;\n"
 	"show reads a consistent snapshot and works while the signer runs.\n"
 	"  show    the last signed height/round/step, sign bytes, and both records\n"
+	"          (--json: one JSON object, fields in docs/cli.md)\n"
 	"  init    a new state at H/R/S (default round 0, step none: nothing signed at H\n"
 	"          yet). Refuses to overwrite an existing state file.\n"
 	"  import  from JSON: F = cometbft (priv_validator_state.json of the node, horcrux\n"
@@ -40,8 +46,11 @@ static const char usage[] =
 
 struct state_args {
 	const char *conf, *chain, *format, *output, *height, *round, *step, *verb, *file;
-	int force;
+	int force, json;
 };
+
+/* The schema version of `state show --json` (docs/cli.md). */
+#define STATE_JSON_VERSION 1
 
 static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 {
@@ -54,6 +63,7 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 		{ "round", required_argument, NULL, 'R' },
 		{ "step", required_argument, NULL, 'S' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -86,6 +96,9 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 		case 'f':
 			a->force = 1;
 			break;
+		case 'J':
+			a->json = 1;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			*ec = CMD_EXIT_OK;
@@ -107,6 +120,10 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 	}
 	if (a->chain == NULL) {
 		cli_err("state", "--chain ID is required (the state belongs to one chain)");
+		return -1;
+	}
+	if (a->json && strcmp(a->verb, "show") != 0) {
+		cli_err("state", "--json is for show only (export writes JSON in the format asked)");
 		return -1;
 	}
 	if ((a->file != NULL) != (strcmp(a->verb, "import") == 0)) {
@@ -249,6 +266,72 @@ static int do_import(const struct state_args *a, const char *path)
 	return r;
 }
 
+/* "2026-11-25T16:30:00Z" (UTC) for t, or "" if it does not format. */
+static void iso_time(time_t t, char out[static 32])
+{
+	struct tm tm;
+	out[0] = '\0';
+	if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		out[0] = '\0';
+}
+
+/* {"length": n, "sha256": "hex"} of the stored sign bytes, or null without any. */
+static json_t *sign_bytes_json(const struct guard_state *st)
+{
+	uint8_t sum[32];
+	unsigned int sl = sizeof(sum);
+	char hex[65];
+	if (st->sign_bytes_len == 0)
+		return json_null();
+	if (EVP_Digest(st->sign_bytes, st->sign_bytes_len, sum, &sl, EVP_sha256(), NULL) != 1 ||
+	    enc_hex_encode(sum, sizeof(sum), hex, sizeof(hex)) != KMS_OK)
+		return NULL;
+	return json_pack("{s:I,s:s}", "length", (json_int_t)st->sign_bytes_len, "sha256", hex);
+}
+
+/*
+ * state show --json: the newest valid record of the file as one object
+ * (docs/cli.md). Read without the lock, like the text form, which runs
+ * first so that both fail the same way (missing, corrupt, unreadable).
+ */
+static int show_json(const char *path)
+{
+	struct kbuf *text = kbuf_new(256 * 1024), *img = NULL;
+	struct guard_state *st = calloc(1, sizeof(*st));
+	struct stat sb;
+	uint64_t seq = 0;
+	char mtime[32] = "";
+	int r = KMS_ERR_ALLOC;
+
+	if (text == NULL || st == NULL)
+		goto out;
+	if ((r = guard_state_show(path, text)) != KMS_OK) {
+		cli_err("state", "%s: %s%s", path, kms_strerror(r),
+			r == KMS_ERR_NOT_FOUND ? " (create it with `state init` or `state import`)" :
+						 "");
+		goto out;
+	}
+	if ((r = dfile_read(path, 64 * 1024, &img)) != KMS_OK ||
+	    (r = guard_state_parse_file(kbuf_ptr(img), kbuf_len(img), st, &seq)) != KMS_OK) {
+		cli_err("state", "%s: %s", path, kms_strerror(r));
+		goto out;
+	}
+	if (stat(path, &sb) == 0)
+		iso_time(sb.st_mtime, mtime);
+	r = cli_json_print(json_pack(
+		"{s:i,s:s,s:s,s:I,s:i,s:i,s:s,s:I,s:o?,s:b,s:s?}", "version", STATE_JSON_VERSION,
+		"chain_id", st->chain_id, "path", path, "height", (json_int_t)st->hrs.height, "round",
+		(int)st->hrs.round, "step", (int)st->hrs.step, "step_name",
+		guard_step_name(st->hrs.step), "sequence", (json_int_t)seq, "sign_bytes",
+		sign_bytes_json(st), "signature_stored", st->has_signature, "file_modified",
+		mtime[0] ? mtime : NULL));
+out:
+	kbuf_free(text);
+	kbuf_free(img);
+	free(st);
+	return r;
+}
+
 static int do_show_export(const struct state_args *a, const char *path, int export)
 {
 	enum guard_fmt fmt = GUARD_FMT_P11KMS;
@@ -313,6 +396,8 @@ int cmd_state(int argc, char **argv)
 		r = do_init(&a, ch->state_file);
 	else if (strcmp(a.verb, "import") == 0)
 		r = do_import(&a, ch->state_file);
+	else if (a.json)
+		r = show_json(ch->state_file);
 	else
 		r = do_show_export(&a, ch->state_file, strcmp(a.verb, "export") == 0);
 	if (r == KMS_OK)

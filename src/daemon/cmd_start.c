@@ -111,6 +111,7 @@ int cmd_start(int argc, char **argv)
 		kms_log_err("config: %s", err[0] ? err : kms_strerror(r));
 		return r == KMS_ERR_ALLOC ? CMD_EXIT_FAIL : CMD_EXIT_CONFIG;
 	}
+	kms_log_set_format(cfg->log_format); /* log.format: from here on, as configured */
 	if (cfg->log_file != NULL && kms_log_open(cfg->log_file) != KMS_OK) {
 		kms_log_err("cannot open log.file %s (%s:log.file)", cfg->log_file, cfg->path);
 		ec = CMD_EXIT_CONFIG;

@@ -57,6 +57,8 @@ static int open_stream(struct d_conn *c, struct sc_conn **sc, struct net_stream 
 	slot_pubkey(c->ident->slot, id.pub);
 	r = sc_handshake(c->fd, &id, v->net.has_node_id ? v->net.node_id : NULL, v->timeout_ms, sc);
 	if (r != KMS_OK) {
+		obs_status(&(struct obs_status){ .kind = OBS_ST_HANDSHAKE_FAILED,
+						 .chain_id = v->chain_id, .peer = c->peer, .err = r });
 		kms_log_warn("handshake failed chain=%s peer=%s reason=\"%s\"%s", v->chain_id,
 			     c->peer, kms_strerror(r),
 			     r == KMS_ERR_AUTH && v->net.has_node_id ?
@@ -115,7 +117,9 @@ static int serve(struct d_conn *c, struct net_stream *st, int *writing)
 			break;
 		}
 		struct obs_event ev;
+		d_obs_busy(c, 1);
 		r = handler_handle(&h, req, out, &ev);
+		d_obs_busy(c, 0);
 		pv_request_free(req);
 		kbuf_free(msg);
 		if (r != KMS_OK) {
@@ -165,6 +169,8 @@ static int session(struct d_conn *c, int *served, int64_t *last_warn)
 	*served = 0;
 	r = net_dial(&v->net, v->timeout_ms, &fd);
 	if (r != KMS_OK) {
+		obs_status(&(struct obs_status){ .kind = OBS_ST_DIAL_FAILED, .chain_id = v->chain_id,
+						 .peer = c->peer, .err = r });
 		int64_t now = net_now_ms();
 		if (*last_warn == 0 || now - *last_warn >= DIAL_WARN_EVERY_MS) {
 			kms_log_warn("cannot connect chain=%s peer=%s reason=\"%s\": retrying%s",
@@ -188,8 +194,12 @@ static int session(struct d_conn *c, int *served, int64_t *last_warn)
 		goto out;
 	*served = 1;
 	*last_warn = 0;
+	obs_status(&(struct obs_status){ .kind = OBS_ST_CONN_UP, .chain_id = v->chain_id,
+					 .peer = c->peer });
 	int writing = 0;
 	r = serve(c, &st, &writing);
+	obs_status(&(struct obs_status){ .kind = OBS_ST_CONN_DOWN, .chain_id = v->chain_id,
+					 .peer = c->peer, .err = r });
 	if (stopping(c))
 		kms_log_info("disconnected chain=%s peer=%s reason=shutdown", v->chain_id, c->peer);
 	else

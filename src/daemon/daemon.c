@@ -431,7 +431,8 @@ static void wait_for_stop(struct daemon *d)
 		struct pollfd p = { .fd = d->wake_rfd, .events = POLLIN };
 		/* EINTR: a signal; loop and look at the flags. Bytes are never read:
 		 * only terminal events (stop, last thread gone) write to the pipe. */
-		(void)poll(&p, 1, -1);
+		(void)poll(&p, 1, d_obs_wait_ms(d));
+		d_obs_tick(d);
 	}
 }
 
@@ -469,10 +470,12 @@ static int open_audit(struct daemon *d)
 
 static void release(struct daemon *d)
 {
-	/* the connection threads are gone: drain, checkpoint and close the audit log */
-	obs_sink_clear();
+	/* the connection threads are gone: drain, checkpoint and close the audit log
+	 * (it may still report a write error to the metrics), then the metrics */
 	audit_close(d->audit);
 	d->audit = NULL;
+	d_obs_free(d);
+	obs_sink_clear();
 	for (size_t i = 0; i < d->n_conns; i++)
 		pthread_mutex_destroy(&d->conns[i].mu);
 	for (size_t i = 0; i < d->n_idents; i++)
@@ -545,7 +548,8 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		goto out;
 	}
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
-	    (ec = prepare_conns(&d)) != CMD_EXIT_OK || (ec = open_audit(&d)) != CMD_EXIT_OK)
+	    (ec = prepare_conns(&d)) != CMD_EXIT_OK || (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
+	    (ec = open_audit(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (atomic_load(&g_stop_requested)) {
 		ec = CMD_EXIT_OK;
@@ -554,6 +558,8 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 	ec = start_threads(&d);
 	kms_log_info("p11kms started version=%s chains=%zu validators=%zu startup_ms=%lld",
 		     P11KMS_VERSION, d.n_chains, d.n_conns, (long long)(net_now_ms() - t0));
+	if (ec == CMD_EXIT_OK)
+		d_obs_ready(&d);
 	if (ec == CMD_EXIT_OK && d.o->on_ready != NULL)
 		d.o->on_ready(d.o->ready_ctx);
 	if (ec == CMD_EXIT_OK)
@@ -564,6 +570,7 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		kms_log_err("every validator connection has ended (reconnect = false)");
 		ec = CMD_EXIT_FAIL;
 	}
+	d_obs_stopping(&d);
 	stop_threads(&d);
 out:
 	release(&d);
