@@ -71,8 +71,8 @@ KMS_MUST_CHECK int slot_open(const char *uri, const struct slot_opts *o, struct 
  * signs. A member that fails is marked down (logged once, OBS_ST_SLOT_DOWN)
  * and probed by a background thread until it signs again (OBS_ST_SLOT_UP);
  * members up are always preferred in their order, so a primary that answers
- * again is taken back from the next request on (OBS_ST_FAILOVER when the
- * member in use changes). A member failing with a fault no retry can fix (a
+ * again is taken back from the next request on (OBS_ST_FAILOVER for each
+ * request a backup signs; the log says it once per change of member). A member failing with a fault no retry can fix (a
  * wrong or locked PIN, a PIN of the wrong format, another public key, a
  * profile error) gets no more calls until restart.
  */

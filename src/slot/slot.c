@@ -170,8 +170,9 @@ static void mark_up(struct slot *s, size_t i)
 	slot_emit(s, OBS_ST_SLOT_UP, mb, 0, KMS_OK);
 }
 
-/* Member i signed a request: remembered for slot_describe, and a change of the
- * member in use is a failover (logged and emitted once). */
+/* Member i signed a request: remembered for slot_describe. A request a backup signed
+ * is a failover (an event per request, for the metrics); a change of the member in use
+ * is logged once. */
 static void signed_by(struct slot *s, size_t i)
 {
 	size_t prev;
@@ -179,6 +180,8 @@ static void signed_by(struct slot *s, size_t i)
 	tl_signer.uid = s->uid;
 	tl_signer.mbi = i;
 	mark_up(s, i);
+	if (i > 0)
+		slot_emit(s, OBS_ST_FAILOVER, &s->mb[i], 0, KMS_OK);
 	pthread_mutex_lock(&s->mu);
 	prev = s->active;
 	s->active = i;
@@ -191,7 +194,6 @@ static void signed_by(struct slot *s, size_t i)
 	else
 		kms_log_warn("%ssigning with backup slot %s (the slot before it failed)", w,
 			     s->mb[i].su.text);
-	slot_emit(s, OBS_ST_FAILOVER, &s->mb[i], 0, KMS_OK);
 }
 
 /*

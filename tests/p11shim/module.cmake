@@ -74,3 +74,5 @@ set_tests_properties(test_hang_soak PROPERTIES LABELS slow TIMEOUT 1800
 	ENVIRONMENT "P11KMS_HANG_REQUESTS=1000;P11KMS_TEST_FILTER=test_hang_*;P11KMS_SOURCE_DIR=${CMAKE_SOURCE_DIR};P11KMS_BINARY_DIR=${CMAKE_BINARY_DIR};${_shim_env}")
 p11kms_script_test(sim_failover ${_shim}/sim_failover.sh LABELS softhsm TIMEOUT 300
 	ENV ${_shim_env} "P11KMS_BIN=${CMAKE_BINARY_DIR}/bin")
+p11kms_script_test(softhsm_tokendir ${_shim}/softhsm_tokendir.sh LABELS softhsm TIMEOUT 300
+	ENV ${_shim_env} "P11KMS_BIN=${CMAKE_BINARY_DIR}/bin")
