@@ -215,14 +215,17 @@ static void check_validator(struct doc *d, const struct cfg_validator *v)
 		      "");
 }
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_doctor_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 int cmd_doctor(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_doctor_options;
 	struct doc d = { CMD_EXIT_OK, 0, 0 };
 	struct cfg *cfg = NULL;
 	const char *conf = NULL;

@@ -38,16 +38,19 @@ struct init_args {
 	const char *dir, *chain, *prefix, *addr, *protocol;
 };
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_init_options[] = {
+	{ "chain", required_argument, NULL, 'c' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "addr", required_argument, NULL, 'a' },
+	{ "protocol", required_argument, NULL, 'P' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, struct init_args *a, int *ec)
 {
-	static const struct option opts[] = {
-		{ "chain", required_argument, NULL, 'c' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "addr", required_argument, NULL, 'a' },
-		{ "protocol", required_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_init_options;
 	int c;
 
 	optind = 0;

@@ -36,17 +36,20 @@ struct keys_args {
 	int show;
 };
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_keys_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "chain", required_argument, NULL, 'C' },
+	{ "slot", required_argument, NULL, 'S' },
+	{ "pin-env", required_argument, NULL, 'E' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, struct keys_args *a, int *ec)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "chain", required_argument, NULL, 'C' },
-		{ "slot", required_argument, NULL, 'S' },
-		{ "pin-env", required_argument, NULL, 'E' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_keys_options;
 	int c;
 
 	optind = 0;

@@ -16,6 +16,7 @@ const struct cli_command cli_commands[] = {
 	{ "doctor", cmd_doctor, "Check everything `start` would use, with a fix for each problem" },
 	{ "migrate", cmd_migrate, "Convert a tmkms.toml (and its state files) to p11kms" },
 	{ "start", cmd_start, "Run the signer: connect to the validator nodes and sign" },
+	{ "completion", cmd_completion, "Print a bash completion script (from this table)" },
 	{ "version", cmd_version, "Print the version" },
 	{ "help", cmd_help, "Show the commands, or the usage of one command" },
 	{ NULL, NULL, NULL },
