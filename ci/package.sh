@@ -92,10 +92,11 @@ if dpkg-query -W -f='${Status}' p11kms 2>/dev/null | grep -q installed &&
 	[ "${P11KMS_PKG_FORCE:-0}" != 1 ]; then
 	die "a p11kms package is already installed here; P11KMS_PKG_FORCE=1 replaces and purges it"
 fi
-# Paths named *p11kms* outside the work trees, before and after.
+# Paths named *p11kms* outside the work trees, before and after (not man-db's page
+# cache: `systemd-analyze verify` runs man for Documentation=, and man-db owns that).
 scan() {
 	find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /var/tmp \
-		-o -path /work -o -path /run -o -path /root -o -path "$out" \) -prune -o \
+		-o -path /work -o -path /run -o -path /root -o -path /var/cache/man -o -path "$out" \) -prune -o \
 		-name '*p11kms*' -print 2>/dev/null | sort
 }
 scan >"$out/before.txt"
