@@ -14,6 +14,7 @@ P11KMS_DEB_PACKAGES=(
 	clang libclang-rt-14-dev clang-format-14
 	valgrind gnutls-bin procps python3
 	libsodium-dev
+	strace systemd man-db
 )
 
 missing=()

@@ -68,3 +68,20 @@ if(TARGET p11kms AND TARGET p11kms_softsign_module)
 		LABELS integration TIMEOUT 120
 		ENV "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endif()
+
+# The unit's SystemCallFilter=, RestrictAddressFamilies= and MemoryDenyWriteExecute=
+# against an strace of p11kms signing with softsign and SoftHSM2 (unit_syscalls.sh).
+if(TARGET p11kms AND TARGET p11kms-sim AND TARGET p11kms_softsign_module)
+	p11kms_script_test(unit_syscalls ${CMAKE_SOURCE_DIR}/tests/integration/unit_syscalls.sh
+		LABELS integration TIMEOUT 180
+		ENV "P11KMS_BIN=$<TARGET_FILE_DIR:p11kms-sim>"
+		"P11KMS_SOFTSIGN_MODULE=$<TARGET_FILE:p11kms_softsign_module>"
+		"P11KMS_PROFILES_DIR=${CMAKE_SOURCE_DIR}/hsm-profiles"
+		"P11KMS_SANITIZE=${P11KMS_SANITIZE}")
+endif()
+
+# The Debian package end to end (ci/package.sh: build, lintian, install, doctor on the
+# example layout, purge). Needs root and apt; minutes, so label slow. ci/test.sh also
+# runs ci/package.sh as a step of its own.
+p11kms_script_test(package_deb ${CMAKE_SOURCE_DIR}/tests/integration/package_deb.sh
+	LABELS slow TIMEOUT 1800 ENV "P11KMS_PKG_OUT=${CMAKE_BINARY_DIR}/package")
