@@ -33,7 +33,7 @@ apt_get() { apt-get -o DPkg::Lock::Timeout=600 -y -qq "$@"; }
 
 # 1. Build dependencies: the tools, then debian/control's Build-Depends.
 need=()
-for p in build-essential debhelper dpkg-dev fakeroot lintian equivs systemd man-db; do
+for p in build-essential debhelper dpkg-dev fakeroot lintian systemd man-db; do
 	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
