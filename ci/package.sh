@@ -18,6 +18,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${P11KMS_PKG_OUT:-$root/build/package}
+case $out in /*) ;; *) out=$PWD/$out ;; esac # apt takes ./x.deb or /x.deb, not x/y.deb
 check=1
 [ "${1:-}" = --build-only ] && check=0
 t0=$SECONDS
