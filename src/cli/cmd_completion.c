@@ -47,6 +47,7 @@ static const struct cli_syntax syntaxes[] = {
 	{ "doctor", cmd_doctor_options, NULL, NULL, NULL },
 	{ "migrate", cmd_migrate_options, NULL, "file", NULL },
 	{ "start", cmd_start_options, NULL, NULL, NULL },
+	{ "audit", cmd_audit_options, "verify show export", "file", NULL },
 	{ "completion", NULL, "bash", NULL, NULL },
 	{ "help", NULL, "@commands", NULL, NULL },
 };

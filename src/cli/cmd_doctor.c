@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "p11kms/audit.h"
 #include "p11kms/cfg.h"
 #include "p11kms/cmd.h"
 #include "p11kms/dfile.h"
@@ -215,6 +216,11 @@ static void check_validator(struct doc *d, const struct cfg_validator *v)
 		      "");
 }
 
+static void audit_line(void *ctx, int exit_code, const char *line)
+{
+	check(ctx, exit_code, "%s", line);
+}
+
 /* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
 const struct option cmd_doctor_options[] = {
 	{ "config", required_argument, NULL, 'c' },
@@ -271,6 +277,7 @@ int cmd_doctor(int argc, char **argv)
 			check(&d, CMD_EXIT_CONFIG, "chain %s: no key serves it", cfg->chains[i].id);
 		check_state(&d, &cfg->chains[i]);
 	}
+	audit_doctor(cfg, audit_line, &d);
 	printf("%d checks passed, %d failed\n", d.n_ok, d.n_fail);
 	cfg_free(cfg);
 	slot_shutdown();

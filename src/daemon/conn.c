@@ -91,6 +91,7 @@ static int serve(struct d_conn *c, struct net_stream *st, int *writing)
 		.sign_extensions = c->chain->cc->sign_extensions,
 		.peer = c->peer,
 		.verbose = c->d->o != NULL ? c->d->o->verbose : 0,
+		.audit = c->d->audit,
 	};
 	/* A vote response echoes the request (extension included) plus two signatures. */
 	struct kbuf *out = kbuf_new(v->max_msg_size + 1024);
