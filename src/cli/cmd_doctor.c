@@ -221,14 +221,17 @@ static void audit_line(void *ctx, int exit_code, const char *line)
 	check(ctx, exit_code, "%s", line);
 }
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_doctor_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 int cmd_doctor(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_doctor_options;
 	struct doc d = { CMD_EXIT_OK, 0, 0 };
 	struct cfg *cfg = NULL;
 	const char *conf = NULL;

@@ -52,21 +52,24 @@ struct state_args {
 /* The schema version of `state show --json` (docs/cli.md). */
 #define STATE_JSON_VERSION 1
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_state_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "chain", required_argument, NULL, 'C' },
+	{ "format", required_argument, NULL, 'F' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "height", required_argument, NULL, 'H' },
+	{ "round", required_argument, NULL, 'R' },
+	{ "step", required_argument, NULL, 'S' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "json", no_argument, NULL, 'J' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "chain", required_argument, NULL, 'C' },
-		{ "format", required_argument, NULL, 'F' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "height", required_argument, NULL, 'H' },
-		{ "round", required_argument, NULL, 'R' },
-		{ "step", required_argument, NULL, 'S' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "json", no_argument, NULL, 'J' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_state_options;
 	int c;
 
 	optind = 0;
