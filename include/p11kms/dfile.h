@@ -33,6 +33,12 @@ void dfile_set_ops(const struct dfile_ops *ops);
  * stricter"), or that is not a regular file. KMS_ERR_NOT_FOUND if missing.
  */
 KMS_MUST_CHECK int dfile_check_private(const char *path);
+/*
+ * The same check on a file already open: fstat of fd, so the mode checked is
+ * the opened file's even if path is renamed over in between (path only names
+ * it in the log). Use this whenever the file is opened before it is checked.
+ */
+KMS_MUST_CHECK int dfile_check_private_fd(int fd, const char *path);
 
 /*
  * Reads a whole file of at most max bytes into a new kbuf (*out, owned by the

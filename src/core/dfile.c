@@ -105,6 +105,21 @@ int dfile_check_private(const char *path)
 	return check_private_st(path, &st);
 }
 
+int dfile_check_private_fd(int fd, const char *path)
+{
+	struct stat st;
+
+	if (fd < 0 || path == NULL)
+		return KMS_ERR_INTERNAL;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+
+		kms_log_err("cannot stat file path=%s err=\"%s\"", path, strerror(e));
+		return errno_to_err(e);
+	}
+	return check_private_st(path, &st);
+}
+
 /* Reads fd to EOF into a new kbuf of at most max bytes. */
 static int read_fd(int fd, const char *path, size_t max, struct kbuf **out)
 {

@@ -424,7 +424,8 @@ int guard_file_open(const char *path, const char *chain_id, struct guard_file **
 		}
 		goto out;
 	}
-	r = dfile_check_private(path);
+	/* the descriptor's mode, not the path's: a rename in between must not pass */
+	r = dfile_check_private_fd(gf->fd, path);
 	if (r != KMS_OK)
 		goto out;
 	if (flock(gf->fd, LOCK_EX | LOCK_NB) != 0) {

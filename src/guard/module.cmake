@@ -10,7 +10,7 @@ p11kms_module(guard
 
 # Tests (they live under tests/ but belong to this module).
 set(_gt ${CMAKE_SOURCE_DIR}/tests)
-foreach(t guard guard_fmt guard_model)
+foreach(t guard guard_fmt guard_model guard_start)
 	p11kms_test(test_${t} SOURCES ${_gt}/unit/test_${t}.c
 		DEPS p11kms_guard p11kms_testutil p11kms_core Threads::Threads LABELS unit)
 	target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})
