@@ -111,7 +111,12 @@ KMS_MUST_CHECK int guard_sign(struct guard *g, const struct guard_request *req, 
 void guard_last(struct guard *g, struct guard_hrs *out);
 /* The chain-id the guard was opened for (borrowed, lives as long as g). */
 const char *guard_chain_id(const struct guard *g);
-/* 1 once a persist failure has made the guard refuse everything. */
+/*
+ * 1 once a persist failure has made the guard refuse everything (then
+ * OBS_ST_GUARD_FAILED was emitted once, with the chain-id). An atomic read:
+ * never waits for the chain's mutex, so readiness and metrics may poll it
+ * while a signature is in progress.
+ */
 int guard_failed(struct guard *g);
 /* Releases the flock and frees; accepts NULL. */
 void guard_free(struct guard *g);

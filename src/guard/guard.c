@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "guard_int.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 
 static int64_t mono_ns(void)
 {
@@ -22,7 +24,9 @@ static int64_t mono_ns(void)
 struct guard {
 	pthread_mutex_t mu;
 	struct guard_file *gf; /* the locked file and the last record (gf->rec) */
-	int failed;	       /* a persist failed: the disk state is uncertain, refuse all */
+	/* a persist failed: the disk state is uncertain, refuse all. Written under mu,
+	 * read without it (readiness and metrics must not wait behind a slow token). */
+	atomic_int failed;
 	char chain_id[GUARD_MAX_CHAIN_ID + 1];
 	struct guard_rec next; /* scratch for the record being written (under mu) */
 };
@@ -99,10 +103,7 @@ void guard_last(struct guard *g, struct guard_hrs *out)
 
 int guard_failed(struct guard *g)
 {
-	pthread_mutex_lock(&g->mu);
-	int f = g->failed;
-	pthread_mutex_unlock(&g->mu);
-	return f;
+	return atomic_load(&g->failed);
 }
 
 /* Fills res->reason ("chain=… requested h/r/s=… last h/r/s=…: why"), logs it, returns err. */
@@ -214,7 +215,7 @@ static int sign_and_persist(struct guard *g, const struct guard_request *req, gu
 	r = guard_file_write(g->gf, n);
 	res->sync_ns = mono_ns() - t0;
 	if (r != KMS_OK) {
-		g->failed = 1;
+		atomic_store(&g->failed, 1);
 		r = refuse(g, &req->hrs, res, KMS_ERR_STATE_IO,
 			   "state write failed; guard is now fail-closed until restarted");
 		kms_log_err("double-sign guard FAIL-CLOSED chain=%s path=%s: the on-disk state is "
@@ -233,14 +234,15 @@ int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn s
 	       struct guard_result *res)
 {
 	struct guard_canon c;
-	int r;
+	int r, was_failed;
 	if (res == NULL)
 		return KMS_ERR_INTERNAL;
 	memset(res, 0, sizeof(*res));
 	if (g == NULL || req == NULL || sign == NULL)
 		return KMS_ERR_INTERNAL;
 	pthread_mutex_lock(&g->mu);
-	if (g->failed) {
+	was_failed = atomic_load(&g->failed);
+	if (was_failed) {
 		r = refuse(g, &req->hrs, res, KMS_ERR_STATE_IO,
 			   "guard is fail-closed after a state write failure; restart required");
 		goto out;
@@ -267,5 +269,10 @@ int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn s
 out:
 	res->seq = g->gf->rec.seq;
 	pthread_mutex_unlock(&g->mu);
+	/* the transition only, after the unlock: sinks must never run under the chain's lock */
+	if (!was_failed && atomic_load(&g->failed))
+		obs_status(&(struct obs_status){ .kind = OBS_ST_GUARD_FAILED,
+						 .chain_id = g->chain_id,
+						 .err = KMS_ERR_STATE_IO });
 	return r;
 }

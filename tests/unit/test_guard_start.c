@@ -24,6 +24,7 @@
 #include "p11kms/dfile.h"
 #include "p11kms/guard.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 #include "test_guard_util.h"
 #include "testutil.h"
 
@@ -92,10 +93,172 @@ static void test_perm_checked_on_descriptor(void **state)
 	free(decoy);
 }
 
+static struct tg_msg vote(int64_t h, int block)
+{
+	struct tg_msg m = { GUARD_STEP_PREVOTE, h, 0, 0, block, 1700000000 + h, 0, CHAIN };
+	return m;
+}
+
+static int sign_with(struct guard *g, const struct tg_msg *m, guard_sign_fn fn, void *ctx,
+		     struct guard_result *res)
+{
+	uint8_t sb[512];
+	size_t n = tg_sign_bytes(m, sb, sizeof(sb));
+	assert_true(n > 0);
+	struct guard_request req = { { m->h, (int32_t)m->r, m->step }, sb, n };
+	return guard_sign(g, &req, fn, ctx, res);
+}
+
+/* ---- guard_failed() and OBS_ST_GUARD_FAILED ---- */
+
+/* A signer that blocks (holding the chain's mutex, as a hung token would) until released. */
+struct gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int signing, release, polled, failed_seen;
+	struct guard *g;
+};
+
+static int gated_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64])
+{
+	struct gate *gt = ctx;
+	pthread_mutex_lock(&gt->mu);
+	gt->signing = 1;
+	pthread_cond_broadcast(&gt->cv);
+	while (!gt->release)
+		pthread_cond_wait(&gt->cv, &gt->mu);
+	pthread_mutex_unlock(&gt->mu);
+	return tg_fake_sign(NULL, msg, len, sig);
+}
+
+static void *sign_thread(void *arg)
+{
+	struct gate *gt = arg;
+	struct guard_result res;
+	struct tg_msg m = vote(5, 1);
+	int r = sign_with(gt->g, &m, gated_sign, gt, &res);
+	return (void *)(intptr_t)r;
+}
+
+static void *poll_thread(void *arg)
+{
+	struct gate *gt = arg;
+	int f = guard_failed(gt->g);
+	pthread_mutex_lock(&gt->mu);
+	gt->polled = 1;
+	gt->failed_seen = f;
+	pthread_cond_broadcast(&gt->cv);
+	pthread_mutex_unlock(&gt->mu);
+	return NULL;
+}
+
+/*
+ * Readiness and metrics poll guard_failed() from their own threads: it must
+ * answer while a signature is in progress (the chain's mutex held, possibly
+ * for the token's whole timeout), never wait for it.
+ */
+static void test_failed_readable_while_signing(void **state)
+{
+	struct fx *f = *state;
+	struct gate gt = { .signing = 0 };
+	pthread_t ts, tp;
+	pthread_mutex_init(&gt.mu, NULL);
+	pthread_cond_init(&gt.cv, NULL);
+	assert_int_equal(guard_open(f->path, CHAIN, &gt.g), KMS_OK);
+	assert_int_equal(pthread_create(&ts, NULL, sign_thread, &gt), 0);
+	pthread_mutex_lock(&gt.mu);
+	while (!gt.signing)
+		pthread_cond_wait(&gt.cv, &gt.mu);
+	pthread_mutex_unlock(&gt.mu);
+	assert_int_equal(pthread_create(&tp, NULL, poll_thread, &gt), 0);
+	/* generous: a deadlock detector, not a timing assertion */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	pthread_mutex_lock(&gt.mu);
+	int rc = 0;
+	while (!gt.polled && rc == 0)
+		rc = pthread_cond_timedwait(&gt.cv, &gt.mu, &until);
+	int polled = gt.polled;
+	gt.release = 1;
+	pthread_cond_broadcast(&gt.cv);
+	pthread_mutex_unlock(&gt.mu);
+	void *ret;
+	pthread_join(ts, &ret);
+	pthread_join(tp, NULL);
+	assert_int_equal((int)(intptr_t)ret, KMS_OK);
+	assert_true(polled); /* answered while the signature was in progress */
+	assert_int_equal(gt.failed_seen, 0);
+	guard_free(gt.g);
+	pthread_mutex_destroy(&gt.mu);
+	pthread_cond_destroy(&gt.cv);
+}
+
+static int eio_sync;
+static int eio_fdatasync(int fd)
+{
+	if (eio_sync) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+struct seen_status {
+	int n_failed;
+	char chain[GUARD_MAX_CHAIN_ID + 1];
+	int err;
+};
+
+static void status_sink(void *ctx, const struct obs_status *st)
+{
+	struct seen_status *s = ctx;
+	if (st->kind != OBS_ST_GUARD_FAILED)
+		return;
+	s->n_failed++;
+	snprintf(s->chain, sizeof(s->chain), "%s", st->chain_id ? st->chain_id : "");
+	s->err = st->err;
+}
+
+/* A failed persist emits OBS_ST_GUARD_FAILED once, and guard_failed() reports it. */
+static void test_failed_status_emitted(void **state)
+{
+	struct fx *f = *state;
+	struct seen_status seen = { 0 };
+	struct guard *g = NULL;
+	struct guard_result res;
+	struct dfile_ops ops = *dfile_ops();
+	ops.fdatasync = eio_fdatasync;
+	assert_int_equal(obs_status_sink_add(status_sink, &seen), KMS_OK);
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	struct tg_msg m = vote(1, 1);
+	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_OK);
+	assert_int_equal(seen.n_failed, 0);
+	assert_false(guard_failed(g));
+	eio_sync = 1;
+	dfile_set_ops(&ops);
+	m = vote(2, 1);
+	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_ERR_STATE_IO);
+	eio_sync = 0;
+	assert_true(guard_failed(g));
+	assert_int_equal(seen.n_failed, 1);
+	assert_string_equal(seen.chain, CHAIN);
+	assert_int_equal(seen.err, KMS_ERR_STATE_IO);
+	/* refusals while fail-closed are not new failures */
+	m = vote(3, 1);
+	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_ERR_STATE_IO);
+	assert_int_equal(seen.n_failed, 1);
+	dfile_set_ops(NULL);
+	guard_free(g);
+	obs_sink_clear();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_perm_checked_on_descriptor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_readable_while_signing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_status_emitted, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
