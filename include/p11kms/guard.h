@@ -150,6 +150,7 @@ enum guard_fmt {
 struct guard_state {
 	struct guard_hrs hrs; /* CometBFT step numbers, tmkms converted (docs/state.md) */
 	enum guard_fmt fmt;   /* the format parsed (AUTO resolved) */
+	int src_step;	      /* the step as the source numbers it (tmkms: 0/1/2) */
 	uint8_t sign_bytes[GUARD_MAX_SIGN_BYTES];
 	size_t sign_bytes_len; /* 0: none */
 	uint8_t signature[GUARD_SIG_LEN];
@@ -164,15 +165,34 @@ struct guard_state {
 	size_t parts_hash_len;
 };
 
+/* "cometbft", "tmkms", "horcrux", "p11kms" ("auto" for GUARD_FMT_AUTO). */
+const char *guard_fmt_name(enum guard_fmt fmt);
+/* What step number step means in fmt: tmkms 0/1/2 proposal/prevote/precommit, else as
+ * guard_step_name. */
+const char *guard_fmt_step_name(enum guard_fmt fmt, int step);
+
+/*
+ * The format whose shape the JSON text has (docs/state.md, "Formats"): a
+ * block_id member → tmkms; chain_id → p11kms; nonce_public, ephemeral_public
+ * or vote_ext_signature, or else round a string → horcrux; round a number →
+ * CometBFT. GUARD_FMT_AUTO when it has none of these shapes or mixes them;
+ * why (cap bytes) says what decided. Pure, no logging.
+ */
+enum guard_fmt guard_state_detect(const uint8_t *p, size_t n, char *why, size_t cap);
+
 /*
  * The pure parser of the JSON formats: no I/O, no global state (fuzzed).
- * GUARD_FMT_AUTO picks tmkms when "block_id" is present, horcrux when
- * "round" is a string, CometBFT otherwise (P11KMS when "chain_id" is present).
- * KMS_ERR_FORMAT (with a log line naming the field) on anything invalid:
- * negative or out-of-range numbers, unknown steps, bad hex/base64, a
- * signature that is not 64 bytes. Sign bytes without a signature (or the
- * reverse) are dropped with a warning: the same H/R/S is then refused.
- * KMS_ERR_TOO_LARGE if n > 64 KiB or sign bytes > GUARD_MAX_SIGN_BYTES.
+ * Each format is read only from a file of its own shape: with an explicit
+ * fmt, a file that has another format's shape (guard_state_detect) is
+ * KMS_ERR_FORMAT, logged naming the shape found; GUARD_FMT_AUTO uses the
+ * detected format. Members the format's writer does not produce are refused;
+ * height must be a decimal string, round a string (tmkms, horcrux) or a JSON
+ * number (cometbft, p11kms). KMS_ERR_FORMAT (with a log line naming the
+ * field) on anything invalid: negative or out-of-range numbers, unknown
+ * steps, bad hex/base64, a signature that is not 64 bytes. Sign bytes
+ * without a signature (or the reverse) are dropped with a warning: the same
+ * H/R/S is then refused. KMS_ERR_TOO_LARGE if n > 64 KiB or sign bytes >
+ * GUARD_MAX_SIGN_BYTES.
  */
 KMS_MUST_CHECK int guard_state_parse_json(const uint8_t *p, size_t n, enum guard_fmt fmt,
 					  struct guard_state *out);

@@ -181,8 +181,8 @@ static void check_state(struct doc *d, const struct cfg_chain *c)
 		return;
 	case KMS_ERR_NOT_FOUND:
 		check(d, CMD_EXIT_STATE,
-		      "state for %s: %s missing: `p11kms state import -c CONF --chain %s --format "
-		      "cometbft <node>/data/priv_validator_state.json` or `state init --height H`",
+		      "state for %s: %s missing: `p11kms state import -c CONF --chain %s "
+		      "<node>/data/priv_validator_state.json` or `state init --height H`",
 		      c->id, c->state_file, c->id);
 		return;
 	case KMS_ERR_LOCKED:

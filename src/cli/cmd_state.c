@@ -27,10 +27,13 @@ static const char usage[] =
 	"  show    the last signed height/round/step, sign bytes, and both records\n"
 	"  init    a new state at H/R/S (default round 0, step none: nothing signed at H\n"
 	"          yet). Refuses to overwrite an existing state file.\n"
-	"  import  from JSON: F = cometbft (priv_validator_state.json of the node, horcrux\n"
+	"  import  from JSON. The format is detected from the file's shape and the\n"
+	"          mapping (its height/round/step -> ours) printed before anything is\n"
+	"          written: cometbft (the node's priv_validator_state.json, horcrux\n"
 	"          single-signer, cosmos/kms), tmkms (steps 0/1/2), horcrux (threshold),\n"
-	"          p11kms (an export), or auto (default). An existing state is replaced\n"
-	"          only with --force and only if the import does not go backwards.\n"
+	"          p11kms (an export). --format F only confirms it: a file of another\n"
+	"          format's shape is refused. An existing state is replaced only with\n"
+	"          --force and only if the import does not go backwards.\n"
 	"  export  to JSON in format F (cometbft, tmkms, horcrux, p11kms), to stdout or -o\n"
 	"\n"
 	"  -c, --config FILE  config (default $P11KMS_CONFIG, then ./p11kms.conf)\n"
@@ -218,22 +221,117 @@ static int do_init(const struct state_args *a, const char *path)
 	return r;
 }
 
-static int do_import(const struct state_args *a, const char *path)
+/* s for a shell command line: as is when safe, else in single quotes. */
+static void put_shell_word(FILE *f, const char *s)
+{
+	int plain = s[0] != '\0';
+	for (const char *c = s; *c != '\0'; c++)
+		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=./:@,%",
+			   *c) == NULL)
+			plain = 0;
+	if (plain) {
+		fputs(s, f);
+		return;
+	}
+	fputc('\'', f);
+	for (const char *c = s; *c != '\0'; c++)
+		*c == '\'' ? fputs("'\\''", f) : fputc(*c, f);
+	fputc('\'', f);
+}
+
+/* The exact import command for fmt (stderr). */
+static void print_import_cmd(const struct state_args *a, const char *conf, enum guard_fmt fmt)
+{
+	fputs("  p11kms state import -c ", stderr);
+	put_shell_word(stderr, conf);
+	fputs(" --chain ", stderr);
+	put_shell_word(stderr, a->chain);
+	fprintf(stderr, " --format %s%s ", guard_fmt_name(fmt), a->force ? " --force" : "");
+	put_shell_word(stderr, a->file);
+	fputc('\n', stderr);
+}
+
+/*
+ * The format the file is read with: its detected shape, which --format (when
+ * given) must match; a mismatch is refused with the command that reads it right.
+ */
+static int import_format(const struct state_args *a, const char *conf, const struct kbuf *json,
+			 enum guard_fmt *fmt, char *why, size_t cap)
+{
+	enum guard_fmt want = GUARD_FMT_AUTO;
+	if (a->format != NULL && parse_fmt(a->format, 1, &want) != KMS_OK)
+		return KMS_ERR_CONFIG;
+	*fmt = guard_state_detect(kbuf_ptr(json), kbuf_len(json), why, cap);
+	if (*fmt == GUARD_FMT_AUTO) {
+		cli_err("state", "%s is not a CometBFT, tmkms, horcrux or p11kms state file: %s",
+			a->file, why);
+		return KMS_ERR_FORMAT;
+	}
+	if (want != GUARD_FMT_AUTO && want != *fmt) {
+		cli_err("state",
+			"%s is a %s state file (%s), not %s: reading it as %s would misread its "
+			"step. Refused; nothing was written. To import it:",
+			a->file, guard_fmt_name(*fmt), why, guard_fmt_name(want),
+			guard_fmt_name(want));
+		print_import_cmd(a, conf, *fmt);
+		return KMS_ERR_FORMAT;
+	}
+	return KMS_OK;
+}
+
+/* What will be written, before it is: source H/R/S as the source numbers it → ours. */
+static int print_mapping(const struct state_args *a, const struct kbuf *json, enum guard_fmt fmt,
+			 const char *why)
+{
+	struct guard_state *st = calloc(1, sizeof(*st));
+	int r = KMS_ERR_ALLOC;
+	if (st == NULL)
+		return r;
+	r = guard_state_parse_json(kbuf_ptr(json), kbuf_len(json), fmt, st);
+	if (r != KMS_OK) {
+		cli_err("state", "%s: not a valid %s state file (see the message above)", a->file,
+			guard_fmt_name(fmt));
+		goto out;
+	}
+	printf("Format:  %s, %s (%s)\n", guard_fmt_name(fmt),
+	       a->format == NULL || strcmp(a->format, "auto") == 0 ? "detected" : "as given", why);
+	printf("Mapping: %s height %lld, round %d, step %d (%s in %s's numbering)\n"
+	       "      -> p11kms %lld/%d/%s (step %d)\n",
+	       guard_fmt_name(fmt), (long long)st->hrs.height, (int)st->hrs.round, st->src_step,
+	       guard_fmt_step_name(fmt, st->src_step), guard_fmt_name(fmt),
+	       (long long)st->hrs.height, (int)st->hrs.round, guard_step_name(st->hrs.step),
+	       (int)st->hrs.step);
+	if (fmt == GUARD_FMT_TMKMS && st->src_step == 0 && st->hrs.step == GUARD_STEP_NONE)
+		printf("         (tmkms step 0 with no block: its initial state, nothing signed "
+		       "at this height and round)\n");
+	printf("Stored:  %s\n",
+	       st->sign_bytes_len != 0 ?
+		       "sign bytes and signature (an identical retry gets the stored signature)" :
+		       "no sign bytes (a request at exactly this height/round/step is refused)");
+	fflush(stdout);
+out:
+	kms_wipe(st, sizeof(*st));
+	free(st);
+	return r;
+}
+
+static int do_import(const struct state_args *a, const char *conf, const char *path)
 {
 	enum guard_fmt fmt = GUARD_FMT_AUTO;
 	struct kbuf *json = NULL;
+	char why[160];
 	int r;
 
-	if (a->format != NULL && parse_fmt(a->format, 1, &fmt) != KMS_OK)
-		return KMS_ERR_CONFIG;
 	if ((r = dfile_read(a->file, 64 * 1024, &json)) != KMS_OK) {
 		cli_err("state", "%s: %s", a->file, kms_strerror(r));
 		return r;
 	}
+	if ((r = import_format(a, conf, json, &fmt, why, sizeof(why))) != KMS_OK ||
+	    (r = print_mapping(a, json, fmt, why)) != KMS_OK)
+		goto out;
 	if ((r = ensure_parent(path)) == KMS_OK)
 		r = guard_state_import(path, a->chain, kbuf_ptr(json), kbuf_len(json), fmt,
 				       a->force);
-	kbuf_free(json);
 	if (r == KMS_ERR_EXISTS)
 		cli_err("state", "%s exists: use --force to replace it (never with an older state)",
 			path);
@@ -246,6 +344,8 @@ static int do_import(const struct state_args *a, const char *path)
 		cli_err("state", "%s -> %s: %s", a->file, path, kms_strerror(r));
 	else
 		printf("Imported %s into %s for %s\n", a->file, path, a->chain);
+out:
+	kbuf_free(json);
 	return r;
 }
 
@@ -312,7 +412,7 @@ int cmd_state(int argc, char **argv)
 	if (strcmp(a.verb, "init") == 0)
 		r = do_init(&a, ch->state_file);
 	else if (strcmp(a.verb, "import") == 0)
-		r = do_import(&a, ch->state_file);
+		r = do_import(&a, cfg->path, ch->state_file);
 	else
 		r = do_show_export(&a, ch->state_file, strcmp(a.verb, "export") == 0);
 	if (r == KMS_OK)

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# `p11kms state import` format detection (a file is read only with its own format's
+# step numbering; the mapping is printed before anything is written) and
+# `p11kms state repair` (a state whose newest record fails its checksum).
+. "$(dirname "$0")/lib-cli.sh"
+
+CHAIN=haqq_53211-1
+run 0 init kms --chain $CHAIN
+CONF=kms/p11kms.conf
+STATE=kms/state/$CHAIN.state
+
+# --- import: the issue's tmkms file, step 2 = tmkms precommit ---------------------------
+echo '{"height":"3399911","round":"0","step":2,"block_id":null}' >tm.json
+run 5 state import -c $CONF --chain $CHAIN --format cometbft tm.json
+has "tm.json is a tmkms state file (it has a block_id member), not cometbft"
+has "p11kms state import -c $CONF --chain $CHAIN --format tmkms tm.json"
+[ ! -e $STATE ] || fail "a refused import wrote $STATE"
+for f in horcrux p11kms; do
+	run 5 state import -c $CONF --chain $CHAIN --format $f tm.json
+	has "is a tmkms state file"
+done
+[ ! -e $STATE ] || fail "a refused import wrote $STATE"
+run 0 state import -c $CONF --chain $CHAIN tm.json
+has "Format:  tmkms, detected (it has a block_id member)"
+has "Mapping: tmkms height 3399911, round 0, step 2 (precommit in tmkms's numbering)"
+has "-> p11kms 3399911/0/precommit (step 3)"
+run 0 state show -c $CONF --chain $CHAIN
+has "step:       3 (precommit)"
+hasnt "prevote"
+
+# --- every format's file under every other --format is refused, naming its format -------
+python3 - "$VECTORS/state_files.json" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+cj = v["cometbft_priv_validator_state"]["examples"][2]["json"]
+open("cometbft.json", "w").write(json.dumps(cj, indent=2))
+hx = {"height": cj["height"], "round": str(cj["round"]), "step": cj["step"],
+      "nonce_public": None, "signature": cj["signature"], "signbytes": cj["signbytes"]}
+open("horcrux.json", "w").write(json.dumps(hx, indent=2))
+p11 = dict(cj, chain_id="test_chain_id")
+open("p11kms.json", "w").write(json.dumps(p11, indent=2))
+open("tmkms.json", "w").write(json.dumps(v["tmkms_state_file"]["examples"][1]["json"]))
+PY
+for src in cometbft tmkms horcrux p11kms; do
+	for f in cometbft tmkms horcrux p11kms; do
+		[ $src = $f ] && continue
+		run 5 state import -c $CONF --chain $CHAIN --format $f --force $src.json
+		has "$src.json is a $src state file"
+		has "--format $src --force $src.json"
+	done
+done
+run 0 state show -c $CONF --chain $CHAIN
+has "height:     3399911"
+
+# a JSON object of no known shape
+echo '{"height":"5","step":1}' >odd.json
+run 5 state import -c $CONF --chain $CHAIN odd.json
+has "is not a CometBFT, tmkms, horcrux or p11kms state file"
