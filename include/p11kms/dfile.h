@@ -4,6 +4,7 @@
 #define P11KMS_DFILE_H
 
 #include <stddef.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 
 #include "p11kms/kbuf.h"
@@ -20,6 +21,9 @@ struct dfile_ops {
 	int (*rename)(const char *from, const char *to);
 	ssize_t (*write)(int fd, const void *p, size_t n);
 	ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
+	/* appended: tests that copy *dfile_ops() and override a few keep working */
+	int (*link)(const char *from, const char *to);
+	int (*fstatfs)(int fd, struct statfs *st);
 };
 
 /* The table in force. Never NULL. */

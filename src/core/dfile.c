@@ -39,12 +39,24 @@ static ssize_t real_pwrite(int fd, const void *p, size_t n, off_t off)
 	return pwrite(fd, p, n, off);
 }
 
+static int real_link(const char *from, const char *to)
+{
+	return link(from, to);
+}
+
+static int real_fstatfs(int fd, struct statfs *st)
+{
+	return fstatfs(fd, st);
+}
+
 static const struct dfile_ops default_ops = {
 	.fsync = real_fsync,
 	.fdatasync = real_fdatasync,
 	.rename = real_rename,
 	.write = real_write,
 	.pwrite = real_pwrite,
+	.link = real_link,
+	.fstatfs = real_fstatfs,
 };
 
 static const struct dfile_ops *cur_ops = &default_ops;
@@ -389,7 +401,7 @@ static int write_atomic(const char *path, const void *data, size_t len, mode_t m
 		goto fail;
 	if (excl) {
 		/* link() fails with EEXIST, so a file created meanwhile is never replaced. */
-		if (link(tmp, path) != 0) {
+		if (cur_ops->link(tmp, path) != 0) {
 			int e = errno;
 
 			kms_log_err("cannot create file path=%s err=\"%s\"", path, strerror(e));
