@@ -37,22 +37,60 @@ struct guard_hrs {
 /* One per chain-id, shared by every connection for that chain. Opaque. */
 struct guard;
 
+/* Options of guard_open_opts; NULL means all zero. */
+struct guard_opts {
+	/* The chain's allow_volatile_state: a state file on a filesystem that cannot
+	 * make it durable (tmpfs, overlayfs, NFS, ...) is accepted, with a warning. */
+	int allow_volatile_state;
+};
+
 /*
- * Opens the state file of one chain: takes an exclusive flock on it (a second
- * opener, in this or another process, gets KMS_ERR_LOCKED and a log line
- * naming the holder's pid, recorded in the sidecar "<path>.pid"), removes
- * stale dfile temp files next to it, and loads the newest valid record.
+ * Opens the state file of one chain for signing: takes an exclusive flock on
+ * it (a second opener, in this or another process, gets KMS_ERR_LOCKED and a
+ * log line naming the holder's pid, recorded in the sidecar "<path>.pid"),
+ * checks its mode on the opened descriptor, removes stale dfile temp files
+ * next to it, and loads the newest record (both records must be valid).
+ * Nothing is written yet: see guard_make_durable.
  *   KMS_ERR_NOT_FOUND  no state file: the log tells the operator to run
  *                      `p11kms state init -c <conf> --chain <id> --height H`
  *                      or `p11kms state import`;
- *   KMS_ERR_FORMAT     empty, truncated or corrupt (both records fail their
- *                      checksum): never reset silently;
+ *   KMS_ERR_FORMAT     empty, truncated or corrupt, or ONE record invalid
+ *                      (its checksum fails: torn or rotten; it may be the
+ *                      newest): refused, both records named in the log with
+ *                      the `p11kms state repair` command; never reset or
+ *                      fallen back silently;
  *   KMS_ERR_REFUSED    the chain-id recorded in the file is not chain_id;
  *   KMS_ERR_PERM       the file is group/world accessible;
  *   KMS_ERR_STATE_IO   read error.
  * *out is owned by the caller (guard_free). Thread-safe after open.
+ * guard_open is guard_open_opts with opts NULL.
  */
 KMS_MUST_CHECK int guard_open(const char *state_path, const char *chain_id, struct guard **out);
+KMS_MUST_CHECK int guard_open_opts(const char *state_path, const char *chain_id,
+				   const struct guard_opts *opts, struct guard **out);
+
+/*
+ * Writes the loaded record durably into both slots (sequence + 1 into the
+ * other slot, then + 2 back; one fdatasync each), sign bytes and signature
+ * included, so that a repeated request still gets the stored signature. The
+ * record may only have been in the page cache: the previous process was
+ * killed between its pwrite and its fdatasync, or its fdatasync failed and
+ * the kernel marked the pages clean. `p11kms start` calls it once every
+ * state, key and identity has opened, before serving, and refuses to start
+ * on failure (so a start that fails earlier writes nothing). guard_sign does
+ * it first if it was not done. Idempotent. KMS_ERR_STATE_IO: the guard is
+ * fail-closed (OBS_ST_GUARD_FAILED emitted).
+ */
+KMS_MUST_CHECK int guard_make_durable(struct guard *g);
+
+/*
+ * What `doctor` asks: would guard_open_opts accept this state? The same lock
+ * and checks, without the re-persist (nothing is written). *last: the newest
+ * record's H/R/S. Errors as guard_open_opts (KMS_ERR_LOCKED while a signer
+ * runs).
+ */
+KMS_MUST_CHECK int guard_state_check(const char *state_path, const char *chain_id,
+				     const struct guard_opts *opts, struct guard_hrs *last);
 
 /* Signs msg[0..len) into sig: the slot (or a test) provides it. Returns a kms_err. */
 typedef int (*guard_sign_fn)(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64]);
@@ -241,5 +279,49 @@ KMS_MUST_CHECK int guard_state_export(const char *path, enum guard_fmt fmt, stru
  * and the other slot is shown (consistent, at most one state behind).
  */
 KMS_MUST_CHECK int guard_state_show(const char *path, struct kbuf *out);
+
+/* ---- `state repair`: a state that start refuses because a record is in doubt ---- */
+
+/* One slot as repair sees it. */
+struct guard_record_view {
+	int valid;	      /* magic, checksum and fields verified */
+	int readable;	      /* the header's magic is there: seq and hrs read from it */
+	uint64_t seq;	      /* UNVERIFIED when !valid */
+	struct guard_hrs hrs; /* UNVERIFIED when !valid */
+	int has_sig;	      /* the record to accept stores sign bytes and a signature */
+	char why[96];	      /* why it is invalid ("" when valid) */
+};
+
+struct guard_repair_view {
+	struct guard_record_view rec[2];
+	int healthy;	      /* both valid, distinct sequences: start accepts it */
+	int accept_slot;      /* the one valid record (when exactly one is), else -1 */
+	int unreadable;	      /* slots whose header cannot be read at all */
+	int64_t floor_height; /* the highest height either record names, verified or not */
+	char chain_id[GUARD_MAX_CHAIN_ID + 1]; /* of the valid record(s), "" if none */
+};
+
+/*
+ * What the state file at path holds, slot by slot, under its lock
+ * (KMS_ERR_LOCKED while a signer runs). KMS_ERR_FORMAT only if the file is
+ * not a 16 KiB state file at all (restore it or import).
+ */
+KMS_MUST_CHECK int guard_state_repair_view(const char *path, struct guard_repair_view *out);
+
+/*
+ * The operator's two choices, each refused (KMS_ERR_REFUSED, logged) on a
+ * healthy file or another chain's, and while a signer holds the lock:
+ *   accept  keep the one valid record, whose sequence must be seq (the one
+ *           the operator saw), written into both slots; the invalid record is
+ *           lost: if its signature had been released, the next request at its
+ *           H/R/S may be signed again (the operator's call: after a crash or a
+ *           power cut it was never released);
+ *   height  start over at (height, 0, none), written into both slots; height
+ *           must be above floor_height (every height either record names), so
+ *           nothing either record may have signed can be signed again.
+ */
+KMS_MUST_CHECK int guard_state_repair_accept(const char *path, const char *chain_id, uint64_t seq);
+KMS_MUST_CHECK int guard_state_repair_height(const char *path, const char *chain_id,
+					     int64_t height);
 
 #endif

@@ -20,6 +20,7 @@ static const char usage[] =
 	"       p11kms state init   [-c CONF] --chain ID --height H [--round R] [--step S]\n"
 	"       p11kms state import [-c CONF] --chain ID [--format F] [--force] FILE\n"
 	"       p11kms state export [-c CONF] --chain ID --format F [-o FILE]\n"
+	"       p11kms state repair [-c CONF] --chain ID [--accept-record SEQ | --set-height H]\n"
 	"\n"
 	"The chain's double-sign state file (state_file in the config). init, import\n"
 	"and export take the file's lock, so they fail while `p11kms start` holds it;\n"
@@ -35,6 +36,11 @@ static const char usage[] =
 	"          format's shape is refused. An existing state is replaced only with\n"
 	"          --force and only if the import does not go backwards.\n"
 	"  export  to JSON in format F (cometbft, tmkms, horcrux, p11kms), to stdout or -o\n"
+	"  repair  a state start refuses because a record is invalid (torn or damaged):\n"
+	"          shows both records and what each choice would lose. Only with a\n"
+	"          choice does it write: --accept-record SEQ keeps the valid record SEQ;\n"
+	"          --set-height H starts over at H/0/none (H above every height either\n"
+	"          record names). Refused while p11kms start holds the state.\n"
 	"\n"
 	"  -c, --config FILE  config (default $P11KMS_CONFIG, then ./p11kms.conf)\n"
 	"      --chain ID     the chain (required)\n"
@@ -43,6 +49,7 @@ static const char usage[] =
 
 struct state_args {
 	const char *conf, *chain, *format, *output, *height, *round, *step, *verb, *file;
+	const char *accept, *set_height;
 	int force;
 };
 
@@ -57,6 +64,8 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 		{ "round", required_argument, NULL, 'R' },
 		{ "step", required_argument, NULL, 'S' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "accept-record", required_argument, NULL, 'A' },
+		{ "set-height", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -89,6 +98,12 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 		case 'f':
 			a->force = 1;
 			break;
+		case 'A':
+			a->accept = optarg;
+			break;
+		case 'T':
+			a->set_height = optarg;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			*ec = CMD_EXIT_OK;
@@ -105,11 +120,19 @@ static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
 		a->file = argv[optind++];
 	*ec = CMD_EXIT_USAGE;
 	if (a->verb == NULL || optind != argc) {
-		cli_err("state", "say show, init, import FILE or export");
+		cli_err("state", "say show, init, import FILE, export or repair");
 		return -1;
 	}
 	if (a->chain == NULL) {
 		cli_err("state", "--chain ID is required (the state belongs to one chain)");
+		return -1;
+	}
+	if ((a->accept != NULL || a->set_height != NULL) && strcmp(a->verb, "repair") != 0) {
+		cli_err("state", "--accept-record and --set-height belong to state repair");
+		return -1;
+	}
+	if (a->accept != NULL && a->set_height != NULL) {
+		cli_err("state", "repair takes one choice: --accept-record SEQ or --set-height H");
 		return -1;
 	}
 	if ((a->file != NULL) != (strcmp(a->verb, "import") == 0)) {
@@ -349,6 +372,110 @@ out:
 	return r;
 }
 
+static void print_record(int i, const struct guard_record_view *r)
+{
+	if (r->valid)
+		printf("  slot %d: valid: sequence %llu, h/r/s %lld/%d/%s, %s\n", i,
+		       (unsigned long long)r->seq, (long long)r->hrs.height, (int)r->hrs.round,
+		       guard_step_name(r->hrs.step),
+		       r->has_sig ? "sign bytes and signature stored" : "no sign bytes");
+	else if (r->readable)
+		printf("  slot %d: INVALID (%s); its header claims sequence %llu, h/r/s "
+		       "%lld/%d/%s (unverified)\n",
+		       i, r->why, (unsigned long long)r->seq, (long long)r->hrs.height,
+		       (int)r->hrs.round, guard_step_name(r->hrs.step));
+	else
+		printf("  slot %d: INVALID (%s); nothing in it can be read\n", i, r->why);
+}
+
+/* What each choice would do and lose, in the operator's terms. */
+static void print_choices(const struct guard_repair_view *v)
+{
+	const struct guard_record_view *ok = v->accept_slot >= 0 ? &v->rec[v->accept_slot] : NULL;
+	const struct guard_record_view *bad = ok != NULL ? &v->rec[1 - v->accept_slot] : NULL;
+	printf("\nAn invalid record cannot be told apart: either a crash or power cut hit it\n"
+	       "while it was being written (its signature never left: p11kms releases a\n"
+	       "signature only after its record is on disk), or it was damaged after it was\n"
+	       "written (its signature may have left). Start refuses until you choose:\n\n");
+	if (ok != NULL) {
+		printf("  --accept-record %llu\n"
+		       "      continue from h/r/s %lld/%d/%s. ",
+		       (unsigned long long)ok->seq, (long long)ok->hrs.height, (int)ok->hrs.round,
+		       guard_step_name(ok->hrs.step));
+		if (bad->readable)
+			printf("Lost: the invalid record, which claims h/r/s %lld/%d/%s;\n"
+			       "      if its signature had left, signing there again is a DOUBLE "
+			       "SIGN.\n",
+			       (long long)bad->hrs.height, (int)bad->hrs.round,
+			       guard_step_name(bad->hrs.step));
+		else
+			printf("Lost: whatever the unreadable record held; if it was newer and\n"
+			       "      its signature had left, signing there again is a DOUBLE SIGN.\n");
+		printf("      Choose it after a crash or power cut during signing.\n");
+	}
+	printf("  --set-height H\n"
+	       "      start over at H, round 0, nothing signed: every height below H is refused.\n"
+	       "      H must be at least %lld (above every height either record names)%s;\n"
+	       "      take it from the chain: its latest block height + 1 or more. Lost: the\n"
+	       "      stored signature (a retry at that height/round/step is refused).\n",
+	       (long long)v->floor_height + 1,
+	       v->unreadable ? ", but a record could not be read: the chain's height is the "
+			       "only floor" :
+			       "");
+}
+
+static int repair_choice(const struct state_args *a, const char *path)
+{
+	long long x;
+	if (a->accept != NULL) {
+		if (parse_i64("--accept-record", a->accept, 0, INT64_MAX, &x) != KMS_OK)
+			return KMS_ERR_CONFIG;
+		return guard_state_repair_accept(path, a->chain, (uint64_t)x);
+	}
+	if (parse_i64("--set-height", a->set_height, 1, INT64_MAX, &x) != KMS_OK)
+		return KMS_ERR_CONFIG;
+	return guard_state_repair_height(path, a->chain, (int64_t)x);
+}
+
+static int do_repair(const struct state_args *a, const char *conf, const char *path)
+{
+	struct guard_repair_view v;
+	int r = guard_state_repair_view(path, &v);
+	if (r != KMS_OK) {
+		cli_err("state", "%s: %s%s", path, kms_strerror(r),
+			r == KMS_ERR_LOCKED ? " (stop p11kms start first: repair needs the state "
+					      "to itself)" :
+			r == KMS_ERR_FORMAT ? " (not a p11kms state file of the right size: "
+					      "restore it, or `state import` the node's state)" :
+					      "");
+		return r;
+	}
+	printf("State file %s (chain %s):\n", path, a->chain);
+	print_record(0, &v.rec[0]);
+	print_record(1, &v.rec[1]);
+	if (v.healthy) {
+		printf("Both records are valid: nothing to repair (`p11kms start` accepts it).\n");
+		if (a->accept == NULL && a->set_height == NULL)
+			return KMS_OK;
+		cli_err("state", "nothing to repair: refused, nothing written");
+		return KMS_ERR_REFUSED;
+	}
+	if (a->accept == NULL && a->set_height == NULL) {
+		print_choices(&v);
+		printf("\nThen: p11kms state repair -c %s --chain %s --accept-record SEQ | "
+		       "--set-height H\n",
+		       conf, a->chain);
+		return KMS_OK;
+	}
+	fflush(stdout);
+	if ((r = repair_choice(a, path)) == KMS_OK)
+		printf("Repaired: both records now hold the chosen state; `p11kms start` will "
+		       "accept it.\n");
+	else if (r != KMS_ERR_CONFIG)
+		cli_err("state", "repair refused: %s (see the message above)", kms_strerror(r));
+	return r;
+}
+
 static int do_show_export(const struct state_args *a, const char *path, int export)
 {
 	enum guard_fmt fmt = GUARD_FMT_P11KMS;
@@ -398,8 +525,9 @@ int cmd_state(int argc, char **argv)
 	if (kms_log_get_level() > KMS_LOG_WARN)
 		kms_log_set_level(KMS_LOG_WARN);
 	if (strcmp(a.verb, "show") != 0 && strcmp(a.verb, "init") != 0 &&
-	    strcmp(a.verb, "import") != 0 && strcmp(a.verb, "export") != 0) {
-		cli_err("state", "unknown action '%s' (show, init, import, export)", a.verb);
+	    strcmp(a.verb, "import") != 0 && strcmp(a.verb, "export") != 0 &&
+	    strcmp(a.verb, "repair") != 0) {
+		cli_err("state", "unknown action '%s' (show, init, import, export, repair)", a.verb);
 		return CMD_EXIT_USAGE;
 	}
 	if ((r = cli_load_config("state", a.conf, &cfg)) != KMS_OK)
@@ -413,6 +541,8 @@ int cmd_state(int argc, char **argv)
 		r = do_init(&a, ch->state_file);
 	else if (strcmp(a.verb, "import") == 0)
 		r = do_import(&a, cfg->path, ch->state_file);
+	else if (strcmp(a.verb, "repair") == 0)
+		r = do_repair(&a, cfg->path, ch->state_file);
 	else
 		r = do_show_export(&a, ch->state_file, strcmp(a.verb, "export") == 0);
 	if (r == KMS_OK)

@@ -27,6 +27,7 @@ struct guard {
 	/* a persist failed: the disk state is uncertain, refuse all. Written under mu,
 	 * read without it (readiness and metrics must not wait behind a slow token). */
 	atomic_int failed;
+	int durable; /* the loaded record was re-persisted (under mu) */
 	char chain_id[GUARD_MAX_CHAIN_ID + 1];
 	struct guard_rec next; /* scratch for the record being written (under mu) */
 };
@@ -46,11 +47,73 @@ const char *guard_step_name(enum guard_step s)
 	return "invalid";
 }
 
+static void emit_failed(struct guard *g)
+{
+	obs_status(&(struct obs_status){
+		.kind = OBS_ST_GUARD_FAILED, .chain_id = g->chain_id, .err = KMS_ERR_STATE_IO });
+}
+
+/*
+ * Writes the loaded record into both slots (seq+1 into the other slot, then
+ * seq+2 back), one fdatasync each, before anything is served. The record may
+ * only be in the page cache: the previous process was killed between its
+ * pwrite and its fdatasync, or its fdatasync failed (the kernel then marks
+ * the pages clean, and no later sync writes them). Served from there, a
+ * stored signature could leave and then be lost with the record in a power
+ * cut. The whole record is copied, sign bytes and signature included, so a
+ * repeated request still gets the stored signature; the second write leaves
+ * no slot holding data that only the cache has.
+ */
+static int repersist(struct guard *g)
+{
+	struct guard_rec *n = &g->next;
+	if (g->durable)
+		return KMS_OK;
+	if (atomic_load(&g->failed))
+		return KMS_ERR_STATE_IO;
+	for (int i = 0; i < 2; i++) {
+		*n = g->gf->rec;
+		n->seq = g->gf->rec.seq + 1;
+		int r = guard_file_write(g->gf, n);
+		if (r != KMS_OK) {
+			atomic_store(&g->failed, 1);
+			kms_log_err("double-sign state could not be made durable before serving "
+				    "chain=%s path=%s: refusing to sign (fix the disk, then restart; "
+				    "the state on it is unchanged or one record further)",
+				    g->chain_id, g->gf->path);
+			return KMS_ERR_STATE_IO;
+		}
+	}
+	g->durable = 1;
+	kms_log_info("double-sign state re-persisted chain=%s h=%lld r=%d s=%d seq=%llu",
+		     g->chain_id, (long long)g->gf->rec.hrs.height, g->gf->rec.hrs.round,
+		     (int)g->gf->rec.hrs.step, (unsigned long long)g->gf->rec.seq);
+	return KMS_OK;
+}
+
+int guard_make_durable(struct guard *g)
+{
+	pthread_mutex_lock(&g->mu);
+	int was_failed = atomic_load(&g->failed);
+	int r = repersist(g);
+	pthread_mutex_unlock(&g->mu);
+	if (!was_failed && atomic_load(&g->failed))
+		emit_failed(g);
+	return r;
+}
+
 int guard_open(const char *state_path, const char *chain_id, struct guard **out)
+{
+	return guard_open_opts(state_path, chain_id, NULL, out);
+}
+
+int guard_open_opts(const char *state_path, const char *chain_id, const struct guard_opts *opts,
+		    struct guard **out)
 {
 	struct guard *g = NULL;
 	int r = KMS_ERR_INTERNAL;
 	*out = NULL;
+	(void)opts;
 	if (state_path == NULL || chain_id == NULL || chain_id[0] == '\0' ||
 	    strlen(chain_id) > GUARD_MAX_CHAIN_ID) {
 		kms_log_err("invalid chain-id for the double-sign guard chain=%s",
@@ -65,7 +128,7 @@ int guard_open(const char *state_path, const char *chain_id, struct guard **out)
 		return KMS_ERR_SYSTEM;
 	}
 	memcpy(g->chain_id, chain_id, strlen(chain_id) + 1);
-	r = guard_file_open(state_path, chain_id, &g->gf);
+	r = guard_file_open(state_path, chain_id, GUARD_LOAD_STRICT, &g->gf);
 	if (r != KMS_OK)
 		goto out;
 	kms_log_info("double-sign state loaded chain=%s path=%s h=%lld r=%d s=%d seq=%llu",
@@ -76,6 +139,19 @@ int guard_open(const char *state_path, const char *chain_id, struct guard **out)
 	r = KMS_OK;
 out:
 	guard_free(g);
+	return r;
+}
+
+int guard_state_check(const char *state_path, const char *chain_id, const struct guard_opts *opts,
+		      struct guard_hrs *last)
+{
+	struct guard_file *gf = NULL;
+	memset(last, 0, sizeof(*last));
+	(void)opts;
+	int r = guard_file_open(state_path, chain_id, GUARD_LOAD_STRICT, &gf);
+	if (r == KMS_OK)
+		*last = gf->rec.hrs;
+	guard_file_close(gf);
 	return r;
 }
 
@@ -247,6 +323,12 @@ int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn s
 			   "guard is fail-closed after a state write failure; restart required");
 		goto out;
 	}
+	r = repersist(g); /* nothing is served from a record that is not durable */
+	if (r != KMS_OK) {
+		r = refuse(g, &req->hrs, res, r,
+			   "the loaded state could not be made durable; restart required");
+		goto out;
+	}
 	r = check_request(g, req, &c, res);
 	if (r != KMS_OK)
 		goto out;
@@ -271,8 +353,6 @@ out:
 	pthread_mutex_unlock(&g->mu);
 	/* the transition only, after the unlock: sinks must never run under the chain's lock */
 	if (!was_failed && atomic_load(&g->failed))
-		obs_status(&(struct obs_status){ .kind = OBS_ST_GUARD_FAILED,
-						 .chain_id = g->chain_id,
-						 .err = KMS_ERR_STATE_IO });
+		emit_failed(g);
 	return r;
 }

@@ -516,7 +516,7 @@ static void rec_from_state(struct guard_rec *rec, const struct guard_state *st,
 static int import_over(const char *path, const char *chain_id, struct guard_rec *rec)
 {
 	struct guard_file *gf = NULL;
-	int r = guard_file_open(path, NULL, &gf);
+	int r = guard_file_open(path, chain_id, GUARD_LOAD_STRICT, &gf);
 	if (r != KMS_OK)
 		return r;
 	if (strcmp(gf->rec.chain_id, chain_id) != 0) {
@@ -722,7 +722,7 @@ int guard_state_export(const char *path, enum guard_fmt fmt, struct kbuf *out)
 	struct guard_file *gf = NULL;
 	if (fmt == GUARD_FMT_AUTO || (unsigned)fmt > GUARD_FMT_P11KMS)
 		return KMS_ERR_UNSUPPORTED;
-	int r = guard_file_open(path, NULL, &gf);
+	int r = guard_file_open(path, NULL, GUARD_LOAD_STRICT, &gf);
 	if (r != KMS_OK)
 		return r;
 	r = fmt == GUARD_FMT_TMKMS ? export_tmkms(&gf->rec, out) :
@@ -764,14 +764,20 @@ int guard_state_show(const char *path, struct kbuf *out)
 	if (r == KMS_OK)
 		r = put_fmt(out, "signature:  %s\nwritten:    %s\n",
 			    rec->has_sig ? "stored" : "none", when);
+	int doubt = 0;
 	for (int i = 0; r == KMS_OK && i < 2; i++) {
-		if (gf->slot_ok[i])
-			r = put_fmt(out, "slot %d:     sequence %llu%s\n", i,
-				    (unsigned long long)gf->slot_seq[i],
-				    i == gf->cur_slot ? " (current)" : "");
-		else
-			r = put_fmt(out, "slot %d:     invalid (see log)\n", i);
+		char d[200];
+		guard_slot_describe(&gf->slot[i], d, sizeof(d));
+		doubt |= !gf->slot[i].ok;
+		r = put_fmt(out, "slot %d:     %s%s\n", i, d,
+			    i == gf->cur_slot ? " (current)" : "");
 	}
+	if (r == KMS_OK && doubt)
+		r = put_fmt(out,
+			    "note:       a record is invalid: `p11kms start` refuses this state "
+			    "(unless it is a record being rewritten by a running signer); see "
+			    "`p11kms state repair -c <config> --chain %s`\n",
+			    rec->chain_id);
 	guard_file_close(gf);
 	return r;
 }

@@ -6,6 +6,7 @@ p11kms_module(guard
 		${CMAKE_CURRENT_LIST_DIR}/guard_pb.c
 		${CMAKE_CURRENT_LIST_DIR}/guard_file.c
 		${CMAKE_CURRENT_LIST_DIR}/guard_fmt.c
+		${CMAKE_CURRENT_LIST_DIR}/guard_repair.c
 	DEPS p11kms_obs p11kms_core PkgConfig::JANSSON OpenSSL::Crypto Threads::Threads)
 
 # Tests (they live under tests/ but belong to this module).

@@ -57,3 +57,35 @@ has "height:     3399911"
 echo '{"height":"5","step":1}' >odd.json
 run 5 state import -c $CONF --chain $CHAIN odd.json
 has "is not a CometBFT, tmkms, horcrux or p11kms state file"
+
+# --- repair: a torn newest record is refused by start, shown, and repaired only on request
+run 0 keygen --softsign kms/secrets/priv_validator_key
+run 0 state show -c $CONF --chain $CHAIN
+# the current slot holds the newest record: damage it as a torn write would
+cur=$(sed -n 's/^slot \([01]\):.* (current)$/\1/p' <<<"$OUT")
+[ -n "$cur" ] || fail "no current slot in: $OUT"
+printf 'TORN' | dd of=$STATE bs=1 seek=$((cur * 8192 + 2000)) conv=notrunc status=none
+run 5 start -c $CONF
+has "double-sign state in doubt"
+has "slot $cur is INVALID (checksum mismatch"
+has "p11kms state repair -c $CONF --chain $CHAIN"
+run 0 state repair -c $CONF --chain $CHAIN
+has "slot $cur: INVALID (checksum mismatch (torn or corrupted write)); its header claims sequence"
+has "--accept-record"
+has "--set-height H"
+has "H must be at least 3399912"
+good_seq=$(sed -n 's/^  slot [01]: valid: sequence \([0-9]*\),.*/\1/p' <<<"$OUT")
+[ -n "$good_seq" ] || fail "no valid record shown: $OUT"
+run 5 start -c $CONF # still refused: showing wrote nothing
+run 2 state repair -c $CONF --chain $CHAIN --accept-record "$good_seq" --set-height 5000000
+has "one choice"
+run 5 state repair -c $CONF --chain $CHAIN --set-height 3399911
+has "must be above 3399911"
+run 5 state repair -c $CONF --chain $CHAIN --accept-record $((good_seq + 1))
+run 0 state repair -c $CONF --chain $CHAIN --accept-record "$good_seq"
+has "Repaired"
+run 0 state show -c $CONF --chain $CHAIN
+has "height:     3399911"
+hasnt "INVALID"
+run 5 state repair -c $CONF --chain $CHAIN --set-height 5000000
+has "nothing to repair"

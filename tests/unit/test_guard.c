@@ -411,18 +411,37 @@ static void test_bad_files(void **state)
 
 	/* wrong chain-id */
 	assert_int_equal(guard_open(f->path, "cosmoshub-4", &g), KMS_ERR_REFUSED);
-	/* one slot corrupt (the newest, as after a torn write): the previous record stands */
-	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE); /* slot 1 holds sequence 2 now */
+	/*
+	 * One slot corrupt: refused. It holds the newest record here (the re-persist
+	 * wrote sequences 2 and 3, the precommit 4 went to slot 1), and a torn write
+	 * cannot be told from bit rot in a record whose signature has left, so the
+	 * older record must not quietly stand in for it (it did before issue 15).
+	 */
+	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
+	tu_log_capture_start();
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_true(tu_log_contains("slot 0 holds sequence 3, h/r/s 0/0/0"));
+	assert_true(tu_log_contains("slot 1 is INVALID (checksum mismatch"));
+	assert_true(tu_log_contains("claims sequence 4, h/r/s 4/0/3 (unverified)"));
+	assert_true(tu_log_contains("p11kms state repair -c <config> --chain " CHAIN));
+	tu_log_capture_stop();
+	/* the older one corrupt instead: refused the same way (which is newer is a guess) */
+	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
+	corrupt_byte(f->path, 100);
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	corrupt_byte(f->path, 100);
 	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
 	struct guard_hrs last;
 	guard_last(g, &last);
-	assert_int_equal(last.height, 0);
+	assert_int_equal(last.height, 4);
 	guard_free(g);
 	/* both corrupt: refuse */
 	corrupt_byte(f->path, 40);
+	corrupt_byte(f->path, 40 + GUARD_SLOT_SIZE);
 	tu_log_capture_start();
 	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
-	assert_true(tu_log_contains("no valid record"));
+	assert_true(tu_log_contains("slot 0 is INVALID"));
+	assert_true(tu_log_contains("slot 1 is INVALID"));
 	tu_log_capture_stop();
 	/* truncated, empty, JSON, too open */
 	char *p = tu_path(f->dir, "t.bin");
@@ -453,6 +472,82 @@ static void test_bad_files(void **state)
 	free(p);
 	/* init never overwrites */
 	assert_int_equal(guard_state_init(f->path, CHAIN, 5, 0, GUARD_STEP_NONE), KMS_ERR_EXISTS);
+}
+
+/* ---- state repair ---- */
+
+static void test_repair(void **state)
+{
+	struct fx *f = *state;
+	struct guard *g = NULL;
+	struct guard_result res;
+	struct guard_repair_view v;
+	struct guard_hrs last;
+	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 7, 1, 1, 100);
+	assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK); /* seqs 2, 3 (re-persist), 4 */
+	/* while the signer holds the lock, nothing is repaired */
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_ERR_LOCKED);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_ERR_LOCKED);
+	guard_free(f->g);
+	f->g = NULL;
+	/* a healthy file: nothing to repair, both choices refused */
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_true(v.healthy);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 4), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 100), KMS_ERR_REFUSED);
+
+	/* the newest record (slot 1, seq 4) torn: the view names both */
+	corrupt_byte(f->path, 2000 + GUARD_SLOT_SIZE);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_false(v.healthy);
+	assert_int_equal(v.accept_slot, 0);
+	assert_true(v.rec[0].valid);
+	assert_int_equal(v.rec[0].seq, 3);
+	assert_int_equal(v.rec[0].hrs.height, 0);
+	assert_false(v.rec[1].valid);
+	assert_true(v.rec[1].readable);
+	assert_int_equal(v.rec[1].seq, 4);
+	assert_int_equal(v.rec[1].hrs.height, 7);
+	assert_int_equal(v.rec[1].hrs.step, GUARD_STEP_PREVOTE);
+	assert_non_null(strstr(v.rec[1].why, "checksum"));
+	assert_int_equal(v.floor_height, 7);
+	assert_string_equal(v.chain_id, CHAIN);
+	/* the wrong sequence, another chain, a height not above 7: refused, nothing written */
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 4), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_accept(f->path, "cosmoshub-4", 3), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 7), KMS_ERR_REFUSED);
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	/* accepting the valid record: both slots hold it, start accepts it */
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_OK);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_true(v.healthy);
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	guard_last(g, &last);
+	assert_int_equal(last.height, 0);
+	guard_free(g);
+
+	/* both records rotten: only a height will do, and it must be above both */
+	corrupt_byte(f->path, 2000);
+	corrupt_byte(f->path, 2000 + GUARD_SLOT_SIZE);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_int_equal(v.accept_slot, -1);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 5), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 0), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 50), KMS_OK);
+	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	guard_last(g, &last);
+	assert_int_equal(last.height, 50);
+	assert_int_equal(last.round, 0);
+	assert_int_equal(last.step, GUARD_STEP_NONE);
+	/* a proposal at 50/0 signs: nothing was signed there */
+	struct tg_msg p = msg(GUARD_STEP_PROPOSE, 50, 0, 1, 100);
+	assert_int_equal(sign_msg(g, &p, &res), KMS_OK);
+	f->g = g;
+	/* a file of the wrong size is not repairable */
+	char *t = tu_path(f->dir, "short.bin");
+	tu_write_file(t, "x", 1, 0600);
+	assert_int_equal(guard_state_repair_view(t, &v), KMS_ERR_FORMAT);
+	free(t);
 }
 
 static void test_stale_temp_removed(void **state)
@@ -587,6 +682,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reload_every_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_temp_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flock, setup, teardown),

@@ -328,6 +328,7 @@ static void test_import_overwrite_rules(void **state)
 	assert_non_null(strstr(s, "chain:      c1"));
 	assert_non_null(strstr(s, "height:     11"));
 	assert_non_null(strstr(s, "(none)"));
+	/* the import wrote sequence 2; opening for signing does not write */
 	assert_non_null(strstr(s, "sequence:   2"));
 	assert_non_null(strstr(s, "(current)"));
 	free(s);
