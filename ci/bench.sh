@@ -20,6 +20,7 @@ WORK=""
 SHM=""
 PIDS=""
 STATE_DIR="state" # relative to the config; the tmpfs runs point it at $SHM
+CHAIN_EXTRA="" # the tmpfs runs: allow_volatile_state = true (start refuses a tmpfs otherwise)
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -80,7 +81,7 @@ write_conf() {
 		echo "chains = ("
 		for ((c = 0; c < m; c++)); do
 			[ $c = 0 ] || echo ","
-			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; }"
+			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; $CHAIN_EXTRA }"
 		done
 		echo ");"
 		echo "keys = ("
@@ -172,9 +173,11 @@ run scale-3x3 softsign tcp 3 3
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	SHM="$(mktemp -d /dev/shm/p11kms-bench.XXXXXX)"
 	STATE_DIR="$SHM"
+	CHAIN_EXTRA="allow_volatile_state = true;"
 	run softsign-tcp-tmpfs softsign tcp 1 1
 	run softsign-unix-tmpfs softsign unix 1 1
 	STATE_DIR="state"
+	CHAIN_EXTRA=""
 fi
 
 python3 - "$WORK/res" "$OUT" "$N" <<'PY'

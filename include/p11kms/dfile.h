@@ -63,6 +63,25 @@ KMS_MUST_CHECK int dfile_write_atomic(const char *path, const void *data, size_t
 /* As dfile_write_atomic but fails with KMS_ERR_EXISTS if path exists. */
 KMS_MUST_CHECK int dfile_create_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/*
+ * The filesystem an open file lives on (fstatfs through the ops table), and
+ * whether it can give the guarantees the double-sign state needs: an
+ * fdatasync that reaches stable storage, a file that outlives a reboot, and a
+ * flock that keeps every other signer out. Refused (durable = 0): tmpfs and
+ * ramfs (memory only), overlayfs and aufs (container layers, often thrown
+ * away with the container), NFS, SMB/CIFS, 9p, Ceph, AFS, Lustre (network:
+ * flock does not exclude other hosts, sync depends on the server), and FUSE
+ * (whatever the implementation does). Other types are accepted; name is then
+ * the known name ("ext4", "xfs", ...) or "0x<magic>". docs/state.md.
+ */
+struct dfile_fs {
+	unsigned long magic;
+	const char *name; /* static */
+	int durable;
+	const char *why; /* static, for a refused type: what it cannot guarantee */
+};
+KMS_MUST_CHECK int dfile_fs_probe(int fd, struct dfile_fs *out);
+
 /* fsync of the directory holding path (after a rename or create). */
 KMS_MUST_CHECK int dfile_fsync_dir(const char *path);
 

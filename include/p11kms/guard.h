@@ -42,6 +42,8 @@ struct guard_opts {
 	/* The chain's allow_volatile_state: a state file on a filesystem that cannot
 	 * make it durable (tmpfs, overlayfs, NFS, ...) is accepted, with a warning. */
 	int allow_volatile_state;
+	/* guard_state_check only: leave the filesystem to guard_check_fs (doctor). */
+	int skip_fs_check;
 };
 
 /*
@@ -49,7 +51,9 @@ struct guard_opts {
  * it (a second opener, in this or another process, gets KMS_ERR_LOCKED and a
  * log line naming the holder's pid, recorded in the sidecar "<path>.pid"),
  * checks its mode on the opened descriptor, removes stale dfile temp files
- * next to it, and loads the newest record (both records must be valid).
+ * next to it, loads the newest record (both records must be valid), and
+ * checks the filesystem under it (dfile_fs_probe: tmpfs, overlayfs, NFS, ...
+ * are refused unless opts->allow_volatile_state, which is logged as a WARN).
  * Nothing is written yet: see guard_make_durable.
  *   KMS_ERR_NOT_FOUND  no state file: the log tells the operator to run
  *                      `p11kms state init -c <conf> --chain <id> --height H`
@@ -61,6 +65,8 @@ struct guard_opts {
  *                      fallen back silently;
  *   KMS_ERR_REFUSED    the chain-id recorded in the file is not chain_id;
  *   KMS_ERR_PERM       the file is group/world accessible;
+ *   KMS_ERR_UNSUPPORTED  its filesystem cannot keep it (logged with the reason
+ *                      and the fix);
  *   KMS_ERR_STATE_IO   read error.
  * *out is owned by the caller (guard_free). Thread-safe after open.
  * guard_open is guard_open_opts with opts NULL.
@@ -84,10 +90,20 @@ KMS_MUST_CHECK int guard_open_opts(const char *state_path, const char *chain_id,
 KMS_MUST_CHECK int guard_make_durable(struct guard *g);
 
 /*
+ * The start-up filesystem check on its own (doctor): the filesystem of the
+ * state file, or of its directory when the file does not exist yet. KMS_OK
+ * if it can keep the state (or allow_volatile_state accepts it), else
+ * KMS_ERR_UNSUPPORTED; KMS_ERR_NOT_FOUND without a directory. msg (cap
+ * bytes): "on ext4", or the filesystem, what it cannot guarantee and the fix.
+ */
+KMS_MUST_CHECK int guard_check_fs(const char *state_path, int allow_volatile_state, char *msg,
+				  size_t cap);
+/*
  * What `doctor` asks: would guard_open_opts accept this state? The same lock
- * and checks, without the re-persist (nothing is written). *last: the newest
- * record's H/R/S. Errors as guard_open_opts (KMS_ERR_LOCKED while a signer
- * runs).
+ * and checks, without the re-persist (nothing is written); the filesystem too
+ * unless opts->skip_fs_check (doctor reports it on its own line). *last: the
+ * newest record's H/R/S. Errors as guard_open_opts (KMS_ERR_LOCKED while a
+ * signer runs).
  */
 KMS_MUST_CHECK int guard_state_check(const char *state_path, const char *chain_id,
 				     const struct guard_opts *opts, struct guard_hrs *last);

@@ -71,6 +71,61 @@ void dfile_set_ops(const struct dfile_ops *ops)
 	cur_ops = ops != NULL ? ops : &default_ops;
 }
 
+/* Filesystem types by statfs f_type (linux/magic.h; zfs, lustre, bcachefs from their sources). */
+static const struct {
+	unsigned long magic;
+	const char *name;
+	const char *why; /* NULL: durable */
+} fs_types[] = {
+	{ 0xEF53, "ext4", NULL },	   { 0x58465342, "xfs", NULL },
+	{ 0x9123683E, "btrfs", NULL },	   { 0x2FC12FC1, "zfs", NULL },
+	{ 0xF2F52010, "f2fs", NULL },	   { 0xCA451A4E, "bcachefs", NULL },
+	{ 0x3153464A, "jfs", NULL },	   { 0x52654973, "reiserfs", NULL },
+	{ 0x01021994, "tmpfs", "it lives in memory: a reboot or power cut erases it" },
+	{ 0x858458F6, "ramfs", "it lives in memory: a reboot or power cut erases it" },
+	{ 0x794C7630, "overlayfs",
+	  "a container layer: it is often thrown away with the container, and its "
+	  "durability is the upper layer's (mount a volume on a disk filesystem)" },
+	{ 0x61756673, "aufs", "a container layer (mount a volume on a disk filesystem)" },
+	{ 0x6969, "nfs",
+	  "a network filesystem: flock does not keep a signer on another host out, and "
+	  "fdatasync is only as durable as the server makes it" },
+	{ 0xFF534D42, "cifs", "a network filesystem: flock does not keep other hosts out" },
+	{ 0xFE534D42, "smb2", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x517B, "smb", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x01021997, "9p", "a host/guest or network share: no durable fdatasync, no flock "
+			    "across hosts" },
+	{ 0x00C36400, "ceph", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x5346414F, "afs", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x6B414653, "afs", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x0BD00BD0, "lustre", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x65735546, "fuse",
+	  "a FUSE filesystem (sshfs, s3fs, ...): whether fdatasync reaches stable storage "
+	  "and flock keeps other hosts out is up to its implementation" },
+};
+
+int dfile_fs_probe(int fd, struct dfile_fs *out)
+{
+	struct statfs st;
+
+	memset(out, 0, sizeof(*out));
+	if (cur_ops->fstatfs(fd, &st) != 0) {
+		kms_log_err("fstatfs failed err=\"%s\"", strerror(errno));
+		return KMS_ERR_SYSTEM;
+	}
+	out->magic = (unsigned long)st.f_type & 0xFFFFFFFFul;
+	out->name = "unknown";
+	out->durable = 1;
+	for (size_t i = 0; i < sizeof(fs_types) / sizeof(fs_types[0]); i++) {
+		if (fs_types[i].magic == out->magic) {
+			out->name = fs_types[i].name;
+			out->durable = fs_types[i].why == NULL;
+			out->why = fs_types[i].why;
+		}
+	}
+	return KMS_OK;
+}
+
 /* Read side errors: map the common errnos callers want to tell apart. */
 static int errno_to_err(int e)
 {

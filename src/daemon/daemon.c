@@ -217,7 +217,8 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 	for (struct d_chain *o = d->chains; o < ch; o++)
 		if (o->ck == ch->ck && o->key != NULL)
 			same = o;
-	int r = guard_open(ch->cc->state_file, ch->cc->id, &ch->guard);
+	struct guard_opts go = { .allow_volatile_state = ch->cc->allow_volatile_state };
+	int r = guard_open_opts(ch->cc->state_file, ch->cc->id, &go, &ch->guard);
 	if (r != KMS_OK) {
 		kms_log_err(
 			"cannot open the double-sign state of chain %s (%s:%d, state_file %s): %s%s",

@@ -2,6 +2,8 @@
 /* The double-sign guard: FilePV rules (spec §5.2) with the p11kms policy (§5.4), durable first. */
 #include "p11kms/guard.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -9,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "guard_int.h"
+#include "p11kms/dfile.h"
 #include "p11kms/kms_log.h"
 #include "p11kms/obs.h"
 
@@ -102,6 +106,69 @@ int guard_make_durable(struct guard *g)
 	return r;
 }
 
+/*
+ * The filesystem under the state file (open at fd) must keep it across a
+ * power cut and keep other hosts out; allow_volatile_state waives that (tests,
+ * benchmarks), loudly. KMS_ERR_UNSUPPORTED when refused.
+ */
+static int check_fs(int fd, const char *path, const char *chain_id, const struct guard_opts *o)
+{
+	struct dfile_fs fs;
+	int r = dfile_fs_probe(fd, &fs);
+	if (r != KMS_OK)
+		return KMS_ERR_STATE_IO;
+	if (fs.durable) {
+		kms_log_debug("double-sign state chain=%s path=%s filesystem=%s (0x%lx)", chain_id,
+			      path, fs.name, fs.magic);
+		return KMS_OK;
+	}
+	if (o != NULL && o->allow_volatile_state) {
+		kms_log_warn("double-sign state chain=%s path=%s is on %s: %s. Accepted because "
+			     "allow_volatile_state = true: for tests and benchmarks only, never for "
+			     "a validator",
+			     chain_id, path, fs.name, fs.why);
+		return KMS_OK;
+	}
+	kms_log_err("double-sign state chain=%s path=%s is on %s, which cannot keep it safe: %s. "
+		    "Refusing to sign: move state_file to a local disk filesystem (ext4, xfs, "
+		    "btrfs, zfs) and restart (allow_volatile_state = true in the chain's config "
+		    "accepts it, for tests and benchmarks only)",
+		    chain_id, path, fs.name, fs.why);
+	return KMS_ERR_UNSUPPORTED;
+}
+
+int guard_check_fs(const char *state_path, int allow_volatile_state, char *msg, size_t cap)
+{
+	struct dfile_fs fs;
+	char *dir = NULL;
+	const char *slash = strrchr(state_path, '/');
+	int fd = open(state_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0 && errno == ENOENT) {
+		dir = slash == NULL	     ? strdup(".") :
+		      slash == state_path ? strdup("/") :
+					    strndup(state_path, (size_t)(slash - state_path));
+		fd = dir != NULL ? open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY) : -1;
+	}
+	int r = fd < 0 ? KMS_ERR_NOT_FOUND : dfile_fs_probe(fd, &fs);
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	if (r != KMS_OK) {
+		snprintf(msg, cap, "cannot tell the filesystem of %s: %s", state_path,
+			 kms_strerror(r));
+		return r;
+	}
+	if (fs.durable)
+		snprintf(msg, cap, "on %s", fs.name);
+	else
+		snprintf(msg, cap, "on %s: %s%s", fs.name, fs.why,
+			 allow_volatile_state ? " (accepted: allow_volatile_state = true; tests "
+						"and benchmarks only)" :
+						". Move it to a local disk filesystem (ext4, xfs, "
+						"btrfs, zfs)");
+	return fs.durable || allow_volatile_state ? KMS_OK : KMS_ERR_UNSUPPORTED;
+}
+
 int guard_open(const char *state_path, const char *chain_id, struct guard **out)
 {
 	return guard_open_opts(state_path, chain_id, NULL, out);
@@ -113,7 +180,6 @@ int guard_open_opts(const char *state_path, const char *chain_id, const struct g
 	struct guard *g = NULL;
 	int r = KMS_ERR_INTERNAL;
 	*out = NULL;
-	(void)opts;
 	if (state_path == NULL || chain_id == NULL || chain_id[0] == '\0' ||
 	    strlen(chain_id) > GUARD_MAX_CHAIN_ID) {
 		kms_log_err("invalid chain-id for the double-sign guard chain=%s",
@@ -129,7 +195,7 @@ int guard_open_opts(const char *state_path, const char *chain_id, const struct g
 	}
 	memcpy(g->chain_id, chain_id, strlen(chain_id) + 1);
 	r = guard_file_open(state_path, chain_id, GUARD_LOAD_STRICT, &g->gf);
-	if (r != KMS_OK)
+	if (r != KMS_OK || (r = check_fs(g->gf->fd, state_path, chain_id, opts)) != KMS_OK)
 		goto out;
 	kms_log_info("double-sign state loaded chain=%s path=%s h=%lld r=%d s=%d seq=%llu",
 		     chain_id, state_path, (long long)g->gf->rec.hrs.height, g->gf->rec.hrs.round,
@@ -147,8 +213,9 @@ int guard_state_check(const char *state_path, const char *chain_id, const struct
 {
 	struct guard_file *gf = NULL;
 	memset(last, 0, sizeof(*last));
-	(void)opts;
 	int r = guard_file_open(state_path, chain_id, GUARD_LOAD_STRICT, &gf);
+	if (r == KMS_OK && (opts == NULL || !opts->skip_fs_check))
+		r = check_fs(gf->fd, state_path, chain_id, opts);
 	if (r == KMS_OK)
 		*last = gf->rec.hrs;
 	guard_file_close(gf);

@@ -8,6 +8,7 @@
 CHAIN=haqq_53211-1
 run 0 init kms --chain $CHAIN
 CONF=kms/p11kms.conf
+on_any_fs $CONF
 STATE=kms/state/$CHAIN.state
 
 # --- import: the tmkms file, step 2 = tmkms precommit ---------------------------
@@ -89,3 +90,21 @@ has "height:     3399911"
 hasnt "INVALID"
 run 5 state repair -c $CONF --chain $CHAIN --set-height 5000000
 has "nothing to repair"
+
+# --- the filesystem under the state: doctor says which, as start checks it ------------
+run 0 doctor -c $CONF
+has "✔ state for $CHAIN: $PWD/$STATE on "
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ]; then
+	# where this machine has a tmpfs: refused without allow_volatile_state, named
+	shm=$(mktemp -d /dev/shm/p11kms-cli-state.XXXXXX)
+	sed -e '/allow_volatile_state = true;/d' -e "s|state_file = \".*\";|state_file = \"$shm/s.state\";|" \
+		$CONF >kms/shm.conf
+	chmod 600 kms/shm.conf
+	run 0 state init -c kms/shm.conf --chain $CHAIN --height 10
+	run 5 doctor -c kms/shm.conf
+	has "✘ state for $CHAIN: $shm/s.state on tmpfs: it lives in memory"
+	run 5 start -c kms/shm.conf
+	has "is on tmpfs, which cannot keep it safe"
+	has "allow_volatile_state = true"
+	rm -rf "$shm"
+fi

@@ -119,7 +119,7 @@ static void child(int wfd, uint64_t rng)
 	}
 	if (kcrypto_ed25519_pub_from_seed(seed, pub) != KMS_OK)
 		_exit(10);
-	int r = guard_open(getenv("P11KMS_CRASH_STATE"), CHAIN, &g);
+	int r = tg_open(getenv("P11KMS_CRASH_STATE"), CHAIN, &g);
 	if (r != KMS_OK || guard_make_durable(g) != KMS_OK)
 		_exit(11);
 	for (;;) {
@@ -304,9 +304,9 @@ int main(void)
 		}
 		/* the state must open, and never be behind what was released */
 		struct guard *g = NULL;
-		int r = guard_open(path, CHAIN, &g);
+		int r = tg_open(path, CHAIN, &g);
 		if (r == KMS_ERR_FORMAT && repair_after_kill(path) == 0)
-			r = guard_open(path, CHAIN, &g);
+			r = tg_open(path, CHAIN, &g);
 		if (r != KMS_OK) {
 			fprintf(stderr, "iteration %ld: state does not open after kill: %s\n", i,
 				kms_strerror(r));

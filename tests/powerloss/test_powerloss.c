@@ -97,7 +97,7 @@ static struct guard *start_after_cut(struct fx *f, const struct guard_hrs *relea
 {
 	struct guard *g = NULL;
 	tu_log_capture_start();
-	int r = guard_open(f->path, CHAIN, &g);
+	int r = tg_open(f->path, CHAIN, &g);
 	int names_repair = tu_log_contains("state repair");
 	tu_log_capture_stop();
 	if (r != KMS_OK) {
@@ -126,7 +126,7 @@ static void test_issue_double_sign(void **state)
 	struct tg_msg mx = prevote(10, 1), my = prevote(10, 2);
 
 	/* A: killed after the pwrite of X's record, before its fdatasync */
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	assert_int_equal(guard_make_durable(g), KMS_OK); /* as `p11kms start` does */
 	pl_shim_arm(PL_EV_SYNC, 1, PL_FAULT_CRASH_BEFORE);
 	assert_int_not_equal(sign(g, &mx, &res), KMS_OK); /* never released */
@@ -134,7 +134,7 @@ static void test_issue_double_sign(void **state)
 	end_process(g);
 
 	/* B: the node asks again for X: the stored signature goes out */
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	assert_int_equal(sign(g, &mx, &x), KMS_OK);
 	assert_int_equal(x.reused, 1);
 	struct guard_hrs released = { 10, 0, GUARD_STEP_PREVOTE };
@@ -170,7 +170,7 @@ static void test_fdatasync_eio(void **state)
 	struct guard_result res, y;
 	struct tg_msg mx = prevote(5, 1), my = prevote(6, 1), mz = prevote(7, 1);
 
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	assert_int_equal(sign(g, &mx, &res), KMS_OK);
 	pl_shim_arm(PL_EV_SYNC, 1, PL_FAULT_EIO);
 	assert_int_equal(sign(g, &my, &res), KMS_ERR_STATE_IO);
@@ -182,7 +182,7 @@ static void test_fdatasync_eio(void **state)
 	end_process(g);
 
 	/* the restart sees Y in the page cache, and must write it out before serving it */
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	assert_int_equal(sign(g, &my, &y), KMS_OK);
 	assert_int_equal(y.reused, 1);
 	if (pl_shim_count(PL_EV_WRITE) == 0 || pl_shim_count(PL_EV_SYNC) == 0)

@@ -36,7 +36,7 @@ static int setup(void **state)
 	f->dir = tu_mkdtemp();
 	f->path = tu_path(f->dir, "state.bin");
 	assert_int_equal(guard_state_init(f->path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_OK);
 	*state = f;
 	return 0;
 }
@@ -57,7 +57,7 @@ static void reopen(struct fx *f)
 {
 	guard_free(f->g);
 	f->g = NULL;
-	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_OK);
 }
 
 static struct tg_msg msg(enum guard_step s, int64_t h, int64_t r, int block, int64_t ts)
@@ -204,7 +204,7 @@ static void test_scenarios(void **state)
 		const char *want = tu_json_str(e, "expect_cometbft_filepv");
 		const char *sname = tu_json_str(e, "name");
 		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+		assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 		if (last.step != GUARD_STEP_NONE)
 			assert_int_equal(sign_msg(g, &last, &res), KMS_OK);
 		int r = sign_msg(g, &req, &res);
@@ -272,7 +272,7 @@ static void test_tmkms_cases(void **state)
 		struct guard *g;
 		struct guard_result res;
 		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+		assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 		assert_int_equal(sign_msg(g, &m[0], &res), KMS_OK);
 		int same = m[0].h == m[1].h && m[0].r == m[1].r && m[0].step == m[1].step;
 		assert_int_equal(sign_msg(g, &m[1], &res), same ? KMS_ERR_DOUBLE_SIGN : KMS_OK);
@@ -380,7 +380,7 @@ static void test_missing(void **state)
 	struct guard *g = NULL;
 	char *p = tu_path(f->dir, "nope.bin");
 	tu_log_capture_start();
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_NOT_FOUND);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_NOT_FOUND);
 	assert_true(tu_log_contains("state init"));
 	assert_true(tu_log_contains("state import"));
 	tu_log_capture_stop();
@@ -410,7 +410,7 @@ static void test_bad_files(void **state)
 	f->g = NULL;
 
 	/* wrong chain-id */
-	assert_int_equal(guard_open(f->path, "cosmoshub-4", &g), KMS_ERR_REFUSED);
+	assert_int_equal(tg_open(f->path, "cosmoshub-4", &g), KMS_ERR_REFUSED);
 	/*
 	 * One slot corrupt: refused. It holds the newest record here (the re-persist
 	 * wrote sequences 2 and 3, the precommit 4 went to slot 1), and a torn write
@@ -419,7 +419,7 @@ static void test_bad_files(void **state)
 	 */
 	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
 	tu_log_capture_start();
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
 	assert_true(tu_log_contains("slot 0 holds sequence 3, h/r/s 0/0/0"));
 	assert_true(tu_log_contains("slot 1 is INVALID (checksum mismatch"));
 	assert_true(tu_log_contains("claims sequence 4, h/r/s 4/0/3 (unverified)"));
@@ -428,9 +428,9 @@ static void test_bad_files(void **state)
 	/* the older one corrupt instead: refused the same way (which is newer is a guess) */
 	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
 	corrupt_byte(f->path, 100);
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
 	corrupt_byte(f->path, 100);
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	struct guard_hrs last;
 	guard_last(g, &last);
 	assert_int_equal(last.height, 4);
@@ -439,7 +439,7 @@ static void test_bad_files(void **state)
 	corrupt_byte(f->path, 40);
 	corrupt_byte(f->path, 40 + GUARD_SLOT_SIZE);
 	tu_log_capture_start();
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
 	assert_true(tu_log_contains("slot 0 is INVALID"));
 	assert_true(tu_log_contains("slot 1 is INVALID"));
 	tu_log_capture_stop();
@@ -447,26 +447,26 @@ static void test_bad_files(void **state)
 	char *p = tu_path(f->dir, "t.bin");
 	uint8_t junk[100] = { 0 };
 	tu_write_file(p, junk, 100, 0600);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	tu_write_file(p, junk, 0, 0600);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	tu_log_capture_start();
 	tu_write_file(p, "{\"height\":\"1\"}", 14, 0600);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	assert_true(tu_log_contains("JSON"));
 	tu_log_capture_stop();
 	uint8_t *big = calloc(1, GUARD_FILE_SIZE);
 	tu_write_file(p, big, GUARD_FILE_SIZE, 0600); /* right size, all zeros */
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	free(big);
 	unlink(p);
 	assert_int_equal(guard_state_init(p, CHAIN, 1, 0, GUARD_STEP_NONE), KMS_OK);
 	chmod(p, 0644);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_PERM);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_PERM);
 	chmod(p, 0600);
 	char *link = tu_path(f->dir, "link.bin");
 	assert_int_equal(symlink(p, link), 0);
-	assert_int_equal(guard_open(link, CHAIN, &g), KMS_ERR_PERM); /* O_NOFOLLOW */
+	assert_int_equal(tg_open(link, CHAIN, &g), KMS_ERR_PERM); /* O_NOFOLLOW */
 	free(link);
 	assert_null(g);
 	free(p);
@@ -516,12 +516,12 @@ static void test_repair(void **state)
 	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 4), KMS_ERR_REFUSED);
 	assert_int_equal(guard_state_repair_accept(f->path, "cosmoshub-4", 3), KMS_ERR_REFUSED);
 	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 7), KMS_ERR_REFUSED);
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
 	/* accepting the valid record: both slots hold it, start accepts it */
 	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_OK);
 	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
 	assert_true(v.healthy);
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	guard_last(g, &last);
 	assert_int_equal(last.height, 0);
 	guard_free(g);
@@ -534,7 +534,7 @@ static void test_repair(void **state)
 	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 5), KMS_ERR_REFUSED);
 	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 0), KMS_ERR_REFUSED);
 	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 50), KMS_OK);
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	guard_last(g, &last);
 	assert_int_equal(last.height, 50);
 	assert_int_equal(last.round, 0);
@@ -638,14 +638,14 @@ static void test_flock(void **state)
 	struct fx *f = *state;
 	struct guard *g2 = NULL;
 	/* same process, second open file description: refused too */
-	assert_int_equal(guard_open(f->path, CHAIN, &g2), KMS_ERR_LOCKED);
+	assert_int_equal(tg_open(f->path, CHAIN, &g2), KMS_ERR_LOCKED);
 	fflush(NULL);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct guard *g = NULL;
 		tu_log_capture_start();
-		int r = guard_open(f->path, CHAIN, &g);
+		int r = tg_open(f->path, CHAIN, &g);
 		char want[64];
 		snprintf(want, sizeof(want), "holder_pid=%ld", (long)getppid());
 		int named = tu_log_contains(want);
@@ -667,7 +667,7 @@ static void test_flock(void **state)
 	/* released on free: another open succeeds */
 	guard_free(f->g);
 	f->g = NULL;
-	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_OK);
 }
 
 int main(void)

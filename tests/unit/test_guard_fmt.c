@@ -131,7 +131,7 @@ static void test_imported_signbytes_reused(void **state)
 	size_t n;
 	uint8_t *sb = tu_hex_alloc(tu_json_str(j, "signbytes"), &n);
 	import_json(path, "test_chain_id", j, GUARD_FMT_COMETBFT, KMS_OK);
-	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "test_chain_id", &g), KMS_OK);
 	struct guard_request req = { { 12345, 2, GUARD_STEP_PRECOMMIT }, sb, n };
 	assert_int_equal(guard_sign(g, &req, tg_fake_sign, NULL, &res), KMS_OK);
 	assert_int_equal(res.reused, 1);
@@ -202,7 +202,7 @@ static void test_tmkms(void **state)
 	import_json(path, "test_chain_id", pc, GUARD_FMT_AUTO, KMS_OK);
 	struct guard *g;
 	struct guard_result res;
-	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "test_chain_id", &g), KMS_OK);
 	struct tg_msg m = { GUARD_STEP_PRECOMMIT, 12345, 2, 0, 1, 5, 0, "test_chain_id" };
 	uint8_t sb[512];
 	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
@@ -222,7 +222,7 @@ static void test_tmkms(void **state)
 	assert_int_equal(guard_state_import(path, "test_chain_id", (const uint8_t *)hook,
 					    strlen(hook), GUARD_FMT_AUTO, 0),
 			 KMS_OK);
-	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "test_chain_id", &g), KMS_OK);
 	struct tg_msg p = { GUARD_STEP_PROPOSE, 500, 0, -1, 1, 5, 0, "test_chain_id" };
 	struct guard_request preq = { { 500, 0, GUARD_STEP_PROPOSE },
 				      sb,
@@ -316,7 +316,7 @@ static void test_import_overwrite_rules(void **state)
 			 KMS_OK);
 	struct guard *g;
 	struct guard_hrs last;
-	assert_int_equal(guard_open(path, "c1", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "c1", &g), KMS_OK);
 	guard_last(g, &last);
 	assert_int_equal(last.height, 11);
 	assert_int_equal(last.step, GUARD_STEP_NONE);
@@ -334,7 +334,7 @@ static void test_import_overwrite_rules(void **state)
 	free(s);
 	/* show is a read-only snapshot: it works while a signer holds the lock,
 	 * while export (which could hand out stale state) is refused */
-	assert_int_equal(guard_open(path, "c1", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "c1", &g), KMS_OK);
 	kbuf_reset(b);
 	assert_int_equal(guard_state_show(path, b), KMS_OK);
 	s = strndup((const char *)kbuf_ptr(b), kbuf_len(b));

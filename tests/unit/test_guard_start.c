@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,7 +165,7 @@ static void test_failed_readable_while_signing(void **state)
 	pthread_t ts, tp;
 	pthread_mutex_init(&gt.mu, NULL);
 	pthread_cond_init(&gt.cv, NULL);
-	assert_int_equal(guard_open(f->path, CHAIN, &gt.g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &gt.g), KMS_OK);
 	assert_int_equal(pthread_create(&ts, NULL, sign_thread, &gt), 0);
 	pthread_mutex_lock(&gt.mu);
 	while (!gt.signing)
@@ -230,7 +231,7 @@ static void test_failed_status_emitted(void **state)
 	struct dfile_ops ops = *dfile_ops();
 	ops.fdatasync = eio_fdatasync;
 	assert_int_equal(obs_status_sink_add(status_sink, &seen), KMS_OK);
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	struct tg_msg m = vote(1, 1);
 	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_OK);
 	assert_int_equal(seen.n_failed, 0);
@@ -253,12 +254,111 @@ static void test_failed_status_emitted(void **state)
 	obs_sink_clear();
 }
 
+/* ---- the filesystem under the state file ---- */
+
+static long fake_fs_type;
+static int fake_fstatfs(int fd, struct statfs *st)
+{
+	int r = fstatfs(fd, st);
+	if (r == 0)
+		st->f_type = fake_fs_type;
+	return r;
+}
+
+/*
+ * A filesystem that cannot keep the state across a power cut (tmpfs), or keep
+ * a second host out (NFS), or outlive its container (overlayfs): start
+ * refuses, explaining; allow_volatile_state lets tests and benchmarks use it,
+ * with a warning. Injected through the ops table: the test does not depend on
+ * what /tmp is on this machine.
+ */
+static void test_volatile_fs_refused(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		long type;
+		const char *name;
+	} bad[] = {
+		{ 0x01021994, "tmpfs" }, { 0x858458f6, "ramfs" }, { 0x794c7630, "overlayfs" },
+		{ 0x6969, "nfs" },	 { 0xFF534D42, "cifs" },  { 0x65735546, "fuse" },
+		{ 0x01021997, "9p" },
+	};
+	struct dfile_ops ops = *dfile_ops();
+	ops.fstatfs = fake_fstatfs;
+	dfile_set_ops(&ops);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct guard *g = NULL;
+		fake_fs_type = bad[i].type;
+		tu_log_capture_start();
+		assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_UNSUPPORTED);
+		assert_null(g);
+		assert_true(tu_log_contains(bad[i].name));
+		assert_true(tu_log_contains("allow_volatile_state"));
+		tu_log_capture_stop();
+		/* allowed: opens, says so */
+		struct guard_opts o = { .allow_volatile_state = 1 };
+		tu_log_capture_start();
+		assert_int_equal(guard_open_opts(f->path, CHAIN, &o, &g), KMS_OK);
+		assert_true(tu_log_contains("allow_volatile_state = true"));
+		tu_log_capture_stop();
+		guard_free(g);
+	}
+	/* doctor's check: the same verdict, for a file or (not there yet) its directory */
+	char msg[512], *missing = tu_path(f->dir, "none.state");
+	fake_fs_type = 0x01021994;
+	assert_int_equal(guard_check_fs(f->path, 0, msg, sizeof(msg)), KMS_ERR_UNSUPPORTED);
+	assert_non_null(strstr(msg, "on tmpfs: it lives in memory"));
+	assert_int_equal(guard_check_fs(missing, 0, msg, sizeof(msg)), KMS_ERR_UNSUPPORTED);
+	assert_int_equal(guard_check_fs(missing, 1, msg, sizeof(msg)), KMS_OK);
+	assert_non_null(strstr(msg, "accepted: allow_volatile_state = true"));
+	fake_fs_type = 0xEF53;
+	assert_int_equal(guard_check_fs(missing, 0, msg, sizeof(msg)), KMS_OK);
+	assert_string_equal(msg, "on ext4");
+	free(missing);
+	assert_int_equal(guard_check_fs("/nonexistent-dir/x.state", 0, msg, sizeof(msg)),
+			 KMS_ERR_NOT_FOUND);
+	/* ext4, xfs, btrfs: accepted */
+	static const long good[] = { 0xEF53, 0x58465342, 0x9123683E };
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct guard *g = NULL;
+		fake_fs_type = good[i];
+		assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+		guard_free(g);
+	}
+	dfile_set_ops(NULL);
+}
+
+/* The real thing, where this machine has it: a state file on /dev/shm when that is a tmpfs. */
+static void test_real_tmpfs(void **state)
+{
+	(void)state;
+	struct statfs sf;
+	if (statfs("/dev/shm", &sf) != 0 || (unsigned long)sf.f_type != 0x01021994ul ||
+	    access("/dev/shm", W_OK) != 0) {
+		print_message("no writable tmpfs at /dev/shm here: covered by the injected cases\n");
+		return;
+	}
+	char dir[] = "/dev/shm/p11kms-fs-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *p = tu_path(dir, "s.state");
+	struct guard *g = NULL;
+	struct guard_opts allow = { .allow_volatile_state = 1 };
+	assert_int_equal(guard_state_init(p, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
+	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_UNSUPPORTED);
+	assert_int_equal(guard_open_opts(p, CHAIN, &allow, &g), KMS_OK);
+	guard_free(g);
+	tu_rmrf(dir);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_perm_checked_on_descriptor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_readable_while_signing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_status_emitted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_volatile_fs_refused, setup, teardown),
+		cmocka_unit_test(test_real_tmpfs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
