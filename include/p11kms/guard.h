@@ -76,16 +76,19 @@ KMS_MUST_CHECK int guard_open_opts(const char *state_path, const char *chain_id,
 				   const struct guard_opts *opts, struct guard **out);
 
 /*
- * Writes the loaded record durably into both slots (sequence + 1 into the
- * other slot, then + 2 back; one fdatasync each), sign bytes and signature
- * included, so that a repeated request still gets the stored signature. The
- * record may only have been in the page cache: the previous process was
- * killed between its pwrite and its fdatasync, or its fdatasync failed and
- * the kernel marked the pages clean. `p11kms start` calls it once every
- * state, key and identity has opened, before serving, and refuses to start
- * on failure (so a start that fails earlier writes nothing). guard_sign does
- * it first if it was not done. Idempotent. KMS_ERR_STATE_IO: the guard is
- * fail-closed (OBS_ST_GUARD_FAILED emitted).
+ * Makes the loaded record durable before anything is served: the directory
+ * is synced, the record's own bytes are written back into its own slot and
+ * synced, then the record goes into the other slot as sequence + 1 (sign
+ * bytes and signature included, so that a repeated request still gets the
+ * stored signature) and is synced. The record may only have been in the page
+ * cache: the previous process was killed between its pwrite and its
+ * fdatasync, or its fdatasync failed and the kernel marked the pages clean.
+ * The order keeps the other slot's record (the last one durable before)
+ * untouched until the loaded one is on disk (docs/state.md). `p11kms start`
+ * calls it once every state, key and identity has opened, before serving,
+ * and refuses to start on failure (so a start that fails earlier writes
+ * nothing). guard_sign does it first if it was not done. Idempotent.
+ * KMS_ERR_STATE_IO: the guard is fail-closed (OBS_ST_GUARD_FAILED emitted).
  */
 KMS_MUST_CHECK int guard_make_durable(struct guard *g);
 

@@ -58,15 +58,14 @@ static void emit_failed(struct guard *g)
 }
 
 /*
- * Writes the loaded record into both slots (seq+1 into the other slot, then
- * seq+2 back), one fdatasync each, before anything is served. The record may
- * only be in the page cache: the previous process was killed between its
- * pwrite and its fdatasync, or its fdatasync failed (the kernel then marks
- * the pages clean, and no later sync writes them). Served from there, a
- * stored signature could leave and then be lost with the record in a power
- * cut. The whole record is copied, sign bytes and signature included, so a
- * repeated request still gets the stored signature; the second write leaves
- * no slot holding data that only the cache has.
+ * Makes the loaded record durable before anything is served. It may only be
+ * in the page cache (killed between pwrite and fdatasync, or an fdatasync
+ * that failed): served from there, a stored signature could leave and then be
+ * lost with the record in a power cut. guard_file_write first writes the
+ * record's own bytes back into its own slot and syncs (and the directory);
+ * then the record goes into the other slot as seq+1, whole (sign bytes and
+ * signature too, so a repeated request still gets the stored signature), so
+ * no slot is left holding data only the cache has.
  */
 static int repersist(struct guard *g)
 {
@@ -75,18 +74,15 @@ static int repersist(struct guard *g)
 		return KMS_OK;
 	if (atomic_load(&g->failed))
 		return KMS_ERR_STATE_IO;
-	for (int i = 0; i < 2; i++) {
-		*n = g->gf->rec;
-		n->seq = g->gf->rec.seq + 1;
-		int r = guard_file_write(g->gf, n);
-		if (r != KMS_OK) {
-			atomic_store(&g->failed, 1);
-			kms_log_err("double-sign state could not be made durable before serving "
-				    "chain=%s path=%s: refusing to sign (fix the disk, then restart; "
-				    "the state on it is unchanged or one record further)",
-				    g->chain_id, g->gf->path);
-			return KMS_ERR_STATE_IO;
-		}
+	*n = g->gf->rec;
+	n->seq = g->gf->rec.seq + 1;
+	if (guard_file_write(g->gf, n) != KMS_OK) {
+		atomic_store(&g->failed, 1);
+		kms_log_err("double-sign state could not be made durable before serving chain=%s "
+			    "path=%s: refusing to sign (fix the disk, then restart; the state on it "
+			    "is unchanged or one record further)",
+			    g->chain_id, g->gf->path);
+		return KMS_ERR_STATE_IO;
 	}
 	g->durable = 1;
 	kms_log_info("double-sign state re-persisted chain=%s h=%lld r=%d s=%d seq=%llu",

@@ -428,6 +428,9 @@ static int load_slots(struct guard_file *gf, const char *chain_id, enum guard_lo
 	} else if (r != KMS_OK && r != KMS_ERR_ALLOC) {
 		report_doubt(gf, chain_id);
 	}
+	/* the current record's bytes as they are, for the write-back before the first write */
+	if (r == KMS_OK && gf->slot[gf->cur_slot].ok)
+		memcpy(gf->cur_img, buf + (size_t)gf->cur_slot * GUARD_SLOT_SIZE, GUARD_REC_LEN);
 out:
 	free(buf);
 	return r;
@@ -558,15 +561,12 @@ out:
 	return r;
 }
 
-int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
+/* pwrite of one record image into slot + one fdatasync (the file is preallocated: data is enough). */
+static int put_image(struct guard_file *gf, int slot, const uint8_t img[static GUARD_REC_LEN])
 {
-	uint8_t img[GUARD_REC_LEN];
 	const struct dfile_ops *ops = dfile_ops();
-	int slot = 1 - gf->cur_slot;
 	off_t off = (off_t)slot * GUARD_SLOT_SIZE;
 	size_t done = 0;
-	int r = KMS_ERR_STATE_IO;
-	guard_rec_encode(rec, img);
 	while (done < GUARD_REC_LEN) {
 		ssize_t n =
 			ops->pwrite(gf->fd, img + done, GUARD_REC_LEN - done, off + (off_t)done);
@@ -575,22 +575,59 @@ int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
 		if (n <= 0) {
 			kms_log_err("pwrite of double-sign state failed path=%s slot=%d: %s",
 				    gf->path, slot, n < 0 ? strerror(errno) : "wrote nothing");
-			goto out;
+			return KMS_ERR_STATE_IO;
 		}
 		done += (size_t)n;
 	}
-	/* the one sync per state advance: the file is preallocated, so data is enough */
 	if (ops->fdatasync(gf->fd) != 0) {
 		kms_log_err("fdatasync of double-sign state failed path=%s slot=%d: %s", gf->path,
 			    slot, strerror(errno));
-		goto out;
+		return KMS_ERR_STATE_IO;
 	}
-	gf->cur_slot = slot;
-	gf->slot[slot] = (struct guard_slot_info){ .ok = 1, .readable = 1, .seq = rec->seq,
-						   .hrs = rec->hrs };
-	gf->rec = *rec;
-	r = KMS_OK;
-out:
+	return KMS_OK;
+}
+
+/*
+ * Before the first write of an open, whoever writes (start's re-persist, a
+ * signature, import, repair): the name and the current record made durable.
+ * The current record may only be in the page cache (its writer was killed
+ * before its fdatasync, or that fdatasync failed and the kernel marked the
+ * pages clean, so no later sync writes them). Its own bytes are written back
+ * into its own slot and synced: that cannot change a record already on disk
+ * (same bytes), and the other slot, which holds the last record that was
+ * durable before it, is not touched until this is done. Writing the other
+ * slot first would overwrite that record while the current one may not be on
+ * disk: the power-loss run found states behind a released signature that way.
+ */
+static int settle_current(struct guard_file *gf)
+{
+	if (gf->settled)
+		return KMS_OK;
+	int r = dfile_fsync_dir(gf->path);
+	if (r != KMS_OK)
+		return KMS_ERR_STATE_IO;
+	if (gf->slot[gf->cur_slot].ok && (r = put_image(gf, gf->cur_slot, gf->cur_img)) != KMS_OK)
+		return r;
+	gf->settled = 1;
+	return KMS_OK;
+}
+
+int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
+{
+	uint8_t img[GUARD_REC_LEN];
+	int slot = 1 - gf->cur_slot;
+	int r = settle_current(gf);
+	if (r != KMS_OK)
+		return r;
+	guard_rec_encode(rec, img);
+	r = put_image(gf, slot, img);
+	if (r == KMS_OK) {
+		gf->cur_slot = slot;
+		gf->slot[slot] = (struct guard_slot_info){ .ok = 1, .readable = 1,
+							   .seq = rec->seq, .hrs = rec->hrs };
+		gf->rec = *rec;
+		memcpy(gf->cur_img, img, GUARD_REC_LEN);
+	}
 	kms_wipe(img, sizeof(img));
 	return r;
 }

@@ -49,6 +49,8 @@ KMS_MUST_CHECK int guard_pb_block_id(const uint8_t *p, size_t n, const uint8_t *
 #define GUARD_FILE_VERSION 1u
 #define GUARD_SLOT_SIZE 8192u
 #define GUARD_FILE_SIZE (2u * GUARD_SLOT_SIZE)
+/* One record's image, at the start of its slot (layout: guard_file.c, docs/state.md). */
+#define GUARD_REC_LEN 4308u
 
 /* One record, in memory. */
 struct guard_rec {
@@ -87,10 +89,11 @@ struct guard_file {
 	int cur_slot; /* the slot holding rec; the next write goes to 1 - cur_slot */
 	struct guard_slot_info slot[2];
 	struct guard_rec rec;
+	uint8_t cur_img[GUARD_REC_LEN]; /* the current slot's record as it is in the file */
+	int settled; /* the name and the current record were made durable by this open */
 };
 
 /* Serialises rec into a record image of GUARD_REC_LEN bytes (checksummed). */
-#define GUARD_REC_LEN 4308u
 void guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN]);
 /* Checks and decodes one slot image: KMS_ERR_FORMAT with *why set if invalid. */
 KMS_MUST_CHECK int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec,
@@ -113,8 +116,14 @@ KMS_MUST_CHECK int guard_file_open(const char *path, const char *chain_id, enum 
 				   struct guard_file **gf);
 /* Read-only, unlocked snapshot (state show while the daemon runs): GUARD_LOAD_ANY. */
 KMS_MUST_CHECK int guard_file_open_ro(const char *path, struct guard_file **gf);
-/* Writes rec into the slot not holding the current record (the older one, or an
- * invalid one during repair): pwrite + one fdatasync; rec becomes the current one. */
+/*
+ * Writes rec into the slot not holding the current record (the older one, or
+ * an invalid one during repair): pwrite + one fdatasync; rec becomes the
+ * current one. The first write of an open first syncs the directory and
+ * writes the current record's own bytes back into its own slot (+ fdatasync),
+ * so that the record the other slot is about to lose is never the only one
+ * on disk (guard_file.c, settle_current).
+ */
 KMS_MUST_CHECK int guard_file_write(struct guard_file *gf, const struct guard_rec *rec);
 void guard_file_close(struct guard_file *gf);
 /* Creates a new file holding rec in both slots (sequences 1 and 0). KMS_ERR_EXISTS if present. */

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,9 @@ struct report {
 	int32_t s;
 	uint8_t hash[32];
 };
+
+/* A report with this step: the child has started (state durable) and serves. */
+#define READY (-1)
 
 static const uint8_t seed[32] = { 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,	 7,  7,	 7,  7,	 7,  7,
 				  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
@@ -122,6 +126,10 @@ static void child(int wfd, uint64_t rng)
 	int r = tg_open(getenv("P11KMS_CRASH_STATE"), CHAIN, &g);
 	if (r != KMS_OK || guard_make_durable(g) != KMS_OK)
 		_exit(11);
+	/* serving from now on: the parent may time its kill from here */
+	struct report ready = { 0, 0, READY, { 0 } };
+	if (write(wfd, &ready, sizeof(ready)) != (ssize_t)sizeof(ready))
+		_exit(16);
 	for (;;) {
 		struct guard_hrs last;
 		struct tg_msg q;
@@ -267,6 +275,20 @@ int main(void)
 			child(pfd[1], cseed);
 		}
 		close(pfd[1]);
+		/*
+		 * Half of the kills are timed from the fork, so that some land in the
+		 * start-up re-persist; the other half from the child's READY, so that
+		 * on a slow disk most children still sign before they die.
+		 */
+		struct report first;
+		struct pollfd pf = { pfd[0], POLLIN, 0 };
+		int from_ready = (int)(tg_rand(&rng) & 1);
+		if (from_ready && poll(&pf, 1, 20000) == 1 &&
+		    read(pfd[0], &first, sizeof(first)) == (ssize_t)sizeof(first) &&
+		    first.s != READY) {
+			fprintf(stderr, "iteration %ld: the child's first report is not READY\n", i);
+			failed = 1;
+		}
 		struct timespec ts = { 0, (long)(tg_rand(&rng) % 30000) * 1000 }; /* 0..30 ms */
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
@@ -284,6 +306,8 @@ int main(void)
 		struct report rep, maxrep = { -1, 0, 0, { 0 } };
 		ssize_t n;
 		while ((n = read(pfd[0], &rep, sizeof(rep))) == (ssize_t)sizeof(rep)) {
+			if (rep.s == READY)
+				continue;
 			releases++;
 			if (record(&t, &rep, &dups) != 0) {
 				fprintf(stderr,

@@ -4,9 +4,22 @@
 # through the dfile ops table (pl_shim.c).
 set(_pl ${CMAKE_CURRENT_LIST_DIR})
 
-add_library(p11kms_plmodel STATIC ${_pl}/pl_model.c ${_pl}/pl_shim.c)
-target_include_directories(p11kms_plmodel PUBLIC ${CMAKE_SOURCE_DIR}/include ${_pl})
-target_link_libraries(p11kms_plmodel PRIVATE p11kms_test_warnings PUBLIC p11kms_core)
+add_library(p11kms_plmodel STATIC ${_pl}/pl_model.c ${_pl}/pl_shim.c ${_pl}/pl_check.c)
+target_include_directories(p11kms_plmodel PUBLIC ${CMAKE_SOURCE_DIR}/include ${_pl}
+	${CMAKE_SOURCE_DIR}/tests/unit)
+target_link_libraries(p11kms_plmodel PRIVATE p11kms_test_warnings
+	PUBLIC p11kms_guard p11kms_core OpenSSL::Crypto)
 
 p11kms_test(test_powerloss SOURCES ${_pl}/test_powerloss.c
 	DEPS p11kms_plmodel p11kms_guard p11kms_testutil p11kms_core LABELS unit)
+
+# The in-process cycles: a short run in CI (label integration: not under valgrind),
+# >= 1000 cycles under the slow label. PL_SEED=<n> reproduces a run.
+add_executable(powerloss_inproc ${_pl}/powerloss_inproc.c)
+target_link_libraries(powerloss_inproc PRIVATE p11kms_test_warnings p11kms_plmodel)
+add_test(NAME powerloss_inproc_short COMMAND powerloss_inproc)
+set_tests_properties(powerloss_inproc_short PROPERTIES LABELS "integration" TIMEOUT 120
+	ENVIRONMENT "PL_CYCLES=5000;PL_BUDGET_S=6")
+add_test(NAME powerloss_inproc_long COMMAND powerloss_inproc)
+set_tests_properties(powerloss_inproc_long PROPERTIES LABELS "slow" TIMEOUT 3600
+	ENVIRONMENT "PL_CYCLES=100000")

@@ -279,27 +279,43 @@ struct tally {
 	unsigned kept, lost, other;
 };
 
-/* 1 if the newest version of sector s changed it (against the version before). */
-static int changed_last(const struct pl_ino *f, size_t s)
+/* Version i of sector s as written (0: the durable content). */
+static const uint8_t *want_at(const struct pl_ino *f, size_t s, size_t i, uint8_t durs[PL_SECTOR])
 {
-	uint8_t durs[PL_SECTOR];
-	const struct pl_sec *sc = &f->sec[s];
-	if (sc->n == 0)
-		return 0;
-	dur_sector(f, s, durs);
-	return memcmp(sc->v[sc->n - 1].want, sc->n > 1 ? sc->v[sc->n - 2].want : durs,
-		      PL_SECTOR) != 0;
+	if (i == 0) {
+		dur_sector(f, s, durs);
+		return durs;
+	}
+	return f->sec[s].v[i - 1].want;
 }
 
-/* PL_KEEP_TEAR: keep sector s only if it is the first one its newest writer changed. */
+/*
+ * The write that last changed sector s (a later write of the same bytes, such
+ * as a record written back over itself, changes nothing): its version index
+ * (1-based), or 0 if no pending version differs from the one before it.
+ */
+static size_t last_change(const struct pl_ino *f, size_t s)
+{
+	uint8_t d[PL_SECTOR];
+	for (size_t i = f->sec[s].n; i > 0; i--)
+		if (memcmp(want_at(f, s, i, d), want_at(f, s, i - 1, d), PL_SECTOR) != 0)
+			return i;
+	return 0;
+}
+
+/* PL_KEEP_TEAR: keep sector s only if it is the first one its last changer changed. */
 static int tear_keeps(const struct pl_ino *f, size_t s)
 {
-	uint32_t w = f->sec[s].v[f->sec[s].n - 1].wid;
-	for (size_t i = 0; i < s; i++)
-		if (f->sec[i].n != 0 && f->sec[i].v[f->sec[i].n - 1].wid == w &&
-		    changed_last(f, i))
+	size_t i = last_change(f, s);
+	if (i == 0)
+		return 0;
+	uint32_t w = f->sec[s].v[i - 1].wid;
+	for (size_t k = 0; k < s; k++) {
+		size_t j = f->sec[k].n ? last_change(f, k) : 0;
+		if (j != 0 && f->sec[k].v[j - 1].wid == w)
 			return 0;
-	return changed_last(f, s);
+	}
+	return 1;
 }
 
 static size_t pick_version(const struct pl_ino *f, size_t s, uint64_t *rng, enum pl_keep how)
@@ -338,17 +354,18 @@ static size_t choose(struct pl_ino *f, uint64_t *rng, enum pl_keep how, uint8_t 
 			if (end > out_len)
 				out_len = end;
 		}
-		const struct pl_ver *last = &sc->v[sc->n - 1];
-		memcpy(prev, sc->n > 1 ? sc->v[sc->n - 2].want : durs, PL_SECTOR);
-		if (memcmp(last->want, prev, PL_SECTOR) == 0 || last->wid >= nt)
-			continue; /* this write changed nothing here */
-		struct tally *w = &t[last->wid];
-		if (memcmp(got, last->want, PL_SECTOR) == 0)
-			w->kept++;
+		size_t i = last_change(f, s);
+		if (i == 0 || sc->v[i - 1].wid >= nt)
+			continue; /* no pending write changed this sector */
+		const struct pl_ver *w = &sc->v[i - 1];
+		memcpy(prev, want_at(f, s, i - 1, durs), PL_SECTOR);
+		struct tally *t_w = &t[w->wid];
+		if (memcmp(got, w->want, PL_SECTOR) == 0)
+			t_w->kept++;
 		else if (memcmp(got, prev, PL_SECTOR) == 0)
-			w->lost++;
+			t_w->lost++;
 		else
-			w->other++;
+			t_w->other++;
 	}
 	return out_len;
 }
@@ -424,6 +441,8 @@ int pl_cut(struct pl_disk *d, uint64_t *rng, enum pl_keep how, struct pl_cut_rep
 		return -1;
 	}
 	rep->exists = d->cur.exists;
+	if (rep->name_lost)
+		rep->outcome = PL_OUT_LOST; /* the link onto the name was the write lost */
 	if (!d->cur.exists) {
 		ino_clear(&d->cur);
 		return unlink(d->path) == 0 || errno == ENOENT ? 0 : -1;
@@ -432,7 +451,9 @@ int pl_cut(struct pl_disk *d, uint64_t *rng, enum pl_keep how, struct pl_cut_rep
 	uint8_t *img = xcalloc(cap, 1);
 	struct tally *t = xcalloc(d->next_wid + 1, sizeof(*t));
 	size_t len = choose(&d->cur, rng, how, img, cap, t, d->next_wid + 1);
-	rep->outcome = classify(t, d->next_wid + 1, rep);
+	enum pl_outcome o = classify(t, d->next_wid + 1, rep);
+	if (!rep->name_lost || o != PL_OUT_NONE)
+		rep->outcome = o;
 	int r = put_file(d->path, img, len);
 	free(t);
 	free(img);

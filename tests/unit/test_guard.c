@@ -413,23 +413,23 @@ static void test_bad_files(void **state)
 	assert_int_equal(tg_open(f->path, "cosmoshub-4", &g), KMS_ERR_REFUSED);
 	/*
 	 * One slot corrupt: refused. It holds the newest record here (the re-persist
-	 * wrote sequences 2 and 3, the precommit 4 went to slot 1), and a torn write
-	 * cannot be told from bit rot in a record whose signature has left, so the
-	 * older record must not quietly stand in for it (it did before issue 15).
+	 * wrote sequence 2 into slot 1, the precommit 3 went to slot 0), and a torn
+	 * write cannot be told from bit rot in a record whose signature has left, so
+	 * the older record must not quietly stand in for it (it did before issue 15).
 	 */
-	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
+	corrupt_byte(f->path, 100);
 	tu_log_capture_start();
 	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
-	assert_true(tu_log_contains("slot 0 holds sequence 3, h/r/s 0/0/0"));
-	assert_true(tu_log_contains("slot 1 is INVALID (checksum mismatch"));
-	assert_true(tu_log_contains("claims sequence 4, h/r/s 4/0/3 (unverified)"));
+	assert_true(tu_log_contains("slot 1 holds sequence 2, h/r/s 0/0/0"));
+	assert_true(tu_log_contains("slot 0 is INVALID (checksum mismatch"));
+	assert_true(tu_log_contains("claims sequence 3, h/r/s 4/0/3 (unverified)"));
 	assert_true(tu_log_contains("p11kms state repair -c <config> --chain " CHAIN));
 	tu_log_capture_stop();
 	/* the older one corrupt instead: refused the same way (which is newer is a guess) */
+	corrupt_byte(f->path, 100);
 	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
-	corrupt_byte(f->path, 100);
 	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
-	corrupt_byte(f->path, 100);
+	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
 	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	struct guard_hrs last;
 	guard_last(g, &last);
@@ -484,41 +484,41 @@ static void test_repair(void **state)
 	struct guard_repair_view v;
 	struct guard_hrs last;
 	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 7, 1, 1, 100);
-	assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK); /* seqs 2, 3 (re-persist), 4 */
+	assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK); /* seq 2 (re-persist), 3 */
 	/* while the signer holds the lock, nothing is repaired */
 	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_ERR_LOCKED);
-	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_ERR_LOCKED);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 2), KMS_ERR_LOCKED);
 	guard_free(f->g);
 	f->g = NULL;
 	/* a healthy file: nothing to repair, both choices refused */
 	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
 	assert_true(v.healthy);
-	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 4), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_ERR_REFUSED);
 	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 100), KMS_ERR_REFUSED);
 
-	/* the newest record (slot 1, seq 4) torn: the view names both */
-	corrupt_byte(f->path, 2000 + GUARD_SLOT_SIZE);
+	/* the newest record (slot 0, seq 3) torn: the view names both */
+	corrupt_byte(f->path, 2000);
 	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
 	assert_false(v.healthy);
-	assert_int_equal(v.accept_slot, 0);
-	assert_true(v.rec[0].valid);
+	assert_int_equal(v.accept_slot, 1);
+	assert_true(v.rec[1].valid);
+	assert_int_equal(v.rec[1].seq, 2);
+	assert_int_equal(v.rec[1].hrs.height, 0);
+	assert_false(v.rec[0].valid);
+	assert_true(v.rec[0].readable);
 	assert_int_equal(v.rec[0].seq, 3);
-	assert_int_equal(v.rec[0].hrs.height, 0);
-	assert_false(v.rec[1].valid);
-	assert_true(v.rec[1].readable);
-	assert_int_equal(v.rec[1].seq, 4);
-	assert_int_equal(v.rec[1].hrs.height, 7);
-	assert_int_equal(v.rec[1].hrs.step, GUARD_STEP_PREVOTE);
-	assert_non_null(strstr(v.rec[1].why, "checksum"));
+	assert_int_equal(v.rec[0].hrs.height, 7);
+	assert_int_equal(v.rec[0].hrs.step, GUARD_STEP_PREVOTE);
+	assert_non_null(strstr(v.rec[0].why, "checksum"));
 	assert_int_equal(v.floor_height, 7);
 	assert_string_equal(v.chain_id, CHAIN);
 	/* the wrong sequence, another chain, a height not above 7: refused, nothing written */
-	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 4), KMS_ERR_REFUSED);
-	assert_int_equal(guard_state_repair_accept(f->path, "cosmoshub-4", 3), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_accept(f->path, "cosmoshub-4", 2), KMS_ERR_REFUSED);
 	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 7), KMS_ERR_REFUSED);
 	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
 	/* accepting the valid record: both slots hold it, start accepts it */
-	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_OK);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 2), KMS_OK);
 	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
 	assert_true(v.healthy);
 	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
@@ -542,6 +542,28 @@ static void test_repair(void **state)
 	/* a proposal at 50/0 signs: nothing was signed there */
 	struct tg_msg p = msg(GUARD_STEP_PROPOSE, 50, 0, 1, 100);
 	assert_int_equal(sign_msg(g, &p, &res), KMS_OK);
+	f->g = g;
+	/* twin sequences (slot 0 copied over slot 1: no writer of ours does that): a height */
+	guard_free(f->g);
+	f->g = NULL;
+	FILE *fp = fopen(f->path, "r+b");
+	assert_non_null(fp);
+	uint8_t *img = malloc(GUARD_FILE_SIZE);
+	assert_int_equal(fread(img, 1, GUARD_FILE_SIZE, fp), GUARD_FILE_SIZE);
+	memcpy(img + GUARD_SLOT_SIZE, img, GUARD_SLOT_SIZE);
+	assert_int_equal(fseeko(fp, 0, SEEK_SET), 0);
+	assert_int_equal(fwrite(img, 1, GUARD_FILE_SIZE, fp), GUARD_FILE_SIZE);
+	fclose(fp);
+	free(img);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_true(v.rec[0].valid && v.rec[1].valid);
+	assert_false(v.healthy);
+	assert_int_equal(v.accept_slot, -1);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 60), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
+	guard_last(g, &last);
+	assert_int_equal(last.height, 60);
 	f->g = g;
 	/* a file of the wrong size is not repairable */
 	char *t = tu_path(f->dir, "short.bin");
