@@ -527,7 +527,8 @@ int cmd_state(int argc, char **argv)
 	if (strcmp(a.verb, "show") != 0 && strcmp(a.verb, "init") != 0 &&
 	    strcmp(a.verb, "import") != 0 && strcmp(a.verb, "export") != 0 &&
 	    strcmp(a.verb, "repair") != 0) {
-		cli_err("state", "unknown action '%s' (show, init, import, export, repair)", a.verb);
+		cli_err("state", "unknown action '%s' (show, init, import, export, repair)",
+			a.verb);
 		return CMD_EXIT_USAGE;
 	}
 	if ((r = cli_load_config("state", a.conf, &cfg)) != KMS_OK)

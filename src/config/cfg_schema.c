@@ -256,8 +256,7 @@ static int parse_chain(struct cfg_ctx *x, const config_setting_t *g, const char 
 		    KMS_OK ||
 	    (r = get_path(x, g, kp, "state_file", 1, &c->state_file)) != KMS_OK ||
 	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK ||
-	    (r = get_bool(x, g, kp, "allow_volatile_state", 0, &c->allow_volatile_state)) !=
-		    KMS_OK)
+	    (r = get_bool(x, g, kp, "allow_volatile_state", 0, &c->allow_volatile_state)) != KMS_OK)
 		goto out;
 	if (fmt == NULL) {
 		/* Default: bech32 when a consensus prefix is given, hex otherwise. */

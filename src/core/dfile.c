@@ -77,10 +77,14 @@ static const struct {
 	const char *name;
 	const char *why; /* NULL: durable */
 } fs_types[] = {
-	{ 0xEF53, "ext4", NULL },	   { 0x58465342, "xfs", NULL },
-	{ 0x9123683E, "btrfs", NULL },	   { 0x2FC12FC1, "zfs", NULL },
-	{ 0xF2F52010, "f2fs", NULL },	   { 0xCA451A4E, "bcachefs", NULL },
-	{ 0x3153464A, "jfs", NULL },	   { 0x52654973, "reiserfs", NULL },
+	{ 0xEF53, "ext4", NULL },
+	{ 0x58465342, "xfs", NULL },
+	{ 0x9123683E, "btrfs", NULL },
+	{ 0x2FC12FC1, "zfs", NULL },
+	{ 0xF2F52010, "f2fs", NULL },
+	{ 0xCA451A4E, "bcachefs", NULL },
+	{ 0x3153464A, "jfs", NULL },
+	{ 0x52654973, "reiserfs", NULL },
 	{ 0x01021994, "tmpfs", "it lives in memory: a reboot or power cut erases it" },
 	{ 0x858458F6, "ramfs", "it lives in memory: a reboot or power cut erases it" },
 	{ 0x794C7630, "overlayfs",
@@ -93,8 +97,9 @@ static const struct {
 	{ 0xFF534D42, "cifs", "a network filesystem: flock does not keep other hosts out" },
 	{ 0xFE534D42, "smb2", "a network filesystem: flock does not keep other hosts out" },
 	{ 0x517B, "smb", "a network filesystem: flock does not keep other hosts out" },
-	{ 0x01021997, "9p", "a host/guest or network share: no durable fdatasync, no flock "
-			    "across hosts" },
+	{ 0x01021997, "9p",
+	  "a host/guest or network share: no durable fdatasync, no flock "
+	  "across hosts" },
 	{ 0x00C36400, "ceph", "a network filesystem: flock does not keep other hosts out" },
 	{ 0x5346414F, "afs", "a network filesystem: flock does not keep other hosts out" },
 	{ 0x6B414653, "afs", "a network filesystem: flock does not keep other hosts out" },

@@ -533,7 +533,8 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		goto out;
 	}
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
-	    (ec = prepare_conns(&d)) != CMD_EXIT_OK || (ec = make_states_durable(&d)) != CMD_EXIT_OK)
+	    (ec = prepare_conns(&d)) != CMD_EXIT_OK ||
+	    (ec = make_states_durable(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (atomic_load(&g_stop_requested)) {
 		ec = CMD_EXIT_OK;

@@ -78,10 +78,11 @@ static int repersist(struct guard *g)
 	n->seq = g->gf->rec.seq + 1;
 	if (guard_file_write(g->gf, n) != KMS_OK) {
 		atomic_store(&g->failed, 1);
-		kms_log_err("double-sign state could not be made durable before serving chain=%s "
-			    "path=%s: refusing to sign (fix the disk, then restart; the state on it "
-			    "is unchanged or one record further)",
-			    g->chain_id, g->gf->path);
+		kms_log_err(
+			"double-sign state could not be made durable before serving chain=%s "
+			"path=%s: refusing to sign (fix the disk, then restart; the state on it "
+			"is unchanged or one record further)",
+			g->chain_id, g->gf->path);
 		return KMS_ERR_STATE_IO;
 	}
 	g->durable = 1;
@@ -119,10 +120,11 @@ static int check_fs(int fd, const char *path, const char *chain_id, const struct
 		return KMS_OK;
 	}
 	if (o != NULL && o->allow_volatile_state) {
-		kms_log_warn("double-sign state chain=%s path=%s is on %s: %s. Accepted because "
-			     "allow_volatile_state = true: for tests and benchmarks only, never for "
-			     "a validator",
-			     chain_id, path, fs.name, fs.why);
+		kms_log_warn(
+			"double-sign state chain=%s path=%s is on %s: %s. Accepted because "
+			"allow_volatile_state = true: for tests and benchmarks only, never for "
+			"a validator",
+			chain_id, path, fs.name, fs.why);
 		return KMS_OK;
 	}
 	kms_log_err("double-sign state chain=%s path=%s is on %s, which cannot keep it safe: %s. "
@@ -140,7 +142,7 @@ int guard_check_fs(const char *state_path, int allow_volatile_state, char *msg, 
 	const char *slash = strrchr(state_path, '/');
 	int fd = open(state_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0 && errno == ENOENT) {
-		dir = slash == NULL	     ? strdup(".") :
+		dir = slash == NULL	  ? strdup(".") :
 		      slash == state_path ? strdup("/") :
 					    strndup(state_path, (size_t)(slash - state_path));
 		fd = dir != NULL ? open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY) : -1;

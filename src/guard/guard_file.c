@@ -363,7 +363,9 @@ static void report_doubt(const struct guard_file *gf, const char *chain_id)
 			    "no record in it is valid" :
 			    "the invalid record may be the newest one, and its signature may "
 			    "have been released (a torn write and bit rot look alike)",
-		    chain_id != NULL ? chain_id : gf->rec.chain_id[0] ? gf->rec.chain_id : "<id>");
+		    chain_id != NULL	? chain_id :
+		    gf->rec.chain_id[0] ? gf->rec.chain_id :
+					  "<id>");
 }
 
 /* Reads the whole image into buf: KMS_ERR_FORMAT (logged) if the file has the wrong size. */
@@ -623,8 +625,9 @@ int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
 	r = put_image(gf, slot, img);
 	if (r == KMS_OK) {
 		gf->cur_slot = slot;
-		gf->slot[slot] = (struct guard_slot_info){ .ok = 1, .readable = 1,
-							   .seq = rec->seq, .hrs = rec->hrs };
+		gf->slot[slot] = (struct guard_slot_info){
+			.ok = 1, .readable = 1, .seq = rec->seq, .hrs = rec->hrs
+		};
 		gf->rec = *rec;
 		memcpy(gf->cur_img, img, GUARD_REC_LEN);
 	}

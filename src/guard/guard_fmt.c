@@ -44,14 +44,18 @@ struct shape {
 	const char *const *members;
 };
 
-static const char *const cometbft_members[] = { "height", "round", "step", "signature",
-						"signbytes", NULL };
-static const char *const p11kms_members[] = { "chain_id", "height",    "round", "step",
+static const char *const cometbft_members[] = { "height",    "round",	  "step",
+						"signature", "signbytes", NULL };
+static const char *const p11kms_members[] = { "chain_id",  "height",	"round", "step",
 					      "signature", "signbytes", NULL };
-static const char *const horcrux_members[] = { "height",       "round",
-					       "step",	       "nonce_public",
-					       "ephemeral_public", "signature",
-					       "signbytes",    "vote_ext_signature",
+static const char *const horcrux_members[] = { "height",
+					       "round",
+					       "step",
+					       "nonce_public",
+					       "ephemeral_public",
+					       "signature",
+					       "signbytes",
+					       "vote_ext_signature",
 					       NULL };
 static const char *const tmkms_members[] = { "height", "round", "step", "block_id", NULL };
 
@@ -139,8 +143,8 @@ static enum guard_fmt detect(const json_t *root, char *why, size_t cap)
 enum guard_fmt guard_state_detect(const uint8_t *p, size_t n, char *why, size_t cap)
 {
 	json_error_t err;
-	json_t *root = n <= JSON_MAX ? json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &err) :
-				       NULL;
+	json_t *root =
+		n <= JSON_MAX ? json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &err) : NULL;
 	enum guard_fmt fmt = GUARD_FMT_AUTO;
 	if (root == NULL || !json_is_object(root))
 		snprintf(why, cap, "%s", n > JSON_MAX ? "larger than 64 KiB" : "not a JSON object");
@@ -215,8 +219,7 @@ static int get_num(const json_t *root, const char *name, int as_string, int64_t 
 		return KMS_OK;
 	}
 	kms_log_err("state JSON (%s): %s must be %s from 0 to %lld; found %s", sh->name, name,
-		    as_string ? "a decimal string" : "a JSON number", (long long)max,
-		    json_kind(v));
+		    as_string ? "a decimal string" : "a JSON number", (long long)max, json_kind(v));
 	return KMS_ERR_FORMAT;
 }
 

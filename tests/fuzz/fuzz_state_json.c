@@ -33,8 +33,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		/* tmkms numbers steps 0/1/2; the others 0..3 as we do */
 		if (shape == GUARD_FMT_TMKMS ?
-			    (st.src_step > 2 || ((int)st.hrs.step != st.src_step + 1 &&
-						 !(st.src_step == 0 && st.hrs.step == GUARD_STEP_NONE))) :
+			    (st.src_step > 2 ||
+			     ((int)st.hrs.step != st.src_step + 1 &&
+			      !(st.src_step == 0 && st.hrs.step == GUARD_STEP_NONE))) :
 			    (int)st.hrs.step != st.src_step)
 			abort();
 	}

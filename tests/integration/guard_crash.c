@@ -286,7 +286,8 @@ int main(void)
 		if (from_ready && poll(&pf, 1, 20000) == 1 &&
 		    read(pfd[0], &first, sizeof(first)) == (ssize_t)sizeof(first) &&
 		    first.s != READY) {
-			fprintf(stderr, "iteration %ld: the child's first report is not READY\n", i);
+			fprintf(stderr, "iteration %ld: the child's first report is not READY\n",
+				i);
 			failed = 1;
 		}
 		struct timespec ts = { 0, (long)(tg_rand(&rng) % 30000) * 1000 }; /* 0..30 ms */

@@ -110,8 +110,7 @@ static void fx_conf(struct fx *f, const char *chain_b_extra, const char *validat
 			 "\"; key_format = \"bech32\"; consensus_key_prefix = \"haqqvalconspub\";\n"
 			 "    state_file = \"a.state\"; sign_extensions = false;"
 			 " allow_volatile_state = true; },\n"
-			 "  { id = \"" CHAIN_B
-			 "\"; key_format = \"hex\"; state_file = \"b.state\";"
+			 "  { id = \"" CHAIN_B "\"; key_format = \"hex\"; state_file = \"b.state\";"
 			 " allow_volatile_state = true; %s }\n"
 			 ");\n"
 			 "keys = (\n"
@@ -530,7 +529,8 @@ static void test_one_key_two_chains(void **state)
 		text, sizeof(text),
 		"chains = ( { id = \"" CHAIN_A "\"; state_file = \"a.state\";"
 		" allow_volatile_state = true; },\n"
-		"  { id = \"" CHAIN_B "\"; state_file = \"b.state\"; allow_volatile_state = true; } );\n"
+		"  { id = \"" CHAIN_B
+		"\"; state_file = \"b.state\"; allow_volatile_state = true; } );\n"
 		"keys = ( { chain_ids = [ \"" CHAIN_A "\", \"" CHAIN_B
 		"\" ]; softsign = \"a.key\"; } );\n"
 		"validators = ( { chain_id = \"" CHAIN_A

@@ -12,9 +12,11 @@
 const char *pl_point_name(enum pl_point p)
 {
 	static const char *const names[] = {
-		"sign: mid-pwrite",	 "sign: pwrite..fdatasync", "re-persist: mid-pwrite",
-		"re-persist: pwrite..fdatasync", "import: mid-pwrite", "import: pwrite..fdatasync",
-		"import: new file",	 "fdatasync EIO",	    "idle (between requests)",
+		"sign: mid-pwrite",	   "sign: pwrite..fdatasync",
+		"re-persist: mid-pwrite",  "re-persist: pwrite..fdatasync",
+		"import: mid-pwrite",	   "import: pwrite..fdatasync",
+		"import: new file",	   "fdatasync EIO",
+		"idle (between requests)",
 	};
 	return (unsigned)p < PL_PT_COUNT ? names[p] : "?";
 }
@@ -81,8 +83,7 @@ static void grow(struct pl_check *c)
 	c->cap = cap;
 }
 
-int pl_check_release(struct pl_check *c, const struct guard_hrs *h, const uint8_t *msg,
-		     size_t len)
+int pl_check_release(struct pl_check *c, const struct guard_hrs *h, const uint8_t *msg, size_t len)
 {
 	uint8_t hash[32];
 	unsigned int hl = sizeof(hash);

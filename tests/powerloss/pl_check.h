@@ -17,15 +17,15 @@
 
 /* Where a cycle's process died (or was killed). */
 enum pl_point {
-	PL_PT_SIGN_MID,		/* inside the pwrite of a signature's record */
-	PL_PT_SIGN_PRESYNC,	/* between that pwrite and its fdatasync */
-	PL_PT_REPERSIST_MID,	/* inside a pwrite of the start-up re-persist */
+	PL_PT_SIGN_MID,		 /* inside the pwrite of a signature's record */
+	PL_PT_SIGN_PRESYNC,	 /* between that pwrite and its fdatasync */
+	PL_PT_REPERSIST_MID,	 /* inside a pwrite of the start-up re-persist */
 	PL_PT_REPERSIST_PRESYNC, /* between a re-persist pwrite and its fdatasync */
-	PL_PT_IMPORT_MID,	/* inside the pwrite of `state import --force` */
-	PL_PT_IMPORT_PRESYNC,	/* between it and its fdatasync */
-	PL_PT_IMPORT_NEW,	/* creating a state by import: temp write, sync, link, dir sync */
-	PL_PT_EIO,		/* an fdatasync failed with EIO (then killed later) */
-	PL_PT_IDLE,		/* killed between requests: nothing pending */
+	PL_PT_IMPORT_MID,	 /* inside the pwrite of `state import --force` */
+	PL_PT_IMPORT_PRESYNC,	 /* between it and its fdatasync */
+	PL_PT_IMPORT_NEW,	 /* creating a state by import: temp write, sync, link, dir sync */
+	PL_PT_EIO,		 /* an fdatasync failed with EIO (then killed later) */
+	PL_PT_IDLE,		 /* killed between requests: nothing pending */
 	PL_PT_COUNT,
 };
 
@@ -60,8 +60,7 @@ struct pl_check {
 void pl_check_init(struct pl_check *c);
 void pl_check_free(struct pl_check *c);
 /* A signature left: msg is what it signs. Returns -1 (and a violation) on a conflict. */
-int pl_check_release(struct pl_check *c, const struct guard_hrs *h, const uint8_t *msg,
-		     size_t len);
+int pl_check_release(struct pl_check *c, const struct guard_hrs *h, const uint8_t *msg, size_t len);
 /* Property 1: the state found after a restart. Returns -1 (violation) if behind. */
 int pl_check_not_behind(struct pl_check *c, const struct guard_hrs *state, const char *when);
 /* Records a violation (printf-style); the first one is kept for the report. */

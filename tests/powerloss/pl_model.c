@@ -101,12 +101,12 @@ static void dur_sector(const struct pl_ino *f, size_t s, uint8_t out[PL_SECTOR])
 		       f->dur_len - off < PL_SECTOR ? f->dur_len - off : PL_SECTOR);
 }
 
-static void ino_write(struct pl_ino *f, uint32_t wid, uint64_t off, const uint8_t *data,
-		      size_t len)
+static void ino_write(struct pl_ino *f, uint32_t wid, uint64_t off, const uint8_t *data, size_t len)
 {
 	if (len == 0)
 		return;
-	for (size_t s = (size_t)(off / PL_SECTOR); s <= (size_t)((off + len - 1) / PL_SECTOR); s++) {
+	for (size_t s = (size_t)(off / PL_SECTOR); s <= (size_t)((off + len - 1) / PL_SECTOR);
+	     s++) {
 		struct pl_sec *sc = sec_at(f, s);
 		if (sc->n == sc->cap) {
 			sc->cap = sc->cap ? 2 * sc->cap : 4;
@@ -335,8 +335,8 @@ static size_t pick_version(const struct pl_ino *f, size_t s, uint64_t *rng, enum
 }
 
 /* Picks each sector's surviving version into img; tallies the newest writes. */
-static size_t choose(struct pl_ino *f, uint64_t *rng, enum pl_keep how, uint8_t *img,
-		     size_t cap, struct tally *t, size_t nt)
+static size_t choose(struct pl_ino *f, uint64_t *rng, enum pl_keep how, uint8_t *img, size_t cap,
+		     struct tally *t, size_t nt)
 {
 	uint8_t prev[PL_SECTOR], durs[PL_SECTOR];
 	size_t out_len = f->dur_len;

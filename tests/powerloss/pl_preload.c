@@ -161,8 +161,7 @@ static enum how event(enum ev ev)
 	return HOW_NONE;
 }
 
-static ssize_t do_write(int fd, const void *p, size_t n, off_t off, int positional,
-			pwrite_fn real)
+static ssize_t do_write(int fd, const void *p, size_t n, off_t off, int positional, pwrite_fn real)
 {
 	char path[PATH_MAX];
 	enum target t = fd_target(fd, path, sizeof(path));

@@ -25,7 +25,7 @@ enum pl_event {
 
 enum pl_fault {
 	PL_FAULT_NONE,
-	PL_FAULT_CRASH_MID, /* at the event: a WRITE lands in part (a random prefix), then death;
+	PL_FAULT_CRASH_MID,    /* at the event: a WRITE lands in part (a random prefix), then death;
 			       any other event: death before it happens */
 	PL_FAULT_CRASH_BEFORE, /* death just before the event */
 	PL_FAULT_EIO,	       /* a SYNC fails with EIO (the pages stay in the cache, clean) */

@@ -11,6 +11,8 @@
  * Exit 0 only with 0 violations, and (from 200 cycles on) at least one
  * release and one refused torn record: a run that exercised nothing fails.
  */
+/* realpath() is XSI: the state path must be canonical to match /proc/self/fd links. */
+#define _XOPEN_SOURCE 700
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,7 +133,8 @@ static enum pl_point process_signer(struct run *R, enum pl_point want)
 	if (want == PL_PT_REPERSIST_MID || want == PL_PT_REPERSIST_PRESYNC)
 		pl_shim_arm(want == PL_PT_REPERSIST_MID ? PL_EV_WRITE : PL_EV_SYNC,
 			    1 + (unsigned)rnd(R, 2),
-			    want == PL_PT_REPERSIST_MID ? PL_FAULT_CRASH_MID : PL_FAULT_CRASH_BEFORE);
+			    want == PL_PT_REPERSIST_MID ? PL_FAULT_CRASH_MID :
+							  PL_FAULT_CRASH_BEFORE);
 	if (guard_make_durable(g) != KMS_OK) {
 		if (!pl_shim_dead())
 			pl_violation(&R->ck, "the re-persist failed with no fault injected");
@@ -151,7 +154,8 @@ static enum pl_point process_signer(struct run *R, enum pl_point want)
 		if (pl_shim_eio_fired() && !eio_seen) {
 			eio_seen = 1;
 			if (released || !guard_failed(g))
-				pl_violation(&R->ck, "fdatasync EIO: the guard did not fail closed");
+				pl_violation(&R->ck,
+					     "fdatasync EIO: the guard did not fail closed");
 			R->ck.eio_stops++;
 		} else if (eio_seen && released) {
 			pl_violation(&R->ck, "a signature left after an fdatasync EIO");
@@ -335,7 +339,8 @@ int main(void)
 	pl_check_report(&R.ck, "in process, dfile ops table", seed);
 	int bad = R.ck.violations != 0;
 	if (!bad && R.ck.cycles >= 200 && (R.ck.releases == 0 || R.ck.refused == 0)) {
-		fprintf(stderr, "powerloss: no release or no refused torn record: proved nothing\n");
+		fprintf(stderr,
+			"powerloss: no release or no refused torn record: proved nothing\n");
 		bad = 1;
 	}
 	pl_check_free(&R.ck);

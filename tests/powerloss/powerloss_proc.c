@@ -15,6 +15,8 @@
  *   PL_CYCLES (default 60), PL_SEED, PL_BUDGET_S (stop after that many
  *   seconds), P11KMS_BIN_DIR / P11KMS_PRELOAD (set by ctest).
  */
+/* realpath() is XSI: the state path must be canonical to match /proc/self/fd links. */
+#define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -227,8 +229,8 @@ static struct guard_hrs request(struct run *R, struct pv_request *req)
 	if (q.step == GUARD_STEP_PROPOSE)
 		tnode_req_proposal(req, CHAIN, q.height, q.round, (uint8_t)(1 + rnd(R, 2)), ts);
 	else
-		tnode_req_vote(req, CHAIN, q.step == GUARD_STEP_PREVOTE ? PV_TYPE_PREVOTE :
-									  PV_TYPE_PRECOMMIT,
+		tnode_req_vote(req, CHAIN,
+			       q.step == GUARD_STEP_PREVOTE ? PV_TYPE_PREVOTE : PV_TYPE_PRECOMMIT,
 			       q.height, q.round, (uint8_t)rnd(R, 3), ts);
 	return q;
 }
@@ -349,7 +351,7 @@ static enum pl_point import(struct run *R, enum pl_point want)
 		assert_int_equal(unlink(R->path), 0);
 		assert_int_equal(pl_reset(R->d), 0);
 		static const char *const ev[] = { "write:1:mid", "sync:1:before", "link:1:before",
-						   "dirsync:1:before" };
+						  "dirsync:1:before" };
 		snprintf(fault, sizeof(fault), "%s", ev[rnd(R, 4)]);
 	} else if (want == PL_PT_IDLE) {
 		fault[0] = '\0'; /* a plain import, nothing injected */
@@ -359,8 +361,8 @@ static enum pl_point import(struct run *R, enum pl_point want)
 			 want == PL_PT_IMPORT_MID ? "write" : "sync", 1 + (unsigned)rnd(R, 2),
 			 want == PL_PT_IMPORT_MID ? "mid" : "before");
 	}
-	const char *args[] = { "state",	 "import", "-c",   R->conf, "--chain",
-			       CHAIN,	 "--force", file,  NULL };
+	const char *args[] = { "state", "import",  "-c", R->conf, "--chain",
+			       CHAIN,	"--force", file, NULL };
 	if (want == PL_PT_IMPORT_NEW)
 		args[6] = file, args[7] = NULL;
 	int ec = cli(R, fault[0] ? fault : NULL, args);
@@ -384,8 +386,9 @@ static int repair(struct run *R)
 		return -1;
 	buf[n] = '\0';
 	const char *v = strstr(buf, ": valid: sequence ");
-	const char *choice[] = { "state", "repair", "-c", R->conf, "--chain", CHAIN, NULL, arg,
-				 NULL };
+	const char *choice[] = {
+		"state", "repair", "-c", R->conf, "--chain", CHAIN, NULL, arg, NULL
+	};
 	if (v != NULL) {
 		snprintf(arg, sizeof(arg), "%llu",
 			 strtoull(v + strlen(": valid: sequence "), NULL, 10));
@@ -421,7 +424,8 @@ static int restart(struct run *R, enum pl_point pt, const struct pl_cut_report *
 			pl_violation(&R->ck, "refused though the model tore nothing (%s, %s)",
 				     pl_point_name(pt), pl_outcome_name(rep->outcome));
 		int ec = cli(R, NULL, start);
-		snprintf(need, sizeof(need), "p11kms state repair -c %s --chain %s", R->conf, CHAIN);
+		snprintf(need, sizeof(need), "p11kms state repair -c %s --chain %s", R->conf,
+			 CHAIN);
 		if (ec != 5 || !out_has(R, need))
 			pl_violation(&R->ck, "p11kms start on a torn state: exit %d, without `%s`",
 				     ec, need);
@@ -463,7 +467,7 @@ static int cycle(struct run *R)
 	else
 		pt = start_and_sign(R, want);
 	int cut = rnd(R, 4) != 0;
-	static const enum pl_keep hows[] = { PL_KEEP_LOST,   PL_KEEP_KEPT,	 PL_KEEP_RANDOM,
+	static const enum pl_keep hows[] = { PL_KEEP_LOST,   PL_KEEP_KEPT,   PL_KEEP_RANDOM,
 					     PL_KEEP_RANDOM, PL_KEEP_RANDOM, PL_KEEP_TEAR };
 	int r = cut ? pl_cut(R->d, &R->rng, hows[rnd(R, 6)], &rep) : pl_inspect(R->d, &rep);
 	assert_int_equal(r, 0);
@@ -473,7 +477,6 @@ static int cycle(struct run *R)
 }
 
 /* ---- set-up ---- */
-
 
 static void setup_run(struct run *R)
 {
@@ -513,8 +516,8 @@ static void setup_run(struct run *R)
 		 CHAIN, CHAIN, CHAIN, R->node.addr);
 	write_text(R->conf, text);
 	write_text(R->journal, "");
-	const char *init[] = { "state", "init", "-c", R->conf, "--chain", CHAIN, "--height", "1",
-			       NULL };
+	const char *init[] = { "state", "init",	    "-c", R->conf, "--chain",
+			       CHAIN,	"--height", "1",  NULL };
 	R->d = pl_new(R->path); /* absent: the init's create is journaled */
 	assert_non_null(R->d);
 	assert_int_equal(cli(R, NULL, init), 0);

@@ -9,6 +9,8 @@
  *   - an fdatasync EIO: signing stops, and the next start re-persists;
  *   - a torn newest record is refused, naming both records and the repair.
  */
+/* realpath() is XSI: the state path must be canonical to match /proc/self/fd links. */
+#define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>

@@ -469,8 +469,8 @@ static void test_wrong_format_refused(void **state)
 		}
 	}
 	/* the issue's file: precommit under auto and tmkms, never prevote */
-	assert_int_equal(guard_state_parse_json((const uint8_t *)tmkms_issue,
-						strlen(tmkms_issue), GUARD_FMT_AUTO, st),
+	assert_int_equal(guard_state_parse_json((const uint8_t *)tmkms_issue, strlen(tmkms_issue),
+						GUARD_FMT_AUTO, st),
 			 KMS_OK);
 	assert_int_equal(st->hrs.height, 3399911);
 	assert_int_equal(st->hrs.round, 0);
@@ -488,8 +488,8 @@ static void test_detect(void **state)
 	char why[160];
 	size_t n = samples(f, s);
 	for (size_t i = 0; i < n; i++) {
-		enum guard_fmt d = guard_state_detect((const uint8_t *)s[i].json,
-						      strlen(s[i].json), why, sizeof(why));
+		enum guard_fmt d = guard_state_detect((const uint8_t *)s[i].json, strlen(s[i].json),
+						      why, sizeof(why));
 		assert_int_equal(d, s[i].fmt);
 		assert_true(why[0] != '\0');
 		free(s[i].json);
@@ -532,8 +532,10 @@ static void test_strict_members(void **state)
 		{ GUARD_FMT_TMKMS, "{\"height\":5,\"round\":\"0\",\"step\":1,\"block_id\":null}" },
 		{ GUARD_FMT_TMKMS,
 		  "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"block_id\":null,\"signature\":\"\"}" },
-		{ GUARD_FMT_HORCRUX, "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"nonce_public\":7}" },
-		{ GUARD_FMT_HORCRUX, "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"chain\":\"x\"}" },
+		{ GUARD_FMT_HORCRUX,
+		  "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"nonce_public\":7}" },
+		{ GUARD_FMT_HORCRUX,
+		  "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"chain\":\"x\"}" },
 		{ GUARD_FMT_P11KMS,
 		  "{\"chain_id\":\"c\",\"height\":\"5\",\"round\":\"0\",\"step\":1}" },
 	};
@@ -547,9 +549,9 @@ static void test_strict_members(void **state)
 	/* what each writer produces is accepted */
 	const char *hx = "{\"height\":\"5\",\"round\":\"0\",\"step\":2,\"nonce_public\":\"AAEC\","
 			 "\"vote_ext_signature\":null}";
-	assert_int_equal(guard_state_parse_json((const uint8_t *)hx, strlen(hx), GUARD_FMT_HORCRUX,
-						st),
-			 KMS_OK);
+	assert_int_equal(
+		guard_state_parse_json((const uint8_t *)hx, strlen(hx), GUARD_FMT_HORCRUX, st),
+		KMS_OK);
 	assert_int_equal(st->hrs.step, GUARD_STEP_PREVOTE);
 	assert_int_equal(st->src_step, 2);
 	free(st);

@@ -335,7 +335,8 @@ static void test_real_tmpfs(void **state)
 	struct statfs sf;
 	if (statfs("/dev/shm", &sf) != 0 || (unsigned long)sf.f_type != 0x01021994ul ||
 	    access("/dev/shm", W_OK) != 0) {
-		print_message("no writable tmpfs at /dev/shm here: covered by the injected cases\n");
+		print_message(
+			"no writable tmpfs at /dev/shm here: covered by the injected cases\n");
 		return;
 	}
 	char dir[] = "/dev/shm/p11kms-fs-XXXXXX";
@@ -355,7 +356,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_perm_checked_on_descriptor, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_readable_while_signing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_readable_while_signing, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_failed_status_emitted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_volatile_fs_refused, setup, teardown),
 		cmocka_unit_test(test_real_tmpfs),
