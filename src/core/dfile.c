@@ -162,19 +162,25 @@ static int check_private_st(const char *path, const struct stat *st)
 	return KMS_OK;
 }
 
+/* What stat/fstat of path returned (r, errno): the error logged, or the private check. */
+static int checked_private(int r, const char *path, const struct stat *st)
+{
+	if (r != 0) {
+		int e = errno;
+
+		kms_log_err("cannot stat file path=%s err=\"%s\"", path, strerror(e));
+		return errno_to_err(e);
+	}
+	return check_private_st(path, st);
+}
+
 int dfile_check_private(const char *path)
 {
 	struct stat st;
 
 	if (path == NULL)
 		return KMS_ERR_INTERNAL;
-	if (stat(path, &st) != 0) {
-		int e = errno;
-
-		kms_log_err("cannot stat file path=%s err=\"%s\"", path, strerror(e));
-		return errno_to_err(e);
-	}
-	return check_private_st(path, &st);
+	return checked_private(stat(path, &st), path, &st);
 }
 
 int dfile_check_private_fd(int fd, const char *path)
@@ -183,13 +189,7 @@ int dfile_check_private_fd(int fd, const char *path)
 
 	if (fd < 0 || path == NULL)
 		return KMS_ERR_INTERNAL;
-	if (fstat(fd, &st) != 0) {
-		int e = errno;
-
-		kms_log_err("cannot stat file path=%s err=\"%s\"", path, strerror(e));
-		return errno_to_err(e);
-	}
-	return check_private_st(path, &st);
+	return checked_private(fstat(fd, &st), path, &st);
 }
 
 /* Reads fd to EOF into a new kbuf of at most max bytes. */

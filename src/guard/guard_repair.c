@@ -87,30 +87,63 @@ static int open_for_repair(const char *path, const char *chain_id, struct guard_
 	return KMS_OK;
 }
 
-int guard_state_repair_accept(const char *path, const char *chain_id, uint64_t seq)
+/* The operator's choice, checked against what the file holds: the record to write. */
+struct choice {
+	int accept; /* 1: keep the valid record seq; 0: start over at height */
+	uint64_t seq;
+	int64_t height;
+};
+
+static int choose(const char *path, const char *chain_id, const struct guard_file *gf,
+		  const struct guard_repair_view *v, const struct choice *c, struct guard_rec *rec,
+		  uint64_t *base)
+{
+	if (c->accept) {
+		if (v->accept_slot < 0 || v->rec[v->accept_slot].seq != c->seq) {
+			kms_log_err("state repair refused path=%s: sequence %llu is not the one "
+				    "valid record%s",
+				    path, (unsigned long long)c->seq,
+				    v->accept_slot < 0 ? " (there is none to keep: give a height)" :
+							 "");
+			return KMS_ERR_REFUSED;
+		}
+		*rec = gf->rec;
+		*base = c->seq;
+		return KMS_OK;
+	}
+	if (strlen(chain_id) > GUARD_MAX_CHAIN_ID || c->height <= v->floor_height ||
+	    c->height < 1) {
+		kms_log_err("state repair refused path=%s: height %lld must be above %lld, the "
+			    "highest height either record names (verified or not)",
+			    path, (long long)c->height, (long long)v->floor_height);
+		return KMS_ERR_REFUSED;
+	}
+	memset(rec, 0, sizeof(*rec));
+	rec->hrs = (struct guard_hrs){ c->height, 0, GUARD_STEP_NONE };
+	rec->written_at = (int64_t)time(NULL);
+	memcpy(rec->chain_id, chain_id, strlen(chain_id) + 1);
+	*base = 0;
+	for (int i = 0; i < 2; i++)
+		if (v->rec[i].valid && v->rec[i].seq > *base)
+			*base = v->rec[i].seq;
+	return KMS_OK;
+}
+
+static int repair(const char *path, const char *chain_id, const struct choice *c)
 {
 	struct guard_file *gf = NULL;
 	struct guard_repair_view v;
+	uint64_t base = 0;
 	struct guard_rec *rec = calloc(1, sizeof(*rec));
-	int r = rec == NULL ? KMS_ERR_ALLOC : open_for_repair(path, chain_id, &gf, &v);
-	if (r != KMS_OK)
-		goto out;
-	if (v.accept_slot < 0 || v.rec[v.accept_slot].seq != seq) {
-		kms_log_err("state repair refused path=%s: sequence %llu is not the one valid "
-			    "record%s",
-			    path, (unsigned long long)seq,
-			    v.accept_slot < 0 ? " (there is none to choose: give a height)" : "");
-		r = KMS_ERR_REFUSED;
-		goto out;
-	}
-	*rec = gf->rec;
-	r = write_both(gf, rec, seq);
-	if (r == KMS_OK)
-		kms_log_warn("double-sign state repaired path=%s chain=%s: the operator accepted "
-			     "record %llu (h/r/s %lld/%d/%d); the invalid one was overwritten",
-			     path, chain_id, (unsigned long long)seq, (long long)rec->hrs.height,
-			     rec->hrs.round, (int)rec->hrs.step);
-out:
+	int r = rec == NULL		       ? KMS_ERR_ALLOC :
+		chain_id == NULL || !*chain_id ? KMS_ERR_CONFIG :
+						 open_for_repair(path, chain_id, &gf, &v);
+	if (r == KMS_OK && (r = choose(path, chain_id, gf, &v, c, rec, &base)) == KMS_OK &&
+	    (r = write_both(gf, rec, base)) == KMS_OK)
+		kms_log_warn("double-sign state repaired path=%s chain=%s: the operator %s "
+			     "(h/r/s %lld/%d/%d); both slots now hold it",
+			     path, chain_id, c->accept ? "kept the valid record" : "set a height",
+			     (long long)rec->hrs.height, rec->hrs.round, (int)rec->hrs.step);
 	guard_file_close(gf);
 	if (rec != NULL)
 		kms_wipe(rec, sizeof(*rec));
@@ -118,36 +151,12 @@ out:
 	return r;
 }
 
+int guard_state_repair_accept(const char *path, const char *chain_id, uint64_t seq)
+{
+	return repair(path, chain_id, &(struct choice){ .accept = 1, .seq = seq });
+}
+
 int guard_state_repair_height(const char *path, const char *chain_id, int64_t height)
 {
-	struct guard_file *gf = NULL;
-	struct guard_repair_view v;
-	struct guard_rec *rec = calloc(1, sizeof(*rec));
-	int r = rec == NULL ? KMS_ERR_ALLOC : open_for_repair(path, chain_id, &gf, &v);
-	if (r != KMS_OK)
-		goto out;
-	if (chain_id == NULL || chain_id[0] == '\0' || strlen(chain_id) > GUARD_MAX_CHAIN_ID ||
-	    height <= v.floor_height || height < 1) {
-		kms_log_err("state repair refused path=%s: height %lld must be above %lld, the "
-			    "highest height either record names (verified or not)",
-			    path, (long long)height, (long long)v.floor_height);
-		r = KMS_ERR_REFUSED;
-		goto out;
-	}
-	rec->hrs = (struct guard_hrs){ height, 0, GUARD_STEP_NONE };
-	rec->written_at = (int64_t)time(NULL);
-	memcpy(rec->chain_id, chain_id, strlen(chain_id) + 1);
-	uint64_t base = 0;
-	for (int i = 0; i < 2; i++)
-		if (v.rec[i].valid && v.rec[i].seq > base)
-			base = v.rec[i].seq;
-	r = write_both(gf, rec, base);
-	if (r == KMS_OK)
-		kms_log_warn("double-sign state repaired path=%s chain=%s: the operator set height "
-			     "%lld (round 0, nothing signed); both records overwritten",
-			     path, chain_id, (long long)height);
-out:
-	guard_file_close(gf);
-	free(rec);
-	return r;
+	return repair(path, chain_id, &(struct choice){ .accept = 0, .height = height });
 }

@@ -6,7 +6,7 @@ set(_pl ${CMAKE_CURRENT_LIST_DIR})
 
 add_library(p11kms_plmodel STATIC ${_pl}/pl_model.c ${_pl}/pl_shim.c ${_pl}/pl_check.c)
 target_include_directories(p11kms_plmodel PUBLIC ${CMAKE_SOURCE_DIR}/include ${_pl}
-	${CMAKE_SOURCE_DIR}/tests/unit)
+	${CMAKE_SOURCE_DIR}/tests/unit PRIVATE ${CMAKE_SOURCE_DIR}/src/guard)
 target_link_libraries(p11kms_plmodel PRIVATE p11kms_test_warnings
 	PUBLIC p11kms_guard p11kms_core OpenSSL::Crypto)
 

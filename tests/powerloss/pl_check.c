@@ -2,6 +2,8 @@
 /* The power-loss runs' properties and report (pl_check.h). Test code: aborts when out of memory. */
 #include "pl_check.h"
 
+#include "guard_int.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,17 +36,6 @@ void pl_check_free(struct pl_check *c)
 {
 	free(c->tab);
 	c->tab = NULL;
-}
-
-int pl_hrs_cmp(const struct guard_hrs *a, const struct guard_hrs *b)
-{
-	if (a->height != b->height)
-		return a->height < b->height ? -1 : 1;
-	if (a->round != b->round)
-		return a->round < b->round ? -1 : 1;
-	if (a->step != b->step)
-		return a->step < b->step ? -1 : 1;
-	return 0;
 }
 
 void pl_violation(struct pl_check *c, const char *fmt, ...)
@@ -92,7 +83,7 @@ int pl_check_release(struct pl_check *c, const struct guard_hrs *h, const uint8_
 	if (2 * (c->n + 1) > c->cap)
 		grow(c);
 	c->releases++;
-	if (!c->any_released || pl_hrs_cmp(h, &c->max_released) > 0)
+	if (!c->any_released || guard_hrs_cmp(h, &c->max_released) > 0)
 		c->max_released = *h;
 	c->any_released = 1;
 	size_t i = slot_of(c->tab, c->cap, h->height, h->round, (int32_t)h->step);
@@ -112,7 +103,7 @@ int pl_check_release(struct pl_check *c, const struct guard_hrs *h, const uint8_
 
 int pl_check_not_behind(struct pl_check *c, const struct guard_hrs *state, const char *when)
 {
-	if (!c->any_released || pl_hrs_cmp(state, &c->max_released) >= 0)
+	if (!c->any_released || guard_hrs_cmp(state, &c->max_released) >= 0)
 		return 0;
 	pl_violation(c, "%s: the state %lld/%d/%d is BEHIND the released %lld/%d/%d", when,
 		     (long long)state->height, state->round, (int)state->step,
@@ -124,6 +115,66 @@ int pl_check_not_behind(struct pl_check *c, const struct guard_hrs *state, const
 void pl_check_count(struct pl_check *c, enum pl_point pt, int cut, enum pl_outcome o)
 {
 	c->at[pt][cut ? (unsigned)o : PL_OUT_NOCUT]++;
+}
+
+enum pl_point pl_pick_point(uint64_t *rng)
+{
+	static const unsigned w[PL_PT_COUNT] = { 20, 20, 9, 9, 6, 6, 6, 10, 14 };
+	unsigned total = 0, x;
+	for (int i = 0; i < PL_PT_COUNT; i++)
+		total += w[i];
+	x = (unsigned)(pl_rand(rng) % total);
+	for (int i = 0; i < PL_PT_COUNT; i++) {
+		if (x < w[i])
+			return (enum pl_point)i;
+		x -= w[i];
+	}
+	return PL_PT_IDLE;
+}
+
+int pl_point_is_import(enum pl_point p)
+{
+	return p == PL_PT_IMPORT_MID || p == PL_PT_IMPORT_PRESYNC || p == PL_PT_IMPORT_NEW;
+}
+
+struct guard_hrs pl_next_hrs(uint64_t *rng, struct guard_hrs *at, int64_t *max_h)
+{
+	uint64_t pick = pl_rand(rng) % 100;
+	if (at->height < 1)
+		*at = (struct guard_hrs){ 1, 0, GUARD_STEP_PROPOSE };
+	struct guard_hrs q = *at;
+	if (q.step == GUARD_STEP_NONE)
+		q.step = GUARD_STEP_PROPOSE;
+	if (pick < 60) {
+		if (q.step < GUARD_STEP_PRECOMMIT && pick < 40)
+			q.step = (enum guard_step)(q.step + 1);
+		else if (pick < 48)
+			q.round++, q.step = (enum guard_step)(1 + pl_rand(rng) % 3);
+		else
+			q.height++, q.round = 0, q.step = GUARD_STEP_PROPOSE;
+		*at = q;
+	} else if (pick >= 88) {
+		if (q.step > GUARD_STEP_PROPOSE)
+			q.step = (enum guard_step)(q.step - 1);
+		else if (q.round > 0)
+			q.round--;
+		else if (q.height > 1)
+			q.height--;
+	}
+	if (q.height > *max_h)
+		*max_h = q.height;
+	return q;
+}
+
+int pl_cut_or_kill(struct pl_disk *d, uint64_t *rng, int *cut, struct pl_cut_report *rep)
+{
+	static const enum pl_keep hows[] = { PL_KEEP_LOST,   PL_KEEP_LOST,   PL_KEEP_KEPT,
+					     PL_KEEP_KEPT,   PL_KEEP_RANDOM, PL_KEEP_RANDOM,
+					     PL_KEEP_RANDOM, PL_KEEP_TEAR };
+	*cut = pl_rand(rng) % 4 != 0;
+	if (!*cut)
+		return pl_inspect(d, rep);
+	return pl_cut(d, rng, hows[pl_rand(rng) % (sizeof(hows) / sizeof(hows[0]))], rep);
 }
 
 void pl_check_report(const struct pl_check *c, const char *name, uint64_t seed)

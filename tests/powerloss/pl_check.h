@@ -66,8 +66,22 @@ int pl_check_not_behind(struct pl_check *c, const struct guard_hrs *state, const
 /* Records a violation (printf-style); the first one is kept for the report. */
 void pl_violation(struct pl_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pl_check_count(struct pl_check *c, enum pl_point pt, int cut, enum pl_outcome o);
-/* -1, 0, 1 */
-int pl_hrs_cmp(const struct guard_hrs *a, const struct guard_hrs *b);
+/* ---- what both runs draw at random ---- */
+
+/* The crash point of the next cycle (signing gets the largest share; every point some). */
+enum pl_point pl_pick_point(uint64_t *rng);
+/* 1 for the points a `state import` process hits, 0 for a `start`. */
+int pl_point_is_import(enum pl_point p);
+/*
+ * The node's next request, from where the chain is (*at, moved when the
+ * request goes forward): 60 % forward (next step, round or height), 28 % the
+ * same H/R/S again (the caller varies block and timestamp), 12 % backwards.
+ * *max_h: the highest height ever requested.
+ */
+struct guard_hrs pl_next_hrs(uint64_t *rng, struct guard_hrs *at, int64_t *max_h);
+/* After the process: a power cut (3 in 4, of a random kind) or only the kill. */
+int pl_cut_or_kill(struct pl_disk *d, uint64_t *rng, int *cut, struct pl_cut_report *rep);
+
 /* Prints the summary table to stdout; name: "in-process" / "p11kms binary". */
 void pl_check_report(const struct pl_check *c, const char *name, uint64_t seed);
 

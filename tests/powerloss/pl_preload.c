@@ -27,7 +27,6 @@
 
 enum ev { EV_WRITE, EV_SYNC, EV_LINK, EV_DIRSYNC, EV_COUNT };
 enum how { HOW_NONE, HOW_MID, HOW_BEFORE, HOW_EIO };
-enum target { T_OTHER, T_FILE, T_TEMP, T_DIR };
 
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
@@ -40,7 +39,6 @@ static struct {
 	sync_fn fdatasync, fsync;
 	link_fn link, rename;
 	char target[PATH_MAX];
-	size_t dir_len;
 	int jfd;
 	enum ev fault_ev;
 	unsigned fault_at;
@@ -91,37 +89,26 @@ __attribute__((constructor)) static void pl_init(void)
 	if (t == NULL || j == NULL || strlen(t) >= sizeof(P.target))
 		return;
 	strcpy(P.target, t);
-	const char *slash = strrchr(P.target, '/');
-	P.dir_len = slash != NULL ? (size_t)(slash - P.target) : 0;
 	P.jfd = open(j, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	P.rng = sd != NULL ? strtoull(sd, NULL, 10) : 1;
 	parse_fault(getenv("PL_FAULT"));
 }
 
-static enum target target_of(const char *p)
+static enum pl_target target_of(const char *p)
 {
-	size_t n = strlen(P.target);
-	if (P.jfd < 0)
-		return T_OTHER;
-	if (strcmp(p, P.target) == 0)
-		return T_FILE;
-	if (strncmp(p, P.target, n) == 0 && strncmp(p + n, ".tmp-", 5) == 0)
-		return T_TEMP;
-	if (P.dir_len != 0 && strlen(p) == P.dir_len && strncmp(p, P.target, P.dir_len) == 0)
-		return T_DIR;
-	return T_OTHER;
+	return P.jfd < 0 ? PL_T_OTHER : pl_target_of(P.target, p);
 }
 
-static enum target fd_target(int fd, char *buf, size_t cap)
+static enum pl_target fd_target(int fd, char *buf, size_t cap)
 {
 	char link[64];
 	pl_init(); /* a call before the constructor ran: resolve now */
 	if (P.jfd < 0 || fd == P.jfd)
-		return T_OTHER;
+		return PL_T_OTHER;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	ssize_t n = readlink(link, buf, cap - 1);
 	if (n <= 0)
-		return T_OTHER;
+		return PL_T_OTHER;
 	buf[n] = '\0';
 	return target_of(buf);
 }
@@ -164,8 +151,8 @@ static enum how event(enum ev ev)
 static ssize_t do_write(int fd, const void *p, size_t n, off_t off, int positional, pwrite_fn real)
 {
 	char path[PATH_MAX];
-	enum target t = fd_target(fd, path, sizeof(path));
-	if (t != T_FILE && t != T_TEMP)
+	enum pl_target t = fd_target(fd, path, sizeof(path));
+	if (t != PL_T_FILE && t != PL_T_TEMP)
 		return positional ? real(fd, p, n, off) : P.write(fd, p, n);
 	pthread_mutex_lock(&P.mu);
 	if (!positional)
@@ -173,7 +160,7 @@ static ssize_t do_write(int fd, const void *p, size_t n, off_t off, int position
 	enum how h = event(EV_WRITE);
 	if (h == HOW_BEFORE)
 		die(EV_WRITE);
-	if (t == T_FILE)
+	if (t == PL_T_FILE)
 		journal(PL_J_WRITE, (uint64_t)off, p, n, 0); /* the intent, before it lands */
 	if (h == HOW_MID) {
 		P.rng = P.rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -210,19 +197,19 @@ ssize_t write(int fd, const void *p, size_t n)
 static int do_sync(int fd, sync_fn real)
 {
 	char path[PATH_MAX];
-	enum target t = fd_target(fd, path, sizeof(path));
-	if (t == T_OTHER)
+	enum pl_target t = fd_target(fd, path, sizeof(path));
+	if (t == PL_T_OTHER)
 		return real(fd);
 	pthread_mutex_lock(&P.mu);
-	enum how h = event(t == T_DIR ? EV_DIRSYNC : EV_SYNC);
+	enum how h = event(t == PL_T_DIR ? EV_DIRSYNC : EV_SYNC);
 	if (h == HOW_BEFORE || h == HOW_MID)
-		die(t == T_DIR ? EV_DIRSYNC : EV_SYNC);
+		die(t == PL_T_DIR ? EV_DIRSYNC : EV_SYNC);
 	int r = 0;
 	if (h == HOW_EIO)
 		r = -EIO;
-	if (t == T_DIR)
+	if (t == PL_T_DIR)
 		journal(PL_J_DIRSYNC, 0, NULL, 0, 0);
-	else if (t == T_FILE)
+	else if (t == PL_T_FILE)
 		journal(PL_J_SYNC, 0, NULL, 0, r);
 	else if (r == 0)
 		snprintf(P.temp_synced, sizeof(P.temp_synced), "%s", path);
@@ -249,16 +236,13 @@ int fsync(int fd)
 static int do_link(const char *from, const char *to, link_fn real)
 {
 	pl_init();
-	if (target_of(to) != T_FILE)
+	if (target_of(to) != PL_T_FILE)
 		return real(from, to);
 	pthread_mutex_lock(&P.mu);
 	if (event(EV_LINK) != HOW_NONE)
 		die(EV_LINK);
 	static uint8_t buf[65536];
-	int fd = open(from, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf), 0) : -1;
-	if (fd >= 0)
-		close(fd);
+	ssize_t n = pl_read_head(from, buf, sizeof(buf));
 	int r = real(from, to);
 	if (r == 0 && n >= 0)
 		journal(PL_J_LINK, 0, buf, (uint64_t)n, strcmp(from, P.temp_synced) == 0);

@@ -11,13 +11,7 @@
 #include <unistd.h>
 
 #include "p11kms/dfile.h"
-
-enum target {
-	T_OTHER,
-	T_FILE, /* the tracked file */
-	T_TEMP, /* one of its dfile temp files ("<path>.tmp-XXXXXX") */
-	T_DIR,	/* its directory */
-};
+#include "pl_journal.h"
 
 static struct {
 	struct pl_disk *d;
@@ -32,30 +26,15 @@ static struct {
 	char temp_synced[PATH_MAX]; /* the temp file last synced (its data is durable) */
 } S;
 
-static enum target target_of(const char *p)
-{
-	const char *path = pl_path(S.d);
-	size_t n = strlen(path);
-	const char *slash = strrchr(path, '/');
-	if (strcmp(p, path) == 0)
-		return T_FILE;
-	if (strncmp(p, path, n) == 0 && strncmp(p + n, ".tmp-", 5) == 0)
-		return T_TEMP;
-	if (slash != NULL && strlen(p) == (size_t)(slash - path) &&
-	    strncmp(p, path, (size_t)(slash - path)) == 0)
-		return T_DIR;
-	return T_OTHER;
-}
-
-static enum target fd_target(int fd, char *buf, size_t cap)
+static enum pl_target fd_target(int fd, char *buf, size_t cap)
 {
 	char link[64];
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	ssize_t n = readlink(link, buf, cap - 1);
 	if (n <= 0)
-		return T_OTHER;
+		return PL_T_OTHER;
 	buf[n] = '\0';
-	return target_of(buf);
+	return pl_target_of(pl_path(S.d), buf);
 }
 
 /* Counts an event; returns the fault to apply to it (NONE if it just happens). */
@@ -84,8 +63,8 @@ static int died(void)
 static ssize_t do_write(int fd, const void *p, size_t n, off_t off, int positional)
 {
 	char path[PATH_MAX];
-	enum target t = fd_target(fd, path, sizeof(path));
-	if (t != T_FILE && t != T_TEMP)
+	enum pl_target t = fd_target(fd, path, sizeof(path));
+	if (t != PL_T_FILE && t != PL_T_TEMP)
 		return positional ? S.real->pwrite(fd, p, n, off) : S.real->write(fd, p, n);
 	if (S.dead)
 		return died();
@@ -100,7 +79,7 @@ static ssize_t do_write(int fd, const void *p, size_t n, off_t off, int position
 	ssize_t w = land == 0 ? 0 : S.real->pwrite(fd, p, land, off);
 	if (w < 0)
 		return w;
-	if (t == T_FILE)
+	if (t == PL_T_FILE)
 		pl_write(S.d, (uint64_t)off, p, n); /* what was asked; the cut reads what landed */
 	if (f == PL_FAULT_CRASH_MID)
 		return died();
@@ -122,19 +101,19 @@ static ssize_t shim_write(int fd, const void *p, size_t n)
 static int do_sync(int fd, int (*real)(int))
 {
 	char path[PATH_MAX];
-	enum target t = fd_target(fd, path, sizeof(path));
-	if (t == T_OTHER)
+	enum pl_target t = fd_target(fd, path, sizeof(path));
+	if (t == PL_T_OTHER)
 		return real(fd);
 	if (S.dead)
 		return died();
-	enum pl_fault f = event(t == T_DIR ? PL_EV_DIRSYNC : PL_EV_SYNC);
+	enum pl_fault f = event(t == PL_T_DIR ? PL_EV_DIRSYNC : PL_EV_SYNC);
 	if (f == PL_FAULT_CRASH_BEFORE || f == PL_FAULT_CRASH_MID)
 		return died();
-	if (t == T_DIR) {
+	if (t == PL_T_DIR) {
 		pl_dirsync(S.d);
 		return 0;
 	}
-	if (t == T_TEMP) {
+	if (t == PL_T_TEMP) {
 		if (f == PL_FAULT_EIO)
 			return died();
 		snprintf(S.temp_synced, sizeof(S.temp_synced), "%s", path);
@@ -157,7 +136,7 @@ static int shim_fsync(int fd)
 /* link/rename of a temp file onto the name: the name now holds that file. */
 static int do_link(const char *from, const char *to, int (*real)(const char *, const char *))
 {
-	if (target_of(to) != T_FILE)
+	if (pl_target_of(pl_path(S.d), to) != PL_T_FILE)
 		return real(from, to);
 	if (S.dead)
 		return died();
@@ -166,10 +145,7 @@ static int do_link(const char *from, const char *to, int (*real)(const char *, c
 		return died();
 	int synced = strcmp(from, S.temp_synced) == 0;
 	uint8_t buf[65536];
-	int fd = open(from, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf), 0) : -1;
-	if (fd >= 0)
-		close(fd);
+	ssize_t n = pl_read_head(from, buf, sizeof(buf));
 	int r = real(from, to);
 	if (r == 0 && n >= 0)
 		pl_link(S.d, buf, (size_t)n, synced);

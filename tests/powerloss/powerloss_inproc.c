@@ -61,35 +61,15 @@ static uint64_t rnd(struct run *R, uint64_t n)
 	return pl_rand(&R->rng) % n;
 }
 
-/* The next request: mostly forward, often the same H/R/S again, sometimes backwards. */
+/* The next request as a vote or proposal: the same H/R/S varies block and timestamp. */
 static void next_msg(struct run *R, struct tg_msg *q)
 {
-	struct guard_hrs *n = &R->node;
-	uint64_t pick = rnd(R, 100);
+	struct guard_hrs h = pl_next_hrs(&R->rng, &R->node, &R->max_req_h);
 	memset(q, 0, sizeof(*q));
-	if (n->height < 1)
-		*n = (struct guard_hrs){ 1, 0, GUARD_STEP_PROPOSE };
-	q->h = n->height;
-	q->r = n->round;
-	q->step = n->step == GUARD_STEP_NONE ? GUARD_STEP_PROPOSE : n->step;
-	if (pick < 60) {
-		if (q->step < GUARD_STEP_PRECOMMIT && pick < 40)
-			q->step = (enum guard_step)(q->step + 1);
-		else if (pick < 48)
-			q->r++, q->step = (enum guard_step)(1 + rnd(R, 3));
-		else
-			q->h++, q->r = 0, q->step = GUARD_STEP_PROPOSE;
-		*n = (struct guard_hrs){ q->h, (int32_t)q->r, q->step };
-	} else if (pick >= 88) { /* a regression attempt */
-		if (q->step > GUARD_STEP_PROPOSE)
-			q->step = (enum guard_step)(q->step - 1);
-		else if (q->r > 0)
-			q->r--;
-		else if (q->h > 1)
-			q->h--;
-	} /* else the same H/R/S: identical, timestamp-only or another block */
+	q->h = h.height;
+	q->r = h.round;
+	q->step = h.step;
 	q->block = (int)rnd(R, 3);
-	q->pol = 0;
 	if (q->step == GUARD_STEP_PROPOSE) {
 		q->block = 1 + (int)rnd(R, 2);
 		q->pol = -1;
@@ -97,8 +77,6 @@ static void next_msg(struct run *R, struct tg_msg *q)
 	q->ts_s = 1700000000 + q->h;
 	q->ts_n = (int32_t)rnd(R, 2);
 	q->chain = CHAIN;
-	if (q->h > R->max_req_h)
-		R->max_req_h = q->h;
 }
 
 /* One request through the guard; a release is recorded with the message it signs. */
@@ -250,37 +228,14 @@ static int restart(struct run *R, enum pl_point pt, const struct pl_cut_report *
 	return pl_check_not_behind(&R->ck, &last, pl_point_name(pt));
 }
 
-static enum pl_point pick_point(struct run *R)
-{
-	/* weights: signing is where the writes are; every point gets a share */
-	static const unsigned w[PL_PT_COUNT] = { 20, 20, 8, 8, 6, 6, 6, 10, 16 };
-	unsigned total = 0, x;
-	for (int i = 0; i < PL_PT_COUNT; i++)
-		total += w[i];
-	x = (unsigned)rnd(R, total);
-	for (int i = 0; i < PL_PT_COUNT; i++) {
-		if (x < w[i])
-			return (enum pl_point)i;
-		x -= w[i];
-	}
-	return PL_PT_IDLE;
-}
-
 static int cycle(struct run *R)
 {
-	enum pl_point want = pick_point(R), pt;
+	enum pl_point want = pl_pick_point(&R->rng), pt;
 	struct pl_cut_report rep;
-	if (want == PL_PT_IMPORT_MID || want == PL_PT_IMPORT_PRESYNC || want == PL_PT_IMPORT_NEW)
-		pt = process_import(R, want);
-	else
-		pt = process_signer(R, want);
+	int cut;
+	pt = pl_point_is_import(want) ? process_import(R, want) : process_signer(R, want);
 	pl_shim_restart(); /* the process is gone; its page cache stays */
-	int cut = rnd(R, 4) != 0;
-	static const enum pl_keep hows[] = { PL_KEEP_LOST,   PL_KEEP_LOST,   PL_KEEP_KEPT,
-					     PL_KEEP_KEPT,   PL_KEEP_RANDOM, PL_KEEP_RANDOM,
-					     PL_KEEP_RANDOM, PL_KEEP_TEAR };
-	int r = cut ? pl_cut(R->d, &R->rng, hows[rnd(R, 8)], &rep) : pl_inspect(R->d, &rep);
-	if (r != 0) {
+	if (pl_cut_or_kill(R->d, &R->rng, &cut, &rep) != 0) {
 		pl_violation(&R->ck, "the model could not apply the cut");
 		return -1;
 	}

@@ -198,33 +198,10 @@ static int cli(struct run *R, const char *fault, const char *const *args)
 
 /* ---- the node's side ---- */
 
+/* The next request as the node sends it: the same H/R/S varies block and timestamp. */
 static struct guard_hrs request(struct run *R, struct pv_request *req)
 {
-	struct guard_hrs *a = &R->at;
-	uint64_t pick = rnd(R, 100);
-	if (a->height < 1)
-		*a = (struct guard_hrs){ 1, 0, GUARD_STEP_PROPOSE };
-	struct guard_hrs q = *a;
-	if (q.step == GUARD_STEP_NONE)
-		q.step = GUARD_STEP_PROPOSE;
-	if (pick < 60) {
-		if (q.step < GUARD_STEP_PRECOMMIT && pick < 40)
-			q.step = (enum guard_step)(q.step + 1);
-		else if (pick < 48)
-			q.round++, q.step = (enum guard_step)(1 + rnd(R, 3));
-		else
-			q.height++, q.round = 0, q.step = GUARD_STEP_PROPOSE;
-		*a = q;
-	} else if (pick >= 88) {
-		if (q.step > GUARD_STEP_PROPOSE)
-			q.step = (enum guard_step)(q.step - 1);
-		else if (q.round > 0)
-			q.round--;
-		else if (q.height > 1)
-			q.height--;
-	}
-	if (q.height > R->max_req_h)
-		R->max_req_h = q.height;
+	struct guard_hrs q = pl_next_hrs(&R->rng, &R->at, &R->max_req_h);
 	int64_t ts = 1700000000 + q.height * 10 + (int64_t)rnd(R, 2);
 	if (q.step == GUARD_STEP_PROPOSE)
 		tnode_req_proposal(req, CHAIN, q.height, q.round, (uint8_t)(1 + rnd(R, 2)), ts);
@@ -443,34 +420,13 @@ static int restart(struct run *R, enum pl_point pt, const struct pl_cut_report *
 	return pl_check_not_behind(&R->ck, &last, pl_point_name(pt));
 }
 
-static enum pl_point pick_point(struct run *R)
-{
-	static const unsigned w[PL_PT_COUNT] = { 18, 18, 10, 10, 6, 6, 6, 10, 16 };
-	unsigned total = 0, x;
-	for (int i = 0; i < PL_PT_COUNT; i++)
-		total += w[i];
-	x = (unsigned)rnd(R, total);
-	for (int i = 0; i < PL_PT_COUNT; i++) {
-		if (x < w[i])
-			return (enum pl_point)i;
-		x -= w[i];
-	}
-	return PL_PT_IDLE;
-}
-
 static int cycle(struct run *R)
 {
-	enum pl_point want = pick_point(R), pt;
+	enum pl_point want = pl_pick_point(&R->rng);
 	struct pl_cut_report rep;
-	if (want == PL_PT_IMPORT_MID || want == PL_PT_IMPORT_PRESYNC || want == PL_PT_IMPORT_NEW)
-		pt = import(R, want);
-	else
-		pt = start_and_sign(R, want);
-	int cut = rnd(R, 4) != 0;
-	static const enum pl_keep hows[] = { PL_KEEP_LOST,   PL_KEEP_KEPT,   PL_KEEP_RANDOM,
-					     PL_KEEP_RANDOM, PL_KEEP_RANDOM, PL_KEEP_TEAR };
-	int r = cut ? pl_cut(R->d, &R->rng, hows[rnd(R, 6)], &rep) : pl_inspect(R->d, &rep);
-	assert_int_equal(r, 0);
+	int cut;
+	enum pl_point pt = pl_point_is_import(want) ? import(R, want) : start_and_sign(R, want);
+	assert_int_equal(pl_cut_or_kill(R->d, &R->rng, &cut, &rep), 0);
 	pl_check_count(&R->ck, pt, cut, rep.outcome);
 	R->ck.cycles++;
 	return restart(R, pt, &rep);
