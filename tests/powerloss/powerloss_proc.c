@@ -513,9 +513,45 @@ static void test_powerloss_proc(void **state)
 	pl_check_free(&R.ck);
 }
 
+/* `p11kms start` whose start-up write-back hits an fdatasync EIO refuses to start (exit 5). */
+static void test_start_refuses_when_not_durable(void **state)
+{
+	static struct run R;
+	(void)state;
+	R.rng = 15;
+	signal(SIGPIPE, SIG_IGN);
+	kms_log_set_quiet(1);
+	pl_check_init(&R.ck);
+	setup_run(&R);
+	const char *start[] = { "start", "-c", R.conf, NULL };
+	for (unsigned at = 1; at <= 2; at++) {
+		char fault[32];
+		snprintf(fault, sizeof(fault), "sync:%u:eio", at);
+		int ec = cli(&R, fault, start);
+		if (ec != 5 || !out_has(&R, "could not be made durable before serving"))
+			fail_msg("start with %s: exit %d (expected 5, refusing)", fault, ec);
+	}
+	/* the disk is back: it starts and serves */
+	char *argv[] = { (char *)"p11kms", (char *)"start", (char *)"-c", R.conf, NULL };
+	pid_t pid = spawn(&R, NULL, argv);
+	int ec = -1;
+	assert_true(wait_connect(&R, pid, &ec));
+	tnode_drop(&R.node);
+	kill(pid, SIGKILL);
+	(void)reap(pid);
+	tnode_close(&R.node);
+	pl_free(R.d);
+	pl_check_free(&R.ck);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", R.dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", R.dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_start_refuses_when_not_durable),
 		cmocka_unit_test(test_powerloss_proc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -254,6 +254,41 @@ static void test_failed_status_emitted(void **state)
 	obs_sink_clear();
 }
 
+/* The start-up write-back failing: start refuses (the daemon exits), the guard is closed. */
+static void test_make_durable_fails_closed(void **state)
+{
+	struct fx *f = *state;
+	struct seen_status seen = { 0 };
+	struct guard *g = NULL;
+	struct guard_result res;
+	struct dfile_ops ops = *dfile_ops();
+	ops.fdatasync = eio_fdatasync;
+	assert_int_equal(obs_status_sink_add(status_sink, &seen), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
+	eio_sync = 1;
+	dfile_set_ops(&ops);
+	tu_log_capture_start();
+	assert_int_equal(guard_make_durable(g), KMS_ERR_STATE_IO);
+	assert_true(tu_log_contains("could not be made durable before serving"));
+	tu_log_capture_stop();
+	eio_sync = 0;
+	dfile_set_ops(NULL);
+	assert_true(guard_failed(g));
+	assert_int_equal(seen.n_failed, 1);
+	struct tg_msg m = vote(1, 1);
+	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_ERR_STATE_IO);
+	assert_int_equal(guard_make_durable(g), KMS_ERR_STATE_IO);
+	assert_int_equal(seen.n_failed, 1);
+	guard_free(g);
+	obs_sink_clear();
+	/* the next start makes it durable (the disk is back) and serves */
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(guard_make_durable(g), KMS_OK);
+	assert_int_equal(guard_make_durable(g), KMS_OK); /* idempotent */
+	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_OK);
+	guard_free(g);
+}
+
 /* ---- the filesystem under the state file ---- */
 
 static long fake_fs_type;
@@ -359,6 +394,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_readable_while_signing, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_failed_status_emitted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_make_durable_fails_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_volatile_fs_refused, setup, teardown),
 		cmocka_unit_test(test_real_tmpfs),
 	};
