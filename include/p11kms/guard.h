@@ -264,13 +264,16 @@ KMS_MUST_CHECK int guard_state_parse_file(const uint8_t *p, size_t n, struct gua
 					  uint64_t *seq);
 
 /*
- * Imports a JSON state into path for chain_id. A missing file is created
- * (as guard_state_init). An existing one is refused with KMS_ERR_EXISTS
- * unless allow_overwrite, and even then only if the imported H/R/S is not
- * behind the existing one (else KMS_ERR_REFUSED); the new record is then
- * written like a signature (sequence + 1, fdatasync). A P11KMS-format
- * chain_id that differs from chain_id is KMS_ERR_REFUSED. Sign bytes in the
- * JSON must decode as a canonical vote/proposal matching its H/R/S.
+ * Imports a JSON state into path for chain_id, read as guard_state_parse_json
+ * reads it (an explicit fmt must match the file's shape: KMS_ERR_FORMAT). A
+ * missing file is created (as guard_state_init). An existing one is refused
+ * with KMS_ERR_EXISTS unless allow_overwrite, and even then only if it is not
+ * in doubt (KMS_ERR_FORMAT: `state repair` first) and the imported H/R/S is
+ * not behind it (else KMS_ERR_REFUSED); the new record is then written like a
+ * signature (sequence + 1, fdatasync, after the write-back of the current
+ * record). A P11KMS-format chain_id that differs from chain_id is
+ * KMS_ERR_REFUSED. Sign bytes in the JSON must decode as a canonical
+ * vote/proposal matching its H/R/S.
  */
 KMS_MUST_CHECK int guard_state_import(const char *path, const char *chain_id, const uint8_t *json,
 				      size_t len, enum guard_fmt fmt, int allow_overwrite);
@@ -293,9 +296,10 @@ KMS_MUST_CHECK int guard_state_export(const char *path, enum guard_fmt fmt, stru
 /*
  * Appends a human-readable description: chain, H/R/S with the step name,
  * sequence, sign-bytes length and SHA-256 prefix, signature presence, when
- * the record was written, and the state of both slots. Takes no lock, so it
- * works while the daemon runs: a record being rewritten fails its checksum
- * and the other slot is shown (consistent, at most one state behind).
+ * the record was written, and both slots (an invalid one with what its header
+ * claims, and a note that start refuses it). Takes no lock, so it works while
+ * the daemon runs: a record being rewritten fails its checksum and the other
+ * slot is shown (consistent, at most one state behind).
  */
 KMS_MUST_CHECK int guard_state_show(const char *path, struct kbuf *out);
 
