@@ -101,7 +101,7 @@ static int convert_state(const struct migrate_state *s, const char *out_dir)
 	if (r == KMS_ERR_NOT_FOUND) {
 		printf("  ! chain %s: no tmkms state file at %s: before `p11kms start`, import the "
 		       "node's priv_validator_state.json (`p11kms state import -c CONF --chain %s "
-		       "--format cometbft FILE`) or run `p11kms state init -c CONF --chain %s "
+		       "FILE`) or run `p11kms state init -c CONF --chain %s "
 		       "--height H` with the current height\n",
 		       s->chain_id, s->from, s->chain_id, s->chain_id);
 		r = KMS_OK;

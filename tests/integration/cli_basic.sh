@@ -24,6 +24,7 @@ has "exactly one of --softsign PATH or --slot URI"
 
 # init: a Haqq testedge directory; refuses to run twice
 run 0 init kms --chain haqq_53211-1
+on_any_fs kms/p11kms.conf
 has "Next steps:"
 has "p11kms state import -c kms/p11kms.conf --chain haqq_53211-1"
 [ "$(stat -c %a kms/secrets)" = 700 ] || fail "secrets/ mode $(stat -c %a kms/secrets)"

@@ -70,7 +70,7 @@ printf '%s' "$(head -c 32 /dev/urandom | base64)" >id.key
 chmod 600 cons.key id.key
 write_conf() { # write_conf FILE KEYS_ENTRY [EXTRA_VALIDATOR_KEYS]
 	cat >"$1" <<EOF
-chains = ( { id = "$CHAIN"; state_file = "c.state"; } );
+chains = ( { id = "$CHAIN"; state_file = "c.state"; allow_volatile_state = true; } );
 keys = ( { chain_ids = [ "$CHAIN" ]; $2 } );
 validators = ( { chain_id = "$CHAIN"; addr = "tcp://127.0.0.1:1"; secret_key = "id.key";
                  protocol_version = "v0.37"; reconnect = false; ${3:-} } );
