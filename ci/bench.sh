@@ -24,6 +24,7 @@ PIDS=""
 STATE_DIR="state" # relative to the config; the tmpfs runs point it at $SHM
 AUDIT=0           # 1: the run keeps an audit log (audit = { }) beside the state files
 METRICS_PORT=""   # set: the run's config serves /metrics there and a scraper polls it
+CHAIN_EXTRA="" # the tmpfs runs: allow_volatile_state = true (start refuses a tmpfs otherwise)
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -85,7 +86,7 @@ write_conf() {
 		echo "chains = ("
 		for ((c = 0; c < m; c++)); do
 			[ $c = 0 ] || echo ","
-			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; }"
+			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; $CHAIN_EXTRA }"
 		done
 		echo ");"
 		echo "keys = ("
@@ -211,6 +212,7 @@ METRICS_PORT=
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	SHM="$(mktemp -d /dev/shm/p11kms-bench.XXXXXX)"
 	STATE_DIR="$SHM"
+	CHAIN_EXTRA="allow_volatile_state = true;"
 	run softsign-tcp-tmpfs softsign tcp 1 1
 	AUDIT=1
 	run softsign-tcp-tmpfs-audit softsign tcp 1 1
@@ -224,6 +226,7 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	run metrics-on-tmpfs softsign tcp 1 1
 	METRICS_PORT=""
 	STATE_DIR="state"
+	CHAIN_EXTRA=""
 fi
 
 python3 - "$WORK/res" "$OUT" "$N" <<'PY'

@@ -15,6 +15,8 @@ P11KMS_DEB_PACKAGES=(
 	valgrind gnutls-bin procps python3
 	zlib1g-dev
 	libmicrohttpd-dev libsystemd-dev prometheus curl
+	libsodium-dev
+	strace systemd man-db
 )
 
 missing=()

@@ -41,6 +41,9 @@ struct cfg_chain {
 	char *state_file;	    /* double-sign state (absolute path) */
 	int sign_extensions;	    /* v0.38: sign vote extensions of non-nil precommits (default 1) */
 	int line;
+	/* Accept a state_file on a filesystem that cannot keep it (tmpfs, overlayfs, NFS, ...;
+	 * dfile_fs_probe): tests and benchmarks only. Default 0. */
+	int allow_volatile_state;
 };
 
 enum cfg_key_kind {

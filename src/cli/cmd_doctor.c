@@ -170,22 +170,28 @@ static void check_key(struct doc *d, const struct cfg *cfg, const struct cfg_key
 
 static void check_state(struct doc *d, const struct cfg_chain *c)
 {
-	struct guard *g = NULL;
+	/* as start would load it, without writing; the filesystem has its own line */
+	static const struct guard_opts no_fs = { .skip_fs_check = 1 };
 	struct guard_hrs hrs;
-	int r = guard_open(c->state_file, c->id, &g);
+	int r = guard_state_check(c->state_file, c->id, &no_fs, &hrs);
 
 	switch (r) {
 	case KMS_OK:
-		guard_last(g, &hrs);
 		check(d, CMD_EXIT_OK, "state for %s: %s, last signed %lld/%d/%s, not locked", c->id,
 		      c->state_file, (long long)hrs.height, (int)hrs.round,
 		      guard_step_name(hrs.step));
-		guard_free(g);
+		return;
+	case KMS_ERR_FORMAT:
+		check(d, CMD_EXIT_STATE,
+		      "state for %s: %s is refused (a record is invalid, or it is not a state "
+		      "file: the line above says which): see `p11kms state repair -c CONF "
+		      "--chain %s`; never reset it blindly",
+		      c->id, c->state_file, c->id);
 		return;
 	case KMS_ERR_NOT_FOUND:
 		check(d, CMD_EXIT_STATE,
-		      "state for %s: %s missing: `p11kms state import -c CONF --chain %s --format "
-		      "cometbft <node>/data/priv_validator_state.json` or `state init --height H`",
+		      "state for %s: %s missing: `p11kms state import -c CONF --chain %s "
+		      "<node>/data/priv_validator_state.json` or `state init --height H`",
 		      c->id, c->state_file, c->id);
 		return;
 	case KMS_ERR_LOCKED:
@@ -203,6 +209,15 @@ static void check_state(struct doc *d, const struct cfg_chain *c)
 		      "the node's priv_validator_state.json)",
 		      c->id, c->state_file, kms_strerror(r));
 	}
+}
+
+/* The filesystem under the state file, checked as start checks it (guard_check_fs). */
+static void check_state_fs(struct doc *d, const struct cfg_chain *c)
+{
+	char msg[512];
+	int r = guard_check_fs(c->state_file, c->allow_volatile_state, msg, sizeof(msg));
+	check(d, r == KMS_OK ? CMD_EXIT_OK : CMD_EXIT_STATE, "state for %s: %s %s", c->id,
+	      c->state_file, msg);
 }
 
 static void check_validator(struct doc *d, const struct cfg_validator *v)
@@ -223,14 +238,17 @@ static void audit_line(void *ctx, int exit_code, const char *line)
 	check(ctx, exit_code, "%s", line);
 }
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_doctor_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 int cmd_doctor(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_doctor_options;
 	struct doc d = { CMD_EXIT_OK, 0, 0 };
 	struct cfg *cfg = NULL;
 	const char *conf = NULL;
@@ -275,6 +293,7 @@ int cmd_doctor(int argc, char **argv)
 		if (cfg_key_for_chain(cfg, cfg->chains[i].id) == NULL)
 			check(&d, CMD_EXIT_CONFIG, "chain %s: no key serves it", cfg->chains[i].id);
 		check_state(&d, &cfg->chains[i]);
+		check_state_fs(&d, &cfg->chains[i]);
 	}
 	audit_doctor(cfg, audit_line, &d);
 	printf("%d checks passed, %d failed\n", d.n_ok, d.n_fail);

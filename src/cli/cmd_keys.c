@@ -41,18 +41,21 @@ struct keys_args {
 /* The schema version of the --json objects (docs/cli.md); bumped on incompatible changes. */
 #define KEYS_JSON_VERSION 1
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_keys_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "chain", required_argument, NULL, 'C' },
+	{ "slot", required_argument, NULL, 'S' },
+	{ "pin-env", required_argument, NULL, 'E' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "json", no_argument, NULL, 'J' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, struct keys_args *a, int *ec)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "chain", required_argument, NULL, 'C' },
-		{ "slot", required_argument, NULL, 'S' },
-		{ "pin-env", required_argument, NULL, 'E' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "json", no_argument, NULL, 'J' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_keys_options;
 	int c;
 
 	optind = 0;

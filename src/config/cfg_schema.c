@@ -18,6 +18,7 @@ static const char *const chain_keys[] = { "id",
 					  "consensus_key_prefix",
 					  "state_file",
 					  "sign_extensions",
+					  "allow_volatile_state",
 					  NULL };
 static const char *const key_keys[] = {
 	"chain_ids", "uri", "profile", "pin_env", "softsign", "timeout_ms", NULL
@@ -267,7 +268,8 @@ static int parse_chain(struct cfg_ctx *x, const config_setting_t *g, const char 
 	    (r = get_str(x, g, kp, "consensus_key_prefix", 0, &c->consensus_key_prefix)) !=
 		    KMS_OK ||
 	    (r = get_path(x, g, kp, "state_file", 1, &c->state_file)) != KMS_OK ||
-	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK)
+	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK ||
+	    (r = get_bool(x, g, kp, "allow_volatile_state", 0, &c->allow_volatile_state)) != KMS_OK)
 		goto out;
 	if (fmt == NULL) {
 		/* Default: bech32 when a consensus prefix is given, hex otherwise. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `p11kms start [-c FILE] [-v]`: loads the config, installs signal handlers, runs the daemon. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,23 +68,38 @@ static int check_config_perms(const char *path)
 	return CMD_EXIT_OK;
 }
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_start_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, const char **conf, int *verbose)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "c:vh", cmd_start_options, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			*conf = optarg;
+			break;
+		case 'v':
+			*verbose = 1;
+			break;
+		case 'h':
 			fputs(usage, stdout);
 			return 1;
-		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-			*verbose = 1;
-		} else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
-			*conf = argv[++i];
-		} else if (strncmp(a, "--config=", 9) == 0 && a[9] != '\0') {
-			*conf = a + 9;
-		} else {
-			fprintf(stderr, "p11kms start: unexpected argument \"%s\"\n%s", a, usage);
+		default:
+			fputs(usage, stderr);
 			return -1;
 		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "p11kms start: unexpected argument \"%s\"\n%s", argv[optind], usage);
+		return -1;
 	}
 	return 0;
 }

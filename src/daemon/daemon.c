@@ -224,7 +224,8 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 	for (struct d_chain *o = d->chains; o < ch; o++)
 		if (o->ck == ch->ck && o->key != NULL)
 			same = o;
-	int r = guard_open(ch->cc->state_file, ch->cc->id, &ch->guard);
+	struct guard_opts go = { .allow_volatile_state = ch->cc->allow_volatile_state };
+	int r = guard_open_opts(ch->cc->state_file, ch->cc->id, &go, &ch->guard);
 	if (r != KMS_OK) {
 		kms_log_err(
 			"cannot open the double-sign state of chain %s (%s:%d, state_file %s): %s%s",
@@ -233,6 +234,10 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 				": create it with `p11kms state init` or `p11kms state import`" :
 			r == KMS_ERR_LOCKED ? ": another signer holds it" :
 					      "");
+		if (r == KMS_ERR_FORMAT)
+			kms_log_err("see what the state holds and the operator's choices: "
+				    "`p11kms state repair -c %s --chain %s`",
+				    d->cfg->path, ch->cc->id);
 		return exit_for_guard_err(r);
 	}
 	struct guard_hrs last;
@@ -323,6 +328,15 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 	slot_pubkey(id->slot, pub);
 	if (sc_node_id(pub, nid) == KMS_OK && enc_hex_encode(nid, 20, hex, sizeof(hex)) == KMS_OK)
 		kms_log_info("identity secret_key=\"%s\" kms_node_id=%s", v->secret_key, hex);
+	return CMD_EXIT_OK;
+}
+
+/* Every guard's loaded record durable before anything is served (guard_make_durable). */
+static int make_states_durable(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_chains; i++)
+		if (guard_make_durable(d->chains[i].guard) != KMS_OK)
+			return CMD_EXIT_STATE;
 	return CMD_EXIT_OK;
 }
 
@@ -548,7 +562,8 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		goto out;
 	}
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
-	    (ec = prepare_conns(&d)) != CMD_EXIT_OK || (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
+	    (ec = prepare_conns(&d)) != CMD_EXIT_OK ||
+	    (ec = make_states_durable(&d)) != CMD_EXIT_OK || (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
 	    (ec = open_audit(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (atomic_load(&g_stop_requested)) {

@@ -433,11 +433,41 @@ static void test_key_uris(void **state)
 	}
 }
 
+/* issue 15: chains[].allow_volatile_state, off unless set, a bool. */
+static void test_allow_volatile_state(void **state)
+{
+	static const char *tail =
+		"keys = ( { chain_ids = [ \"c1\" ]; softsign = \"k\"; } );\n"
+		"validators = ( { chain_id = \"c1\"; addr = \"unix:///run/n.sock\";"
+		" protocol_version = \"v0.37\"; } );\n";
+	char text[512], err[256];
+	struct cfg *c = NULL;
+	(void)state;
+	snprintf(text, sizeof(text), "chains = ( { id = \"c1\"; state_file = \"s\"; } );\n%s",
+		 tail);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->chains[0].allow_volatile_state, 0);
+	cfg_free(c);
+	snprintf(text, sizeof(text),
+		 "chains = ( { id = \"c1\"; state_file = \"s\"; allow_volatile_state = true; } "
+		 ");\n%s",
+		 tail);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->chains[0].allow_volatile_state, 1);
+	cfg_free(c);
+	snprintf(text, sizeof(text),
+		 "chains = ( { id = \"c1\"; state_file = \"s\"; allow_volatile_state = 1; } );\n%s",
+		 tail);
+	assert_int_not_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_non_null(strstr(err, "chains[0].allow_volatile_state: must be true or false"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_key_uris),
 		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_allow_volatile_state),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_default_path),
 		cmocka_unit_test(test_bad),
