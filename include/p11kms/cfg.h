@@ -60,6 +60,10 @@ struct cfg_key {
 	char *pin_env;	/* CFG_KEY_PKCS11: environment variable holding the PIN; NULL if not set */
 	char *softsign; /* CFG_KEY_SOFTSIGN: key file (absolute path); NULL for pkcs11 */
 	int line;
+	/* #16 failover and token deadlines (CFG_KEY_PKCS11 only): */
+	char **uris;	     /* uri as a list: primary first, then backups; uris[0] equals uri */
+	size_t n_uris;	     /* 1..CFG_KEY_MAX_URIS; 0 for softsign */
+	unsigned timeout_ms; /* deadline of each token call; default CFG_DEFAULT_TOKEN_TIMEOUT_MS */
 };
 
 struct cfg_validator {
@@ -117,6 +121,8 @@ struct cfg {
 #define CFG_DEFAULT_BACKOFF_MIN_MS 100u
 #define CFG_DEFAULT_BACKOFF_MAX_MS 5000u
 #define CFG_DEFAULT_MAX_MSG_SIZE ((size_t)(1024 * 1024 + 64 * 1024))
+#define CFG_DEFAULT_TOKEN_TIMEOUT_MS 3000u /* keys.timeout_ms */
+#define CFG_KEY_MAX_URIS 8		   /* keys.uri as a list */
 #define CFG_CHAIN_ID_MAX 50
 #define CFG_DEFAULT_METRICS_LISTEN "127.0.0.1:26661"
 #define CFG_ERR_MAX 512 /* a comfortable size for the err buffer below */

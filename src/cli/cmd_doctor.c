@@ -160,6 +160,8 @@ static void check_key(struct doc *d, const struct cfg *cfg, const struct cfg_key
 		disp[0] = '\0';
 	check(d, CMD_EXIT_OK, "key for %s: found, Ed25519, test signature verified: %s",
 	      k->chain_ids[0], disp);
+	if (slot_backups_unreachable(s, pin, sizeof(pin)) > 0) /* #16: a warning, not a failure */
+		printf("⚠ key for %s: %s (start works without it)\n", k->chain_ids[0], pin);
 	if (slot_hygiene(s, &h) == KMS_OK)
 		check(d, h.extractable == 1 || h.sensitive == 0 ? CMD_EXIT_KEY : CMD_EXIT_OK,
 		      "key for %s: %s", k->chain_ids[0], h.verdict);

@@ -116,7 +116,8 @@ int cli_open_key(const struct cfg_key *k, struct slot **out)
 	so.pin_env = k->pin_env;
 	if (k->kind == CFG_KEY_SOFTSIGN)
 		return slot_open_softsign(k->softsign, &so, out);
-	return slot_open(k->uri, &so, out);
+	so.timeout_ms = k->timeout_ms; /* a hung token must not hang keys/doctor either */
+	return slot_open_set((const char *const *)k->uris, k->n_uris, &so, out);
 }
 
 static void print_chains(const struct cfg_key *k)

@@ -136,6 +136,9 @@ void cfg_free(struct cfg *cfg)
 			free(k->chain_ids[j]);
 		free(k->chain_ids);
 		free(k->uri);
+		for (size_t j = 0; j < k->n_uris; j++)
+			free(k->uris[j]);
+		free(k->uris);
 		free(k->profile);
 		free(k->pin_env);
 		free(k->softsign);

@@ -95,8 +95,8 @@ static enum pv_version version_of(enum cfg_proto p)
 	return PV_V0_37;
 }
 
-/* Bound on one C_Sign of a PKCS#11 key (docs/operations.md). */
-#define D_SIGN_TIMEOUT_MS 3000u
+/* Bound on each token call of a PKCS#11 identity key (consensus keys: keys.timeout_ms). */
+#define D_SIGN_TIMEOUT_MS CFG_DEFAULT_TOKEN_TIMEOUT_MS
 
 /* STYLE.md §2.5: no core dumps or ptrace of a process that holds PINs and sessions. */
 static int hygiene(void)
@@ -159,6 +159,12 @@ static void log_pubkey(const struct cfg_chain *cc, const struct slot *s)
 	if (r != KMS_OK && enc_hex_encode_upper(pub, sizeof(pub), disp, sizeof(disp)) != KMS_OK)
 		(void)snprintf(disp, sizeof(disp), "?");
 	kms_log_info("key chain=%s slot=\"%s\" pubkey=%s", cc->id, slot_describe(s), disp);
+	for (size_t i = 1; i < slot_count(s); i++) {
+		struct slot_member_info mi;
+		if (slot_member_info(s, i, &mi) == KMS_OK)
+			kms_log_info("key chain=%s backup %zu slot=\"%s\" %s", cc->id, i, mi.uri,
+				     mi.up ? "same public key" : "unreachable at start (warning)");
+	}
 }
 
 /*
@@ -183,25 +189,25 @@ static int open_key(struct daemon *d, struct d_chain *ch)
 	const struct cfg_key *k = ch->ck;
 	struct slot_opts so = { .profile = k->profile,
 				.pin_env = k->pin_env,
-				.profiles_dir = d->o->profiles_dir };
+				.profiles_dir = d->o->profiles_dir,
+				.timeout_ms = k->kind == CFG_KEY_PKCS11 ? k->timeout_ms : 0,
+				.chain_id = ch->cc->id };
 	if (k->kind == CFG_KEY_SOFTSIGN) {
 		int ec = check_softsign_file(k->softsign, "the softsign key", d->cfg->path, k->line);
 		if (ec != CMD_EXIT_OK)
 			return ec;
 	}
-	int r = k->kind == CFG_KEY_SOFTSIGN ? slot_open_softsign(k->softsign, &so, &ch->key) :
-					      slot_open(k->uri, &so, &ch->key);
+	/* Every token call is bounded by keys.timeout_ms (USB tokens hang: tmkms #806/#37);
+	 * backups in keys.uri take over a request the primary fails. softsign cannot hang. */
+	int r = k->kind == CFG_KEY_SOFTSIGN ?
+			slot_open_softsign(k->softsign, &so, &ch->key) :
+			slot_open_set((const char *const *)k->uris, k->n_uris, &so, &ch->key);
 	if (r != KMS_OK) {
 		kms_log_err("cannot open the key of chain %s (%s:%d, %s): %s", ch->cc->id,
 			    d->cfg->path, k->line,
 			    k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
 		return exit_for_slot_err(r);
 	}
-	/* A PKCS#11 token can hang in C_Sign (USB tokens do, tmkms #806/#37); the
-	 * node gives up after 5 s per request, so bound each signature below that
-	 * and let the next one use a fresh session. softsign cannot hang. */
-	if (k->kind == CFG_KEY_PKCS11)
-		slot_set_timeout(ch->key, D_SIGN_TIMEOUT_MS);
 	if (slot_key_type(ch->key) != SLOT_KEY_ED25519) {
 		kms_log_err("the key of chain %s is not Ed25519 (%s:%d)", ch->cc->id, d->cfg->path,
 			    k->line);
@@ -293,9 +299,11 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 		}
 	}
 	struct d_ident *id = &d->idents[d->n_idents];
-	struct slot_opts so = { .pin_env = v->secret_key_pin_env,
-				.profiles_dir = d->o->profiles_dir };
 	int is_uri = strncmp(v->secret_key, "pkcs11:", 7) == 0;
+	/* The handshake signs with it: a hung token must not hang the connection. */
+	struct slot_opts so = { .pin_env = v->secret_key_pin_env,
+				.profiles_dir = d->o->profiles_dir,
+				.timeout_ms = is_uri ? D_SIGN_TIMEOUT_MS : 0 };
 	if (!is_uri) {
 		int ec = check_softsign_file(v->secret_key, "the identity key secret_key",
 					     d->cfg->path, v->line);

@@ -392,6 +392,47 @@ static void test_load_file(void **state)
 	free(dir);
 }
 
+/* #16: keys.uri as a list (primary first, then backups) and keys.timeout_ms. */
+static void test_key_uris(void **state)
+{
+	(void)state;
+	static const char *const bad[][2] = {
+		{ "uri = [ ];", "keys[0].uri: must list 1 to 8 URIs, found 0" },
+		{ "uri = ( \"pkcs11:token=a\", 3 );", "keys[0].uri: element 1 must be a non-empty" },
+		{ "uri = [ \"pkcs11:token=a\", \"file:x\" ];", "keys[0].uri: must be an RFC 7512" },
+		{ "uri = [ \"pkcs11:token=a\", \"pkcs11:token=a\" ];", "is listed twice" },
+		{ "uri = 5;", "keys[0].uri: must be a string \"pkcs11:...\" or a list" },
+		{ "uri = \"pkcs11:token=a\"; timeout_ms = 10;", "keys[0].timeout_ms: 10 is out of range" },
+		{ "softsign = \"k.key\"; timeout_ms = 500;", "keys[0].timeout_ms: only for uri keys" },
+	};
+	char text[1024], err[CFG_ERR_MAX];
+	struct cfg *c = NULL;
+	const char *head = "chains = ( { id = \"c\"; state_file = \"s\"; } );\nkeys = ( { "
+			   "chain_ids = [ \"c\" ]; ";
+	snprintf(text, sizeof(text), "%suri = [ \"pkcs11:token=a\", \"pkcs11:token=b\" ]; "
+		 "timeout_ms = 1500; } );\n", head);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->keys[0].n_uris, 2);
+	assert_string_equal(c->keys[0].uri, "pkcs11:token=a");
+	assert_string_equal(c->keys[0].uris[0], "pkcs11:token=a");
+	assert_string_equal(c->keys[0].uris[1], "pkcs11:token=b");
+	assert_int_equal(c->keys[0].timeout_ms, 1500);
+	cfg_free(c);
+	snprintf(text, sizeof(text), "%suri = \"pkcs11:token=a\"; } );\n", head);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->keys[0].n_uris, 1);
+	assert_int_equal(c->keys[0].timeout_ms, CFG_DEFAULT_TOKEN_TIMEOUT_MS);
+	cfg_free(c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s } );\n", head, bad[i][0]);
+		c = NULL;
+		assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_ERR_CONFIG);
+		assert_null(c);
+		if (strstr(err, bad[i][1]) == NULL)
+			fail_msg("%s: got \"%s\", want \"%s\"", bad[i][0], err, bad[i][1]);
+	}
+}
+
 /* issue 15: chains[].allow_volatile_state, off unless set, a bool. */
 static void test_allow_volatile_state(void **state)
 {
@@ -424,6 +465,7 @@ static void test_allow_volatile_state(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_uris),
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_allow_volatile_state),
 		cmocka_unit_test(test_names),
