@@ -9,8 +9,6 @@
 #include "p11kms/kbuf.h"
 #include "p11kms/kms_err.h"
 
-struct net_stream;
-
 /*
  * Protocol versions (spec §0). v0.34 and v0.37 share one wire format (family
  * A); v0.38 (family B, also v0.39/v0.40) adds vote extensions; v1 (family C)
@@ -290,15 +288,34 @@ KMS_MUST_CHECK int pv_vote_extension_sign_bytes(const char *chain_id, const stru
 KMS_MUST_CHECK int pv_frame_parse(const uint8_t *p, size_t n, size_t max, size_t *hdr_len, size_t *body_len);
 
 /*
- * Reads one length-prefixed message from s: the uvarint byte by byte, the
- * length checked against max BEFORE allocating, then the body. *msg is a new
- * kbuf holding the body (caller kbuf_free()s). timeout_ms is passed to every
- * stream read (re-armed whenever bytes move). Returns the stream's errors
- * (KMS_ERR_CONN_CLOSED, KMS_ERR_TIMEOUT, ...), KMS_ERR_TOO_LARGE,
- * KMS_ERR_FORMAT, KMS_ERR_ALLOC. Blocks.
+ * Where framed bytes come from and go to: the caller's callbacks (a Secret
+ * Connection or a plain socket in the daemon, memory in tests). Framing
+ * knows no sockets and keeps no clock: it hands the caller's absolute
+ * deadline to every call unchanged, so one deadline covers a whole message.
+ *   read:  at least 1 and at most cap bytes into p, *got set, before
+ *          deadline; errors pass through (KMS_ERR_CONN_CLOSED, _TIMEOUT...).
+ *   write: all n bytes before deadline.
+ * net_stream (net.h) has callbacks of exactly these types.
  */
-KMS_MUST_CHECK int pv_read_msg(struct net_stream *s, size_t max, int timeout_ms, struct kbuf **msg);
-/* Writes uvarint(len) || msg with ONE stream write call (as Go does). */
-KMS_MUST_CHECK int pv_write_msg(struct net_stream *s, const struct kbuf *msg, int timeout_ms);
+typedef int (*pv_read_fn)(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline);
+typedef int (*pv_write_fn)(void *ctx, const uint8_t *p, size_t n, int64_t deadline);
+
+/* Largest uvarint length prefix (10 bytes). */
+#define PV_FRAME_PREFIX_MAX 10
+
+/*
+ * Reads one length-prefixed message through read/ctx: the uvarint byte by
+ * byte (never past this message), the length checked against max BEFORE
+ * allocating, then the body. *msg is a new kbuf holding the body (caller
+ * kbuf_free()s). Every read gets the same deadline: a peer that trickles
+ * bytes gets KMS_ERR_TIMEOUT when the message's deadline passes. Returns the
+ * source's errors (KMS_ERR_CONN_CLOSED, KMS_ERR_TIMEOUT, ...),
+ * KMS_ERR_TOO_LARGE, KMS_ERR_FORMAT, KMS_ERR_ALLOC. Blocks in read.
+ */
+KMS_MUST_CHECK int pv_read_msg(pv_read_fn read, void *ctx, size_t max, int64_t deadline,
+			       struct kbuf **msg);
+/* Writes uvarint(len) || msg with ONE write call (as Go does), before deadline. */
+KMS_MUST_CHECK int pv_write_msg(pv_write_fn write, void *ctx, const struct kbuf *msg,
+				int64_t deadline);
 
 #endif

@@ -102,7 +102,7 @@ static int serve(struct d_conn *c, struct net_stream *st, int *writing)
 	while (!stopping(c)) {
 		struct kbuf *msg = NULL;
 		struct pv_request *req = NULL;
-		r = pv_read_msg(st, v->max_msg_size, v->timeout_ms, &msg);
+		r = pv_read_msg(st->read, st->ctx, v->max_msg_size, net_deadline(v->timeout_ms), &msg);
 		if (r != KMS_OK)
 			break;
 		r = pv_decode_request(c->version, kbuf_ptr(msg), kbuf_len(msg), &req);
@@ -122,7 +122,7 @@ static int serve(struct d_conn *c, struct net_stream *st, int *writing)
 				    c->peer, kms_strerror(r));
 			break;
 		}
-		r = pv_write_msg(st, out, v->timeout_ms);
+		r = pv_write_msg(st->write, st->ctx, out, net_deadline(v->timeout_ms));
 		/* After the reply (DESIGN.md): metrics and audit see the decision,
 		 * also when the write failed (the signature's record is durable). */
 		ev.latency_ns = obs_mono_ns() - ev.mono_ns;

@@ -285,8 +285,8 @@ static void run_golden(struct fx *f, const json_t *e, size_t idx, const char *pr
 	accept_ok(&n);
 	assert_int_equal(pv_frame_parse(rq, rl, rl, &hdr, &body), KMS_OK);
 	struct kbuf *msg = kbuf_from(rq + hdr, body);
-	assert_int_equal(pv_write_msg(&n.st, msg, 5000), KMS_OK);
-	assert_int_equal(pv_read_msg(&n.st, 1 << 20, 5000, &got), KMS_OK);
+	assert_int_equal(pv_write_msg(n.st.write, n.st.ctx, msg, net_deadline(5000)), KMS_OK);
+	assert_int_equal(pv_read_msg(n.st.read, n.st.ctx, 1 << 20, net_deadline(5000), &got), KMS_OK);
 	assert_int_equal(pv_frame_parse(want, wl, wl, &hdr, &body), KMS_OK);
 	if (kbuf_len(got) != body || memcmp(kbuf_ptr(got), want + hdr, body) != 0) {
 		char *h = tu_to_hex(kbuf_ptr(got), kbuf_len(got));
@@ -875,9 +875,9 @@ static void test_sigterm_consistent_state(void **state)
 	struct kbuf *out = kbuf_new(4096), *in = NULL;
 	tnode_req_vote(&req, CHAIN_A, PV_TYPE_PREVOTE, 31, 0, 1, TS);
 	assert_int_equal(pv_encode_request(n.version, &req, out), KMS_OK);
-	assert_int_equal(pv_write_msg(&n.st, out, 5000), KMS_OK);
+	assert_int_equal(pv_write_msg(n.st.write, n.st.ctx, out, net_deadline(5000)), KMS_OK);
 	assert_int_equal(kill(pid, SIGTERM), 0);
-	int got = pv_read_msg(&n.st, 1 << 20, 5000, &in) == KMS_OK;
+	int got = pv_read_msg(n.st.read, n.st.ctx, 1 << 20, net_deadline(5000), &in) == KMS_OK;
 	if (got) {
 		struct pv_response *resp = NULL;
 		assert_int_equal(pv_decode_response(n.version, kbuf_ptr(in), kbuf_len(in), &resp),

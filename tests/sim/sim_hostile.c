@@ -73,7 +73,7 @@ static void wait_reply(struct net_stream *st, enum pv_version v, int timeout_ms,
 	struct kbuf *in = NULL;
 	struct pv_response *resp = NULL;
 	int64_t t0 = net_now_ms();
-	int r = pv_read_msg(st, PV_MAX_MSG_DEFAULT, timeout_ms, &in);
+	int r = pv_read_msg(st->read, st->ctx, PV_MAX_MSG_DEFAULT, net_deadline(timeout_ms), &in);
 	if (r == KMS_ERR_CONN_CLOSED || r == KMS_ERR_SYSTEM || r == KMS_ERR_MAC_INVALID) {
 		(void)snprintf(out, cap, "closed after %lld ms", (long long)(net_now_ms() - t0));
 		goto done;
@@ -107,7 +107,7 @@ static void ping_after(struct net_stream *st, enum pv_version v, int timeout_ms,
 	memset(&req, 0, sizeof(req));
 	req.kind = PV_REQ_PING;
 	if (b == NULL || pv_encode_request(v, &req, b) != KMS_OK ||
-	    pv_write_msg(st, b, timeout_ms) != KMS_OK) {
+	    pv_write_msg(st->write, st->ctx, b, net_deadline(timeout_ms)) != KMS_OK) {
 		(void)snprintf(out + len, cap - len, "; ping: write failed (closed)");
 		kbuf_free(b);
 		return;
@@ -213,7 +213,7 @@ static int send_req(struct net_stream *st, const struct sim_cfg *cfg, const stru
 	struct kbuf *b = kbuf_new(cap);
 	int r = b ? pv_encode_request(cfg->version, req, b) : KMS_ERR_ALLOC;
 	if (r == KMS_OK)
-		r = pv_write_msg(st, b, cfg->timeout_ms);
+		r = pv_write_msg(st->write, st->ctx, b, net_deadline(cfg->timeout_ms));
 	kbuf_free(b);
 	return r;
 }
@@ -222,7 +222,7 @@ static int send_req(struct net_stream *st, const struct sim_cfg *cfg, const stru
 static int send_body(struct net_stream *st, const uint8_t *p, size_t n, int timeout_ms)
 {
 	struct kbuf *b = kbuf_from(p, n);
-	int r = b ? pv_write_msg(st, b, timeout_ms) : KMS_ERR_ALLOC;
+	int r = b ? pv_write_msg(st->write, st->ctx, b, net_deadline(timeout_ms)) : KMS_ERR_ALLOC;
 	kbuf_free(b);
 	return r;
 }
@@ -236,7 +236,7 @@ static void after_handshake(const char *name, struct net_stream *st, int fd,
 	if (strcmp(name, "oversized-length") == 0) {
 		/* uvarint announcing 2^40 bytes: must be refused before any allocation. */
 		static const uint8_t big[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x20 };
-		if (st->write(st->ctx, big, sizeof(big), t) != KMS_OK)
+		if (st->write(st->ctx, big, sizeof(big), net_deadline(t)) != KMS_OK)
 			(void)snprintf(out, cap, "write failed");
 		else
 			wait_reply(st, cfg->version, t, out, cap);
@@ -286,7 +286,7 @@ static void after_handshake(const char *name, struct net_stream *st, int fd,
 	} else if (strcmp(name, "slowloris") == 0) {
 		/* A length prefix and half the body, then silence. */
 		static const uint8_t part[] = { 0x40, 0x12, 0x3e, 0x0a };
-		if (st->write(st->ctx, part, sizeof(part), t) == KMS_OK)
+		if (st->write(st->ctx, part, sizeof(part), net_deadline(t)) == KMS_OK)
 			wait_close(fd, t, out, cap);
 	} else if (strcmp(name, "never-reads") == 0) {
 		/* Pings without reading replies: the signer's writes eventually block. */

@@ -118,11 +118,11 @@ int sim_call(struct sim_conn *c, enum pv_version v, const struct pv_request *req
 	if (r != KMS_OK)
 		goto out;
 	t0 = now_ms();
-	r = pv_write_msg(&c->st, out, timeout_ms);
+	r = pv_write_msg(c->st.write, c->st.ctx, out, net_deadline(timeout_ms));
 	if (r != KMS_OK)
 		goto out;
 	/* The node reads replies up to 10 240 bytes (maxRemoteSignerMsgSize); allow more to see. */
-	r = pv_read_msg(&c->st, PV_MAX_MSG_DEFAULT, timeout_ms, &in);
+	r = pv_read_msg(c->st.read, c->st.ctx, PV_MAX_MSG_DEFAULT, net_deadline(timeout_ms), &in);
 	if (r != KMS_OK)
 		goto out;
 	*lat_ms = now_ms() - t0;
