@@ -90,8 +90,10 @@ static enum pv_version version_of(enum cfg_proto p)
 		return PV_V0_38;
 	case CFG_PROTO_V1:
 		return PV_V1;
+	case CFG_PROTO_AUTO:
+		return PV_AUTO;
 	}
-	return PV_V0_37;
+	return PV_AUTO;
 }
 
 /* Bound on one C_Sign of a PKCS#11 key (docs/operations.md). */

@@ -513,9 +513,77 @@ static void test_versions(void **state)
 	assert_string_equal(pv_version_name(PV_V0_37), "v0.37");
 	assert_string_equal(pv_version_name(PV_V1), "v1");
 	assert_string_equal(pv_version_name((enum pv_version)9), "?");
+	assert_int_equal(pv_version_parse("auto", &v), KMS_OK);
+	assert_int_equal(v, PV_AUTO);
+	assert_string_equal(pv_version_name(PV_AUTO), "auto");
+	assert_int_equal(pv_version_info(PV_AUTO)->pubkey_layout, PV_PUBKEY_BOTH);
+	assert_int_equal(pv_version_info(PV_AUTO)->families, PV_FAM_ALL);
 	for (int i = 0; i < PV_VERSION_COUNT; i++)
 		assert_int_equal(pv_version_info((enum pv_version)i)->version, i);
 	assert_null(pv_version_info((enum pv_version)PV_VERSION_COUNT));
+}
+
+/* What a request says about the node's family (the evidence auto logs and explicit configs check). */
+static void test_families(void **state)
+{
+	struct pv_request r, *d = NULL;
+	struct kbuf *b = kbuf_new(4096);
+
+	(void)state;
+	good_vote(&r); /* a non-nil precommit with a 3-byte extension */
+	/* a v0.38 node sends the extension: seen even by a v0.37 decoder, which drops it */
+	assert_int_equal(pv_encode_request(PV_V0_38, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_V0_37, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->vote.extension_len, 0);
+	assert_int_equal(d->wire, PV_WIRE_VOTE_EXT);
+	assert_int_equal(pv_request_families(d), PV_FAM_B | PV_FAM_C);
+	pv_request_free(d);
+	/* a v1 node's prevote always carries skip_extension_signing */
+	r.vote.type = PV_TYPE_PREVOTE;
+	r.vote.extension_len = 0;
+	r.skip_extension_signing = 1;
+	kbuf_reset(b);
+	assert_int_equal(pv_encode_request(PV_V1, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_V0_38, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->skip_extension_signing, 0); /* v0.38 does not read field 3 ... */
+	assert_int_equal(d->wire, PV_WIRE_SKIP_EXT);	/* ... but it was on the wire */
+	assert_int_equal(pv_request_families(d), PV_FAM_C);
+	pv_request_free(d);
+	assert_int_equal(pv_decode_request(PV_AUTO, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->skip_extension_signing, 1);
+	pv_request_free(d);
+	/* a prevote without it is not from a v1 node */
+	r.skip_extension_signing = 0;
+	kbuf_reset(b);
+	assert_int_equal(pv_encode_request(PV_V0_37, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_AUTO, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->wire, 0);
+	assert_int_equal(pv_request_families(d), PV_FAM_A | PV_FAM_B);
+	pv_request_free(d);
+	/* a precommit without extension or skip says nothing */
+	r.vote.type = PV_TYPE_PRECOMMIT;
+	kbuf_reset(b);
+	assert_int_equal(pv_encode_request(PV_V0_37, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_AUTO, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(pv_request_families(d), PV_FAM_ALL);
+	pv_request_free(d);
+	assert_string_equal(pv_families_name(PV_FAM_C), "v1");
+	assert_string_equal(pv_families_suggest(PV_FAM_C), "v1");
+	assert_string_equal(pv_families_suggest(PV_FAM_B | PV_FAM_C), "auto");
+	assert_string_equal(pv_families_name(PV_FAM_ALL), "not known yet");
+	/* auto signs an extension exactly where a v0.38 node wants one, and honours v1's skip */
+	good_vote(&r);
+	assert_true(pv_wants_extension_signature(PV_AUTO, &r));
+	r.skip_extension_signing = 1;
+	assert_false(pv_wants_extension_signature(PV_AUTO, &r));
+	r.skip_extension_signing = 0;
+	r.vote.type = PV_TYPE_PREVOTE;
+	r.vote.extension_len = 0;
+	assert_false(pv_wants_extension_signature(PV_AUTO, &r));
+	r.vote.type = PV_TYPE_PRECOMMIT;
+	memset(&r.vote.block_id, 0, sizeof(r.vote.block_id));
+	assert_false(pv_wants_extension_signature(PV_AUTO, &r));
+	kbuf_free(b);
 }
 
 int main(void)
@@ -526,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_bad_chain_id),   cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_error_responses), cmocka_unit_test(test_frame_parse),
 		cmocka_unit_test(test_read_write_msg), cmocka_unit_test(test_versions),
+		cmocka_unit_test(test_families),
 	};
 
 	kms_log_set_quiet(1);
