@@ -6,6 +6,7 @@ p11kms_module(daemon
 	SOURCES
 		${CMAKE_CURRENT_LIST_DIR}/daemon.c
 		${CMAKE_CURRENT_LIST_DIR}/conn.c
+		${CMAKE_CURRENT_LIST_DIR}/logrl.c
 		${CMAKE_CURRENT_LIST_DIR}/handler.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_start.c
 	DEPS p11kms_obs p11kms_config p11kms_privval p11kms_guard p11kms_slot p11kms_net p11kms_core
@@ -25,3 +26,8 @@ install(FILES ${CMAKE_SOURCE_DIR}/conf/p11kms.conf.example
 	${CMAKE_SOURCE_DIR}/conf/haqq-mainnet-softhsm2.conf
 	${CMAKE_SOURCE_DIR}/conf/haqq-testnet-yubihsm2.conf
 	DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/p11kms)
+
+# Repeated log lines folded into per-minute counts (issue #17).
+p11kms_test(test_logrl SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_logrl.c
+	DEPS p11kms_daemon p11kms_testutil LABELS unit)
+target_include_directories(test_logrl PRIVATE ${CMAKE_CURRENT_LIST_DIR})

@@ -404,6 +404,7 @@ static void test_wrong_node_id(void **state)
 	}
 	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
 	assert_true(tu_log_contains("handshake failed"));
+	assert_true(tu_log_contains("not the one in addr")); /* #17: the cause, named */
 	tu_log_capture_stop();
 	tnode_close(&n);
 }
