@@ -32,6 +32,7 @@
 #include "p11kms/guard.h"
 #include "p11kms/kcrypto.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 #include "testutil.h"
 #include "tnode.h"
 
@@ -756,6 +757,93 @@ static void test_node_restart_reconnect(void **state)
 	tnode_close(&n);
 }
 
+/* The connection status events (obs.h) the metrics and readiness sinks rely on. */
+struct st_rec {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n[OBS_ST_CLUSTER_ERROR + 1];
+	int last_err[OBS_ST_CLUSTER_ERROR + 1];
+	int bad_chain; /* an event without this entry's chain/peer */
+};
+
+static void st_sink(void *ctx, const struct obs_status *st)
+{
+	struct st_rec *r = ctx;
+	pthread_mutex_lock(&r->mu);
+	if (st->kind >= OBS_ST_CONN_UP && st->kind <= OBS_ST_HANDSHAKE_FAILED) {
+		r->n[st->kind]++;
+		r->last_err[st->kind] = st->err;
+		if (st->chain_id == NULL || strcmp(st->chain_id, CHAIN_A) != 0 || st->peer == NULL)
+			r->bad_chain = 1;
+	}
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits (10 s at most) until at least n events of kind were seen. */
+static void st_wait(struct st_rec *r, enum obs_status_kind kind, int n)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&r->mu);
+	while (r->n[kind] < n)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0)
+			break;
+	int got = r->n[kind];
+	pthread_mutex_unlock(&r->mu);
+	if (got < n)
+		fail_msg("status %s: %d events, want %d", obs_status_name(kind), got, n);
+}
+
+static void test_status_events(void **state)
+{
+	struct fx *f = *state;
+	struct st_rec rec = { 0 };
+	struct tnode n;
+	char one[512];
+	struct net_addr a;
+	int lfd = -1, cfd = -1;
+
+	pthread_mutex_init(&rec.mu, NULL);
+	pthread_cond_init(&rec.cv, NULL);
+	obs_sink_clear();
+	assert_int_equal(obs_status_sink_add(st_sink, &rec), KMS_OK);
+	/* nobody listens yet: dial failures */
+	tnode_listen(&n, PV_V0_37, 0, NULL, 0);
+	uint16_t port = n.port;
+	tnode_close(&n);
+	char addr[64];
+	(void)snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%u", (unsigned)port);
+	fx_conf(f, NULL, val(one, sizeof(one), CHAIN_A, addr, "v0.37", "redial_ms = 20;"));
+	fx_start(f);
+	st_wait(&rec, OBS_ST_DIAL_FAILED, 2);
+	assert_int_equal(rec.last_err[OBS_ST_DIAL_FAILED], KMS_ERR_CONN_CLOSED);
+	/* something that accepts and hangs up: a failed handshake */
+	char why[64];
+	assert_int_equal(net_addr_parse(addr, &a, why, sizeof(why)), KMS_OK);
+	assert_int_equal(net_listen(&a, &lfd), KMS_OK);
+	assert_int_equal(net_accept(lfd, 10000, &cfd), KMS_OK);
+	net_close(&cfd);
+	net_close(&lfd);
+	st_wait(&rec, OBS_ST_HANDSHAKE_FAILED, 1);
+	/* the node: up, then gone */
+	tnode_listen(&n, PV_V0_37, port, NULL, 0);
+	accept_ok(&n);
+	st_wait(&rec, OBS_ST_CONN_UP, 1);
+	ping_ok(&n);
+	tnode_drop(&n);
+	st_wait(&rec, OBS_ST_CONN_DOWN, 1);
+	assert_int_equal(rec.last_err[OBS_ST_CONN_DOWN], KMS_ERR_CONN_CLOSED);
+	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
+	tnode_close(&n);
+	obs_sink_clear();
+	assert_int_equal(rec.bad_chain, 0);
+	assert_int_equal(rec.n[OBS_ST_CONN_UP], rec.n[OBS_ST_CONN_DOWN]);
+	pthread_mutex_destroy(&rec.mu);
+	pthread_cond_destroy(&rec.cv);
+}
+
 static void test_unix_socket(void **state)
 {
 	struct fx *f = *state;
@@ -941,6 +1029,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vote_extensions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_node_restart_reconnect, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_unix_socket, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_status_events, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_startup_faults, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_consistent_state, fx_setup,
 						fx_teardown),
