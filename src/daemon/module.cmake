@@ -7,6 +7,7 @@ p11kms_module(daemon
 		${CMAKE_CURRENT_LIST_DIR}/daemon.c
 		${CMAKE_CURRENT_LIST_DIR}/conn.c
 		${CMAKE_CURRENT_LIST_DIR}/logrl.c
+		${CMAKE_CURRENT_LIST_DIR}/preflight.c
 		${CMAKE_CURRENT_LIST_DIR}/handler.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_start.c
 	DEPS p11kms_obs p11kms_config p11kms_privval p11kms_guard p11kms_slot p11kms_net p11kms_core

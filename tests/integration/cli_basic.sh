@@ -96,7 +96,7 @@ run 1 keygen --softsign new.key
 # doctor before the state exists: ✘ with the fix, exit 5
 run 5 doctor -c kms/p11kms.conf
 has "✘ state for haqq_53211-1"
-has "state import -c CONF --chain haqq_53211-1"
+has "state import -c kms/p11kms.conf --chain haqq_53211-1"
 has "✔ key for haqq_53211-1: found, Ed25519"
 
 # state: init refuses to overwrite; import/export in each format
