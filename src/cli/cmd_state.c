@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "p11kms/cfg.h"
@@ -41,6 +42,7 @@ static const char usage[] =
 struct state_args {
 	const char *conf, *chain, *format, *output, *height, *round, *step, *verb, *file;
 	int force;
+	const char *conf_path; /* the config as loaded, for messages */
 };
 
 static int parse_args(int argc, char **argv, struct state_args *a, int *ec)
@@ -263,12 +265,19 @@ static int do_show_export(const struct state_args *a, const char *path, int expo
 		r = KMS_ERR_CONFIG;
 		goto out;
 	}
+	/* #17: a missing file is said here, with the chain (the guard would log chain=?) */
+	if (access(path, F_OK) != 0 && errno == ENOENT) {
+		cli_err("state",
+			"no state for chain %s: %s does not exist; create it with `p11kms state init "
+			"-c %s --chain %s --height H` or `p11kms state import -c %s --chain %s FILE`",
+			a->chain, path, a->conf_path, a->chain, a->conf_path, a->chain);
+		r = KMS_ERR_NOT_FOUND;
+		goto out;
+	}
+	unsigned mark = cli_log_errors();
 	r = export ? guard_state_export(path, fmt, out) : guard_state_show(path, out);
 	if (r != KMS_OK) {
-		cli_err("state", "%s: %s%s", path, kms_strerror(r),
-			r == KMS_ERR_NOT_FOUND ?
-				" (create it with `state init` or `state import`)" :
-				"");
+		cli_fail("state", mark, r, "%s: cannot %s it", path, export ? "export" : "show");
 		goto out;
 	}
 	if (export && a->output != NULL) {
@@ -304,8 +313,12 @@ int cmd_state(int argc, char **argv)
 	}
 	if ((r = cli_load_config("state", a.conf, &cfg)) != KMS_OK)
 		return cmd_exit_for(r);
+	a.conf_path = cfg->path;
 	if ((ch = cfg_chain_find(cfg, a.chain)) == NULL) {
-		cli_err("state", "chain %s is not in %s", a.chain, cfg->path);
+		char chains[512];
+		cli_chain_list(cfg, chains, sizeof(chains));
+		cli_err("state", "chain %s is not in %s (chains there: %s)", a.chain, cfg->path,
+			chains);
 		ec = CMD_EXIT_CONFIG;
 		goto out;
 	}

@@ -283,8 +283,10 @@ static int parse_text(const char *text, const char *name, const char *base_dir, 
 		goto out;
 	}
 	if (config_read_string(&lc, text) != CONFIG_TRUE) {
-		r = cfg_errf(&x, config_error_line(&lc), NULL, "syntax error: %s",
-			     config_error_text(&lc) != NULL ? config_error_text(&lc) : "?");
+		/* #17: libconfig only says "syntax error"; say what it expected */
+		char hint[256];
+		cfg_syntax_hint(text, strlen(text), name, config_error_line(&lc), hint, sizeof(hint));
+		r = cfg_errf(&x, config_error_line(&lc), NULL, "syntax error: %s", hint);
 		goto out;
 	}
 	cfg = calloc(1, sizeof(*cfg));

@@ -200,6 +200,20 @@ static const struct bad bad_cases[] = {
 		"  protocol_version = \"v0.37\"; } );\n",
 	  "t.conf:3: validators[0].chain_id: no chain \"c2\" in chains" },
 	{ CH KY VA("redial_ms = 5;"), "validators[0].redial_ms: 5 is out of range" },
+	/* #17: libconfig says only "syntax error"; what it expected is named */
+	{ CH KY VA("") "log = { level = info; };\n",
+	  "t.conf:5: syntax error: expected a value after '=': text values need double quotes "
+	  "(\"info\")" },
+	{ "chains = ( { id = \"c1\"; state_file = \"s\"; }\n  { id = \"c2\"; } );\n",
+	  "t.conf:2: syntax error: expected ',' between the entries of a list or array before '{'" },
+	{ "chains = ( { id = \"c1\"; state_file = \"s\"; );\n",
+	  "syntax error: expected '}' to close the '{' opened at line 1, found ')'" },
+	{ CH KY VA("") "}\n", "t.conf:5: syntax error: unexpected '}': nothing is open here" },
+	{ "[[chain]]\nid = \"haqq_11235-1\"\n",
+	  "t.conf:1: syntax error: this is TOML (a tmkms.toml?), not a p11kms config: convert it "
+	  "with `p11kms migrate t.conf -o p11kms.conf`" },
+	{ "chains = ( { id = \"c1; state_file = \"s\"; } );\n",
+	  "syntax error: a string is not closed: a '\"' is missing (line 1)" },
 	{ CH KY VA("redial_ms = \"fast\";"), "validators[0].redial_ms: must be an integer" },
 	{ CH KY VA(""), NULL }, /* sanity: the base is valid */
 	{ CH KY
