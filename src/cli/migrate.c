@@ -603,10 +603,11 @@ static const char *map_protocol(struct mctx *x, const struct toml_value *v, cons
 
 	if (pv == NULL) {
 		mnote(x,
-		      "%s: no protocol_version: tmkms 0.15 defaults to v0.38, so does this config "
-		      "(set v0.34 or v0.37 if the node runs CometBFT 0.34/0.37)",
+		      "%s: no protocol_version: tmkms 0.15 defaults to v0.38; this config says "
+		      "\"auto\", which serves v0.38 nodes as tmkms did, and v0.34, v0.37 and v1 "
+		      "nodes too",
 		      where);
-		return "v0.38";
+		return "auto";
 	}
 	if (s == NULL) {
 		merr(x, toml_line(pv), where, "'protocol_version' must be a string");

@@ -51,7 +51,7 @@ run 2 init other --chain mychain-1
 has "give its bech32 prefix with --prefix"
 run 0 init other --chain mychain-1 --prefix cosmos
 grep -q 'consensus_key_prefix = "cosmosvalconspub"' other/p11kms.conf || fail "generic prefix"
-grep -q 'protocol_version = "v0.38"' other/p11kms.conf || fail "generic protocol"
+grep -q 'protocol_version = "auto"' other/p11kms.conf || fail "default protocol (auto)"
 
 # import: refuses a group/world-readable input (exit 6), then writes tmkms's seed file
 chmod 644 pvk.json
