@@ -25,8 +25,8 @@ enum pf_mode {
 struct pf_result {
 	const char *check; /* the table entry's id ("config_file", "state_file", ...): stable */
 	enum pf_status status;
-	int exit_code;	   /* enum cmd_exit (cmd.h) for PF_FAIL, 0 otherwise */
-	char subject[320]; /* what was looked at: a path, a chain-id, an address */
+	int exit_code;	    /* enum cmd_exit (cmd.h) for PF_FAIL, 0 otherwise */
+	char subject[320];  /* what was looked at: a path, a chain-id, an address */
 	char message[1024]; /* one line: what was found, and on failure the fix */
 };
 
@@ -35,8 +35,8 @@ typedef void (*pf_emit_fn)(void *ctx, const struct pf_result *r);
 /* The run: what is checked, where findings go, the tally. */
 struct pf_ctx {
 	enum pf_mode mode;
-	const char *conf_path;	 /* the config file, as given */
-	struct cfg *cfg;	 /* loaded by pf_run (NULL when it did not load) */
+	const char *conf_path;	  /* the config file, as given */
+	struct cfg *cfg;	  /* loaded by pf_run (NULL when it did not load) */
 	const char *profiles_dir; /* hsm-profiles directory for opening keys (NULL = default) */
 	pf_emit_fn emit;
 	void *emit_ctx;
@@ -54,9 +54,9 @@ struct pf_ctx {
 typedef void (*pf_check_fn)(struct pf_ctx *pf);
 struct pf_check {
 	const char *id;
-	const char *what;    /* for `doctor --help` and docs/cli.md */
-	unsigned modes;	     /* PF_START | PF_DOCTOR */
-	int needs_config;    /* skipped when the config did not load */
+	const char *what; /* for `doctor --help` and docs/cli.md */
+	unsigned modes;	  /* PF_START | PF_DOCTOR */
+	int needs_config; /* skipped when the config did not load */
 	pf_check_fn fn;
 };
 

@@ -60,7 +60,8 @@ static void print_usage(FILE *f)
 {
 	fputs(usage, f);
 	for (const struct pf_check *c = pf_checks; c->id != NULL; c++)
-		fprintf(f, "  %-15s %s%s\n", c->id, c->what, c->modes & PF_START ? "" : " (doctor only)");
+		fprintf(f, "  %-15s %s%s\n", c->id, c->what,
+			c->modes & PF_START ? "" : " (doctor only)");
 }
 
 static int print_json(const struct pf_ctx *pf, json_t *checks)

@@ -22,7 +22,7 @@ struct hint_scan {
 	char stack[HINT_STACK]; /* open brackets */
 	int stack_line[HINT_STACK];
 	int depth;
-	char prev;     /* the previous token: one of {}()[]=;,  'w' word, 's' string, 0 none */
+	char prev; /* the previous token: one of {}()[]=;,  'w' word, 's' string, 0 none */
 	int prev_line;
 	char *out;
 	size_t cap;
@@ -31,7 +31,7 @@ struct hint_scan {
 };
 
 __attribute__((format(printf, 3, 4))) static void hint(struct hint_scan *s, int line,
-							const char *fmt, ...)
+						       const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -66,7 +66,8 @@ static int looks_toml(const char *text)
 
 static int is_value_word(const char *w, size_t n)
 {
-	if ((n == 4 && strncasecmp(w, "true", 4) == 0) || (n == 5 && strncasecmp(w, "false", 5) == 0))
+	if ((n == 4 && strncasecmp(w, "true", 4) == 0) ||
+	    (n == 5 && strncasecmp(w, "false", 5) == 0))
 		return 1;
 	/* numbers: decimal, hex, floats, with an optional sign and L suffix */
 	return n > 0 && (isdigit((unsigned char)w[0]) ||
@@ -129,7 +130,9 @@ static void close_bracket(struct hint_scan *s, char c)
 	s->depth--;
 	if (s->depth < HINT_STACK && s->stack[s->depth] != want)
 		hint(s, s->line, "expected '%c' to close the '%c' opened at line %d, found '%c'",
-		     s->stack[s->depth] == '{' ? '}' : s->stack[s->depth] == '(' ? ')' : ']',
+		     s->stack[s->depth] == '{' ? '}' :
+		     s->stack[s->depth] == '(' ? ')' :
+						 ']',
 		     s->stack[s->depth], s->stack_line[s->depth], c);
 }
 
@@ -149,9 +152,12 @@ static void scan_word(struct hint_scan *s)
 void cfg_syntax_hint(const char *text, size_t len, const char *name, int err_line, char *out,
 		     size_t cap)
 {
-	struct hint_scan s = {
-		.p = text, .end = text + len, .line = 1, .out = out, .cap = cap, .err_line = err_line
-	};
+	struct hint_scan s = { .p = text,
+			       .end = text + len,
+			       .line = 1,
+			       .out = out,
+			       .cap = cap,
+			       .err_line = err_line };
 	size_t nl = name != NULL ? strlen(name) : 0;
 
 	if (cap == 0)
@@ -204,7 +210,8 @@ void cfg_syntax_hint(const char *text, size_t len, const char *name, int err_lin
 		hint(&s, s.stack_line[s.depth - 1], "this '%c' is never closed",
 		     s.stack[s.depth - 1]);
 	if (!s.found)
-		(void)snprintf(out, cap,
-			       "expected a setting `name = value;` (a name, '=', a value: \"text\" in "
-			       "double quotes, a number, true/false, { group }, ( list ) or [ array ])");
+		(void)snprintf(
+			out, cap,
+			"expected a setting `name = value;` (a name, '=', a value: \"text\" in "
+			"double quotes, a number, true/false, { group }, ( list ) or [ array ])");
 }

@@ -141,10 +141,11 @@ static void log_hs_fail(struct conn_run *run, int r, const struct sc_hs_fail *f)
 				  "every start, so pin it only if the node keeps it",
 				  c->v->chain_id, c->peer, got, at);
 	} else {
-		(void)d_logrl_log(&run->fail_rl, now, KMS_LOG_WARN, key,
-				  "handshake failed chain=%s peer=%s step=%s reason=\"%s\" err=\"%s\"",
-				  c->v->chain_id, c->peer, f->step ? f->step : "?",
-				  f->reason ? f->reason : kms_strerror(r), kms_strerror(r));
+		(void)d_logrl_log(
+			&run->fail_rl, now, KMS_LOG_WARN, key,
+			"handshake failed chain=%s peer=%s step=%s reason=\"%s\" err=\"%s\"",
+			c->v->chain_id, c->peer, f->step ? f->step : "?",
+			f->reason ? f->reason : kms_strerror(r), kms_strerror(r));
 	}
 }
 
@@ -219,9 +220,9 @@ static void note_families(struct conn_run *run, struct sess *s, const struct pv_
 		return;
 	s->families = f;
 	if ((f & vi->families) != 0) {
-		kms_log_info("node appears to speak %s chain=%s peer=%s protocol_version=%s (it %s)",
-			     pv_families_name(f), c->v->chain_id, c->peer, vi->name,
-			     evidence(req));
+		kms_log_info(
+			"node appears to speak %s chain=%s peer=%s protocol_version=%s (it %s)",
+			pv_families_name(f), c->v->chain_id, c->peer, vi->name, evidence(req));
 		return;
 	}
 	if (s->mismatch_said)
@@ -232,8 +233,8 @@ static void note_families(struct conn_run *run, struct sess *s, const struct pv_
 			  "protocol_version mismatch chain=%s peer=%s: the node %s, so it speaks "
 			  "%s, but protocol_version = \"%s\" (%s): %s. Set protocol_version = "
 			  "\"%s\" or \"auto\" in that validators entry",
-			  c->v->chain_id, c->peer, evidence(req), pv_families_name(f), vi->name,
-			  at, consequence(vi->families), pv_families_suggest(f));
+			  c->v->chain_id, c->peer, evidence(req), pv_families_name(f), vi->name, at,
+			  consequence(vi->families), pv_families_suggest(f));
 }
 
 /*
@@ -248,7 +249,8 @@ static void closed_right_after(struct conn_run *run, const struct sess *s)
 	const struct pv_version_info *vi = pv_version_info(c->version);
 	char at[300];
 
-	if (vi == NULL || s->answered == 0 || net_now_ms() - s->last_reply_ms > CLOSED_RIGHT_AFTER_MS)
+	if (vi == NULL || s->answered == 0 ||
+	    net_now_ms() - s->last_reply_ms > CLOSED_RIGHT_AFTER_MS)
 		return;
 	where(c, at, sizeof(at));
 	if (s->last_kind == PV_REQ_PUBKEY && s->answered == 1 && vi->families != PV_FAM_ALL) {
@@ -274,7 +276,8 @@ static void closed_right_after(struct conn_run *run, const struct sess *s)
 			"chain=%s peer=%s, which had no vote extension signature: a CometBFT "
 			"v0.38+ node with vote extensions enabled panics on that. protocol_version "
 			"= \"%s\" (%s): set \"v0.38\" (\"v1\" for a v1 node) or \"auto\"",
-			(long long)s->last_h, (int)s->last_r, c->v->chain_id, c->peer, vi->name, at);
+			(long long)s->last_h, (int)s->last_r, c->v->chain_id, c->peer, vi->name,
+			at);
 	else if (c->version == PV_V0_38)
 		(void)d_logrl_log(
 			&run->fail_rl, net_now_ms(), KMS_LOG_ERR, "mismatch/sign_extensions",
@@ -294,11 +297,11 @@ static void note_reply(struct sess *s, const struct pv_request *req, const struc
 	s->answered++;
 	s->last_kind = req->kind;
 	s->last_reply_ms = net_now_ms();
-	s->last_precommit_no_ext = req->kind == PV_REQ_SIGN_VOTE &&
-				   req->vote.type == PV_TYPE_PRECOMMIT &&
-				   !pv_block_id_is_nil(&req->vote.block_id) &&
-				   (ev->decision == OBS_DEC_SIGNED || ev->decision == OBS_DEC_STORED) &&
-				   !ev->ext_signed;
+	s->last_precommit_no_ext =
+		req->kind == PV_REQ_SIGN_VOTE && req->vote.type == PV_TYPE_PRECOMMIT &&
+		!pv_block_id_is_nil(&req->vote.block_id) &&
+		(ev->decision == OBS_DEC_SIGNED || ev->decision == OBS_DEC_STORED) &&
+		!ev->ext_signed;
 	s->last_h = req->vote.height;
 	s->last_r = req->vote.round;
 }

@@ -87,12 +87,13 @@ static int exit_for_key_err(int r)
 }
 
 /* A secret file (key, PIN): present and not readable by group or others. */
-static void private_file(struct pf_ctx *pf, const char *check, const char *what,
-			 const char *path, const char *create_hint)
+static void private_file(struct pf_ctx *pf, const char *check, const char *what, const char *path,
+			 const char *create_hint)
 {
 	struct stat st;
 	/* a missing file is ours to report (dfile_check_private would log it as an error too) */
-	int r = stat(path, &st) != 0 && errno == ENOENT ? KMS_ERR_NOT_FOUND : dfile_check_private(path);
+	int r = stat(path, &st) != 0 && errno == ENOENT ? KMS_ERR_NOT_FOUND :
+							  dfile_check_private(path);
 
 	if (r == KMS_OK)
 		pf_report(pf, check, PF_OK, 0, path, "%s %s: present, private (mode %04o)", what,
@@ -212,9 +213,10 @@ static void check_config_parse(struct pf_ctx *pf)
 		  "config %s: parses (%zu chains, %zu keys, %zu validators)", c->path, c->n_chains,
 		  c->n_keys, c->n_validators);
 	if (c->n_validators == 0)
-		pf_report(pf, "config_parse", PF_FAIL, CMD_EXIT_CONFIG, c->path,
-			  "no validators in %s: add validators = ( { chain_id = ...; addr = ...; } )",
-			  c->path);
+		pf_report(
+			pf, "config_parse", PF_FAIL, CMD_EXIT_CONFIG, c->path,
+			"no validators in %s: add validators = ( { chain_id = ...; addr = ...; } )",
+			c->path);
 	for (size_t i = 0; i < c->n_chains; i++)
 		if (!uses_chain(c, c->chains[i].id))
 			pf_report(pf, "config_parse", PF_WARN, 0, c->chains[i].id,
@@ -246,7 +248,8 @@ static void check_softsign_files(struct pf_ctx *pf)
 			seen = c->validators[j].secret_key != NULL &&
 			       strcmp(c->validators[j].secret_key, v->secret_key) == 0;
 		if (!seen)
-			private_file(pf, "softsign_files", "identity key (secret_key)", v->secret_key,
+			private_file(pf, "softsign_files", "identity key (secret_key)",
+				     v->secret_key,
 				     "create it with `p11kms keygen --softsign PATH`");
 	}
 }
@@ -281,29 +284,33 @@ static void check_validators(struct pf_ctx *pf)
 		char a[NET_HOST_MAX + NET_PATH_MAX + 32];
 
 		net_addr_format(&v->net, a, sizeof(a));
-		pf_report(pf, "validators", PF_OK, 0, a,
-			  "validator %s for %s: %s, protocol_version %s, redial every %u ms%s", a,
-			  v->chain_id, v->net.scheme == NET_UNIX ? "unix socket" : "Secret Connection",
-			  cfg_proto_name(v->protocol_version), v->redial_ms,
-			  v->net.scheme == NET_TCP && !v->net.has_node_id ?
-				  "; no node id in addr: the peer is not verified (usual: CometBFT's "
-				  "privval listener key changes at every start)" :
-				  "");
+		pf_report(
+			pf, "validators", PF_OK, 0, a,
+			"validator %s for %s: %s, protocol_version %s, redial every %u ms%s", a,
+			v->chain_id,
+			v->net.scheme == NET_UNIX ? "unix socket" : "Secret Connection",
+			cfg_proto_name(v->protocol_version), v->redial_ms,
+			v->net.scheme == NET_TCP && !v->net.has_node_id ?
+				"; no node id in addr: the peer is not verified (usual: CometBFT's "
+				"privval listener key changes at every start)" :
+				"");
 		if (ch == NULL || ch->sign_extensions)
 			continue;
 		if (v->protocol_version == CFG_PROTO_V0_38)
-			pf_report(pf, "validators", PF_WARN, 0, a,
-				  "validator %s: protocol_version v0.38 with sign_extensions = false "
-				  "(chain %s, %s:%d): a v0.38.0-v0.38.10 node panics on every non-nil "
-				  "precommit without an extension signature, later ones once vote "
-				  "extensions are enabled",
-				  a, ch->id, c->path, ch->line);
+			pf_report(
+				pf, "validators", PF_WARN, 0, a,
+				"validator %s: protocol_version v0.38 with sign_extensions = false "
+				"(chain %s, %s:%d): a v0.38.0-v0.38.10 node panics on every non-nil "
+				"precommit without an extension signature, later ones once vote "
+				"extensions are enabled",
+				a, ch->id, c->path, ch->line);
 		else if (v->protocol_version == CFG_PROTO_AUTO)
-			pf_report(pf, "validators", PF_WARN, 0, a,
-				  "validator %s: sign_extensions = false (chain %s) only applies to "
-				  "protocol_version v0.38; auto signs the extension of every non-nil "
-				  "precommit the node does not mark skip_extension_signing",
-				  a, ch->id);
+			pf_report(
+				pf, "validators", PF_WARN, 0, a,
+				"validator %s: sign_extensions = false (chain %s) only applies to "
+				"protocol_version v0.38; auto signs the extension of every non-nil "
+				"precommit the node does not mark skip_extension_signing",
+				a, ch->id);
 	}
 }
 
@@ -321,11 +328,12 @@ static void state_of(struct pf_ctx *pf, const struct cfg_chain *ch)
 			dfile_check_private(ch->state_file);
 
 	if (r == KMS_ERR_NOT_FOUND) {
-		pf_report(pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
-			  "state for %s: %s missing: `p11kms state import -c %s --chain %s --format "
-			  "cometbft <node>/data/priv_validator_state.json` or `p11kms state init -c "
-			  "%s --chain %s --height H`",
-			  ch->id, ch->state_file, pf->conf_path, ch->id, pf->conf_path, ch->id);
+		pf_report(
+			pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
+			"state for %s: %s missing: `p11kms state import -c %s --chain %s --format "
+			"cometbft <node>/data/priv_validator_state.json` or `p11kms state init -c "
+			"%s --chain %s --height H`",
+			ch->id, ch->state_file, pf->conf_path, ch->id, pf->conf_path, ch->id);
 		return;
 	}
 	if (r == KMS_ERR_PERM) {
@@ -367,8 +375,8 @@ static void state_of(struct pf_ctx *pf, const struct cfg_chain *ch)
 	else
 		(void)snprintf(lock, sizeof(lock), "not locked (no signer running)");
 	pf_report(pf, "state_file", pid > 0 && strcmp(comm, "p11kms") != 0 ? PF_WARN : PF_OK, 0,
-		  ch->state_file, "state for %s: %s, last signed %" PRId64 "/%d/%s (record %" PRIu64
-		  "), %s",
+		  ch->state_file,
+		  "state for %s: %s, last signed %" PRId64 "/%d/%s (record %" PRIu64 "), %s",
 		  ch->id, ch->state_file, st.hrs.height, (int)st.hrs.round,
 		  guard_step_name(st.hrs.step), seq, lock);
 }
@@ -480,10 +488,11 @@ static void check_keys(struct pf_ctx *pf)
 						      slot_open(k->uri, &so, &s);
 
 		if (r != KMS_OK) {
-			pf_report(pf, "keys", PF_FAIL, exit_for_key_err(r), where,
-				  "key for %s: %s: %s (module loaded? token present? PIN right? key "
-				  "there? `p11kms keys list --slot URI` shows what the token holds)",
-				  k->chain_ids[0], where, kms_strerror(r));
+			pf_report(
+				pf, "keys", PF_FAIL, exit_for_key_err(r), where,
+				"key for %s: %s: %s (module loaded? token present? PIN right? key "
+				"there? `p11kms keys list --slot URI` shows what the token holds)",
+				k->chain_ids[0], where, kms_strerror(r));
 			continue;
 		}
 		slot_pubkey(s, pub);
@@ -530,7 +539,8 @@ static void check_identity_keys(struct pf_ctx *pf)
 			continue;
 		}
 		slot_pubkey(s, pub);
-		if (sc_node_id(pub, id) == KMS_OK && enc_hex_encode(id, 20, hex, sizeof(hex)) == KMS_OK)
+		if (sc_node_id(pub, id) == KMS_OK &&
+		    enc_hex_encode(id, 20, hex, sizeof(hex)) == KMS_OK)
 			pf_report(pf, "identity_keys", PF_OK, 0, v->secret_key,
 				  "identity key %s: Ed25519, KMS node ID %s", v->secret_key, hex);
 		slot_free(s);
@@ -553,12 +563,13 @@ const struct pf_check pf_checks[] = {
 	  PF_START | PF_DOCTOR, 1, check_pin_sources },
 	{ "validators", "validator addresses, protocol version, extension settings",
 	  PF_START | PF_DOCTOR, 1, check_validators },
-	{ "state_file", "each used chain's state exists, is private, parses, is its chain's; "
-			"who holds its lock",
+	{ "state_file",
+	  "each used chain's state exists, is private, parses, is its chain's; "
+	  "who holds its lock",
 	  PF_START | PF_DOCTOR, 1, check_state_files },
 	{ "log_file", "log.file can be written", PF_START | PF_DOCTOR, 1, check_log_file },
-	{ "keys", "each key opens (module, token, PIN), is Ed25519, signs; its hygiene",
-	  PF_DOCTOR, 1, check_keys },
+	{ "keys", "each key opens (module, token, PIN), is Ed25519, signs; its hygiene", PF_DOCTOR,
+	  1, check_keys },
 	{ "identity_keys", "each identity key opens; its KMS node ID", PF_DOCTOR, 1,
 	  check_identity_keys },
 	{ NULL, NULL, 0, 0, NULL },

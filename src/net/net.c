@@ -512,8 +512,7 @@ static int dial_tcp(const struct net_addr *addr, int64_t deadline, int *fd_out,
 	return r;
 }
 
-int net_dial_ex(const struct net_addr *addr, int timeout_ms, int *fd_out,
-		struct net_dial_fail *why)
+int net_dial_ex(const struct net_addr *addr, int timeout_ms, int *fd_out, struct net_dial_fail *why)
 {
 	struct net_dial_fail scratch;
 	int64_t deadline = net_deadline(timeout_ms);
@@ -587,10 +586,11 @@ const char *net_dial_fail_hint(const struct net_addr *a, const struct net_dial_f
 			       "cannot resolve the host name: check the host in addr";
 	switch (f->err) {
 	case ECONNREFUSED:
-		return is_unix ? "connection refused: nothing listens on this socket (is the node "
-				 "running, or is the socket file stale?)" :
-				 "connection refused: is the node running, and is priv_validator_laddr "
-				 "this address?";
+		return is_unix ?
+			       "connection refused: nothing listens on this socket (is the node "
+			       "running, or is the socket file stale?)" :
+			       "connection refused: is the node running, and is priv_validator_laddr "
+			       "this address?";
 	case ENOENT:
 		return "no such socket file: is the node running, and is its priv_validator_laddr "
 		       "this unix:// path?";

@@ -88,7 +88,6 @@ static void make_nonce(uint64_t ctr, uint8_t nonce[static 12])
 		nonce[4 + i] = (uint8_t)(ctr >> (8 * i));
 }
 
-
 /* ---- pure steps ---- */
 
 int sc_is_low_order(const uint8_t pub[static 32])
@@ -679,9 +678,10 @@ static int hs_not_sc(struct hs_run *hr, uint8_t first)
 	if (net_read_some_by(hr->fd, f->first + 1, sizeof(f->first) - 1, &got, soon) == KMS_OK)
 		f->first_len += got;
 	return hs_fail(hr, KMS_ERR_FORMAT, "recv-ephemeral",
-		       (first & 0x80) ? "the peer does not speak Secret Connection (oversized first "
-					"message)" :
-					"the peer does not speak Secret Connection");
+		       (first & 0x80) ?
+			       "the peer does not speak Secret Connection (oversized first "
+			       "message)" :
+			       "the peer does not speak Secret Connection");
 }
 
 /* Steps 1-2: send our ephemeral key first (35 bytes fit any socket buffer), then read the peer's. */
@@ -810,8 +810,8 @@ static int hs_check_peer_id(struct hs_run *hr, struct sc_conn *c, const uint8_t 
 }
 
 /* Steps 9-11: sign the challenge, exchange AuthSig messages, verify the peer. */
-static int hs_auth(struct hs_run *hr, struct sc_conn *c, struct hs *h,
-		   const struct sc_identity *id, const uint8_t *expected)
+static int hs_auth(struct hs_run *hr, struct sc_conn *c, struct hs *h, const struct sc_identity *id,
+		   const uint8_t *expected)
 {
 	uint8_t msg[SC_AUTHSIG_MAX + 8], sig[64];
 	const char *why = NULL;

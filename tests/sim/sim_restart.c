@@ -112,13 +112,12 @@ static void print_result(struct restart_run *rr, const char *addr)
 	double p50 = sim_stats_pct(&rr->st, 50), mx = sim_stats_max(&rr->st);
 
 	if (ro->json) {
-		json_t *j = json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:I,s:I,s:I}", "mode", "restarts",
-				      "version", pv_version_name(rr->cfg->version), "addr", addr,
-				      "restarts", ro->restarts, "accept_deadline_ms",
-				      ro->accept_deadline_ms, "connected", rr->connected, "missed",
-				      rr->missed, "requests", (json_int_t)rr->st.requests, "signed",
-				      (json_int_t)rr->st.signed_ok, "failures",
-				      (json_int_t)rr->st.failures);
+		json_t *j = json_pack(
+			"{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:I,s:I,s:I}", "mode", "restarts", "version",
+			pv_version_name(rr->cfg->version), "addr", addr, "restarts", ro->restarts,
+			"accept_deadline_ms", ro->accept_deadline_ms, "connected", rr->connected,
+			"missed", rr->missed, "requests", (json_int_t)rr->st.requests, "signed",
+			(json_int_t)rr->st.signed_ok, "failures", (json_int_t)rr->st.failures);
 		if (j == NULL)
 			return;
 		(void)json_object_set_new(j, "connect_ms",
@@ -183,7 +182,8 @@ int sim_restarts(const char *listen_addr, const struct sim_cfg *cfg,
 		if (i + 1 < ro->restarts) {
 			int span = ro->down_max_ms - ro->down_min_ms;
 			rng = sim_mix(rng + (uint64_t)i);
-			sleep_ms(ro->down_min_ms + (span > 0 ? (int)(rng % (uint64_t)(span + 1)) : 0));
+			sleep_ms(ro->down_min_ms +
+				 (span > 0 ? (int)(rng % (uint64_t)(span + 1)) : 0));
 		}
 	}
 	print_result(&rr, addr);

@@ -31,7 +31,8 @@ static void test_flood_folded(void **state)
 				     "refused SignVote code=0 h=%d", 100000),
 			 1);
 	assert_int_equal(tu_log_count(), 2);
-	assert_non_null(strstr(tu_log_line(1), "h=100000 (repeated 100000 times in the last 60 s)"));
+	assert_non_null(
+		strstr(tu_log_line(1), "h=100000 (repeated 100000 times in the last 60 s)"));
 	/* another kind: the old one's count first (here nothing folded since), then the new line */
 	assert_int_equal(d_logrl_log(&rl, 61001, KMS_LOG_WARN, "refused/SignVote/0", "again 1"), 0);
 	assert_int_equal(d_logrl_log(&rl, 61002, KMS_LOG_WARN, "dial/ECONNREFUSED", "refused"), 1);
@@ -39,7 +40,8 @@ static void test_flood_folded(void **state)
 	assert_non_null(strstr(tu_log_line(2), "again 1 (repeated 1 time in the last 1 s)"));
 	assert_string_equal(tu_log_line(3) + strlen(tu_log_line(3)) - 7, "refused");
 	/* flush: a pending count is written and the kind forgotten */
-	assert_int_equal(d_logrl_log(&rl, 61003, KMS_LOG_WARN, "dial/ECONNREFUSED", "refused 2"), 0);
+	assert_int_equal(d_logrl_log(&rl, 61003, KMS_LOG_WARN, "dial/ECONNREFUSED", "refused 2"),
+			 0);
 	d_logrl_flush(&rl, 62000);
 	assert_int_equal(tu_log_count(), 5);
 	assert_non_null(strstr(tu_log_line(4), "refused 2 (repeated 1 time"));
