@@ -206,6 +206,10 @@ res, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def load(p):
     return json.loads(open(p).read().strip().splitlines()[-1])
 floors = load(os.path.join(res, "floors.json"))
+rs = load(os.path.join(res, "restarts.json"))
+restarts = {"starts": rs["restarts"], "connected": rs["connected"], "missed": rs["missed"],
+            "connect_p50_ms": rs["connect_ms"]["p50"], "connect_max_ms": rs["connect_ms"]["max"],
+            "window_ms": rs["accept_deadline_ms"]}
 def rss(name):
     d = {}
     for line in open(os.path.join(res, name + ".rss")):
@@ -241,10 +245,6 @@ targets = {
     "rss_3x3_softsign_under_8MiB": round(runs["scale-3x3"]["hwm_mib"], 2),
 }
 load = open("/proc/loadavg").read().split()[:3]
-rs = load(os.path.join(res, "restarts.json"))
-restarts = {"starts": rs["restarts"], "connected": rs["connected"], "missed": rs["missed"],
-            "connect_p50_ms": rs["connect_ms"]["p50"], "connect_max_ms": rs["connect_ms"]["max"],
-            "window_ms": rs["accept_deadline_ms"]}
 doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(), "loadavg": load,
        "cpus": os.cpu_count(), "requests_per_run": n, "protocol": "v0.37", "mode": "mixed",
        "floors": floors, "runs": runs, "targets": targets, "restarts": restarts}
