@@ -122,19 +122,6 @@ static int hygiene(void)
 	return CMD_EXIT_OK;
 }
 
-static int exit_for_slot_err(int r)
-{
-	switch (r) {
-	case KMS_ERR_PERM:
-		return CMD_EXIT_PERM;
-	case KMS_ERR_FORMAT:
-	case KMS_ERR_CONFIG:
-		return CMD_EXIT_CONFIG;
-	default:
-		return CMD_EXIT_KEY;
-	}
-}
-
 static int exit_for_guard_err(int r)
 {
 	return r == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_STATE;
@@ -196,7 +183,7 @@ static int open_key(struct daemon *d, struct d_chain *ch)
 		kms_log_err("cannot open the key of chain %s (%s:%d, %s): %s", ch->cc->id,
 			    d->cfg->path, k->line,
 			    k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	/* A PKCS#11 token can hang in C_Sign (USB tokens do, tmkms #806/#37); the
 	 * node gives up after 5 s per request, so bound each signature below that
@@ -306,7 +293,7 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 			    r == KMS_ERR_NOT_FOUND && !is_uri ?
 				    ": create one with `p11kms keygen --softsign PATH`" :
 				    "");
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	id->ref = v->secret_key;
 	d->n_idents++;
@@ -387,7 +374,7 @@ static int preload_softsign(struct daemon *d)
 				": create a key with `p11kms keygen --softsign PATH` or "
 				"`p11kms import priv_validator_key.json --softsign PATH`" :
 				"");
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	return CMD_EXIT_OK;
 }

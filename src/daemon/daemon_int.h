@@ -84,6 +84,9 @@ struct daemon {
 	int wake_wfd;
 };
 
+/* The exit code for a key or token that does not open (preflight.c; daemon.c too). */
+int d_exit_for_slot_err(int r);
+
 /* Connection thread body (conn.c). */
 void *d_conn_main(void *arg);
 /* Wakes the supervisor (async-signal-safe write of one byte). */

@@ -26,6 +26,7 @@
 #include "p11kms/kbuf.h"
 #include "p11kms/sc.h"
 #include "p11kms/slot.h"
+#include "daemon_int.h"
 
 #define STATE_FILE_MAX (64 * 1024) /* far above the 16 KiB state file */
 
@@ -72,8 +73,7 @@ void pf_report(struct pf_ctx *pf, const char *check, enum pf_status status, int 
 
 /* ---- helpers ---- */
 
-/* The exit code start gives for a key that does not open (as daemon.c's open_key). */
-static int exit_for_key_err(int r)
+int d_exit_for_slot_err(int r)
 {
 	switch (r) {
 	case KMS_ERR_PERM:
@@ -84,6 +84,16 @@ static int exit_for_key_err(int r)
 	default:
 		return CMD_EXIT_KEY;
 	}
+}
+
+/* 1 for the first validators entry using its secret_key (an identity is checked once). */
+static int first_use_of_identity(const struct cfg *c, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (c->validators[j].secret_key != NULL &&
+		    strcmp(c->validators[j].secret_key, c->validators[i].secret_key) == 0)
+			return 0;
+	return 1;
 }
 
 /* A secret file (key, PIN): present and not readable by group or others. */
@@ -239,15 +249,11 @@ static void check_softsign_files(struct pf_ctx *pf)
 	}
 	for (size_t i = 0; i < c->n_validators; i++) {
 		const struct cfg_validator *v = &c->validators[i];
-		int seen = 0;
 
 		if (v->net.scheme != NET_TCP || v->secret_key == NULL ||
 		    strncmp(v->secret_key, "pkcs11:", 7) == 0)
 			continue;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = c->validators[j].secret_key != NULL &&
-			       strcmp(c->validators[j].secret_key, v->secret_key) == 0;
-		if (!seen)
+		if (first_use_of_identity(c, i))
 			private_file(pf, "softsign_files", "identity key (secret_key)",
 				     v->secret_key,
 				     "create it with `p11kms keygen --softsign PATH`");
@@ -489,7 +495,7 @@ static void check_keys(struct pf_ctx *pf)
 
 		if (r != KMS_OK) {
 			pf_report(
-				pf, "keys", PF_FAIL, exit_for_key_err(r), where,
+				pf, "keys", PF_FAIL, d_exit_for_slot_err(r), where,
 				"key for %s: %s: %s (module loaded? token present? PIN right? key "
 				"there? `p11kms keys list --slot URI` shows what the token holds)",
 				k->chain_ids[0], where, kms_strerror(r));
@@ -520,14 +526,10 @@ static void check_identity_keys(struct pf_ctx *pf)
 		struct slot *s = NULL;
 		uint8_t pub[32], id[20];
 		char hex[41];
-		int seen = 0, r;
+		int r;
 
-		if (v->net.scheme != NET_TCP || v->secret_key == NULL)
-			continue;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = c->validators[j].secret_key != NULL &&
-			       strcmp(c->validators[j].secret_key, v->secret_key) == 0;
-		if (seen)
+		if (v->net.scheme != NET_TCP || v->secret_key == NULL ||
+		    !first_use_of_identity(c, i))
 			continue;
 		r = strncmp(v->secret_key, "pkcs11:", 7) == 0 ?
 			    slot_open(v->secret_key, &so, &s) :

@@ -107,6 +107,9 @@ void sim_stats_fail(struct sim_stats *s, const char *fmt, ...)
 /* Percentile (0..100) of the latencies; sorts them. 0 when empty. */
 double sim_stats_pct(struct sim_stats *s, double p);
 double sim_stats_max(const struct sim_stats *s);
+/* Prints j as one compact line on stdout (the --json summary) and releases it; NULL: nothing. */
+struct json_t;
+void sim_json_print(struct json_t *j);
 
 /* ---- one node-side connection ---- */
 
@@ -130,6 +133,8 @@ void sim_listener_close(struct sim_listener *l);
 /* Accepts one signer and (tcp) runs the Secret Connection handshake as the node. */
 KMS_MUST_CHECK int sim_accept(struct sim_listener *l, int timeout_ms, struct sim_conn *c);
 void sim_conn_close(struct sim_conn *c);
+/* Writes n addresses, one a line, to path (temp file + rename: the file appears whole). */
+int sim_write_addr_file(const char *path, const char *const *lines, int n);
 /* Encodes req, sends it, reads and decodes one response. *lat_ms: write to response. */
 KMS_MUST_CHECK int sim_call(struct sim_conn *c, enum pv_version v, const struct pv_request *req,
 			    int timeout_ms, struct pv_response **resp, double *lat_ms);

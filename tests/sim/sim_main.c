@@ -459,7 +459,6 @@ static int open_listeners(struct sim_run *run)
 {
 	struct sim_opts *o = run->o;
 	char a[400];
-	FILE *f = NULL;
 	for (int i = 0; i < o->concurrency; i++) {
 		if (i < o->n_listen)
 			(void)snprintf(a, sizeof(a), "%s", o->listen[i]);
@@ -469,20 +468,11 @@ static int open_listeners(struct sim_run *run)
 			return -1;
 	}
 	if (o->addr_file != NULL) {
-		char tmp[4096];
-		(void)snprintf(tmp, sizeof(tmp), "%s.tmp", o->addr_file);
-		f = fopen(tmp, "w");
-		if (f == NULL) {
-			fprintf(stderr, "p11kms-sim: %s: %s\n", tmp, strerror(errno));
-			return -1;
-		}
+		const char *lines[SIM_MAX_CONN];
 		for (int i = 0; i < o->concurrency; i++)
-			fprintf(f, "%s\n",
-				o->addr_with_id ? run->l[i].id_addr_str : run->l[i].addr_str);
-		if (fclose(f) != 0 || rename(tmp, o->addr_file) != 0) {
-			fprintf(stderr, "p11kms-sim: %s: %s\n", o->addr_file, strerror(errno));
+			lines[i] = o->addr_with_id ? run->l[i].id_addr_str : run->l[i].addr_str;
+		if (sim_write_addr_file(o->addr_file, lines, o->concurrency) != 0)
 			return -1;
-		}
 	}
 	for (int i = 0; i < o->concurrency; i++)
 		fprintf(stderr, "p11kms-sim: listening on %s (%s, %s)\n", run->l[i].id_addr_str,
@@ -736,11 +726,7 @@ static void print_summary(struct sim_run *run, const char *what)
 		if (s->first_failure[0])
 			(void)json_object_set_new(j, "first_failure",
 						  json_string(s->first_failure));
-		char *txt = json_dumps(j, JSON_COMPACT);
-		if (txt != NULL)
-			printf("%s\n", txt);
-		free(txt);
-		json_decref(j);
+		sim_json_print(j);
 		return;
 	}
 	printf("p11kms-sim %s: %s chain=%s sentries=%d\n", what, pv_version_name(o->cfg.version),
@@ -854,11 +840,7 @@ static int run_hostile(struct sim_run *run)
 	if (o->json) {
 		json_t *j = json_pack("{s:s,s:s,s:o}", "hostile", o->hostile, "version",
 				      pv_version_name(o->cfg.version), "outcomes", arr);
-		char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		if (txt != NULL)
-			printf("%s\n", txt);
-		free(txt);
-		json_decref(j);
+		sim_json_print(j);
 	} else {
 		json_decref(arr);
 	}

@@ -91,21 +91,6 @@ out:
 	return 0;
 }
 
-/* The address for the signer's config, written whole (temp + rename) once. */
-static int write_addr_file(const char *path, const char *addr)
-{
-	char tmp[4096];
-	FILE *f;
-
-	if (path == NULL)
-		return 0;
-	(void)snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((f = fopen(tmp, "w")) == NULL)
-		return -1;
-	fprintf(f, "%s\n", addr);
-	return fclose(f) == 0 && rename(tmp, path) == 0 ? 0 : -1;
-}
-
 static void print_result(struct restart_run *rr, const char *addr)
 {
 	const struct sim_restart_opts *ro = rr->ro;
@@ -127,11 +112,7 @@ static void print_result(struct restart_run *rr, const char *addr)
 		if (rr->st.first_failure[0])
 			(void)json_object_set_new(j, "first_failure",
 						  json_string(rr->st.first_failure));
-		char *txt = json_dumps(j, JSON_COMPACT);
-		if (txt != NULL)
-			printf("%s\n", txt);
-		free(txt);
-		json_decref(j);
+		sim_json_print(j);
 		return;
 	}
 	printf("p11kms-sim restarts: %s on %s, window %d ms\n", pv_version_name(rr->cfg->version),
@@ -170,8 +151,9 @@ int sim_restarts(const char *listen_addr, const struct sim_cfg *cfg,
 		if (i == 0) {
 			fprintf(stderr, "p11kms-sim: listening on %s (%s, %d restarts)\n",
 				l.addr_str, pv_version_name(cfg->version), ro->restarts);
-			if (write_addr_file(ro->addr_file, l.addr_str) != 0) {
-				fprintf(stderr, "p11kms-sim: cannot write %s\n", ro->addr_file);
+			const char *line = l.addr_str;
+			if (ro->addr_file != NULL &&
+			    sim_write_addr_file(ro->addr_file, &line, 1) != 0) {
 				sim_listener_close(&l);
 				sim_stats_free(&rr.st);
 				return 3;
