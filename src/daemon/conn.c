@@ -14,8 +14,11 @@
 #include "p11kms/sc.h"
 #include "p11kms/slot.h"
 
-/* A node that exits or panics on our reply drops the connection within this. */
-#define CLOSED_RIGHT_AFTER_MS 2000
+/*
+ * A node that exits or panics on our reply drops the connection within this
+ * (a Go panic exits in milliseconds; the margin is for a loaded machine).
+ */
+#define CLOSED_RIGHT_AFTER_MS 1000
 
 static int ident_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64])
 {
@@ -64,6 +67,7 @@ struct sess {
 	uint64_t answered;
 	enum pv_req_kind last_kind;
 	int last_precommit_no_ext; /* the last reply: a signed non-nil precommit, no ext signature */
+	uint64_t n_precommit_no_ext; /* such replies in this session */
 	int64_t last_h;
 	int32_t last_r;
 	int64_t last_reply_ms;
@@ -267,7 +271,9 @@ static void closed_right_after(struct conn_run *run, const struct sess *s)
 			legacy ? "v1" : "v0.37 / v0.38 as the node runs", at);
 		return;
 	}
-	if (!s->last_precommit_no_ext)
+	/* a node that needs the signature panics on the first such precommit of its session;
+	 * a node stopped by its operator after many of them is not evidence */
+	if (!s->last_precommit_no_ext || s->n_precommit_no_ext != 1)
 		return;
 	if (!vi->has_extensions)
 		(void)d_logrl_log(
@@ -302,6 +308,7 @@ static void note_reply(struct sess *s, const struct pv_request *req, const struc
 		!pv_block_id_is_nil(&req->vote.block_id) &&
 		(ev->decision == OBS_DEC_SIGNED || ev->decision == OBS_DEC_STORED) &&
 		!ev->ext_signed;
+	s->n_precommit_no_ext += (uint64_t)s->last_precommit_no_ext;
 	s->last_h = req->vote.height;
 	s->last_r = req->vote.round;
 }
