@@ -35,7 +35,7 @@ has "not locked (no signer running)"
 # beside a running signer: read-only, the holder named, exit 0
 "$P11KMS" start -c $conf >daemon.log 2>&1 &
 pid=$!
-for _ in $(seq 1 100); do grep -q "p11kms started" daemon.log && break; sleep 0.05; done
+for _ in $(seq 1 400); do grep -q "p11kms started" daemon.log && break; sleep 0.05; done
 grep -q "p11kms started" daemon.log || { kill "$pid"; fail "the signer did not start: $(cat daemon.log)"; }
 run 0 doctor -c $conf
 has "✔ state for haqq_11235-1: $TMP/kms/state/haqq_11235-1.state, last signed 100/0/none (record 1), in use by p11kms (pid $pid)"
