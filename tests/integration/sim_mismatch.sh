@@ -32,13 +32,15 @@ serve() {
 	sim_start
 	sim_rc=0
 	sim_wait "$name" || sim_rc=$?
-	sim_stop
 	log="$SIM_DIR/daemon.log"
-	cp "$log" "$SIM_DIR/daemon-$name.log"
 }
-expect_log() { # PATTERN WHAT
-	grep -q -- "$1" "$log" || { tail -n 20 "$log" >&2; sim_fail "$2: no log line matching: $1"; }
+# the signer keeps running after the node hangs up: look at its log, then stop it
+expect_log() { # PATTERN WHAT: waits (20 s at most) for the signer to log it
+	for _ in $(seq 1 200); do grep -q -- "$1" "$log" && return 0; sleep 0.1; done
+	tail -n 20 "$log" >&2
+	sim_fail "$2: no log line matching: $1"
 }
+done_with() { sim_stop; cp "$log" "$SIM_DIR/daemon-r$run.log"; }
 
 # 1. a v0.38 node with vote extensions, a signer set to v0.37: the extension in the request
 #    is the evidence, and the node's hang-up after the precommit confirms it
@@ -48,29 +50,34 @@ expect_log 'ERROR protocol_version mismatch chain=sim-mismatch-1 .*sent vote ext
 	"v0.38 node, v0.37 config"
 expect_log 'ERROR the node closed the connection right after our precommit .*no vote extension signature.*set "v0.38"' \
 	"v0.38 node, v0.37 config"
+done_with
 echo "ok v0.38 node, protocol_version v0.37: ERROR from the request's extension and from the hang-up"
 # 2. the same with empty extensions: nothing on the wire tells, the hang-up does
 serve v0.38 v0.37 --ext-max 0
 [ "$sim_rc" = 1 ] || sim_fail "v0.38 node (empty extensions) served as v0.37: the node should have given up"
 expect_log 'ERROR the node closed the connection right after our precommit .*protocol_version = "v0.37" (.*): set "v0.38"' \
 	"v0.38 node with empty extensions, v0.37 config"
+done_with
 echo "ok v0.38 node (empty extensions), protocol_version v0.37: ERROR from the hang-up"
 # 3. a v1 node, a v0.37 signer: the node cannot read the public key and exits
 serve v1 v0.37
 [ "$sim_rc" = 1 ] || sim_fail "v1 node served as v0.37: the node should have given up"
 expect_log 'ERROR the node closed the connection right after our first PubKeyResponse .*v1 node cannot read.*Set protocol_version = "v1" or "auto"' \
 	"v1 node, v0.37 config"
+done_with
 echo "ok v1 node, protocol_version v0.37: ERROR naming v1"
 # 4. a v0.37 node, a v1 signer
 serve v0.37 v1
 [ "$sim_rc" = 1 ] || sim_fail "v0.37 node served as v1: the node should have given up"
 expect_log 'ERROR the node closed the connection right after our first PubKeyResponse .*older than v1' \
 	"v0.37 node, v1 config"
+done_with
 echo "ok v0.37 node, protocol_version v1: ERROR naming the older versions"
 # 5. the right explicit version: no ERROR, though the node hangs up right after its last
 #    precommit (a node stopped by its operator is not a mismatch)
 for node in v0.37 v1; do
 	serve "$node" "$node"
+	done_with
 	[ "$sim_rc" = 0 ] || sim_fail "$node node, $node config: the node gave up"
 	! grep -q 'ERROR' "$log" || { grep ERROR "$log" >&2; sim_fail "$node node, $node config: an ERROR"; }
 	echo "ok $node node, protocol_version $node: no ERROR"
@@ -78,6 +85,7 @@ done
 # 6. auto, and the default (no protocol_version), against every version: all verified
 for node in v0.34 v0.37 v0.38 v1; do
 	serve "$node" default
+	done_with
 	[ "$sim_rc" = 0 ] || { cat "$SIM_DIR/r$run.json" >&2; sim_fail "$node node, default protocol_version: the node gave up"; }
 	[ "$(json_get "$SIM_DIR/r$run.json" signed)" = 30 ] || sim_fail "$node node, auto: not all signed"
 	! grep -q 'ERROR' "$log" || { grep ERROR "$log" >&2; sim_fail "$node node, auto: an ERROR"; }
