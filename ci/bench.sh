@@ -4,7 +4,8 @@
 #   {softsign, SoftHSM2} x {TCP + Secret Connection, Unix socket}: p50/p99/max latency,
 #   signatures/s and the signer's RSS; the floors measured in the same run (bare fdatasync
 #   on the state disk, bare OpenSSL Ed25519, bare C_Sign); n validators x m chains scaling
-#   (1x1, 3x3). Prints a table and writes build/bench/results.json. Targets are reported,
+#   (1x1, 3x3); softsign with the audit log on vs off (docs/audit.md). Prints a table and
+#   writes build/bench/results.json. Targets are reported,
 #   never asserted (docs/benchmarks.md explains how to read the figures).
 #
 # Environment: BENCH_N (signing requests per run, default 2000), BENCH_BUILD_DIR (default
@@ -20,6 +21,7 @@ WORK=""
 SHM=""
 PIDS=""
 STATE_DIR="state" # relative to the config; the tmpfs runs point it at $SHM
+AUDIT=0           # 1: the run keeps an audit log (audit = { }) beside the state files
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -44,13 +46,14 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 	echo "bench: building (Release) in ${BUILD#"$ROOT"/}" >&2
 	cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null ||
 		die "cmake configure"
-	cmake --build "$BUILD" --target p11kms p11kms-sim p11kms_softsign_module bench_e2e_floors \
+	cmake --build "$BUILD" --target p11kms p11kms-sim p11kms_softsign_module bench_e2e_floors bench_audit \
 		-j"${BENCH_JOBS:-$(nproc 2>/dev/null || echo 2)}" >"$BUILD/build.log" 2>&1 ||
 		{ tail -n 30 "$BUILD/build.log" >&2; die "build"; }
 fi
 P11KMS="$BUILD/bin/p11kms"
 SIM="$BUILD/bin/p11kms-sim"
 FLOORS="$BUILD/bin/bench_e2e_floors"
+AUDIT_BENCH="$BUILD/bin/bench_audit"
 export P11KMS_PROFILES_DIR="$ROOT/hsm-profiles"
 
 mkdir -p "$BUILD"
@@ -107,6 +110,9 @@ write_conf() {
 		echo
 		echo ");"
 		echo 'log = { level = "warn"; };'
+		if [ "$AUDIT" = 1 ]; then
+			echo "audit = { dir = \"$STATE_DIR/audit-$name\"; };"
+		fi
 	} >"$WORK/$name.conf"
 	chmod 600 "$WORK/$name.conf"
 	for ((c = 0; c < m; c++)); do
@@ -182,9 +188,18 @@ restarts() {
 echo "bench: floors (state disk: $WORK)" >&2
 "$FLOORS" --dir "$WORK/state" --n "$N" --softsign "$WORK/secrets/consensus0.key" --softhsm-uri "$HSM_URI" \
 	>"$WORK/res/floors.json" || die "floors"
+echo "bench: audit log: obs_emit with and without its sink, writer throughput" >&2
+"$AUDIT_BENCH" --dir "$WORK/state" --n 20000 >"$WORK/res/audit_emit.json" || die "bench_audit"
 
 run softsign-tcp softsign tcp 1 1
+# The audit log on (docs/audit.md): the same runs, right after, its files on the state disk.
+AUDIT=1
+run softsign-tcp-audit softsign tcp 1 1
+AUDIT=0
 run softsign-unix softsign unix 1 1
+AUDIT=1
+run softsign-unix-audit softsign unix 1 1
+AUDIT=0
 run softhsm2-tcp softhsm2 tcp 1 1
 run softhsm2-unix softhsm2 unix 1 1
 run scale-1x1 softsign tcp 1 1
@@ -196,7 +211,13 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	SHM="$(mktemp -d /dev/shm/p11kms-bench.XXXXXX)"
 	STATE_DIR="$SHM"
 	run softsign-tcp-tmpfs softsign tcp 1 1
+	AUDIT=1
+	run softsign-tcp-tmpfs-audit softsign tcp 1 1
+	AUDIT=0
 	run softsign-unix-tmpfs softsign unix 1 1
+	AUDIT=1
+	run softsign-unix-tmpfs-audit softsign unix 1 1
+	AUDIT=0
 	STATE_DIR="state"
 fi
 
@@ -217,8 +238,11 @@ def rss(name):
         d[k] = int(v) / 1024.0  # MiB
     return d
 runs = {}
-names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3"]
-names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"] if os.path.exists(os.path.join(res, k + ".rss"))]
+names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3",
+         "softsign-tcp-audit", "softsign-unix-audit"]
+names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs", "softsign-tcp-tmpfs-audit",
+                      "softsign-unix-tmpfs-audit"] if os.path.exists(os.path.join(res, k + ".rss"))]
+audit_emit = load(os.path.join(res, "audit_emit.json"))
 for name in names:
     sims = [load(p) for p in sorted(glob.glob(os.path.join(res, name + "-sim*.json")))]
     reqs = sum(s["requests"] for s in sims)
@@ -243,11 +267,14 @@ targets = {
     "overhead_minus_persistence_under_0.1ms": {
         k: round(runs[k]["p50_ms"], 4) for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"] if k in runs},
     "rss_3x3_softsign_under_8MiB": round(runs["scale-3x3"]["hwm_mib"], 2),
+    "audit_on_minus_off_p50_ms": {
+        k: round(runs[k + "-audit"]["p50_ms"] - runs[k]["p50_ms"], 4) for k in ["softsign-tcp", "softsign-unix"]},
 }
 load = open("/proc/loadavg").read().split()[:3]
 doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(), "loadavg": load,
        "cpus": os.cpu_count(), "requests_per_run": n, "protocol": "v0.37", "mode": "mixed",
-       "floors": floors, "runs": runs, "targets": targets, "restarts": restarts}
+       "floors": floors, "runs": runs, "targets": targets, "audit_emit": audit_emit,
+       "restarts": restarts}
 os.makedirs(os.path.dirname(out), exist_ok=True)
 with open(out, "w") as f:
     json.dump(doc, f, indent=1)
@@ -287,6 +314,20 @@ print("node restarts (down 1-4 s)   starts  connected  missed  connect p50 ms  w
 print("%-26s %8d %10d %7d %15.0f %17.0f %10d" % ("softsign, TCP+SC", restarts["starts"], restarts["connected"],
       restarts["missed"], restarts["connect_p50_ms"], restarts["connect_max_ms"], restarts["window_ms"]))
 print()
+print("audit log (softsign)        p50 off   p50 on   p99 off   p99 on   on - off (p50)")
+for k, label in [("softsign-tcp", "TCP+SC"), ("softsign-unix", "Unix"),
+                 ("softsign-tcp-tmpfs", "TCP+SC, tmpfs *"), ("softsign-unix-tmpfs", "Unix, tmpfs *")]:
+    if k not in runs or k + "-audit" not in runs:
+        continue
+    a, b = runs[k], runs[k + "-audit"]
+    print("%-26s %8.3f %8.3f %9.3f %8.3f %+12.3f ms" % (label, a["p50_ms"], b["p50_ms"], a["p99_ms"],
+          b["p99_ms"], b["p50_ms"] - a["p50_ms"]))
+e = audit_emit
+print("on the connection thread, after the reply: obs_emit p50 %d ns / p99 %d ns with the audit sink, %d / %d ns without;" % (
+      e["emit_audit_ns"]["p50"], e["emit_audit_ns"]["p99"], e["emit_no_sink_ns"]["p50"], e["emit_no_sink_ns"]["p99"]))
+print("the writer made %d records durable in %.2f s (%d dropped) on the state disk" % (
+      e["durable"], e["seconds_to_durable"], e["dropped"]))
+print()
 print("targets (reported, not asserted):")
 for k in ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix"]:
     d = over(k)
@@ -297,6 +338,11 @@ for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs"]:
         d = runs[k]["p50_ms"]
         print("  %-20s protocol + crypto overhead (p50, no sync) = %.3f ms (target < 0.1: %s)" % (
             k.replace("-tmpfs", ""), d, "met" if d < 0.1 else "missed"))
+for k in ["softsign-tcp", "softsign-unix"]:
+    d = runs[k + "-audit"]["p50_ms"] - runs[k]["p50_ms"]
+    print("  %-14s audit on - off, p50 = %+.3f ms (target: within noise; the fdatasync p50 varied %.3f..%.3f ms)" % (
+        k, d, min(runs[k]["fdatasync_p50_ms_adjacent"], runs[k + "-audit"]["fdatasync_p50_ms_adjacent"]),
+        max(runs[k]["fdatasync_p50_ms_adjacent"], runs[k + "-audit"]["fdatasync_p50_ms_adjacent"])))
 h = runs["scale-3x3"]["hwm_mib"]
 print("  3 chains x 3 sentries, softsign: peak RSS %.1f MiB (target < 8: %s)" % (h, "met" if h < 8 else "missed"))
 bad = sum(r["failures"] for r in runs.values()) + restarts["missed"]

@@ -80,6 +80,21 @@ struct cfg_validator {
 	uint32_t redial_ms;
 };
 
+/* The audit log (docs/audit.md): enabled by an `audit = { dir = "..."; }` block. */
+struct cfg_audit {
+	int enabled;
+	char *dir;		   /* absolute */
+	uint32_t batch_records;	   /* sync after this many records (default 64) */
+	uint32_t batch_ms;	   /* ... or this long after the oldest unsynced (default 200) */
+	uint32_t queue;		   /* records waiting for the writer (default 1024) */
+	uint32_t checkpoint_every; /* records between checkpoints (default 1000) */
+	int sign_checkpoints;	   /* signed with the Secret Connection identity (default 0) */
+	uint64_t rotate_bytes;	   /* rotate_size_mb in bytes (default 64 MiB; 0: never) */
+	int rotate_daily;	   /* a new file each UTC day (default true) */
+	int fail_closed;	   /* refuse signatures while the log fails (default false) */
+	int line;
+};
+
 struct cfg {
 	char *path; /* the config file as given (or the name given to cfg_parse_string) */
 	char *dir;  /* absolute directory relative paths were resolved against */
@@ -92,6 +107,7 @@ struct cfg {
 	int has_log_level;
 	enum kms_log_level log_level; /* log.level, if has_log_level */
 	char *log_file;		      /* log.file (absolute), NULL = stderr */
+	struct cfg_audit audit;	      /* audit = { ... } (#19) */
 };
 
 #define CFG_DEFAULT_TIMEOUT_MS 10000

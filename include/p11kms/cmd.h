@@ -24,6 +24,7 @@ int cmd_keys(int argc, char **argv);
 int cmd_state(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 int cmd_start(int argc, char **argv); /* src/daemon/cmd_start.c */
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);

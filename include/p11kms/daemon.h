@@ -15,6 +15,7 @@ struct guard;
 struct slot;
 struct obs_event;
 struct d_logrl;
+struct audit_log;
 
 struct daemon_opts {
 	int verbose;		  /* -v: one INFO line per request (never secrets or sign bytes) */
@@ -62,6 +63,7 @@ struct handler_ctx {
 	int verbose;
 	/* refusals of the same kind are folded into a count per minute (NULL: each is logged) */
 	struct d_logrl *refusal_rl;
+	struct audit_log *audit; /* audit.fail_closed admission before signing, or NULL */
 };
 
 /*

@@ -51,8 +51,9 @@ enum obs_why {
 	OBS_WHY_STATE,	    /* the state cannot be made durable / the guard failed closed */
 	OBS_WHY_CLUSTER,    /* HA: the cluster mark refused or etcd is unavailable */
 	OBS_WHY_INTERNAL,
+	OBS_WHY_AUDIT, /* audit.fail_closed: the audit log cannot take the record (#19) */
 };
-#define OBS_WHY_COUNT (OBS_WHY_INTERNAL + 1)
+#define OBS_WHY_COUNT (OBS_WHY_AUDIT + 1)
 
 struct obs_event {
 	int64_t wall_ns; /* CLOCK_REALTIME when the request was decoded */

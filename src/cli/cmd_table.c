@@ -15,6 +15,7 @@ const struct cli_command cli_commands[] = {
 	{ "state", cmd_state, "Show, initialise, import or export the double-sign state" },
 	{ "doctor", cmd_doctor, "Check everything `start` would use, with a fix for each problem" },
 	{ "migrate", cmd_migrate, "Convert a tmkms.toml (and its state files) to p11kms" },
+	{ "audit", cmd_audit, "Verify, show or export the audit log of signing decisions" },
 	{ "start", cmd_start, "Run the signer: connect to the validator nodes and sign" },
 	{ "version", cmd_version, "Print the version" },
 	{ "help", cmd_help, "Show the commands, or the usage of one command" },

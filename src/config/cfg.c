@@ -153,6 +153,7 @@ void cfg_free(struct cfg *cfg)
 	free(cfg->keys);
 	free(cfg->validators);
 	free(cfg->log_file);
+	free(cfg->audit.dir);
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);

@@ -9,7 +9,7 @@
 #include "cfg_int.h"
 
 /* Keys allowed in each kind of group; anything else is an error (typos must not pass). */
-static const char *const root_keys[] = { "chains", "keys", "validators", "log", NULL };
+static const char *const root_keys[] = { "chains", "keys", "validators", "log", "audit", NULL };
 static const char *const chain_keys[] = { "id",
 					  "key_format",
 					  "account_key_prefix",
@@ -26,6 +26,16 @@ static const char *const val_keys[] = {
 	"backoff_max_ms", "max_msg_size", "redial_ms",	      NULL
 };
 static const char *const log_keys[] = { "level", "file", NULL };
+static const char *const audit_keys[] = { "dir",
+					  "batch_records",
+					  "batch_ms",
+					  "queue",
+					  "checkpoint_every",
+					  "sign_checkpoints",
+					  "rotate_size_mb",
+					  "rotate_daily",
+					  "fail_closed",
+					  NULL };
 
 static int line_of(const config_setting_t *s)
 {
@@ -517,6 +527,59 @@ out:
 	return r;
 }
 
+/* One audit integer: *out = the value if present, else dflt. */
+static int audit_int(struct cfg_ctx *x, const config_setting_t *g, const char *name, long long min,
+		     long long max, long long dflt, long long *out)
+{
+	int has = 0;
+	int r = get_int(x, g, "audit", name, min, max, &has, out);
+	if (r == KMS_OK && !has)
+		*out = dflt;
+	return r;
+}
+
+static int parse_audit(struct cfg_ctx *x, const config_setting_t *root, struct cfg *cfg)
+{
+	const config_setting_t *g = member(root, "audit");
+	struct cfg_audit *a = &cfg->audit;
+	long long br, bms, q, cp, mb;
+	int r;
+	if (g == NULL)
+		return KMS_OK;
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+		return cfg_errf(x, line_of(g), "audit",
+				"must be a group { dir = \"audit\"; }, found %s", type_name(g));
+	a->line = line_of(g);
+	if ((r = check_known(x, g, audit_keys, "audit")) != KMS_OK ||
+	    (r = get_path(x, g, "audit", "dir", 1, &a->dir)) != KMS_OK ||
+	    (r = audit_int(x, g, "batch_records", 1, 100000, 64, &br)) != KMS_OK ||
+	    (r = audit_int(x, g, "batch_ms", 1, 60000, 200, &bms)) != KMS_OK ||
+	    (r = audit_int(x, g, "queue", 16, 1 << 20, 1024, &q)) != KMS_OK ||
+	    (r = audit_int(x, g, "checkpoint_every", 1, 1000000000, 1000, &cp)) != KMS_OK ||
+	    (r = audit_int(x, g, "rotate_size_mb", 0, 1 << 20, 64, &mb)) != KMS_OK ||
+	    (r = get_bool(x, g, "audit", "sign_checkpoints", 0, &a->sign_checkpoints)) != KMS_OK ||
+	    (r = get_bool(x, g, "audit", "rotate_daily", 1, &a->rotate_daily)) != KMS_OK ||
+	    (r = get_bool(x, g, "audit", "fail_closed", 0, &a->fail_closed)) != KMS_OK)
+		return r;
+	a->batch_records = (uint32_t)br;
+	a->batch_ms = (uint32_t)bms;
+	a->queue = (uint32_t)q;
+	a->checkpoint_every = (uint32_t)cp;
+	a->rotate_bytes = (uint64_t)mb << 20;
+	if (a->sign_checkpoints) {
+		int tcp = 0;
+		for (size_t i = 0; i < cfg->n_validators; i++)
+			tcp |= cfg->validators[i].secret_key != NULL;
+		if (!tcp)
+			return cfg_errf(x, line_of(member(g, "sign_checkpoints")),
+					"audit.sign_checkpoints",
+					"needs a validators entry with a secret_key (the "
+					"Secret Connection identity signs the checkpoints)");
+	}
+	a->enabled = 1;
+	return KMS_OK;
+}
+
 int cfg_parse_root(struct cfg_ctx *x, const config_setting_t *root, struct cfg *cfg)
 {
 	const config_setting_t *l;
@@ -563,7 +626,9 @@ int cfg_parse_root(struct cfg_ctx *x, const config_setting_t *root, struct cfg *
 		if (r != KMS_OK)
 			return r;
 	}
-	return parse_log(x, root, cfg);
+	if ((r = parse_log(x, root, cfg)) != KMS_OK)
+		return r;
+	return parse_audit(x, root, cfg);
 }
 
 /* ---- cross-references ----------------------------------------------------------------- */

@@ -333,6 +333,7 @@ static int serve(struct conn_run *run, struct net_stream *st, struct sess *s, in
 		.peer = c->peer,
 		.verbose = c->d->o != NULL ? c->d->o->verbose : 0,
 		.refusal_rl = &run->refuse_rl,
+		.audit = c->d->audit,
 	};
 	/* A vote response echoes the request (extension included) plus two signatures. */
 	struct kbuf *out = kbuf_new(v->max_msg_size + 1024);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "daemon_int.h"
+#include "p11kms/audit.h"
 #include "p11kms/cmd.h"
 #include "p11kms/dfile.h"
 #include "p11kms/enc.h"
@@ -434,8 +435,25 @@ static void stop_threads(struct daemon *d)
 			pthread_join(d->conns[i].thread, NULL);
 }
 
+/* The audit log, after the identities (it signs checkpoints with the first one). */
+static int open_audit(struct daemon *d)
+{
+	int r = audit_start(d->cfg, d->n_idents > 0 ? d->idents[0].slot : NULL, &d->audit);
+	if (r == KMS_OK)
+		return CMD_EXIT_OK;
+	kms_log_err("cannot open the audit log (%s:%d, audit.dir %s): %s", d->cfg->path,
+		    d->cfg->audit.line, d->cfg->audit.dir, kms_strerror(r));
+	return r == KMS_ERR_PERM  ? CMD_EXIT_PERM :
+	       r == KMS_ERR_ALLOC ? CMD_EXIT_FAIL :
+				    CMD_EXIT_CONFIG;
+}
+
 static void release(struct daemon *d)
 {
+	/* the connection threads are gone: drain, checkpoint and close the audit log */
+	obs_sink_clear();
+	audit_close(d->audit);
+	d->audit = NULL;
 	for (size_t i = 0; i < d->n_conns; i++)
 		pthread_mutex_destroy(&d->conns[i].mu);
 	for (size_t i = 0; i < d->n_idents; i++)
@@ -508,7 +526,7 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		goto out;
 	}
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
-	    (ec = prepare_conns(&d)) != CMD_EXIT_OK)
+	    (ec = prepare_conns(&d)) != CMD_EXIT_OK || (ec = open_audit(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (atomic_load(&g_stop_requested)) {
 		ec = CMD_EXIT_OK;

@@ -82,6 +82,7 @@ struct daemon {
 	atomic_int live; /* connection threads still running */
 	int wake_rfd;	 /* becomes readable on stop or when the last thread ends */
 	int wake_wfd;
+	struct audit_log *audit; /* audit = { } in the config, else NULL */
 };
 
 /* The exit code for a key or token that does not open (preflight.c; daemon.c too). */

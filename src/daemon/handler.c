@@ -8,6 +8,7 @@
 
 #include <openssl/sha.h>
 
+#include "p11kms/audit.h"
 #include "p11kms/guard.h"
 #include "p11kms/kms_log.h"
 #include "p11kms/net.h"
@@ -173,6 +174,11 @@ static int guarded_sign(const struct handler_ctx *h, const struct pv_request *re
 	if (obs_want_digest()) {
 		(void)SHA256(kbuf_ptr(sb), kbuf_len(sb), ev->sign_bytes_sha256);
 		ev->has_sign_bytes = 1;
+	}
+	/* audit.fail_closed: refused before anything is signed (docs/audit.md) */
+	if (audit_admit(h->audit, why, sizeof(why)) != KMS_OK) {
+		*refused = 1;
+		return refuse(h, req, PV_CODE_STATE_UNAVAILABLE, OBS_WHY_AUDIT, why, out, ev);
 	}
 	int r = guard_sign(h->guard, &greq, slot_sign_cb, h->key, res);
 	ev->guard_seq = res->seq;

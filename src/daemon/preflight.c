@@ -18,6 +18,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "p11kms/audit.h"
 #include "p11kms/cfg.h"
 #include "p11kms/cmd.h"
 #include "p11kms/dfile.h"
@@ -549,6 +550,21 @@ static void check_identity_keys(struct pf_ctx *pf)
 	}
 }
 
+/* The audit log (#19): its checks report through a line callback. */
+static void audit_line(void *ctx, int exit_code, const char *line)
+{
+	struct pf_ctx *pf = ctx;
+	const struct cfg_audit *ac = &pf->cfg->audit;
+
+	pf_report(pf, "audit", exit_code == 0 ? PF_OK : PF_FAIL, exit_code,
+		  ac->enabled && ac->dir != NULL ? ac->dir : "audit", "%s", line);
+}
+
+static void check_audit(struct pf_ctx *pf)
+{
+	audit_doctor(pf->cfg, audit_line, pf);
+}
+
 /*
  * The list. start runs the PF_START entries before it opens anything it keeps
  * (it then opens the keys itself, so the deep key checks are doctor's only).
@@ -574,6 +590,8 @@ const struct pf_check pf_checks[] = {
 	  1, check_keys },
 	{ "identity_keys", "each identity key opens; its KMS node ID", PF_DOCTOR, 1,
 	  check_identity_keys },
+	{ "audit", "the audit log: directory, a running writer's condition, the newest file",
+	  PF_DOCTOR, 1, check_audit },
 	{ NULL, NULL, 0, 0, NULL },
 };
 

@@ -166,6 +166,8 @@ const char *obs_why_name(enum obs_why w)
 		return "state";
 	case OBS_WHY_CLUSTER:
 		return "cluster";
+	case OBS_WHY_AUDIT:
+		return "audit";
 	case OBS_WHY_INTERNAL:
 		break;
 	}

@@ -41,9 +41,9 @@ run 0 doctor -c $conf
 has "✔ state for haqq_11235-1: $TMP/kms/state/haqq_11235-1.state, last signed 100/0/none (record 1), in use by p11kms (pid $pid)"
 has "0 failed: start would run"
 OUT=$("$P11KMS" doctor -c $conf --json 2>/dev/null) || fail "doctor --json exited $?"
-python3 - "$pid" <<PY || fail "doctor --json: $OUT"
+python3 - "$pid" "$OUT" <<'PY' || fail "doctor --json: $OUT"
 import json, sys
-d = json.loads('''$OUT''')
+d = json.loads(sys.argv[2])
 assert d["version"] == 1 and d["command"] == "doctor" and d["healthy"] is True and d["exit_code"] == 0, d
 assert set(d["summary"]) == {"passed", "warnings", "failed"} and d["summary"]["failed"] == 0, d
 ids = [c["check"] for c in d["checks"]]
