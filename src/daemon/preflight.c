@@ -25,6 +25,7 @@
 #include "p11kms/enc.h"
 #include "p11kms/guard.h"
 #include "p11kms/kbuf.h"
+#include "p11kms/keyfile.h"
 #include "p11kms/sc.h"
 #include "p11kms/slot.h"
 #include "daemon_int.h"
@@ -119,6 +120,30 @@ static void private_file(struct pf_ctx *pf, const char *check, const char *what,
 	else
 		pf_report(pf, check, PF_FAIL, CMD_EXIT_KEY, path, "%s %s: %s", what, path,
 			  kms_strerror(r));
+}
+
+/*
+ * A softsign key file: private (private_file), and its content a key p11kms
+ * reads (checked quietly: the reason goes into the one line). Caught here, a
+ * broken file stops start before it opens and locks any state.
+ */
+static void key_file(struct pf_ctx *pf, const char *check, const char *what, const char *path,
+		     const char *create_hint)
+{
+	struct keyfile_ed25519 k;
+	char why[256];
+	int before = pf->n_fail;
+
+	private_file(pf, check, what, path, create_hint);
+	if (pf->n_fail != before)
+		return;
+	memset(&k, 0, sizeof(k));
+	why[0] = '\0';
+	if (keyfile_load_quiet(path, &k, why, sizeof(why)) != KMS_OK)
+		pf_report(pf, check, PF_FAIL, CMD_EXIT_KEY, path,
+			  "%s %s: not a key file p11kms reads: %s", what, path,
+			  why[0] ? why : "unreadable");
+	keyfile_wipe(&k);
 }
 
 static int uses_chain(const struct cfg *cfg, const char *id)
@@ -244,9 +269,9 @@ static void check_softsign_files(struct pf_ctx *pf)
 		if (c->keys[i].kind != CFG_KEY_SOFTSIGN)
 			continue;
 		(void)snprintf(what, sizeof(what), "consensus key");
-		private_file(pf, "softsign_files", what, c->keys[i].softsign,
-			     "create it with `p11kms keygen --softsign PATH` or `p11kms import "
-			     "priv_validator_key.json --softsign PATH`");
+		key_file(pf, "softsign_files", what, c->keys[i].softsign,
+			 "create it with `p11kms keygen --softsign PATH` or `p11kms import "
+			 "priv_validator_key.json --softsign PATH`");
 	}
 	for (size_t i = 0; i < c->n_validators; i++) {
 		const struct cfg_validator *v = &c->validators[i];
@@ -255,9 +280,8 @@ static void check_softsign_files(struct pf_ctx *pf)
 		    strncmp(v->secret_key, "pkcs11:", 7) == 0)
 			continue;
 		if (first_use_of_identity(c, i))
-			private_file(pf, "softsign_files", "identity key (secret_key)",
-				     v->secret_key,
-				     "create it with `p11kms keygen --softsign PATH`");
+			key_file(pf, "softsign_files", "identity key (secret_key)", v->secret_key,
+				 "create it with `p11kms keygen --softsign PATH`");
 	}
 }
 
@@ -575,7 +599,7 @@ const struct pf_check pf_checks[] = {
 	  PF_START | PF_DOCTOR, 0, check_config_file },
 	{ "config_parse", "the config parses; it has validators; every chain is used",
 	  PF_START | PF_DOCTOR, 0, check_config_parse },
-	{ "softsign_files", "softsign key files (consensus, identity) exist and are private",
+	{ "softsign_files", "softsign key files (consensus, identity) exist, are private, parse",
 	  PF_START | PF_DOCTOR, 1, check_softsign_files },
 	{ "pin_sources", "token URIs parse; PIN files are private, PIN variables set",
 	  PF_START | PF_DOCTOR, 1, check_pin_sources },

@@ -25,6 +25,10 @@ chmod 600 $conf
 chmod 644 kms/secrets/priv_validator_key
 both 6 "consensus key $TMP/kms/secrets/priv_validator_key: readable by group or others: chmod 600"
 chmod 600 kms/secrets/priv_validator_key
+cp kms/secrets/priv_validator_key cons.saved
+: >kms/secrets/priv_validator_key
+both 4 "consensus key $TMP/kms/secrets/priv_validator_key: not a key file p11kms reads: key file is empty"
+cp cons.saved kms/secrets/priv_validator_key
 mv kms/secrets/kms-identity.key id.moved
 both 4 "identity key (secret_key) $TMP/kms/secrets/kms-identity.key: missing: create it with \`p11kms keygen --softsign PATH\`"
 mv id.moved kms/secrets/kms-identity.key
