@@ -4,8 +4,9 @@
 #   {softsign, SoftHSM2} x {TCP + Secret Connection, Unix socket}: p50/p99/max latency,
 #   signatures/s and the signer's RSS; the floors measured in the same run (bare fdatasync
 #   on the state disk, bare OpenSSL Ed25519, bare C_Sign); n validators x m chains scaling
-#   (1x1, 3x3); softsign with the audit log on vs off (docs/audit.md). Prints a table and
-#   writes build/bench/results.json. Targets are reported,
+#   (1x1, 3x3); softsign with the audit log on vs off (docs/audit.md); softsign over TCP with
+#   metrics off and on (scraped every 100 ms during the run), on the state disk and on tmpfs.
+#   Prints a table and writes build/bench/results.json. Targets are reported,
 #   never asserted (docs/benchmarks.md explains how to read the figures).
 #
 # Environment: BENCH_N (signing requests per run, default 2000), BENCH_BUILD_DIR (default
@@ -22,6 +23,8 @@ SHM=""
 PIDS=""
 STATE_DIR="state" # relative to the config; the tmpfs runs point it at $SHM
 AUDIT=0           # 1: the run keeps an audit log (audit = { }) beside the state files
+METRICS_PORT=""   # set: the run's config serves /metrics there and a scraper polls it
+CHAIN_EXTRA="" # the tmpfs runs: allow_volatile_state = true (start refuses a tmpfs otherwise)
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -83,7 +86,7 @@ write_conf() {
 		echo "chains = ("
 		for ((c = 0; c < m; c++)); do
 			[ $c = 0 ] || echo ","
-			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; }"
+			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; $CHAIN_EXTRA }"
 		done
 		echo ");"
 		echo "keys = ("
@@ -113,6 +116,7 @@ write_conf() {
 		if [ "$AUDIT" = 1 ]; then
 			echo "audit = { dir = \"$STATE_DIR/audit-$name\"; };"
 		fi
+		[ -z "$METRICS_PORT" ] || echo "metrics = { listen = \"127.0.0.1:$METRICS_PORT\"; };"
 	} >"$WORK/$name.conf"
 	chmod 600 "$WORK/$name.conf"
 	for ((c = 0; c < m; c++)); do
@@ -154,12 +158,27 @@ run() {
 	"$P11KMS" start -c "$WORK/$name.conf" >>"$WORK/daemon.log" 2>&1 &
 	local dpid=$!
 	PIDS="$PIDS $dpid"
+	local spid=""
+	if [ -n "$METRICS_PORT" ]; then
+		# A scraper 10x more eager than a usual 1 s scrape interval, for the whole run.
+		(while kill -0 "$dpid" 2>/dev/null; do
+			curl -s -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics" || true
+			sleep 0.1
+		done) &
+		spid=$!
+		PIDS="$PIDS $spid"
+	fi
 	for ((c = 0; c < m; c++)); do
 		wait "${sims[$c]}" || { cat "$WORK/$name-sim$c.err" "$WORK/res/$name-sim$c.json" >&2; die "$name: simulator $c failed"; }
 	done
 	grep -E '^(VmHWM|VmRSS):' "/proc/$dpid/status" | awk '{print $1 $2}' | tr ':' '=' >"$WORK/res/$name.rss"
+	if [ -n "$METRICS_PORT" ]; then
+		curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$WORK/res/$name.metrics" ||
+			die "$name: /metrics did not answer"
+	fi
 	kill -TERM "$dpid"
 	wait "$dpid" || die "$name: p11kms start exited $? after SIGTERM"
+	[ -z "$spid" ] || wait "$spid" 2>/dev/null || true
 	echo "bench: $name done" >&2
 }
 
@@ -205,11 +224,18 @@ run softhsm2-unix softhsm2 unix 1 1
 run scale-1x1 softsign tcp 1 1
 run scale-3x3 softsign tcp 3 3
 restarts
+# Metrics off vs on: the same run again, back to back, with /metrics served and scraped.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+run metrics-off softsign tcp 1 1
+METRICS_PORT="$(free_port)"
+run metrics-on softsign tcp 1 1
+METRICS_PORT=
 # The same path with the state on tmpfs, where fdatasync costs ~nothing: the latency that
 # is left is protocol + crypto + PKCS#11 (the "overhead minus persistence" figure).
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	SHM="$(mktemp -d /dev/shm/p11kms-bench.XXXXXX)"
 	STATE_DIR="$SHM"
+	CHAIN_EXTRA="allow_volatile_state = true;"
 	run softsign-tcp-tmpfs softsign tcp 1 1
 	AUDIT=1
 	run softsign-tcp-tmpfs-audit softsign tcp 1 1
@@ -218,7 +244,12 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	AUDIT=1
 	run softsign-unix-tmpfs-audit softsign unix 1 1
 	AUDIT=0
+	run metrics-off-tmpfs softsign tcp 1 1
+	METRICS_PORT="$(free_port)"
+	run metrics-on-tmpfs softsign tcp 1 1
+	METRICS_PORT=""
 	STATE_DIR="state"
+	CHAIN_EXTRA=""
 fi
 
 python3 - "$WORK/res" "$OUT" "$N" <<'PY'
@@ -240,8 +271,10 @@ def rss(name):
 runs = {}
 names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scale-1x1", "scale-3x3",
          "softsign-tcp-audit", "softsign-unix-audit"]
+names += ["metrics-off", "metrics-on"]
 names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs", "softsign-tcp-tmpfs-audit",
-                      "softsign-unix-tmpfs-audit"] if os.path.exists(os.path.join(res, k + ".rss"))]
+                      "softsign-unix-tmpfs-audit", "metrics-off-tmpfs", "metrics-on-tmpfs"]
+          if os.path.exists(os.path.join(res, k + ".rss"))]
 audit_emit = load(os.path.join(res, "audit_emit.json"))
 for name in names:
     sims = [load(p) for p in sorted(glob.glob(os.path.join(res, name + "-sim*.json")))]
@@ -345,6 +378,19 @@ for k in ["softsign-tcp", "softsign-unix"]:
         max(runs[k]["fdatasync_p50_ms_adjacent"], runs[k + "-audit"]["fdatasync_p50_ms_adjacent"])))
 h = runs["scale-3x3"]["hwm_mib"]
 print("  3 chains x 3 sentries, softsign: peak RSS %.1f MiB (target < 8: %s)" % (h, "met" if h < 8 else "missed"))
+print()
+print("metrics off vs on (softsign, TCP+SC; on: /metrics scraped every 100 ms during the run)")
+print("%-30s %9s %9s %9s %9s" % ("", "p50 ms", "p99 ms", "RSS MiB", "HWM MiB"))
+for off, on, label in [("metrics-off", "metrics-on", "state disk"), ("metrics-off-tmpfs", "metrics-on-tmpfs", "state on tmpfs")]:
+    if off in runs and on in runs:
+        for k, tag in [(off, "off"), (on, "on")]:
+            r = runs[k]
+            print("%-30s %9.3f %9.3f %9.1f %9.1f" % ("%s, metrics %s" % (label, tag), r["p50_ms"], r["p99_ms"], r["rss_mib"], r["hwm_mib"]))
+        d = runs[on]["p50_ms"] - runs[off]["p50_ms"]
+        targets.setdefault("metrics_on_minus_off_p50_ms", {})[label] = round(d, 4)
+        print("  %s: p50 on - off = %+.3f ms (target: no measurable difference; compare with the run-to-run spread above)" % (label, d))
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
 bad = sum(r["failures"] for r in runs.values()) + restarts["missed"]
 print()
 print("failures across all runs: %d; results: %s" % (bad, out))

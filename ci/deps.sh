@@ -14,6 +14,9 @@ P11KMS_DEB_PACKAGES=(
 	clang libclang-rt-14-dev clang-format-14
 	valgrind gnutls-bin procps python3
 	zlib1g-dev
+	libmicrohttpd-dev libsystemd-dev prometheus curl
+	libsodium-dev
+	strace systemd man-db
 )
 
 missing=()

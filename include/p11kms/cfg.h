@@ -42,6 +42,9 @@ struct cfg_chain {
 	char *state_file;	    /* double-sign state (absolute path) */
 	int sign_extensions;	    /* v0.38: sign vote extensions of non-nil precommits (default 1) */
 	int line;
+	/* Accept a state_file on a filesystem that cannot keep it (tmpfs, overlayfs, NFS, ...;
+	 * dfile_fs_probe): tests and benchmarks only. Default 0. */
+	int allow_volatile_state;
 };
 
 enum cfg_key_kind {
@@ -108,6 +111,10 @@ struct cfg {
 	enum kms_log_level log_level; /* log.level, if has_log_level */
 	char *log_file;		      /* log.file (absolute), NULL = stderr */
 	struct cfg_audit audit;	      /* audit = { ... } (#19) */
+	/* metrics = { listen; allow_remote; } and log.format (docs/config.md) */
+	char *metrics_listen;	   /* "host:port" of /metrics /healthz /readyz; NULL = off */
+	int metrics_allow_remote;  /* a non-loopback metrics.listen was allowed explicitly */
+	enum kms_log_format log_format; /* log.format, default KMS_LOG_FORMAT_TEXT */
 };
 
 #define CFG_DEFAULT_TIMEOUT_MS 10000
@@ -116,6 +123,7 @@ struct cfg {
 #define CFG_DEFAULT_MAX_MSG_SIZE ((size_t)(1024 * 1024 + 64 * 1024))
 #define CFG_DEFAULT_REDIAL_MS 500u
 #define CFG_CHAIN_ID_MAX 50
+#define CFG_DEFAULT_METRICS_LISTEN "127.0.0.1:26661"
 #define CFG_ERR_MAX 512 /* a comfortable size for the err buffer below */
 
 /*

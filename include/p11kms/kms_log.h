@@ -28,6 +28,24 @@ void kms_vlog(enum kms_log_level level, const char *fmt, va_list ap) __attribute
 #define kms_log_info(...) kms_log(KMS_LOG_INFO, __VA_ARGS__)
 #define kms_log_debug(...) kms_log(KMS_LOG_DEBUG, __VA_ARGS__)
 
+/*
+ * Line format. TEXT (the default) is the line above. JSON writes one object
+ * per line for log shippers, with the same content:
+ *   {"time":"2026-11-25T16:30:00.123Z","level":"info","msg":"signed vote chain=… h=12 …",
+ *    "chain":"haqq_11235-1","h":12,…}
+ * "msg" is the whole text message; every key=value field in it is repeated as
+ * a member (numbers as JSON numbers, "quoted" values unquoted; a key already
+ * present keeps its first value; time, level and msg are never overwritten).
+ * Under journald (JOURNAL_STREAM) the "<N>" priority prefix stays in front.
+ */
+enum kms_log_format {
+	KMS_LOG_FORMAT_TEXT = 0,
+	KMS_LOG_FORMAT_JSON = 1,
+};
+void kms_log_set_format(enum kms_log_format f);
+/* Parses "text" or "json". Returns 0 or KMS_ERR_FORMAT. */
+int kms_log_format_parse(const char *s, enum kms_log_format *out);
+
 /* Lines above this level are dropped. Default KMS_LOG_INFO. */
 void kms_log_set_level(enum kms_log_level level);
 enum kms_log_level kms_log_get_level(void);

@@ -70,9 +70,10 @@ KMS_MUST_CHECK int slot_open_softsign(const char *key_path, const struct slot_op
  */
 KMS_MUST_CHECK int slot_softsign_preload(const char *const *paths, size_t n);
 
-/* The module path: $P11KMS_SOFTSIGN_MODULE, else <dir of /proc/self/exe>/../lib/
- * libp11kms-softsign.so if it exists, else P11KMS_SOFTSIGN_INSTALL_PATH.
- * KMS_ERR_NO_SPACE if cap is too small. */
+/* The module path: $P11KMS_SOFTSIGN_MODULE, else beside the running binary
+ * (<dir of /proc/self/exe>/P11KMS_SOFTSIGN_RELATIVE_PATH, the install's bindir to
+ * libdir/p11kms path, then <dir>/../lib/libp11kms-softsign.so, the build tree) if
+ * it exists, else P11KMS_SOFTSIGN_INSTALL_PATH. KMS_ERR_NO_SPACE if cap is too small. */
 KMS_MUST_CHECK int slot_softsign_module_path(char *out, size_t cap);
 
 /* The 32-byte Ed25519 public key (read at slot_open; never changes). */

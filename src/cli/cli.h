@@ -61,6 +61,23 @@ void cli_chain_list(const struct cfg *cfg, char *out, size_t cap);
 KMS_MUST_CHECK int cli_print_pubkey(FILE *f, const char *indent, const uint8_t pub[static 32],
 				    const char *consensus_prefix);
 
+/*
+ * The same displays as a JSON object (docs/cli.md, `--json`):
+ *   {"hex": "…", "bech32": "…valconspub1…" (null without a prefix),
+ *    "cosmos_json": {"@type": "/cosmos.crypto.ed25519.PubKey", "key": "base64"},
+ *    "address": {"hex": "…", "bech32": "…valcons1…" (null without a prefix)}}
+ * NULL on an encoding or allocation failure. Caller json_decref()s.
+ */
+struct json_t;
+struct json_t *cli_pubkey_json(const uint8_t pub[static 32], const char *consensus_prefix);
+
+/*
+ * Prints o (one object, 2-space indented, keys in insertion order) and a
+ * newline to stdout, then releases it. KMS_ERR_ALLOC if o is NULL,
+ * KMS_ERR_SYSTEM if stdout fails.
+ */
+KMS_MUST_CHECK int cli_json_print(struct json_t *o);
+
 /* "haqqvalconspub" -> "haqqvalcons" into out; KMS_ERR_FORMAT if no "pub" suffix. */
 KMS_MUST_CHECK int cli_cons_addr_prefix(const char *consensus_prefix, char *out, size_t cap);
 

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,48 @@ int cli_print_pubkey(FILE *f, const char *indent, const uint8_t pub[static 32],
 			return r;
 		fprintf(f, "%svalidator address:        %s\n", indent, s);
 	}
+	return KMS_OK;
+}
+
+/* A JSON string of s, or null when s is NULL or did not encode. */
+static json_t *str_or_null(int ok, const char *s)
+{
+	return ok && s != NULL ? json_string(s) : json_null();
+}
+
+json_t *cli_pubkey_json(const uint8_t pub[static 32], const char *consensus_prefix)
+{
+	char hex[65], b32[ENC_BECH32_MAX + 1], cj[160], ahex[41], ab32[ENC_BECH32_MAX + 1];
+	char aprefix[84];
+	uint8_t addr[ENC_ADDRESS_LEN];
+	int has_prefix = consensus_prefix != NULL;
+
+	if (enc_hex_encode_upper(pub, 32, hex, sizeof(hex)) != KMS_OK ||
+	    enc_ed25519_cosmos_json(pub, cj, sizeof(cj)) != KMS_OK ||
+	    enc_ed25519_address(pub, addr) != KMS_OK ||
+	    enc_hex_encode_upper(addr, sizeof(addr), ahex, sizeof(ahex)) != KMS_OK)
+		return NULL;
+	int b32_ok = has_prefix &&
+		     enc_ed25519_bech32_pub(consensus_prefix, pub, b32, sizeof(b32)) == KMS_OK;
+	int ab32_ok = has_prefix &&
+		      cli_cons_addr_prefix(consensus_prefix, aprefix, sizeof(aprefix)) == KMS_OK &&
+		      enc_ed25519_bech32_addr(aprefix, pub, ab32, sizeof(ab32)) == KMS_OK;
+	json_t *cosmos = json_loads(cj, 0, NULL);
+	if (cosmos == NULL)
+		return NULL;
+	return json_pack("{s:s,s:o,s:o,s:{s:s,s:o}}", "hex", hex, "bech32", str_or_null(b32_ok, b32),
+			 "cosmos_json", cosmos, "address", "hex", ahex, "bech32",
+			 str_or_null(ab32_ok, ab32));
+}
+
+int cli_json_print(json_t *o)
+{
+	if (o == NULL)
+		return KMS_ERR_ALLOC;
+	int r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (r != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+		return KMS_ERR_SYSTEM;
 	return KMS_OK;
 }
 

@@ -49,18 +49,21 @@ struct key_args {
 	const char *softsign, *slot, *label, *pin_env, *prefix, *input;
 };
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_keygen_options[] = {
+	{ "softsign", required_argument, NULL, 's' },
+	{ "slot", required_argument, NULL, 'S' },
+	{ "label", required_argument, NULL, 'l' },
+	{ "pin-env", required_argument, NULL, 'E' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(const char *cmd, const char *usage, int argc, char **argv, struct key_args *a,
 		      int *ec)
 {
-	static const struct option opts[] = {
-		{ "softsign", required_argument, NULL, 's' },
-		{ "slot", required_argument, NULL, 'S' },
-		{ "label", required_argument, NULL, 'l' },
-		{ "pin-env", required_argument, NULL, 'E' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_keygen_options;
 	int c;
 
 	optind = 0;

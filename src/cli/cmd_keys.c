@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `p11kms keys list|show`: each configured key with its displays, address and hygiene. */
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +14,9 @@
 #include "p11kms/slot.h"
 
 static const char usage[] =
-	"Usage: p11kms keys list [-c CONF]\n"
-	"       p11kms keys show [-c CONF] [--chain ID]\n"
-	"       p11kms keys list --slot TOKEN_URI [--pin-env VAR] [--prefix P]\n"
+	"Usage: p11kms keys list [-c CONF] [--json]\n"
+	"       p11kms keys show [-c CONF] [--chain ID] [--json]\n"
+	"       p11kms keys list --slot TOKEN_URI [--pin-env VAR] [--prefix P] [--json]\n"
 	"\n"
 	"list: one line per configured key: chains, URI or file, bech32 public key.\n"
 	"show: every detail of each key (or the one for --chain): URI, type, public key as\n"
@@ -29,24 +30,32 @@ static const char usage[] =
 	"      --slot URI     list the keys on this token or module\n"
 	"      --pin-env VAR  the token PIN is in this environment variable\n"
 	"      --prefix P     bech32 account prefix for --slot listings (default haqq)\n"
+	"      --json         one JSON object on stdout (docs/cli.md has its fields)\n"
 	"  -h, --help         this text\n";
 
 struct keys_args {
 	const char *conf, *chain, *slot, *pin_env, *prefix;
-	int show;
+	int show, json;
+};
+
+/* The schema version of the --json objects (docs/cli.md); bumped on incompatible changes. */
+#define KEYS_JSON_VERSION 1
+
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_keys_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "chain", required_argument, NULL, 'C' },
+	{ "slot", required_argument, NULL, 'S' },
+	{ "pin-env", required_argument, NULL, 'E' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "json", no_argument, NULL, 'J' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
 };
 
 static int parse_args(int argc, char **argv, struct keys_args *a, int *ec)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "chain", required_argument, NULL, 'C' },
-		{ "slot", required_argument, NULL, 'S' },
-		{ "pin-env", required_argument, NULL, 'E' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_keys_options;
 	int c;
 
 	optind = 0;
@@ -66,6 +75,9 @@ static int parse_args(int argc, char **argv, struct keys_args *a, int *ec)
 			break;
 		case 'p':
 			a->prefix = optarg;
+			break;
+		case 'J':
+			a->json = 1;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -164,9 +176,60 @@ out:
 	return r;
 }
 
+/* 1/0 as JSON booleans, -1 (unknown) as null. */
+static json_t *tri(int v)
+{
+	return v < 0 ? json_null() : json_boolean(v);
+}
+
+/*
+ * One configured key as a JSON object (docs/cli.md): always chain_ids, kind
+ * and the configured uri or file; then either error, or slot and public_key
+ * (list), plus type, profile and hygiene (show).
+ */
+static int key_json(const struct cfg *cfg, const struct cfg_key *k, int detail, json_t *arr)
+{
+	struct slot *s = NULL;
+	struct slot_hygiene h;
+	uint8_t pub[32];
+	json_t *o = json_object(), *ids = json_array();
+	int r;
+
+	for (size_t i = 0; i < k->n_chain_ids; i++)
+		json_array_append_new(ids, json_string(k->chain_ids[i]));
+	json_object_set_new(o, "chain_ids", ids);
+	json_object_set_new(o, "kind", json_string(k->kind == CFG_KEY_SOFTSIGN ? "softsign" : "pkcs11"));
+	json_object_set_new(o, "uri", k->uri != NULL ? json_string(k->uri) : json_null());
+	json_object_set_new(o, "file", k->softsign != NULL ? json_string(k->softsign) : json_null());
+	json_array_append_new(arr, o);
+	if ((r = cli_open_key(k, &s)) != KMS_OK) {
+		json_object_set_new(o, "error", json_string(kms_strerror(r)));
+		return r;
+	}
+	slot_pubkey(s, pub);
+	json_object_set_new(o, "slot", json_string(slot_describe(s)));
+	json_object_set_new(o, "public_key", cli_pubkey_json(pub, key_prefix(cfg, k)));
+	if (detail) {
+		json_object_set_new(o, "type", json_string("ed25519"));
+		json_object_set_new(o, "profile", json_string(slot_profile_name(s)));
+		if (slot_hygiene(s, &h) == KMS_OK)
+			json_object_set_new(
+				o, "hygiene",
+				json_pack("{s:s,s:o,s:o,s:o,s:o,s:o}", "verdict", h.verdict, "sensitive",
+					  tri(h.sensitive), "always_sensitive", tri(h.always_sensitive),
+					  "extractable", tri(h.extractable), "never_extractable",
+					  tri(h.never_extractable), "local", tri(h.local)));
+		else
+			json_object_set_new(o, "hygiene", json_null());
+	}
+	slot_free(s);
+	return KMS_OK;
+}
+
 struct list_ctx {
 	const char *prefix;
 	int n;
+	json_t *keys; /* --json: the keys found, else NULL */
 };
 
 static void list_cb(void *ctx, const char *key_uri, const char *label, const uint8_t pub[32])
@@ -175,6 +238,13 @@ static void list_cb(void *ctx, const char *key_uri, const char *label, const uin
 	char cons[96];
 
 	(void)snprintf(cons, sizeof(cons), "%svalconspub", lc->prefix);
+	if (lc->keys != NULL) {
+		json_array_append_new(lc->keys,
+				      json_pack("{s:s,s:s?,s:o}", "uri", key_uri, "label", label,
+						"public_key", cli_pubkey_json(pub, cons)));
+		lc->n++;
+		return;
+	}
 	printf("%s\n  label:                    %s\n", key_uri, label ? label : "");
 	if (cli_print_pubkey(stdout, "  ", pub, cons) != KMS_OK)
 		printf("  (cannot format with prefix %s)\n", lc->prefix);
@@ -184,15 +254,21 @@ static void list_cb(void *ctx, const char *key_uri, const char *label, const uin
 static int list_slot(const struct keys_args *a)
 {
 	struct slot_opts so = { 0 };
-	struct list_ctx lc = { a->prefix ? a->prefix : "haqq", 0 };
+	struct list_ctx lc = { a->prefix ? a->prefix : "haqq", 0, NULL };
 	int r;
 
 	so.pin_env = a->pin_env;
+	if (a->json && (lc.keys = json_array()) == NULL)
+		return KMS_ERR_ALLOC;
 	r = slot_list_keys(a->slot, &so, list_cb, &lc);
 	if (r != KMS_OK) {
 		cli_err("keys", "%s: %s", a->slot, kms_strerror(r));
+		json_decref(lc.keys);
 		return r;
 	}
+	if (a->json)
+		return cli_json_print(json_pack("{s:i,s:s,s:o}", "version", KEYS_JSON_VERSION,
+						"slot", a->slot, "keys", lc.keys));
 	if (lc.n == 0)
 		printf("no Ed25519 keys visible on %s (log in with pin-source or --pin-env to see "
 		       "private keys)\n",
@@ -218,6 +294,7 @@ int cmd_keys(int argc, char **argv)
 	}
 	if ((r = cli_load_config("keys", a.conf, &cfg)) != KMS_OK)
 		return cmd_exit_for(r);
+	json_t *arr = a.json ? json_array() : NULL;
 	for (size_t i = 0; i < cfg->n_keys; i++) {
 		const struct cfg_key *k = &cfg->keys[i];
 		int match = a.chain == NULL;
@@ -226,11 +303,18 @@ int cmd_keys(int argc, char **argv)
 			match = strcmp(k->chain_ids[j], a.chain) == 0;
 		if (!match)
 			continue;
-		if (shown++ && a.show)
+		if (shown++ && a.show && !a.json)
 			printf("\n");
-		if ((r = show_key(cfg, k, a.show)) != KMS_OK && first_err == KMS_OK)
+		r = a.json ? key_json(cfg, k, a.show, arr) : show_key(cfg, k, a.show);
+		if (r != KMS_OK && first_err == KMS_OK)
 			first_err = r;
 	}
+	/* One object even when a key failed (its entry says why; the exit code too). */
+	int print_err = a.json && shown > 0 ?
+				cli_json_print(json_pack("{s:i,s:O}", "version", KEYS_JSON_VERSION,
+							 "keys", arr)) :
+				KMS_OK;
+	json_decref(arr);
 	if (shown == 0) {
 		char chains[512];
 		cli_chain_list(cfg, chains, sizeof(chains));
@@ -240,6 +324,8 @@ int cmd_keys(int argc, char **argv)
 		else
 			cli_err("keys", "no keys configured");
 		ec = CMD_EXIT_CONFIG;
+	} else if (print_err != KMS_OK) {
+		ec = CMD_EXIT_FAIL;
 	} else {
 		ec = first_err == KMS_OK		      ? CMD_EXIT_OK :
 		     cmd_exit_for(first_err) == CMD_EXIT_FAIL ? CMD_EXIT_KEY :

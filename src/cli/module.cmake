@@ -12,6 +12,7 @@ p11kms_module(cli
 		${CMAKE_CURRENT_LIST_DIR}/cmd_state.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_doctor.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_migrate.c
+		${CMAKE_CURRENT_LIST_DIR}/cmd_completion.c
 		${CMAKE_CURRENT_LIST_DIR}/migrate.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_audit.c
 	DEPS p11kms_audit p11kms_core p11kms_crypto p11kms_toml p11kms_config p11kms_keyfile p11kms_guard

@@ -154,6 +154,7 @@ void cfg_free(struct cfg *cfg)
 	free(cfg->validators);
 	free(cfg->log_file);
 	free(cfg->audit.dir);
+	free(cfg->metrics_listen);
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);

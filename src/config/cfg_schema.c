@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The config schema: sections, keys, types, ranges and cross-references (docs/config.md). */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,13 +10,15 @@
 #include "cfg_int.h"
 
 /* Keys allowed in each kind of group; anything else is an error (typos must not pass). */
-static const char *const root_keys[] = { "chains", "keys", "validators", "log", "audit", NULL };
+static const char *const root_keys[] = { "chains", "keys",    "validators", "log",
+					 "audit",  "metrics", NULL };
 static const char *const chain_keys[] = { "id",
 					  "key_format",
 					  "account_key_prefix",
 					  "consensus_key_prefix",
 					  "state_file",
 					  "sign_extensions",
+					  "allow_volatile_state",
 					  NULL };
 static const char *const key_keys[] = {
 	"chain_ids", "uri", "profile", "pin_env", "softsign", NULL
@@ -25,7 +28,8 @@ static const char *const val_keys[] = {
 	"reconnect",	  "timeout",	  "timeout_ms", "max_height",	      "backoff_min_ms",
 	"backoff_max_ms", "max_msg_size", "redial_ms",	      NULL
 };
-static const char *const log_keys[] = { "level", "file", NULL };
+static const char *const log_keys[] = { "level", "file", "format", NULL };
+static const char *const metrics_keys[] = { "listen", "allow_remote", NULL };
 static const char *const audit_keys[] = { "dir",
 					  "batch_records",
 					  "batch_ms",
@@ -264,7 +268,8 @@ static int parse_chain(struct cfg_ctx *x, const config_setting_t *g, const char 
 	    (r = get_str(x, g, kp, "consensus_key_prefix", 0, &c->consensus_key_prefix)) !=
 		    KMS_OK ||
 	    (r = get_path(x, g, kp, "state_file", 1, &c->state_file)) != KMS_OK ||
-	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK)
+	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK ||
+	    (r = get_bool(x, g, kp, "allow_volatile_state", 0, &c->allow_volatile_state)) != KMS_OK)
 		goto out;
 	if (fmt == NULL) {
 		/* Default: bech32 when a consensus prefix is given, hex otherwise. */
@@ -497,6 +502,17 @@ out:
 	return r;
 }
 
+static int parse_log_format(struct cfg_ctx *x, const config_setting_t *g, struct cfg *cfg)
+{
+	char *fmt = NULL;
+	int r = get_str(x, g, "log", "format", 0, &fmt);
+	if (r == KMS_OK && fmt != NULL && kms_log_format_parse(fmt, &cfg->log_format) != KMS_OK)
+		r = cfg_errf(x, line_of(member(g, "format")), "log.format",
+			     "\"%s\" is not one of \"text\", \"json\"", fmt);
+	free(fmt);
+	return r;
+}
+
 static int parse_log(struct cfg_ctx *x, const config_setting_t *root, struct cfg *cfg)
 {
 	const config_setting_t *g = member(root, "log");
@@ -509,7 +525,8 @@ static int parse_log(struct cfg_ctx *x, const config_setting_t *root, struct cfg
 				"must be a group { level = \"info\"; }, found %s", type_name(g));
 	if ((r = check_known(x, g, log_keys, "log")) != KMS_OK ||
 	    (r = get_str(x, g, "log", "level", 0, &lvl)) != KMS_OK ||
-	    (r = get_path(x, g, "log", "file", 0, &cfg->log_file)) != KMS_OK)
+	    (r = get_path(x, g, "log", "file", 0, &cfg->log_file)) != KMS_OK ||
+	    (r = parse_log_format(x, g, cfg)) != KMS_OK)
 		goto out;
 	if (lvl != NULL) {
 		if (kms_log_level_parse(lvl, &cfg->log_level) != KMS_OK) {
@@ -580,6 +597,67 @@ static int parse_audit(struct cfg_ctx *x, const config_setting_t *root, struct c
 	return KMS_OK;
 }
 
+/* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104 or "localhost": reachable only from this host. */
+static int is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) != 1)
+		return 0;
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	if (memcmp(a6.s6_addr, v4mapped, 12) == 0)
+		return a6.s6_addr[12] == 127;
+	for (int i = 0; i < 15; i++)
+		if (a6.s6_addr[i] != 0)
+			return 0;
+	return a6.s6_addr[15] == 1;
+}
+
+/*
+ * metrics = { listen = "127.0.0.1:26661"; allow_remote = false; }: present
+ * turns the HTTP endpoints on. A non-loopback address exposes signing
+ * activity to the network, so it needs allow_remote = true.
+ */
+static int parse_metrics(struct cfg_ctx *x, const config_setting_t *root, struct cfg *cfg)
+{
+	const config_setting_t *g = member(root, "metrics");
+	char spec[NET_HOST_MAX + 16], why[128] = "";
+	struct net_addr a;
+	int r;
+	if (g == NULL)
+		return KMS_OK;
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+		return cfg_errf(x, line_of(g), "metrics",
+				"must be a group { listen = \"127.0.0.1:26661\"; }, found %s",
+				type_name(g));
+	if ((r = check_known(x, g, metrics_keys, "metrics")) != KMS_OK ||
+	    (r = get_str(x, g, "metrics", "listen", 0, &cfg->metrics_listen)) != KMS_OK ||
+	    (r = get_bool(x, g, "metrics", "allow_remote", 0, &cfg->metrics_allow_remote)) !=
+		    KMS_OK)
+		return r;
+	if (cfg->metrics_listen == NULL &&
+	    (cfg->metrics_listen = strdup(CFG_DEFAULT_METRICS_LISTEN)) == NULL)
+		return KMS_ERR_ALLOC;
+	int line = member(g, "listen") != NULL ? line_of(member(g, "listen")) : line_of(g);
+	(void)snprintf(spec, sizeof(spec), "tcp://%s", cfg->metrics_listen);
+	if (strncmp(cfg->metrics_listen, "tcp://", 6) == 0 || strchr(cfg->metrics_listen, '@') ||
+	    net_addr_parse(spec, &a, why, sizeof(why)) != KMS_OK || a.scheme != NET_TCP)
+		return cfg_errf(x, line, "metrics.listen",
+				"\"%s\": %s (expected host:port, e.g. \"127.0.0.1:26661\" or "
+				"\"[::1]:26661\")",
+				cfg->metrics_listen, why[0] ? why : "not an address");
+	if (!is_loopback(a.host) && !cfg->metrics_allow_remote)
+		return cfg_errf(x, line, "metrics.listen",
+				"\"%s\" is not a loopback address: anyone who reaches it sees the "
+				"signer's activity; set allow_remote = true to mean it",
+				cfg->metrics_listen);
+	return KMS_OK;
+}
+
 int cfg_parse_root(struct cfg_ctx *x, const config_setting_t *root, struct cfg *cfg)
 {
 	const config_setting_t *l;
@@ -626,7 +704,7 @@ int cfg_parse_root(struct cfg_ctx *x, const config_setting_t *root, struct cfg *
 		if (r != KMS_OK)
 			return r;
 	}
-	if ((r = parse_log(x, root, cfg)) != KMS_OK)
+	if ((r = parse_log(x, root, cfg)) != KMS_OK || (r = parse_metrics(x, root, cfg)) != KMS_OK)
 		return r;
 	return parse_audit(x, root, cfg);
 }

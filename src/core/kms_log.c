@@ -216,45 +216,261 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
+/* ---- JSON lines (log.format = "json") ----------------------------------------------- */
+
+/* Room for a message of LOG_LINE_MAX bytes escaped twice (msg and its fields) at 6 bytes each. */
+#define JSON_LINE_MAX (LOG_LINE_MAX * 13)
+
+struct jline {
+	char *p;
+	size_t len, cap;
+	int full; /* sticky: something did not fit (the line is still closed properly) */
+};
+
+static void jput(struct jline *j, const char *s, size_t n)
+{
+	/* Keep 3 bytes for the closing "}\n" and the NUL. */
+	if (j->full || n > j->cap - 3 - j->len) {
+		j->full = 1;
+		return;
+	}
+	memcpy(j->p + j->len, s, n);
+	j->len += n;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t need;
+	unsigned min;
+	unsigned cp;
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0)
+		need = 2, min = 0x80, cp = s[0] & 0x1fu;
+	else if ((s[0] & 0xf0) == 0xe0)
+		need = 3, min = 0x800, cp = s[0] & 0x0fu;
+	else if ((s[0] & 0xf8) == 0xf0)
+		need = 4, min = 0x10000, cp = s[0] & 0x07u;
+	else
+		return 0;
+	if (need > n)
+		return 0;
+	for (size_t i = 1; i < need; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3fu);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return need;
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped, invalid UTF-8 as U+FFFD. */
+static void jstr(struct jline *j, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+	jput(j, "\"", 1);
+	while (i < n && !j->full) {
+		size_t k = utf8_len(u + i, n - i);
+		char esc[8];
+		if (k == 0) {
+			jput(j, "\\ufffd", 6);
+			i++;
+		} else if (u[i] == '"' || u[i] == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)u[i];
+			jput(j, esc, 2);
+			i++;
+		} else if (u[i] < 0x20 || u[i] == 0x7f) {
+			(void)snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
+			jput(j, esc, 6);
+			i++;
+		} else {
+			jput(j, s + i, k);
+			i += k;
+		}
+	}
+	jput(j, "\"", 1);
+}
+
+/* A decimal that JSON takes as a number as written (no leading zeros, no exponent). */
+static int is_json_number(const char *v, size_t n)
+{
+	size_t i = 0, digits = 0;
+	if (i < n && v[i] == '-')
+		i++;
+	if (i < n && v[i] == '0' && i + 1 < n && v[i + 1] != '.')
+		return 0;
+	for (; i < n && v[i] >= '0' && v[i] <= '9'; i++)
+		digits++;
+	if (digits == 0 || digits > 15) /* beyond 15 digits a double may not hold it exactly */
+		return 0;
+	if (i < n && v[i] == '.') {
+		size_t frac = 0;
+		for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++)
+			frac++;
+		if (frac == 0)
+			return 0;
+	}
+	return i == n;
+}
+
+static int is_key_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_';
+}
+
+#define JSON_MAX_FIELDS 32
+
+/*
+ * The key=value fields of msg (key: [A-Za-z0-9_]+ at the start or after a
+ * space; value: "quoted" up to the next quote, else up to the next space
+ * without a trailing ':' ',' or ';'), each once, as members.
+ */
+static void jfields(struct jline *j, const char *msg)
+{
+	static const char *const reserved[] = { "time", "level", "msg" };
+	const char *seen[JSON_MAX_FIELDS];
+	size_t seen_len[JSON_MAX_FIELDS], n_seen = 0;
+	for (const char *p = msg; *p != '\0' && n_seen < JSON_MAX_FIELDS; p++) {
+		if (p != msg && p[-1] != ' ')
+			continue;
+		const char *k = p, *v, *e;
+		while (is_key_char(*p))
+			p++;
+		if (p == k || *p != '=') {
+			p = k;
+			continue;
+		}
+		size_t kl = (size_t)(p - k);
+		v = ++p;
+		if (*v == '"') {
+			v++;
+			e = strchr(v, '"');
+			if (e == NULL)
+				e = v + strlen(v);
+			p = *e != '\0' ? e : e - 1;
+		} else {
+			for (e = v; *e != '\0' && *e != ' '; e++)
+				;
+			p = e - 1;
+			while (e > v && (e[-1] == ':' || e[-1] == ',' || e[-1] == ';'))
+				e--;
+		}
+		int dup = 0;
+		for (size_t i = 0; i < n_seen; i++)
+			dup |= seen_len[i] == kl && memcmp(seen[i], k, kl) == 0;
+		for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+			dup |= strlen(reserved[i]) == kl && memcmp(reserved[i], k, kl) == 0;
+		if (dup)
+			continue;
+		seen[n_seen] = k;
+		seen_len[n_seen++] = kl;
+		jput(j, ",", 1);
+		jstr(j, k, kl);
+		jput(j, ":", 1);
+		if (v[-1] != '"' && is_json_number(v, (size_t)(e - v)))
+			jput(j, v, (size_t)(e - v));
+		else
+			jstr(j, v, (size_t)(e - v));
+	}
+}
+
+/* Formats one JSON line (with "\n") into j from the sanitised message. */
+static void json_line(struct jline *j, const char *prefix, enum kms_log_level level,
+		      const char *msg)
+{
+	char ts[40], lvl[8];
+	size_t tn = format_time(ts, sizeof(ts)), ln;
+	/* The text form's level word in lower case ("error", "warn", "info", "debug"). */
+	for (ln = 0; level_word(level)[ln] != '\0' && ln + 1 < sizeof(lvl); ln++)
+		lvl[ln] = (char)(level_word(level)[ln] | 0x20);
+	jput(j, prefix, strlen(prefix));
+	jput(j, "{\"time\":", 8);
+	/* format_time ends in a space for the text form. */
+	jstr(j, ts, tn > 0 ? tn - 1 : 0);
+	jput(j, ",\"level\":\"", 10);
+	jput(j, lvl, ln);
+	jput(j, "\",\"msg\":", 8);
+	jstr(j, msg, strlen(msg));
+	jfields(j, msg);
+	/* jput kept room for these even when the line was cut. */
+	memcpy(j->p + j->len, "}\n", 2);
+	j->len += 2;
+}
+
+static atomic_int log_format = KMS_LOG_FORMAT_TEXT;
+/* Protected by log_lock. */
+static char json_buf[JSON_LINE_MAX];
+
+void kms_log_set_format(enum kms_log_format f)
+{
+	atomic_store(&log_format, (int)f);
+}
+
+int kms_log_format_parse(const char *s, enum kms_log_format *out)
+{
+	if (s == NULL || out == NULL)
+		return KMS_ERR_FORMAT;
+	if (strcmp(s, "text") == 0)
+		*out = KMS_LOG_FORMAT_TEXT;
+	else if (strcmp(s, "json") == 0)
+		*out = KMS_LOG_FORMAT_JSON;
+	else
+		return KMS_ERR_FORMAT;
+	return KMS_OK;
+}
+
+/* The message alone, cut with "..." if over LOG_LINE_MAX, control characters replaced. */
+static void format_msg(char *msg, size_t cap, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(msg, cap, fmt, ap);
+	if (n < 0)
+		msg[0] = '\0';
+	else if ((size_t)n >= cap)
+		memcpy(msg + cap - 4, "...", 4);
+	sanitize(msg);
+}
+
 void kms_vlog(enum kms_log_level level, const char *fmt, va_list ap)
 {
-	char line[LOG_LINE_MAX];
-	size_t prefix, body, word;
-	int n, saved_errno = errno;
-	int fd;
+	char msg[LOG_LINE_MAX - 16]; /* with the level word, a line stays under LOG_LINE_MAX */
+	char line[LOG_LINE_MAX + 64];
+	char jprefix[8] = "";
+	size_t prefix, n;
+	int saved_errno = errno;
+	int fd, m;
 
 	if ((int)level > atomic_load(&log_level))
 		return;
+	format_msg(msg, sizeof(msg), fmt, ap);
 
 	pthread_mutex_lock(&log_lock);
 	maybe_reopen();
 	fd = log_fd >= 0 ? log_fd : STDERR_FILENO;
 	if (log_fd < 0 && stderr_is_journal()) {
-		n = snprintf(line, sizeof(line), "<%d>", (int)level);
-		prefix = n > 0 ? (size_t)n : 0;
+		m = snprintf(line, sizeof(line), "<%d>", (int)level);
+		prefix = m > 0 ? (size_t)m : 0;
+		memcpy(jprefix, line, prefix + 1);
 	} else {
 		prefix = format_time(line, sizeof(line));
 	}
-	n = snprintf(line + prefix, sizeof(line) - prefix, "%s ", level_word(level));
-	word = n > 0 ? (size_t)n : 0;
-	n = vsnprintf(line + prefix + word, sizeof(line) - prefix - word, fmt, ap);
-	body = prefix + word;
-	if (n > 0) {
-		if ((size_t)n >= sizeof(line) - body - 1) {
-			/* Truncated: mark it, keep room for the newline. */
-			body = sizeof(line) - 2;
-			memcpy(line + body - 3, "...", 3);
-		} else {
-			body += (size_t)n;
-		}
-	}
-	line[body] = '\0';
-	sanitize(line + prefix);
+	m = snprintf(line + prefix, sizeof(line) - prefix, "%s %s", level_word(level), msg);
+	n = m > 0 && (size_t)m < sizeof(line) - prefix ? prefix + (size_t)m : prefix;
 	if (log_sink != NULL)
 		log_sink(level, line + prefix, log_sink_ctx);
 	if (!atomic_load(&log_quiet)) {
-		line[body] = '\n';
-		write_all(fd, line, body + 1);
+		if (atomic_load(&log_format) == KMS_LOG_FORMAT_JSON) {
+			struct jline j = { .p = json_buf, .cap = sizeof(json_buf) };
+			json_line(&j, jprefix, level, msg);
+			write_all(fd, j.p, j.len);
+		} else {
+			line[n] = '\n';
+			write_all(fd, line, n + 1);
+		}
 	}
 	pthread_mutex_unlock(&log_lock);
 	errno = saved_errno;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `p11kms start [-c FILE] [-v]`: loads the config, installs signal handlers, runs the daemon. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,23 +90,38 @@ static void log_findings(const struct findings *f)
 	}
 }
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_start_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, const char **conf, int *verbose)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "c:vh", cmd_start_options, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			*conf = optarg;
+			break;
+		case 'v':
+			*verbose = 1;
+			break;
+		case 'h':
 			fputs(usage, stdout);
 			return 1;
-		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-			*verbose = 1;
-		} else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
-			*conf = argv[++i];
-		} else if (strncmp(a, "--config=", 9) == 0 && a[9] != '\0') {
-			*conf = a + 9;
-		} else {
-			fprintf(stderr, "p11kms start: unexpected argument \"%s\"\n%s", a, usage);
+		default:
+			fputs(usage, stderr);
 			return -1;
 		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "p11kms start: unexpected argument \"%s\"\n%s", argv[optind], usage);
+		return -1;
 	}
 	return 0;
 }
@@ -134,6 +150,8 @@ int cmd_start(int argc, char **argv)
 	pf.emit_ctx = &found;
 	ec = pf_run(&pf);
 	cfg = pf.cfg;
+	if (cfg != NULL)
+		kms_log_set_format(cfg->log_format); /* log.format: from here on, as configured */
 	if (cfg != NULL && cfg->log_file != NULL && kms_log_open(cfg->log_file) != KMS_OK) {
 		kms_log_err("cannot open log.file %s (%s:log.file)", cfg->log_file, cfg->path);
 		ec = ec != CMD_EXIT_OK ? ec : CMD_EXIT_CONFIG;

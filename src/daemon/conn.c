@@ -359,7 +359,9 @@ static int serve(struct conn_run *run, struct net_stream *st, struct sess *s, in
 		}
 		note_families(run, s, req);
 		struct obs_event ev;
+		d_obs_busy(c, 1);
 		r = handler_handle(&h, req, out, &ev);
+		d_obs_busy(c, 0);
 		kbuf_free(msg);
 		if (r != KMS_OK) {
 			pv_request_free(req);

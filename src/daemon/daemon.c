@@ -207,7 +207,8 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 	for (struct d_chain *o = d->chains; o < ch; o++)
 		if (o->ck == ch->ck && o->key != NULL)
 			same = o;
-	int r = guard_open(ch->cc->state_file, ch->cc->id, &ch->guard);
+	struct guard_opts go = { .allow_volatile_state = ch->cc->allow_volatile_state };
+	int r = guard_open_opts(ch->cc->state_file, ch->cc->id, &go, &ch->guard);
 	if (r != KMS_OK) {
 		kms_log_err(
 			"cannot open the double-sign state of chain %s (%s:%d, state_file %s): %s%s",
@@ -216,6 +217,10 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 				": create it with `p11kms state init` or `p11kms state import`" :
 			r == KMS_ERR_LOCKED ? ": another signer holds it" :
 					      "");
+		if (r == KMS_ERR_FORMAT)
+			kms_log_err("see what the state holds and the operator's choices: "
+				    "`p11kms state repair -c %s --chain %s`",
+				    d->cfg->path, ch->cc->id);
 		return exit_for_guard_err(r);
 	}
 	struct guard_hrs last;
@@ -304,6 +309,15 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 	slot_pubkey(id->slot, pub);
 	if (sc_node_id(pub, nid) == KMS_OK && enc_hex_encode(nid, 20, hex, sizeof(hex)) == KMS_OK)
 		kms_log_info("identity secret_key=\"%s\" kms_node_id=%s", v->secret_key, hex);
+	return CMD_EXIT_OK;
+}
+
+/* Every guard's loaded record durable before anything is served (guard_make_durable). */
+static int make_states_durable(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_chains; i++)
+		if (guard_make_durable(d->chains[i].guard) != KMS_OK)
+			return CMD_EXIT_STATE;
 	return CMD_EXIT_OK;
 }
 
@@ -412,7 +426,8 @@ static void wait_for_stop(struct daemon *d)
 		struct pollfd p = { .fd = d->wake_rfd, .events = POLLIN };
 		/* EINTR: a signal; loop and look at the flags. Bytes are never read:
 		 * only terminal events (stop, last thread gone) write to the pipe. */
-		(void)poll(&p, 1, -1);
+		(void)poll(&p, 1, d_obs_wait_ms(d));
+		d_obs_tick(d);
 	}
 }
 
@@ -450,10 +465,12 @@ static int open_audit(struct daemon *d)
 
 static void release(struct daemon *d)
 {
-	/* the connection threads are gone: drain, checkpoint and close the audit log */
-	obs_sink_clear();
+	/* the connection threads are gone: drain, checkpoint and close the audit log
+	 * (it may still report a write error to the metrics), then the metrics */
 	audit_close(d->audit);
 	d->audit = NULL;
+	d_obs_free(d);
+	obs_sink_clear();
 	for (size_t i = 0; i < d->n_conns; i++)
 		pthread_mutex_destroy(&d->conns[i].mu);
 	for (size_t i = 0; i < d->n_idents; i++)
@@ -526,7 +543,9 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		goto out;
 	}
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
-	    (ec = prepare_conns(&d)) != CMD_EXIT_OK || (ec = open_audit(&d)) != CMD_EXIT_OK)
+	    (ec = prepare_conns(&d)) != CMD_EXIT_OK ||
+	    (ec = make_states_durable(&d)) != CMD_EXIT_OK || (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
+	    (ec = open_audit(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (atomic_load(&g_stop_requested)) {
 		ec = CMD_EXIT_OK;
@@ -535,6 +554,8 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 	ec = start_threads(&d);
 	kms_log_info("p11kms started version=%s chains=%zu validators=%zu startup_ms=%lld",
 		     P11KMS_VERSION, d.n_chains, d.n_conns, (long long)(net_now_ms() - t0));
+	if (ec == CMD_EXIT_OK)
+		d_obs_ready(&d);
 	if (ec == CMD_EXIT_OK && d.o->on_ready != NULL)
 		d.o->on_ready(d.o->ready_ctx);
 	if (ec == CMD_EXIT_OK)
@@ -545,6 +566,7 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		kms_log_err("every validator connection has ended (reconnect = false)");
 		ec = CMD_EXIT_FAIL;
 	}
+	d_obs_stopping(&d);
 	stop_threads(&d);
 out:
 	release(&d);

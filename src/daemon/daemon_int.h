@@ -83,6 +83,7 @@ struct daemon {
 	int wake_rfd;	 /* becomes readable on stop or when the last thread ends */
 	int wake_wfd;
 	struct audit_log *audit; /* audit = { } in the config, else NULL */
+	struct d_obs *obs; /* metrics, health, systemd (d_obs.c) */
 };
 
 /* The exit code for a key or token that does not open (preflight.c; daemon.c too). */
@@ -94,5 +95,23 @@ void *d_conn_main(void *arg);
 void d_wake(struct daemon *d);
 /* Sleeps ms, returning early (1) when the daemon is stopping. */
 int d_sleep(struct daemon *d, int ms);
+
+/*
+ * Observability (d_obs.c): d_obs_start registers the chains, slots and
+ * validator entries with the metrics registry and starts the HTTP endpoints
+ * (before the connection threads; returns an exit code); d_obs_ready sends
+ * systemd READY=1 once they run; the supervisor waits at most d_obs_wait_ms
+ * (-1: forever) between d_obs_tick calls (heartbeat, watchdog, STATUS=); a
+ * connection thread brackets each request with d_obs_busy(c, 1/0);
+ * d_obs_stopping before the stop, d_obs_free after the threads are joined.
+ */
+struct d_obs;
+int d_obs_start(struct daemon *d);
+void d_obs_ready(struct daemon *d);
+int d_obs_wait_ms(struct daemon *d);
+void d_obs_tick(struct daemon *d);
+void d_obs_busy(struct d_conn *c, int busy);
+void d_obs_stopping(struct daemon *d);
+void d_obs_free(struct daemon *d);
 
 #endif

@@ -30,8 +30,6 @@
 #include "p11kms/slot.h"
 #include "daemon_int.h"
 
-#define STATE_FILE_MAX (64 * 1024) /* far above the 16 KiB state file */
-
 const char *pf_status_name(enum pf_status s)
 {
 	switch (s) {
@@ -346,12 +344,21 @@ static void check_validators(struct pf_ctx *pf)
 }
 
 /* The state of one chain: present, private, parses, its chain; and who holds its lock. */
+/* The records as start will load them (both valid, this chain's), read without the lock. */
+static int records_of(const struct cfg_chain *ch, long pid, struct guard_hrs *last)
+{
+	int r = guard_state_check_ro(ch->state_file, ch->id, last);
+
+	/* a running signer may have been rewriting a record at that instant: look again */
+	if (r == KMS_ERR_FORMAT && pid > 0)
+		r = guard_state_check_ro(ch->state_file, ch->id, last);
+	return r;
+}
+
 static void state_of(struct pf_ctx *pf, const struct cfg_chain *ch)
 {
-	struct guard_state st;
-	struct kbuf *b = NULL;
-	uint64_t seq = 0;
-	char comm[64];
+	struct guard_hrs hrs;
+	char comm[64], lock[128];
 	long pid = 0;
 	struct stat sst;
 	int r = stat(ch->state_file, &sst) != 0 && errno == ENOENT ?
@@ -359,36 +366,17 @@ static void state_of(struct pf_ctx *pf, const struct cfg_chain *ch)
 			dfile_check_private(ch->state_file);
 
 	if (r == KMS_ERR_NOT_FOUND) {
-		pf_report(
-			pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
-			"state for %s: %s missing: `p11kms state import -c %s --chain %s --format "
-			"cometbft <node>/data/priv_validator_state.json` or `p11kms state init -c "
-			"%s --chain %s --height H`",
-			ch->id, ch->state_file, pf->conf_path, ch->id, pf->conf_path, ch->id);
+		pf_report(pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
+			  "state for %s: %s missing: `p11kms state import -c %s --chain %s "
+			  "<node>/data/priv_validator_state.json` or `p11kms state init -c %s "
+			  "--chain %s --height H`",
+			  ch->id, ch->state_file, pf->conf_path, ch->id, pf->conf_path, ch->id);
 		return;
 	}
 	if (r == KMS_ERR_PERM) {
 		pf_report(pf, "state_file", PF_FAIL, CMD_EXIT_PERM, ch->state_file,
 			  "state for %s: %s is readable by group or others: chmod 600 %s", ch->id,
 			  ch->state_file, ch->state_file);
-		return;
-	}
-	if (r == KMS_OK)
-		r = dfile_read(ch->state_file, STATE_FILE_MAX, &b);
-	if (r == KMS_OK)
-		r = guard_state_parse_file(kbuf_ptr(b), kbuf_len(b), &st, &seq);
-	kbuf_free(b);
-	if (r != KMS_OK) {
-		pf_report(pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
-			  "state for %s: %s: %s (never reset it blindly: compare with the node's "
-			  "priv_validator_state.json; `p11kms state show` tells more)",
-			  ch->id, ch->state_file, kms_strerror(r));
-		return;
-	}
-	if (st.chain_id[0] != '\0' && strcmp(st.chain_id, ch->id) != 0) {
-		pf_report(pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
-			  "state for %s: %s belongs to chain %s", ch->id, ch->state_file,
-			  st.chain_id);
 		return;
 	}
 	pf_lock_holder(ch->state_file, &pid, comm, sizeof(comm));
@@ -399,17 +387,51 @@ static void state_of(struct pf_ctx *pf, const struct cfg_chain *ch)
 			  ch->id, ch->state_file, comm[0] ? comm : "another process", pid);
 		return;
 	}
-	char lock[128];
+	if (r == KMS_OK)
+		r = records_of(ch, pid, &hrs);
+	if (r == KMS_ERR_FORMAT) {
+		pf_report(pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
+			  "state for %s: %s is refused (a record is invalid, or it is not a state "
+			  "file: the line above says which): see `p11kms state repair -c %s "
+			  "--chain %s`; never reset it blindly",
+			  ch->id, ch->state_file, pf->conf_path, ch->id);
+		return;
+	}
+	if (r != KMS_OK) {
+		pf_report(pf, "state_file", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
+			  "state for %s: %s: %s (never reset it blindly: compare with the node's "
+			  "priv_validator_state.json; `p11kms state show` tells more)",
+			  ch->id, ch->state_file,
+			  r == KMS_ERR_REFUSED ? "it is another chain's" : kms_strerror(r));
+		return;
+	}
 	if (pid > 0)
 		(void)snprintf(lock, sizeof(lock), "in use by %s (pid %ld)",
 			       comm[0] ? comm : "another process", pid);
 	else
 		(void)snprintf(lock, sizeof(lock), "not locked (no signer running)");
 	pf_report(pf, "state_file", pid > 0 && strcmp(comm, "p11kms") != 0 ? PF_WARN : PF_OK, 0,
-		  ch->state_file,
-		  "state for %s: %s, last signed %" PRId64 "/%d/%s (record %" PRIu64 "), %s",
-		  ch->id, ch->state_file, st.hrs.height, (int)st.hrs.round,
-		  guard_step_name(st.hrs.step), seq, lock);
+		  ch->state_file, "state for %s: %s, last signed %" PRId64 "/%d/%s, %s", ch->id,
+		  ch->state_file, hrs.height, (int)hrs.round, guard_step_name(hrs.step), lock);
+}
+
+/* #15: the filesystem under each used state file, as start checks it (guard_check_fs). */
+static void check_state_fs(struct pf_ctx *pf)
+{
+	const struct cfg *c = pf->cfg;
+	char msg[512];
+
+	for (size_t i = 0; i < c->n_chains; i++) {
+		const struct cfg_chain *ch = &c->chains[i];
+		struct stat st;
+		int r;
+
+		if (!uses_chain(c, ch->id) || stat(ch->state_file, &st) != 0)
+			continue; /* a missing state is state_file's finding */
+		r = guard_check_fs(ch->state_file, ch->allow_volatile_state, msg, sizeof(msg));
+		pf_report(pf, "state_fs", r == KMS_OK ? PF_OK : PF_FAIL, CMD_EXIT_STATE,
+			  ch->state_file, "state for %s: %s %s", ch->id, ch->state_file, msg);
+	}
 }
 
 static void check_state_files(struct pf_ctx *pf)
@@ -609,6 +631,8 @@ const struct pf_check pf_checks[] = {
 	  "each used chain's state exists, is private, parses, is its chain's; "
 	  "who holds its lock",
 	  PF_START | PF_DOCTOR, 1, check_state_files },
+	{ "state_fs", "each used state file is on a filesystem that can keep it (#15)",
+	  PF_START | PF_DOCTOR, 1, check_state_fs },
 	{ "log_file", "log.file can be written", PF_START | PF_DOCTOR, 1, check_log_file },
 	{ "keys", "each key opens (module, token, PIN), is Ed25519, signs; its hygiene", PF_DOCTOR,
 	  1, check_keys },

@@ -152,8 +152,16 @@ void slot_shutdown(void)
 
 int slot_softsign_module_path(char *out, size_t cap)
 {
+	/*
+	 * Next to the binary first, so that an installed tree works wherever it
+	 * was put (cmake --install --prefix, DESTDIR, a copied /opt tree): the
+	 * install's own bindir-to-libdir path, then bin/../lib (the build tree).
+	 * The configured absolute path last.
+	 */
+	static const char *const rel[] = { P11KMS_SOFTSIGN_RELATIVE_PATH,
+					   "../lib/" SOFTSIGN_MODULE_FILE };
 	const char *env = getenv("P11KMS_SOFTSIGN_MODULE");
-	char exe[PATH_MAX], cand[PATH_MAX + 64];
+	char exe[PATH_MAX], cand[PATH_MAX + 256];
 	ssize_t n;
 	int w;
 
@@ -169,10 +177,13 @@ int slot_softsign_module_path(char *out, size_t cap)
 		exe[n] = '\0';
 		if ((slash = strrchr(exe, '/'))) {
 			*slash = '\0';
-			w = snprintf(cand, sizeof(cand), "%s/../lib/%s", exe, SOFTSIGN_MODULE_FILE);
-			if (w > 0 && (size_t)w < sizeof(cand) && is_file(cand)) {
-				w = snprintf(out, cap, "%s", cand);
-				return (w < 0 || (size_t)w >= cap) ? KMS_ERR_NO_SPACE : KMS_OK;
+			for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+				w = snprintf(cand, sizeof(cand), "%s/%s", exe, rel[i]);
+				if (w > 0 && (size_t)w < sizeof(cand) && is_file(cand)) {
+					w = snprintf(out, cap, "%s", cand);
+					return (w < 0 || (size_t)w >= cap) ? KMS_ERR_NO_SPACE :
+									     KMS_OK;
+				}
 			}
 		}
 	}

@@ -541,7 +541,8 @@ static int suite_setup(void **state)
 	tnode_listen(&G.good, PV_V0_37, 0, NULL, 0);
 
 	n = snprintf(text, sizeof(text),
-		     "chains = ( { id = \"" CHAIN "\"; state_file = \"c.state\"; } );\n"
+		     "chains = ( { id = \"" CHAIN "\"; state_file = \"c.state\";"
+		     " allow_volatile_state = true; } );\n"
 		     "keys = ( { chain_ids = [ \"" CHAIN "\" ]; softsign = \"cons.key\"; } );\n"
 		     "validators = (\n"
 		     "  { chain_id = \"" CHAIN "\"; addr = \"tcp://127.0.0.1:%u\";"

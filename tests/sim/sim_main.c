@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct sim_opts {
 	uint8_t expect_pub[32];
 	const char *bech32_prefix;
 	struct sim_restart_opts restart; /* --restarts N (restart.restarts > 0) */
+	int hold_ms; /* keep each connection open this long after its requests, pinging */
 };
 
 /* Shared by the connection threads of one run. */
@@ -94,6 +96,9 @@ static void usage(FILE *f)
 		"  --accept-deadline MS  the node's start-up window (default 3000, CometBFT's)\n"
 		"  --down-ms A[-B]       how long the node stays down between starts (default 1000)\n"
 		"  --flood-s S           hostile refusal-flood: seconds of back-to-back refused requests\n"
+		"  --hold S              after the requests keep each connection open for S seconds\n"
+		"                        (a Ping every second, as an idle node); SIGTERM/SIGINT end\n"
+		"                        the hold: connections close, the summary is printed\n"
 		"  -v                    one line per request\n"
 		"exit: 0 all verified, 1 failures, 2 usage, 3 no signer / setup error\n");
 }
@@ -157,6 +162,7 @@ enum {
 	OPT_HOSTILE,
 	OPT_CONNS,
 	OPT_CORRUPT,
+	OPT_HOLD,
 	OPT_HELP,
 	OPT_STRICT,
 	OPT_RESTARTS,
@@ -188,6 +194,7 @@ static const struct option long_opts[] = {
 	{ "hostile", required_argument, NULL, OPT_HOSTILE },
 	{ "connections", required_argument, NULL, OPT_CONNS },
 	{ "corrupt-check", no_argument, NULL, OPT_CORRUPT },
+	{ "hold", required_argument, NULL, OPT_HOLD },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "restarts", required_argument, NULL, OPT_RESTARTS },
@@ -354,6 +361,11 @@ static int parse_one(struct sim_opts *o, int c, const char *a)
 		return 0;
 	case OPT_CORRUPT:
 		o->cfg.corrupt_check = 1;
+		return 0;
+	case OPT_HOLD:
+		if (parse_u64(a, 1, 86400, &u) != 0)
+			return bad("--hold", a);
+		o->hold_ms = (int)u * 1000;
 		return 0;
 	case 'v':
 		o->verbose = 1;
@@ -611,6 +623,32 @@ static int64_t wall_ms(void)
 	return net_now_ms();
 }
 
+/* Set by SIGTERM/SIGINT during --hold (lock-free: read by the connection threads). */
+static atomic_int hold_end;
+
+static void on_hold_signal(int sig)
+{
+	(void)sig;
+	atomic_store(&hold_end, 1);
+}
+
+/*
+ * --hold: the connection stays up after the run, with a Ping every second
+ * (the signer's read timeout must not end it), until the hold time passes or
+ * a signal asks to end it; a test then sees "node disconnected" on cue.
+ */
+static void hold(struct sim_run *run, struct sim_conn *c, int idx, int alive)
+{
+	int64_t end = wall_ms() + run->o->hold_ms;
+	int ticks = 0;
+	while (alive && !atomic_load(&hold_end) && wall_ms() < end) {
+		struct timespec ts = { 0, 100 * 1000000L };
+		(void)nanosleep(&ts, NULL);
+		if (++ticks % 10 == 0)
+			alive = do_ping(run, c, idx) == 0;
+	}
+}
+
 static void *stream_thread(void *arg)
 {
 	struct sim_thread *t = arg;
@@ -675,6 +713,7 @@ static void *stream_thread(void *arg)
 	pthread_mutex_lock(&run->st.mu);
 	run->st.t_last_ms = wall_ms();
 	pthread_mutex_unlock(&run->st.mu);
+	hold(run, &c, t->idx, alive);
 	sim_conn_close(&c);
 	return NULL;
 }
@@ -857,6 +896,10 @@ int main(int argc, char **argv)
 	if (r != 0)
 		return r;
 	(void)signal(SIGPIPE, SIG_IGN);
+	if (o.hold_ms > 0) {
+		(void)signal(SIGTERM, on_hold_signal);
+		(void)signal(SIGINT, on_hold_signal);
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	kms_log_set_level(KMS_LOG_WARN);
 	run.o = &o;

@@ -284,6 +284,23 @@ static const struct bad bad_cases[] = {
 	  "secret_key_pin_env: only for a secret_key that is a pkcs11: URI" },
 	{ "chains = ( { id = \"c1\";\n state_file = ; } );\n", "t.conf:2: syntax error" },
 	{ "@include \"/etc/passwd\"\n" CH KY, "t.conf:1: @include: not supported" },
+	/* metrics and log.format (#18) */
+	{ CH KY "metrics = { listen = \"0.0.0.0:26661\"; };\n",
+	  "metrics.listen: \"0.0.0.0:26661\" is not a loopback address" },
+	{ CH KY "metrics = { listen = \"10.1.2.3:26661\"; allow_remote = false; };\n",
+	  "is not a loopback address" },
+	{ CH KY "metrics = { listen = \"[::]:26661\"; };\n", "is not a loopback address" },
+	{ CH KY "metrics = { listen = \"metrics.example:26661\"; };\n",
+	  "is not a loopback address" },
+	{ CH KY "metrics = { listen = \"10.1.2.3:26661\"; allow_remote = true; };\n", NULL },
+	{ CH KY "metrics = { listen = \"[::1]:26661\"; };\n", NULL },
+	{ CH KY "metrics = { listen = \"127.0.0.1\"; };\n", "metrics.listen: \"127.0.0.1\": missing port" },
+	{ CH KY "metrics = { listen = \"127.0.0.1:99999\"; };\n", "port must be a number" },
+	{ CH KY "metrics = { listen = \"tcp://127.0.0.1:1\"; };\n", "expected host:port" },
+	{ CH KY "metrics = { port = 1; };\n", "metrics.port: unknown key" },
+	{ CH KY "metrics = \"127.0.0.1:1\";\n", "metrics: must be a group" },
+	{ CH KY "log = { format = \"logfmt\"; };\n",
+	  "log.format: \"logfmt\" is not one of \"text\", \"json\"" },
 };
 
 static void test_bad(void **state)
@@ -307,6 +324,29 @@ static void test_bad(void **state)
 			fail_msg("case %zu: error \"%s\" does not contain \"%s\"", i, err,
 				 bad_cases[i].want);
 	}
+}
+
+static void test_metrics_and_log_format(void **state)
+{
+	(void)state;
+	struct cfg *c = NULL;
+	char err[CFG_ERR_MAX];
+	assert_int_equal(parse(CH KY, &c, err, sizeof(err)), KMS_OK);
+	assert_null(c->metrics_listen); /* off by default */
+	assert_int_equal(c->log_format, KMS_LOG_FORMAT_TEXT);
+	cfg_free(c);
+	assert_int_equal(parse(CH KY "metrics = { };\nlog = { format = \"json\"; };\n", &c, err,
+			       sizeof(err)),
+			 KMS_OK);
+	assert_string_equal(c->metrics_listen, "127.0.0.1:26661");
+	assert_int_equal(c->metrics_allow_remote, 0);
+	assert_int_equal(c->log_format, KMS_LOG_FORMAT_JSON);
+	cfg_free(c);
+	assert_int_equal(parse(CH KY "metrics = { listen = \"localhost:9\"; };\n", &c, err,
+			       sizeof(err)),
+			 KMS_OK);
+	assert_string_equal(c->metrics_listen, "localhost:9");
+	cfg_free(c);
 }
 
 static void test_small_err_buffer_and_nul(void **state)
@@ -375,13 +415,44 @@ static void test_load_file(void **state)
 	free(dir);
 }
 
+/* issue 15: chains[].allow_volatile_state, off unless set, a bool. */
+static void test_allow_volatile_state(void **state)
+{
+	static const char *tail =
+		"keys = ( { chain_ids = [ \"c1\" ]; softsign = \"k\"; } );\n"
+		"validators = ( { chain_id = \"c1\"; addr = \"unix:///run/n.sock\";"
+		" protocol_version = \"v0.37\"; } );\n";
+	char text[512], err[256];
+	struct cfg *c = NULL;
+	(void)state;
+	snprintf(text, sizeof(text), "chains = ( { id = \"c1\"; state_file = \"s\"; } );\n%s",
+		 tail);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->chains[0].allow_volatile_state, 0);
+	cfg_free(c);
+	snprintf(text, sizeof(text),
+		 "chains = ( { id = \"c1\"; state_file = \"s\"; allow_volatile_state = true; } "
+		 ");\n%s",
+		 tail);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->chains[0].allow_volatile_state, 1);
+	cfg_free(c);
+	snprintf(text, sizeof(text),
+		 "chains = ( { id = \"c1\"; state_file = \"s\"; allow_volatile_state = 1; } );\n%s",
+		 tail);
+	assert_int_not_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_non_null(strstr(err, "chains[0].allow_volatile_state: must be true or false"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_allow_volatile_state),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_default_path),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_metrics_and_log_format),
 		cmocka_unit_test(test_small_err_buffer_and_nul),
 		cmocka_unit_test(test_load_file),
 	};

@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
@@ -168,6 +170,73 @@ static void test_journal_prefix(void **state)
 	free(dir);
 }
 
+/* One JSON object per line: the text message in msg, its key=value fields as members. */
+static void test_json_format(void **state)
+{
+	char *dir = tu_mkdtemp(), *path = tu_path(dir, "json.log");
+	struct kbuf *b = NULL;
+	json_error_t jerr;
+
+	(void)state;
+	assert_int_equal(kms_log_format_parse("json", &(enum kms_log_format){ 0 }), KMS_OK);
+	assert_int_equal(kms_log_format_parse("yaml", &(enum kms_log_format){ 0 }), KMS_ERR_FORMAT);
+	kms_log_set_quiet(0);
+	kms_log_set_format(KMS_LOG_FORMAT_JSON);
+	assert_int_equal(kms_log_open(path), KMS_OK);
+	kms_log_info("signed PreVote chain=haqq_11235-1 h=3399910 r=0 s=2 block=8B0102\xe2\x80\xa6 "
+		     "ms=0.40 peer=tcp://10.0.1.10:26659");
+	kms_log_warn("refused SignVote chain=c\"1 code=2 peer=tcp://10.0.2.10:26659: chain=other "
+		     "requested h/r/s=5/0/2: conflicting data");
+	kms_log_err("disconnected reason=\"closed by peer\" bad=\xff\xfe level=spoofed "
+		    "n=007 big=12345678901234567 neg=-3 line\nbreak=1");
+	kms_log_set_format(KMS_LOG_FORMAT_TEXT);
+	assert_int_equal(kms_log_open(NULL), KMS_OK);
+	kms_log_set_quiet(1);
+	assert_int_equal(dfile_read(path, 1 << 16, &b), KMS_OK);
+	json_t *lines[3];
+	const char *p = (const char *)kbuf_ptr(b), *end = p + kbuf_len(b);
+	for (int i = 0; i < 3; i++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		assert_non_null(nl);
+		lines[i] = json_loadb(p, (size_t)(nl - p), 0, &jerr);
+		if (lines[i] == NULL)
+			fail_msg("line %d is not JSON: %s: %.*s", i, jerr.text, (int)(nl - p), p);
+		p = nl + 1;
+	}
+	assert_true(p == end);
+	json_t *a = lines[0], *w = lines[1], *e = lines[2];
+	assert_string_equal(tu_json_str(a, "level"), "info");
+	assert_int_equal(strlen(tu_json_str(a, "time")), 24); /* 2026-11-25T16:30:00.123Z */
+	assert_string_equal(tu_json_str(a, "msg"),
+			    "signed PreVote chain=haqq_11235-1 h=3399910 r=0 s=2 "
+			    "block=8B0102\xe2\x80\xa6 ms=0.40 peer=tcp://10.0.1.10:26659");
+	assert_string_equal(tu_json_str(a, "chain"), "haqq_11235-1");
+	assert_true(json_is_integer(json_object_get(a, "h")));
+	assert_int_equal(json_integer_value(json_object_get(a, "h")), 3399910);
+	assert_true(json_is_real(json_object_get(a, "ms")));
+	assert_string_equal(tu_json_str(a, "block"), "8B0102\xe2\x80\xa6");
+	assert_string_equal(tu_json_str(a, "peer"), "tcp://10.0.1.10:26659");
+	/* A repeated key keeps its first value; a trailing colon is not part of a value. */
+	assert_string_equal(tu_json_str(w, "level"), "warn");
+	assert_string_equal(tu_json_str(w, "chain"), "c\"1");
+	assert_string_equal(tu_json_str(w, "peer"), "tcp://10.0.2.10:26659");
+	assert_int_equal(json_integer_value(json_object_get(w, "code")), 2);
+	/* Quoted values, invalid UTF-8, reserved names, numbers JSON would not take. */
+	assert_string_equal(tu_json_str(e, "level"), "error");
+	assert_string_equal(tu_json_str(e, "reason"), "closed by peer");
+	assert_string_equal(tu_json_str(e, "bad"), "\xef\xbf\xbd\xef\xbf\xbd");
+	assert_string_equal(tu_json_str(e, "n"), "007");
+	assert_string_equal(tu_json_str(e, "big"), "12345678901234567");
+	assert_int_equal(json_integer_value(json_object_get(e, "neg")), -3);
+	assert_non_null(strstr(tu_json_str(e, "msg"), "line break=1")); /* newline sanitised */
+	for (int i = 0; i < 3; i++)
+		json_decref(lines[i]);
+	kbuf_free(b);
+	tu_rmrf(dir);
+	free(path);
+	free(dir);
+}
+
 static void test_strerror_and_secrets(void **state)
 {
 	uint8_t a[16], c[16];
@@ -216,6 +285,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kv_and_sanitize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_prefix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_json_format, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_strerror_and_secrets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crypto_err, setup, teardown),
 	};
