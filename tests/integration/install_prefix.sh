@@ -74,6 +74,9 @@ done
 unset P11KMS_SOFTSIGN_MODULE P11KMS_SOFTSIGN_DIR P11KMS_PROFILES_DIR P11KMS_CONFIG
 K=$TMP/kms
 "$P/bin/p11kms" init "$K" --chain haqq_53211-1 >"$TMP/init.log" 2>&1 || { cat "$TMP/init.log" >&2; fail "init"; }
+# $TMPDIR may be a tmpfs, which start and doctor refuse for the state (issue 15).
+sed -i 's/^\( *\)state_file = /\1allow_volatile_state = true;\n\1state_file = /' "$K/p11kms.conf"
+grep -q "allow_volatile_state = true;" "$K/p11kms.conf" || fail "no state_file line in the init config"
 "$P/bin/p11kms" keygen --softsign "$K/secrets/priv_validator_key" >/dev/null 2>&1 || fail "keygen"
 "$P/bin/p11kms" state init -c "$K/p11kms.conf" --chain haqq_53211-1 --height 1 >/dev/null 2>&1 ||
 	fail "state init"
