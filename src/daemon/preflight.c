@@ -429,8 +429,15 @@ static void check_state_fs(struct pf_ctx *pf)
 		if (!uses_chain(c, ch->id) || stat(ch->state_file, &st) != 0)
 			continue; /* a missing state is state_file's finding */
 		r = guard_check_fs(ch->state_file, ch->allow_volatile_state, msg, sizeof(msg));
-		pf_report(pf, "state_fs", r == KMS_OK ? PF_OK : PF_FAIL, CMD_EXIT_STATE,
-			  ch->state_file, "state for %s: %s %s", ch->id, ch->state_file, msg);
+		if (r == KMS_OK)
+			pf_report(pf, "state_fs", PF_OK, 0, ch->state_file, "state for %s: %s %s",
+				  ch->id, ch->state_file, msg);
+		else
+			pf_report(
+				pf, "state_fs", PF_FAIL, CMD_EXIT_STATE, ch->state_file,
+				"state for %s: %s %s (for tests only: allow_volatile_state = true "
+				"in the chain, %s:%d)",
+				ch->id, ch->state_file, msg, c->path, ch->line);
 	}
 }
 
