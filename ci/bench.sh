@@ -182,6 +182,28 @@ run() {
 	echo "bench: $name done" >&2
 }
 
+# Node restarts (issue #17): how soon the signer is back after the node restarts, against
+# CometBFT's 3 s start-up window; BENCH_RESTARTS starts, down 1-4 s each, default config.
+restarts() {
+	local n="${BENCH_RESTARTS:-10}" a
+	"$SIM" --listen tcp://127.0.0.1:0 --addr-file "$WORK/restarts.addr" --version v0.37 \
+		--chain-id bench-0 --restarts "$n" --accept-deadline 3000 --down-ms 1000-4000 --n 3 \
+		--json >"$WORK/res/restarts.json" 2>"$WORK/restarts.err" &
+	local spid=$!
+	PIDS="$PIDS $spid"
+	for _ in $(seq 1 100); do [ -s "$WORK/restarts.addr" ] && break; sleep 0.05; done
+	[ -s "$WORK/restarts.addr" ] || die "restarts: simulator did not listen"
+	a="$(cat "$WORK/restarts.addr")"
+	write_conf restarts 1 1 softsign "$a"
+	"$P11KMS" start -c "$WORK/restarts.conf" >>"$WORK/daemon.log" 2>&1 &
+	local dpid=$!
+	PIDS="$PIDS $dpid"
+	wait "$spid" || { cat "$WORK/restarts.err" >&2; die "restarts: the signer missed a start-up window"; }
+	kill -TERM "$dpid"
+	wait "$dpid" || die "restarts: p11kms start exited $? after SIGTERM"
+	echo "bench: restarts done" >&2
+}
+
 echo "bench: floors (state disk: $WORK)" >&2
 "$FLOORS" --dir "$WORK/state" --n "$N" --softsign "$WORK/secrets/consensus0.key" --softhsm-uri "$HSM_URI" \
 	>"$WORK/res/floors.json" || die "floors"
@@ -201,6 +223,7 @@ run softhsm2-tcp softhsm2 tcp 1 1
 run softhsm2-unix softhsm2 unix 1 1
 run scale-1x1 softsign tcp 1 1
 run scale-3x3 softsign tcp 3 3
+restarts
 # Metrics off vs on: the same run again, back to back, with /metrics served and scraped.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 run metrics-off softsign tcp 1 1
@@ -235,6 +258,10 @@ res, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def load(p):
     return json.loads(open(p).read().strip().splitlines()[-1])
 floors = load(os.path.join(res, "floors.json"))
+rs = load(os.path.join(res, "restarts.json"))
+restarts = {"starts": rs["restarts"], "connected": rs["connected"], "missed": rs["missed"],
+            "connect_p50_ms": rs["connect_ms"]["p50"], "connect_max_ms": rs["connect_ms"]["max"],
+            "window_ms": rs["accept_deadline_ms"]}
 def rss(name):
     d = {}
     for line in open(os.path.join(res, name + ".rss")):
@@ -279,7 +306,8 @@ targets = {
 load = open("/proc/loadavg").read().split()[:3]
 doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(), "loadavg": load,
        "cpus": os.cpu_count(), "requests_per_run": n, "protocol": "v0.37", "mode": "mixed",
-       "floors": floors, "runs": runs, "targets": targets, "audit_emit": audit_emit}
+       "floors": floors, "runs": runs, "targets": targets, "audit_emit": audit_emit,
+       "restarts": restarts}
 os.makedirs(os.path.dirname(out), exist_ok=True)
 with open(out, "w") as f:
     json.dump(doc, f, indent=1)
@@ -314,6 +342,10 @@ for k, label in [("scale-1x1", "1 chain x 1 sentry"), ("scale-3x3", "3 chains x 
     r = runs[k]
     print("%-26s %8.3f %9.3f %12.0f %17.0f %8.1f %8.1f" % (label, r["p50_ms"], r["p99_ms"], r["responses_per_s"],
           r["new_signatures_per_s"], r["rss_mib"], r["hwm_mib"]))
+print()
+print("node restarts (down 1-4 s)   starts  connected  missed  connect p50 ms  worst connect ms  window ms")
+print("%-26s %8d %10d %7d %15.0f %17.0f %10d" % ("softsign, TCP+SC", restarts["starts"], restarts["connected"],
+      restarts["missed"], restarts["connect_p50_ms"], restarts["connect_max_ms"], restarts["window_ms"]))
 print()
 print("audit log (softsign)        p50 off   p50 on   p99 off   p99 on   on - off (p50)")
 for k, label in [("softsign-tcp", "TCP+SC"), ("softsign-unix", "Unix"),
@@ -359,7 +391,7 @@ for off, on, label in [("metrics-off", "metrics-on", "state disk"), ("metrics-of
         print("  %s: p50 on - off = %+.3f ms (target: no measurable difference; compare with the run-to-run spread above)" % (label, d))
 with open(out, "w") as f:
     json.dump(doc, f, indent=1)
-bad = sum(r["failures"] for r in runs.values())
+bad = sum(r["failures"] for r in runs.values()) + restarts["missed"]
 print()
 print("failures across all runs: %d; results: %s" % (bad, out))
 sys.exit(1 if bad else 0)

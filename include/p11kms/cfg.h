@@ -31,6 +31,7 @@ enum cfg_proto {
 	CFG_PROTO_V0_37 = 2,
 	CFG_PROTO_V0_38 = 3,
 	CFG_PROTO_V1 = 4,
+	CFG_PROTO_AUTO = 5, /* the default: one response form every version reads (docs/privval.md) */
 };
 
 struct cfg_chain {
@@ -81,6 +82,9 @@ struct cfg_validator {
 	uint32_t backoff_max_ms; /* redial delay cap; default 5000 */
 	size_t max_msg_size; /* largest request accepted (varint value); default 1 MiB + 64 KiB */
 	int line;
+	/* #17: while there is no connection (dial failed, session ended), redial at least
+	 * this often, jittered (default 500; the node waits ~3 s for its signer at start) */
+	uint32_t redial_ms;
 };
 
 /* The audit log (docs/audit.md): enabled by an `audit = { dir = "..."; }` block. */
@@ -123,6 +127,7 @@ struct cfg {
 #define CFG_DEFAULT_MAX_MSG_SIZE ((size_t)(1024 * 1024 + 64 * 1024))
 #define CFG_DEFAULT_TOKEN_TIMEOUT_MS 3000u /* keys.timeout_ms */
 #define CFG_KEY_MAX_URIS 8		   /* keys.uri as a list */
+#define CFG_DEFAULT_REDIAL_MS 500u
 #define CFG_CHAIN_ID_MAX 50
 #define CFG_DEFAULT_METRICS_LISTEN "127.0.0.1:26661"
 #define CFG_ERR_MAX 512 /* a comfortable size for the err buffer below */
@@ -163,7 +168,7 @@ const struct cfg_key *cfg_key_for_chain(const struct cfg *cfg, const char *id);
  */
 KMS_MUST_CHECK int cfg_default_path(const char *cli_path, char *out, size_t cap);
 
-/* "v0.34", "v0.37", "v0.38", "v1" / "bech32", "cosmos-json", "hex" ("?" if unknown). */
+/* "v0.34", "v0.37", "v0.38", "v1", "auto" / "bech32", "cosmos-json", "hex" ("?" if unknown). */
 const char *cfg_proto_name(enum cfg_proto v);
 const char *cfg_key_format_name(enum cfg_key_format f);
 /* Parses the names above; KMS_ERR_FORMAT if not one of them. */

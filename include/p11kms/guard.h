@@ -110,6 +110,16 @@ KMS_MUST_CHECK int guard_check_fs(const char *state_path, int allow_volatile_sta
  */
 KMS_MUST_CHECK int guard_state_check(const char *state_path, const char *chain_id,
 				     const struct guard_opts *opts, struct guard_hrs *last);
+/*
+ * guard_state_check's verdict on the records (both valid, this chain's)
+ * without taking the lock or writing anything, so that a probe (`doctor`
+ * beside a running signer, #17) never makes a starting signer find the lock
+ * taken. The filesystem is guard_check_fs's. A record being rewritten by a
+ * running signer at that instant can fail its checksum: the caller reads it
+ * again (a running signer accepted the file when it opened it).
+ */
+KMS_MUST_CHECK int guard_state_check_ro(const char *state_path, const char *chain_id,
+					struct guard_hrs *last);
 
 /* Signs msg[0..len) into sig: the slot (or a test) provides it. Returns a kms_err. */
 typedef int (*guard_sign_fn)(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[static 64]);

@@ -31,7 +31,8 @@ static const char usage[] =
 	"                    shown as Pvalconspub1..., addresses as Pvalcons1...\n"
 	"  --addr ADDR       the node's priv_validator_laddr as seen from here\n"
 	"                    (default tcp://127.0.0.1:26659)\n"
-	"  --protocol V      v0.34 | v0.37 | v0.38 | v1 (default v0.37 for Haqq, else v0.38)\n"
+	"  --protocol V      auto | v0.34 | v0.37 | v0.38 | v1 (default auto: one reply form\n"
+	"                    every node version reads; docs/privval.md)\n"
 	"  --state-dir SDIR  where the double-sign state goes (default DIR/state); under the\n"
 	"                    systemd unit, /var/lib/p11kms (the service cannot write /etc)\n"
 	"  -h, --help        this text\n";
@@ -142,10 +143,11 @@ static int resolve_chain(struct init_args *a)
 		return -1;
 	}
 	if (a->protocol == NULL)
-		a->protocol = p != NULL ? "v0.37" : "v0.38"; /* Haqq runs CometBFT v0.37.9 */
+		a->protocol = "auto"; /* #17: serves v0.34..v1 nodes alike (Haqq runs v0.37.9) */
 	if (strcmp(a->protocol, "v0.34") != 0 && strcmp(a->protocol, "v0.37") != 0 &&
-	    strcmp(a->protocol, "v0.38") != 0 && strcmp(a->protocol, "v1") != 0) {
-		cli_err("init", "--protocol %s: one of v0.34, v0.37, v0.38, v1", a->protocol);
+	    strcmp(a->protocol, "v0.38") != 0 && strcmp(a->protocol, "v1") != 0 &&
+	    strcmp(a->protocol, "auto") != 0) {
+		cli_err("init", "--protocol %s: one of auto, v0.34, v0.37, v0.38, v1", a->protocol);
 		return -1;
 	}
 	if (a->addr == NULL)
@@ -190,6 +192,8 @@ static int render_config(struct kbuf *b, const struct init_args *a)
 		"    # The node's priv_validator_laddr (config.toml), as reachable from here.\n"
 		"    addr = \"%s\";\n"
 		"    secret_key = \"secrets/kms-identity.key\";\n"
+		"    # auto: one reply form every CometBFT version reads (v0.34 to v1), the\n"
+		"    # version the node appears to speak is logged; or name it: v0.37, ...\n"
 		"    protocol_version = \"%s\";\n"
 		"    reconnect = true;\n"
 		"  }\n"

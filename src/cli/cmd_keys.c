@@ -135,9 +135,10 @@ static int show_key(const struct cfg *cfg, const struct cfg_key *k, int detail)
 	const char *prefix = key_prefix(cfg, k);
 	int r;
 
+	unsigned mark = cli_log_errors();
 	if ((r = cli_open_key(k, &s)) != KMS_OK) {
-		cli_err("keys", "key for %s (%s): %s", k->chain_ids[0],
-			k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
+		cli_fail("keys", mark, r, "the key for %s (%s) does not open", k->chain_ids[0],
+			 k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri);
 		return r;
 	}
 	slot_pubkey(s, pub);
@@ -159,7 +160,11 @@ static int show_key(const struct cfg *cfg, const struct cfg_key *k, int detail)
 	printf("  type:                     Ed25519 (profile %s)\n", slot_profile_name(s));
 	if ((r = cli_print_pubkey(stdout, "  ", pub, prefix)) != KMS_OK)
 		goto out;
-	if ((r = slot_hygiene(s, &h)) == KMS_OK)
+	/* #17: a softsign file key has the module's PKCS#11 flags, but it is a plaintext file */
+	if (k->kind == CFG_KEY_SOFTSIGN)
+		printf("  hygiene:                  file key, plaintext on disk (whoever can read "
+		       "the file can sign)\n");
+	else if ((r = slot_hygiene(s, &h)) == KMS_OK)
 		printf("  hygiene:                  %s (sensitive=%d always_sensitive=%d "
 		       "extractable=%d never_extractable=%d local=%d)\n",
 		       h.verdict, h.sensitive, h.always_sensitive, h.extractable,
@@ -312,8 +317,11 @@ int cmd_keys(int argc, char **argv)
 				KMS_OK;
 	json_decref(arr);
 	if (shown == 0) {
+		char chains[512];
+		cli_chain_list(cfg, chains, sizeof(chains));
 		if (a.chain != NULL)
-			cli_err("keys", "no key serves chain %s", a.chain);
+			cli_err("keys", "no key serves chain %s (chains in %s: %s)", a.chain,
+				cfg->path, chains);
 		else
 			cli_err("keys", "no keys configured");
 		ec = CMD_EXIT_CONFIG;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -57,6 +58,7 @@ struct state_args {
 	const char *conf, *chain, *format, *output, *height, *round, *step, *verb, *file;
 	const char *accept, *set_height;
 	int force, json;
+	const char *conf_path; /* the config as loaded, for messages */
 };
 
 /* The schema version of `state show --json` (docs/cli.md). */
@@ -562,6 +564,18 @@ out:
 	return r;
 }
 
+/* #17: show/export of a missing state, said here with the chain (the guard would log chain=?). */
+static int state_missing(const struct state_args *a, const char *path)
+{
+	if (access(path, F_OK) == 0 || errno != ENOENT)
+		return 0;
+	cli_err("state",
+		"no state for chain %s: %s does not exist; create it with `p11kms state init -c %s "
+		"--chain %s --height H` or `p11kms state import -c %s --chain %s FILE`",
+		a->chain, path, a->conf_path, a->chain, a->conf_path, a->chain);
+	return 1;
+}
+
 static int do_show_export(const struct state_args *a, const char *path, int export)
 {
 	enum guard_fmt fmt = GUARD_FMT_P11KMS;
@@ -576,12 +590,10 @@ static int do_show_export(const struct state_args *a, const char *path, int expo
 		r = KMS_ERR_CONFIG;
 		goto out;
 	}
+	unsigned mark = cli_log_errors();
 	r = export ? guard_state_export(path, fmt, out) : guard_state_show(path, out);
 	if (r != KMS_OK) {
-		cli_err("state", "%s: %s%s", path, kms_strerror(r),
-			r == KMS_ERR_NOT_FOUND ?
-				" (create it with `state init` or `state import`)" :
-				"");
+		cli_fail("state", mark, r, "%s: cannot %s it", path, export ? "export" : "show");
 		goto out;
 	}
 	if (export && a->output != NULL) {
@@ -619,8 +631,12 @@ int cmd_state(int argc, char **argv)
 	}
 	if ((r = cli_load_config("state", a.conf, &cfg)) != KMS_OK)
 		return cmd_exit_for(r);
+	a.conf_path = cfg->path;
 	if ((ch = cfg_chain_find(cfg, a.chain)) == NULL) {
-		cli_err("state", "chain %s is not in %s", a.chain, cfg->path);
+		char chains[512];
+		cli_chain_list(cfg, chains, sizeof(chains));
+		cli_err("state", "chain %s is not in %s (chains there: %s)", a.chain, cfg->path,
+			chains);
 		ec = CMD_EXIT_CONFIG;
 		goto out;
 	}
@@ -630,6 +646,8 @@ int cmd_state(int argc, char **argv)
 		r = do_import(&a, cfg->path, ch->state_file);
 	else if (strcmp(a.verb, "repair") == 0)
 		r = do_repair(&a, cfg->path, ch->state_file);
+	else if (state_missing(&a, ch->state_file))
+		r = KMS_ERR_NOT_FOUND;
 	else if (a.json)
 		r = show_json(ch->state_file);
 	else

@@ -26,7 +26,7 @@ static const char *const key_keys[] = {
 static const char *const val_keys[] = {
 	"chain_id",	  "addr",	  "secret_key", "secret_key_pin_env", "protocol_version",
 	"reconnect",	  "timeout",	  "timeout_ms", "max_height",	      "backoff_min_ms",
-	"backoff_max_ms", "max_msg_size", NULL
+	"backoff_max_ms", "max_msg_size", "redial_ms",	      NULL
 };
 static const char *const log_keys[] = { "level", "file", "format", NULL };
 static const char *const metrics_keys[] = { "listen", "allow_remote", NULL };
@@ -491,6 +491,10 @@ static int parse_val_numbers(struct cfg_ctx *x, const config_setting_t *g, const
 	if ((r = get_int(x, g, kp, "max_msg_size", 1024, 64 * 1024 * 1024, &has, &n)) != KMS_OK)
 		return r;
 	v->max_msg_size = has ? (size_t)n : CFG_DEFAULT_MAX_MSG_SIZE;
+	/* #17: redial interval while disconnected; the node waits ~3 s for its signer */
+	if ((r = get_int(x, g, kp, "redial_ms", 10, 60000, &has, &n)) != KMS_OK)
+		return r;
+	v->redial_ms = has ? (uint32_t)n : CFG_DEFAULT_REDIAL_MS;
 	return KMS_OK;
 }
 
@@ -517,14 +521,16 @@ static int parse_validator(struct cfg_ctx *x, const config_setting_t *g, const c
 	}
 	if ((r = get_str(x, g, kp, "secret_key", 0, &sk)) != KMS_OK ||
 	    (r = get_str(x, g, kp, "secret_key_pin_env", 0, &v->secret_key_pin_env)) != KMS_OK ||
-	    (r = get_str(x, g, kp, "protocol_version", 1, &proto)) != KMS_OK ||
+	    (r = get_str(x, g, kp, "protocol_version", 0, &proto)) != KMS_OK ||
 	    (r = get_bool(x, g, kp, "reconnect", 1, &v->reconnect)) != KMS_OK ||
 	    (r = parse_val_numbers(x, g, kp, v)) != KMS_OK)
 		goto out;
-	if (cfg_proto_parse(proto, &v->protocol_version) != KMS_OK) {
+	if (proto == NULL) {
+		v->protocol_version = CFG_PROTO_AUTO; /* #17: one form every version reads */
+	} else if (cfg_proto_parse(proto, &v->protocol_version) != KMS_OK) {
 		key_path(sub, sizeof(sub), kp, "protocol_version");
 		r = cfg_errf(x, line_of(member(g, "protocol_version")), sub,
-			     "\"%s\" is not one of \"v0.34\", \"v0.37\", \"v0.38\", \"v1\"%s",
+			     "\"%s\" is not one of \"auto\", \"v0.34\", \"v0.37\", \"v0.38\", \"v1\"%s",
 			     proto,
 			     strcmp(proto, "v0.33") == 0 || strcmp(proto, "legacy") == 0 ?
 				     " (Tendermint <= 0.33 amino framing is not supported)" :

@@ -91,8 +91,10 @@ static enum pv_version version_of(enum cfg_proto p)
 		return PV_V0_38;
 	case CFG_PROTO_V1:
 		return PV_V1;
+	case CFG_PROTO_AUTO:
+		return PV_AUTO;
 	}
-	return PV_V0_37;
+	return PV_AUTO;
 }
 
 /* Bound on each token call of a PKCS#11 identity key (consensus keys: keys.timeout_ms). */
@@ -119,19 +121,6 @@ static int hygiene(void)
 		return CMD_EXIT_FAIL;
 	}
 	return CMD_EXIT_OK;
-}
-
-static int exit_for_slot_err(int r)
-{
-	switch (r) {
-	case KMS_ERR_PERM:
-		return CMD_EXIT_PERM;
-	case KMS_ERR_FORMAT:
-	case KMS_ERR_CONFIG:
-		return CMD_EXIT_CONFIG;
-	default:
-		return CMD_EXIT_KEY;
-	}
 }
 
 static int exit_for_guard_err(int r)
@@ -206,7 +195,7 @@ static int open_key(struct daemon *d, struct d_chain *ch)
 		kms_log_err("cannot open the key of chain %s (%s:%d, %s): %s", ch->cc->id,
 			    d->cfg->path, k->line,
 			    k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	if (slot_key_type(ch->key) != SLOT_KEY_ED25519) {
 		kms_log_err("the key of chain %s is not Ed25519 (%s:%d)", ch->cc->id, d->cfg->path,
@@ -318,7 +307,7 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 			    r == KMS_ERR_NOT_FOUND && !is_uri ?
 				    ": create one with `p11kms keygen --softsign PATH`" :
 				    "");
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	id->ref = v->secret_key;
 	d->n_idents++;
@@ -408,7 +397,7 @@ static int preload_softsign(struct daemon *d)
 				": create a key with `p11kms keygen --softsign PATH` or "
 				"`p11kms import priv_validator_key.json --softsign PATH`" :
 				"");
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	return CMD_EXIT_OK;
 }

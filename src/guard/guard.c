@@ -220,6 +220,17 @@ int guard_state_check(const char *state_path, const char *chain_id, const struct
 	return r;
 }
 
+int guard_state_check_ro(const char *state_path, const char *chain_id, struct guard_hrs *last)
+{
+	struct guard_file *gf = NULL;
+	memset(last, 0, sizeof(*last));
+	int r = guard_file_open_ro_as(state_path, chain_id, GUARD_LOAD_STRICT, &gf);
+	if (r == KMS_OK)
+		*last = gf->rec.hrs;
+	guard_file_close(gf);
+	return r;
+}
+
 void guard_free(struct guard *g)
 {
 	if (g == NULL)

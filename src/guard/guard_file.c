@@ -534,6 +534,12 @@ out:
  */
 int guard_file_open_ro(const char *path, struct guard_file **out)
 {
+	return guard_file_open_ro_as(path, NULL, GUARD_LOAD_ANY, out);
+}
+
+int guard_file_open_ro_as(const char *path, const char *chain_id, enum guard_load how,
+			  struct guard_file **out)
+{
 	struct guard_file *gf = NULL;
 	int r = KMS_ERR_INTERNAL;
 	*out = NULL;
@@ -552,7 +558,7 @@ int guard_file_open_ro(const char *path, struct guard_file **out)
 		}
 		goto out;
 	}
-	r = load_slots(gf, NULL, GUARD_LOAD_ANY);
+	r = load_slots(gf, chain_id, how);
 	if (r != KMS_OK)
 		goto out;
 	*out = gf;

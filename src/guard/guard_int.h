@@ -116,6 +116,9 @@ KMS_MUST_CHECK int guard_file_open(const char *path, const char *chain_id, enum 
 				   struct guard_file **gf);
 /* Read-only, unlocked snapshot (state show while the daemon runs): GUARD_LOAD_ANY. */
 KMS_MUST_CHECK int guard_file_open_ro(const char *path, struct guard_file **gf);
+/* The same with another load rule and a chain check (chain_id NULL: none): doctor (#17). */
+KMS_MUST_CHECK int guard_file_open_ro_as(const char *path, const char *chain_id,
+					 enum guard_load how, struct guard_file **gf);
 /*
  * Writes rec into the slot not holding the current record (the older one, or
  * an invalid one during repair): pwrite + one fdatasync; rec becomes the

@@ -62,7 +62,7 @@ run 2 init other --chain mychain-1
 has "give its bech32 prefix with --prefix"
 run 0 init other --chain mychain-1 --prefix cosmos
 grep -q 'consensus_key_prefix = "cosmosvalconspub"' other/p11kms.conf || fail "generic prefix"
-grep -q 'protocol_version = "v0.38"' other/p11kms.conf || fail "generic protocol"
+grep -q 'protocol_version = "auto"' other/p11kms.conf || fail "default protocol (auto)"
 
 # import: refuses a group/world-readable input (exit 6), then writes tmkms's seed file
 chmod 644 pvk.json
@@ -107,7 +107,7 @@ run 1 keygen --softsign new.key
 # doctor before the state exists: ✘ with the fix, exit 5
 run 5 doctor -c kms/p11kms.conf
 has "✘ state for haqq_53211-1"
-has "state import -c CONF --chain haqq_53211-1"
+has "state import -c kms/p11kms.conf --chain haqq_53211-1"
 has "✔ key for haqq_53211-1: found, Ed25519"
 
 # state: init refuses to overwrite; import/export in each format

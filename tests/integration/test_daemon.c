@@ -32,6 +32,7 @@
 #include "p11kms/guard.h"
 #include "p11kms/kcrypto.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 #include "testutil.h"
 #include "tnode.h"
 
@@ -261,7 +262,7 @@ static int cmp_i64(const void *a, const void *b)
  * runs as both v0.34 and v0.37.
  */
 static void run_golden(struct fx *f, const json_t *e, size_t idx, const char *proto,
-		       enum pv_version v)
+		       enum pv_version v, char view)
 {
 	char conf[1024], st[64], addr_val[512];
 	struct tnode n;
@@ -287,14 +288,19 @@ static void run_golden(struct fx *f, const json_t *e, size_t idx, const char *pr
 	accept_ok(&n);
 	assert_int_equal(pv_frame_parse(rq, rl, rl, &hdr, &body), KMS_OK);
 	struct kbuf *msg = kbuf_from(rq + hdr, body);
-	assert_int_equal(pv_write_msg(&n.st, msg, 5000), KMS_OK);
-	assert_int_equal(pv_read_msg(&n.st, 1 << 20, 5000, &got), KMS_OK);
+	assert_int_equal(pv_write_msg(n.st.write, n.st.ctx, msg, net_deadline(5000)), KMS_OK);
+	assert_int_equal(pv_read_msg(n.st.read, n.st.ctx, 1 << 20, net_deadline(5000), &got), KMS_OK);
 	assert_int_equal(pv_frame_parse(want, wl, wl, &hdr, &body), KMS_OK);
-	if (kbuf_len(got) != body || memcmp(kbuf_ptr(got), want + hdr, body) != 0) {
+	/* auto: what a node of the exchange's family keeps (it skips unknown fields) */
+	size_t gl = kbuf_len(got);
+	uint8_t *gp = view ? tu_pb_family_view(view, kbuf_ptr(got), kbuf_len(got), &gl) : NULL;
+	const uint8_t *cmp = gp != NULL ? gp : kbuf_ptr(got);
+	if (gl != body || memcmp(cmp, want + hdr, body) != 0) {
 		char *h = tu_to_hex(kbuf_ptr(got), kbuf_len(got));
 		fail_msg("%s as %s: response differs from the vector\n got %s", tu_json_str(e, "name"),
 			 proto, h);
 	}
+	free(gp);
 	kbuf_free(got);
 	kbuf_free(msg);
 	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
@@ -318,20 +324,23 @@ static void test_golden_exchanges(void **state)
 	json_array_foreach(ex, i, e) {
 		const char *fam = tu_json_str(e, "family");
 		if (fam[0] == 'A') {
-			run_golden(f, e, i, "v0.34", PV_V0_34);
-			run_golden(f, e, i, "v0.37", PV_V0_37);
+			run_golden(f, e, i, "v0.34", PV_V0_34, 0);
+			run_golden(f, e, i, "v0.37", PV_V0_37, 0);
 			ran += 2;
 		} else if (fam[0] == 'B') {
-			run_golden(f, e, i, "v0.38", PV_V0_38);
+			run_golden(f, e, i, "v0.38", PV_V0_38, 0);
 			ran++;
 		} else if (fam[0] == 'C') {
-			run_golden(f, e, i, "v1", PV_V1);
+			run_golden(f, e, i, "v1", PV_V1, 0);
 			ran++;
 		} else {
 			fail_msg("unknown family %s", fam);
 		}
+		/* #17: the same exchange through protocol_version = "auto", read as that family */
+		run_golden(f, e, i, "auto", PV_AUTO, fam[0]);
+		ran++;
 	}
-	assert_true(ran >= 9);
+	assert_true(ran >= 18);
 	json_decref(root);
 }
 
@@ -398,6 +407,7 @@ static void test_wrong_node_id(void **state)
 	}
 	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
 	assert_true(tu_log_contains("handshake failed"));
+	assert_true(tu_log_contains("not the one in addr")); /* #17: the cause, named */
 	tu_log_capture_stop();
 	tnode_close(&n);
 }
@@ -749,6 +759,93 @@ static void test_node_restart_reconnect(void **state)
 	tnode_close(&n);
 }
 
+/* The connection status events (obs.h) the metrics and readiness sinks rely on. */
+struct st_rec {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n[OBS_ST_CLUSTER_ERROR + 1];
+	int last_err[OBS_ST_CLUSTER_ERROR + 1];
+	int bad_chain; /* an event without this entry's chain/peer */
+};
+
+static void st_sink(void *ctx, const struct obs_status *st)
+{
+	struct st_rec *r = ctx;
+	pthread_mutex_lock(&r->mu);
+	if (st->kind >= OBS_ST_CONN_UP && st->kind <= OBS_ST_HANDSHAKE_FAILED) {
+		r->n[st->kind]++;
+		r->last_err[st->kind] = st->err;
+		if (st->chain_id == NULL || strcmp(st->chain_id, CHAIN_A) != 0 || st->peer == NULL)
+			r->bad_chain = 1;
+	}
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits (10 s at most) until at least n events of kind were seen. */
+static void st_wait(struct st_rec *r, enum obs_status_kind kind, int n)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&r->mu);
+	while (r->n[kind] < n)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0)
+			break;
+	int got = r->n[kind];
+	pthread_mutex_unlock(&r->mu);
+	if (got < n)
+		fail_msg("status %s: %d events, want %d", obs_status_name(kind), got, n);
+}
+
+static void test_status_events(void **state)
+{
+	struct fx *f = *state;
+	struct st_rec rec = { 0 };
+	struct tnode n;
+	char one[512];
+	struct net_addr a;
+	int lfd = -1, cfd = -1;
+
+	pthread_mutex_init(&rec.mu, NULL);
+	pthread_cond_init(&rec.cv, NULL);
+	obs_sink_clear();
+	assert_int_equal(obs_status_sink_add(st_sink, &rec), KMS_OK);
+	/* nobody listens yet: dial failures */
+	tnode_listen(&n, PV_V0_37, 0, NULL, 0);
+	uint16_t port = n.port;
+	tnode_close(&n);
+	char addr[64];
+	(void)snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%u", (unsigned)port);
+	fx_conf(f, NULL, val(one, sizeof(one), CHAIN_A, addr, "v0.37", "redial_ms = 20;"));
+	fx_start(f);
+	st_wait(&rec, OBS_ST_DIAL_FAILED, 2);
+	assert_int_equal(rec.last_err[OBS_ST_DIAL_FAILED], KMS_ERR_CONN_CLOSED);
+	/* something that accepts and hangs up: a failed handshake */
+	char why[64];
+	assert_int_equal(net_addr_parse(addr, &a, why, sizeof(why)), KMS_OK);
+	assert_int_equal(net_listen(&a, &lfd), KMS_OK);
+	assert_int_equal(net_accept(lfd, 10000, &cfd), KMS_OK);
+	net_close(&cfd);
+	net_close(&lfd);
+	st_wait(&rec, OBS_ST_HANDSHAKE_FAILED, 1);
+	/* the node: up, then gone */
+	tnode_listen(&n, PV_V0_37, port, NULL, 0);
+	accept_ok(&n);
+	st_wait(&rec, OBS_ST_CONN_UP, 1);
+	ping_ok(&n);
+	tnode_drop(&n);
+	st_wait(&rec, OBS_ST_CONN_DOWN, 1);
+	assert_int_equal(rec.last_err[OBS_ST_CONN_DOWN], KMS_ERR_CONN_CLOSED);
+	assert_int_equal(fx_stop(f), CMD_EXIT_OK);
+	tnode_close(&n);
+	obs_sink_clear();
+	assert_int_equal(rec.bad_chain, 0);
+	assert_int_equal(rec.n[OBS_ST_CONN_UP], rec.n[OBS_ST_CONN_DOWN]);
+	pthread_mutex_destroy(&rec.mu);
+	pthread_cond_destroy(&rec.cv);
+}
+
 static void test_unix_socket(void **state)
 {
 	struct fx *f = *state;
@@ -877,9 +974,9 @@ static void test_sigterm_consistent_state(void **state)
 	struct kbuf *out = kbuf_new(4096), *in = NULL;
 	tnode_req_vote(&req, CHAIN_A, PV_TYPE_PREVOTE, 31, 0, 1, TS);
 	assert_int_equal(pv_encode_request(n.version, &req, out), KMS_OK);
-	assert_int_equal(pv_write_msg(&n.st, out, 5000), KMS_OK);
+	assert_int_equal(pv_write_msg(n.st.write, n.st.ctx, out, net_deadline(5000)), KMS_OK);
 	assert_int_equal(kill(pid, SIGTERM), 0);
-	int got = pv_read_msg(&n.st, 1 << 20, 5000, &in) == KMS_OK;
+	int got = pv_read_msg(n.st.read, n.st.ctx, 1 << 20, net_deadline(5000), &in) == KMS_OK;
 	if (got) {
 		struct pv_response *resp = NULL;
 		assert_int_equal(pv_decode_response(n.version, kbuf_ptr(in), kbuf_len(in), &resp),
@@ -932,6 +1029,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vote_extensions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_node_restart_reconnect, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_unix_socket, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_status_events, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_startup_faults, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_consistent_state, fx_setup,
 						fx_teardown),

@@ -42,7 +42,7 @@ echo "ok: a backup holding another key stops start (exit 4, both keys named)"
 sim_conf fo-chain v0.38 "uri = [ \"$primary\", \"$backup\" ]; timeout_ms = 1500;"
 ctl "vanish token=fo-backup"
 out=$("$P11KMS" doctor -c "$SIM_DIR/p11kms.conf" 2>&1) || true
-grep -q "⚠ key for fo-chain: backup slot" <<<"$out" || { echo "$out" >&2; sim_fail "doctor: no warning"; }
+grep -q "! key for fo-chain: backup slot" <<<"$out" || { echo "$out" >&2; sim_fail "doctor: no warning"; }
 echo "ok: doctor warns about the unreachable backup"
 ctl ""
 

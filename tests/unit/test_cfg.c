@@ -44,9 +44,10 @@ static const char *good =
 	"  { chain_id = \"haqq_11235-1\"; addr = \"tcp://10.0.0.2:26659\";\n"
 	"    secret_key = \"/abs/id.key\"; protocol_version = \"v0.34\"; reconnect = false;\n"
 	"    timeout = 3; max_height = 5000000000L; backoff_min_ms = 50; backoff_max_ms = 800;\n"
-	"    max_msg_size = 4096; },\n"
+	"    max_msg_size = 4096; redial_ms = 250; },\n"
 	"  { chain_id = \"haqq_53211-1\"; addr = \"unix:///run/p11kms/node.sock\";\n"
-	"    protocol_version = \"v1\"; timeout_ms = 2500; }\n"
+	"    protocol_version = \"v1\"; timeout_ms = 2500; },\n"
+	"  { chain_id = \"haqq_53211-1\"; addr = \"unix:///run/p11kms/node2.sock\"; }\n"
 	");\n"
 	"log = { level = \"debug\"; file = \"log/p11kms.log\"; };\n";
 
@@ -84,7 +85,7 @@ static void test_good(void **state)
 	assert_null(cfg_chain_find(c, "nope"));
 	assert_null(cfg_key_for_chain(c, "nope"));
 
-	assert_int_equal(c->n_validators, 3);
+	assert_int_equal(c->n_validators, 4);
 	const struct cfg_validator *v = &c->validators[0];
 	assert_int_equal(v->net.scheme, NET_TCP);
 	assert_int_equal(v->net.has_node_id, 1);
@@ -99,6 +100,8 @@ static void test_good(void **state)
 	assert_int_equal(v->backoff_min_ms, 100);
 	assert_int_equal(v->backoff_max_ms, 5000);
 	assert_int_equal(v->max_msg_size, CFG_DEFAULT_MAX_MSG_SIZE);
+	assert_int_equal(v->redial_ms, CFG_DEFAULT_REDIAL_MS);
+	assert_int_equal(CFG_DEFAULT_REDIAL_MS, 500);
 	v = &c->validators[1];
 	assert_int_equal(v->net.has_node_id, 0);
 	assert_string_equal(v->secret_key, "/abs/id.key");
@@ -108,12 +111,16 @@ static void test_good(void **state)
 	assert_int_equal(v->backoff_min_ms, 50);
 	assert_int_equal(v->backoff_max_ms, 800);
 	assert_int_equal(v->max_msg_size, 4096);
+	assert_int_equal(v->redial_ms, 250);
 	v = &c->validators[2];
 	assert_int_equal(v->net.scheme, NET_UNIX);
 	assert_string_equal(v->net.path, "/run/p11kms/node.sock");
 	assert_null(v->secret_key);
 	assert_int_equal(v->protocol_version, CFG_PROTO_V1);
 	assert_int_equal(v->timeout_ms, 2500);
+	/* #17: no protocol_version means auto, the form every node version reads */
+	v = &c->validators[3];
+	assert_int_equal(v->protocol_version, CFG_PROTO_AUTO);
 
 	assert_int_equal(c->has_log_level, 1);
 	assert_int_equal(c->log_level, KMS_LOG_DEBUG);
@@ -135,6 +142,9 @@ static void test_names(void **state)
 	assert_int_equal(cfg_proto_parse("v0.33", &p), KMS_ERR_FORMAT);
 	assert_string_equal(cfg_proto_name(CFG_PROTO_V0_34), "v0.34");
 	assert_string_equal(cfg_proto_name(CFG_PROTO_V1), "v1");
+	assert_int_equal(cfg_proto_parse("auto", &p), KMS_OK);
+	assert_int_equal(p, CFG_PROTO_AUTO);
+	assert_string_equal(cfg_proto_name(CFG_PROTO_AUTO), "auto");
 	assert_int_equal(cfg_key_format_parse("hex", &f), KMS_OK);
 	assert_int_equal(f, CFG_KEY_FORMAT_HEX);
 	assert_int_equal(cfg_key_format_parse("base64", &f), KMS_ERR_FORMAT);
@@ -189,9 +199,22 @@ static const struct bad bad_cases[] = {
 	{ CH KY "validators = ( { chain_id = \"c2\"; addr = \"tcp://h:1\"; secret_key = \"i\";\n"
 		"  protocol_version = \"v0.37\"; } );\n",
 	  "t.conf:3: validators[0].chain_id: no chain \"c2\" in chains" },
-	{ CH KY
-	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; } );\n",
-	  "t.conf:3: validators[0].protocol_version: missing (required)" },
+	{ CH KY VA("redial_ms = 5;"), "validators[0].redial_ms: 5 is out of range" },
+	/* #17: libconfig says only "syntax error"; what it expected is named */
+	{ CH KY VA("") "log = { level = info; };\n",
+	  "t.conf:5: syntax error: expected a value after '=': text values need double quotes "
+	  "(\"info\")" },
+	{ "chains = ( { id = \"c1\"; state_file = \"s\"; }\n  { id = \"c2\"; } );\n",
+	  "t.conf:2: syntax error: expected ',' between the entries of a list or array before '{'" },
+	{ "chains = ( { id = \"c1\"; state_file = \"s\"; );\n",
+	  "syntax error: expected '}' to close the '{' opened at line 1, found ')'" },
+	{ CH KY VA("") "}\n", "t.conf:5: syntax error: unexpected '}': nothing is open here" },
+	{ "[[chain]]\nid = \"haqq_11235-1\"\n",
+	  "t.conf:1: syntax error: this is TOML (a tmkms.toml?), not a p11kms config: convert it "
+	  "with `p11kms migrate t.conf -o p11kms.conf`" },
+	{ "chains = ( { id = \"c1; state_file = \"s\"; } );\n",
+	  "syntax error: a string is not closed: a '\"' is missing (line 1)" },
+	{ CH KY VA("redial_ms = \"fast\";"), "validators[0].redial_ms: must be an integer" },
 	{ CH KY VA(""), NULL }, /* sanity: the base is valid */
 	{ CH KY
 	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; protocol_version = \"v0.37\"; } );\n",
