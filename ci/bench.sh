@@ -24,6 +24,7 @@ PIDS=""
 STATE_DIR="state" # relative to the config; the tmpfs runs point it at $SHM
 AUDIT=0           # 1: the run keeps an audit log (audit = { }) beside the state files
 METRICS_PORT=""   # set: the run's config serves /metrics there and a scraper polls it
+CHAIN_EXTRA="" # the tmpfs runs: allow_volatile_state = true (start refuses a tmpfs otherwise)
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -86,7 +87,7 @@ write_conf() {
 		echo "chains = ("
 		for ((c = 0; c < m; c++)); do
 			[ $c = 0 ] || echo ","
-			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\";"
+			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; $CHAIN_EXTRA"
 			# #20: HA runs commit every signature to the etcd cluster started below
 			[ -z "${HA_EPS:-}" ] || echo "    ha = { etcd = [ $HA_EPS ]; prefix = \"/bench-$name\"; host = \"bench\"; };"
 			echo "  }"
@@ -185,6 +186,28 @@ run() {
 	echo "bench: $name done" >&2
 }
 
+# Node restarts (issue #17): how soon the signer is back after the node restarts, against
+# CometBFT's 3 s start-up window; BENCH_RESTARTS starts, down 1-4 s each, default config.
+restarts() {
+	local n="${BENCH_RESTARTS:-10}" a
+	"$SIM" --listen tcp://127.0.0.1:0 --addr-file "$WORK/restarts.addr" --version v0.37 \
+		--chain-id bench-0 --restarts "$n" --accept-deadline 3000 --down-ms 1000-4000 --n 3 \
+		--json >"$WORK/res/restarts.json" 2>"$WORK/restarts.err" &
+	local spid=$!
+	PIDS="$PIDS $spid"
+	for _ in $(seq 1 100); do [ -s "$WORK/restarts.addr" ] && break; sleep 0.05; done
+	[ -s "$WORK/restarts.addr" ] || die "restarts: simulator did not listen"
+	a="$(cat "$WORK/restarts.addr")"
+	write_conf restarts 1 1 softsign "$a"
+	"$P11KMS" start -c "$WORK/restarts.conf" >>"$WORK/daemon.log" 2>&1 &
+	local dpid=$!
+	PIDS="$PIDS $dpid"
+	wait "$spid" || { cat "$WORK/restarts.err" >&2; die "restarts: the signer missed a start-up window"; }
+	kill -TERM "$dpid"
+	wait "$dpid" || die "restarts: p11kms start exited $? after SIGTERM"
+	echo "bench: restarts done" >&2
+}
+
 echo "bench: floors (state disk: $WORK)" >&2
 "$FLOORS" --dir "$WORK/state" --n "$N" --softsign "$WORK/secrets/consensus0.key" --softhsm-uri "$HSM_URI" \
 	>"$WORK/res/floors.json" || die "floors"
@@ -204,6 +227,7 @@ run softhsm2-tcp softhsm2 tcp 1 1
 run softhsm2-unix softhsm2 unix 1 1
 run scale-1x1 softsign tcp 1 1
 run scale-3x3 softsign tcp 3 3
+restarts
 # Metrics off vs on: the same run again, back to back, with /metrics served and scraped.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 run metrics-off softsign tcp 1 1
@@ -215,6 +239,7 @@ METRICS_PORT=
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	SHM="$(mktemp -d /dev/shm/p11kms-bench.XXXXXX)"
 	STATE_DIR="$SHM"
+	CHAIN_EXTRA="allow_volatile_state = true;"
 	run softsign-tcp-tmpfs softsign tcp 1 1
 	AUDIT=1
 	run softsign-tcp-tmpfs-audit softsign tcp 1 1
@@ -228,6 +253,7 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	run metrics-on-tmpfs softsign tcp 1 1
 	METRICS_PORT=""
 	STATE_DIR="state"
+	CHAIN_EXTRA=""
 fi
 
 # #20 HA: the same single-host runs with every new signature committed to a 3-member etcd
@@ -250,6 +276,10 @@ res, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def load(p):
     return json.loads(open(p).read().strip().splitlines()[-1])
 floors = load(os.path.join(res, "floors.json"))
+rs = load(os.path.join(res, "restarts.json"))
+restarts = {"starts": rs["restarts"], "connected": rs["connected"], "missed": rs["missed"],
+            "connect_p50_ms": rs["connect_ms"]["p50"], "connect_max_ms": rs["connect_ms"]["max"],
+            "window_ms": rs["accept_deadline_ms"]}
 def rss(name):
     d = {}
     for line in open(os.path.join(res, name + ".rss")):
@@ -295,7 +325,8 @@ targets = {
 load = open("/proc/loadavg").read().split()[:3]
 doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(), "loadavg": load,
        "cpus": os.cpu_count(), "requests_per_run": n, "protocol": "v0.37", "mode": "mixed",
-       "floors": floors, "runs": runs, "targets": targets, "audit_emit": audit_emit}
+       "floors": floors, "runs": runs, "targets": targets, "audit_emit": audit_emit,
+       "restarts": restarts}
 os.makedirs(os.path.dirname(out), exist_ok=True)
 with open(out, "w") as f:
     json.dump(doc, f, indent=1)
@@ -341,6 +372,10 @@ if "softsign-tcp-ha" in runs:
             print("%-22s %9.3f %9.3f %9.3f %12.0f   %.3f / %.3f" % (label, r["p50_ms"], r["p99_ms"], r["max_ms"],
                   r["responses_per_s"], b["p50_ms"], b["p99_ms"]))
 print()
+print("node restarts (down 1-4 s)   starts  connected  missed  connect p50 ms  worst connect ms  window ms")
+print("%-26s %8d %10d %7d %15.0f %17.0f %10d" % ("softsign, TCP+SC", restarts["starts"], restarts["connected"],
+      restarts["missed"], restarts["connect_p50_ms"], restarts["connect_max_ms"], restarts["window_ms"]))
+print()
 print("audit log (softsign)        p50 off   p50 on   p99 off   p99 on   on - off (p50)")
 for k, label in [("softsign-tcp", "TCP+SC"), ("softsign-unix", "Unix"),
                  ("softsign-tcp-tmpfs", "TCP+SC, tmpfs *"), ("softsign-unix-tmpfs", "Unix, tmpfs *")]:
@@ -385,7 +420,7 @@ for off, on, label in [("metrics-off", "metrics-on", "state disk"), ("metrics-of
         print("  %s: p50 on - off = %+.3f ms (target: no measurable difference; compare with the run-to-run spread above)" % (label, d))
 with open(out, "w") as f:
     json.dump(doc, f, indent=1)
-bad = sum(r["failures"] for r in runs.values())
+bad = sum(r["failures"] for r in runs.values()) + restarts["missed"]
 print()
 print("failures across all runs: %d; results: %s" % (bad, out))
 sys.exit(1 if bad else 0)

@@ -121,6 +121,7 @@ chains = (
     account_key_prefix = "haqqpub";
     consensus_key_prefix = "haqqvalconspub";
     state_file = "state/$CHAIN.state";
+    allow_volatile_state = true; # the demo lives under \$TMPDIR, a tmpfs on some machines
   }
 );
 keys = (

@@ -16,6 +16,8 @@ P11KMS_DEB_PACKAGES=(
 	etcd-server etcd-client libcurl4-openssl-dev
 	zlib1g-dev
 	libmicrohttpd-dev libsystemd-dev prometheus curl
+	libsodium-dev
+	strace systemd man-db
 )
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The full CI job: dependencies, a -Werror release build with every test, an ASan+UBSan
-# build with every test, and valgrind over the unit tests. "Every test" is every ctest
+# build with every test, valgrind over the unit tests, and the Debian package built,
+# linted, installed, checked and purged (ci/package.sh). "Every test" is every ctest
 # label but `slow` (long soak and fault runs: `ctest -L slow`, or P11KMS_CI_SLOW=1 here).
 # Prints a summary at the end and exits non-zero when any step failed. Build trees go to $P11KMS_CI_BUILD_ROOT/ci-*
 # (default build/).
@@ -92,6 +93,11 @@ if step "valgrind: configure+build" configure_build "$b/ci-valgrind" \
 	"-DP11KMS_TEST_WRAPPER=valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"; then
 	step "valgrind: ctest -L unit" run_ctest valgrind "$b/ci-valgrind" -L unit
 fi
+
+# 4. The Debian package: dpkg-buildpackage, lintian, then installed here, doctor on the
+#    example layout, removed and purged (ci/package.sh; about 2 minutes).
+step "package: build, lintian, install, doctor, purge" \
+	env P11KMS_PKG_OUT="$b/ci-package" bash ci/package.sh
 
 echo
 echo "=== summary ($((SECONDS - start))s)"

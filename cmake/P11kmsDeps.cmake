@@ -21,6 +21,8 @@ p11kms_require_pkg(CMOCKA "cmocka>=1.1" libcmocka-dev)
 # Observability (src/obs): the /metrics /healthz /readyz server and sd_notify.
 p11kms_require_pkg(MHD "libmicrohttpd>=0.9.71" libmicrohttpd-dev)
 p11kms_require_pkg(LIBSYSTEMD "libsystemd>=247" libsystemd-dev)
+# Ed25519 core operations for softsign's expanded keys (src/softsign/ed25519_exp.c).
+p11kms_require_pkg(SODIUM "libsodium>=1.0.18" libsodium-dev)
 
 find_package(OpenSSL 3.0)
 if(NOT OPENSSL_FOUND)

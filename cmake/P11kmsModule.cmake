@@ -9,7 +9,8 @@ function(p11kms_module name)
 	target_link_libraries(p11kms_${name} PRIVATE p11kms_warnings PUBLIC ${M_DEPS})
 	target_compile_definitions(p11kms_${name} PRIVATE
 		P11KMS_VERSION="${PROJECT_VERSION}"
-		P11KMS_SOFTSIGN_INSTALL_PATH="${P11KMS_SOFTSIGN_INSTALL_PATH}")
+		P11KMS_SOFTSIGN_INSTALL_PATH="${P11KMS_SOFTSIGN_INSTALL_PATH}"
+		P11KMS_SOFTSIGN_RELATIVE_PATH="${P11KMS_SOFTSIGN_RELATIVE_PATH}")
 	target_link_libraries(p11kms_all INTERFACE p11kms_${name})
 endfunction()
 

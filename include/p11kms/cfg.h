@@ -31,6 +31,7 @@ enum cfg_proto {
 	CFG_PROTO_V0_37 = 2,
 	CFG_PROTO_V0_38 = 3,
 	CFG_PROTO_V1 = 4,
+	CFG_PROTO_AUTO = 5, /* the default: one response form every version reads (docs/privval.md) */
 };
 
 /* #20 HA: the chain's cluster high-water mark in etcd (docs/ha.md). */
@@ -55,6 +56,9 @@ struct cfg_chain {
 	char *state_file;	    /* double-sign state (absolute path) */
 	int sign_extensions;	    /* v0.38: sign vote extensions of non-nil precommits (default 1) */
 	int line;
+	/* Accept a state_file on a filesystem that cannot keep it (tmpfs, overlayfs, NFS, ...;
+	 * dfile_fs_probe): tests and benchmarks only. Default 0. */
+	int allow_volatile_state;
 	struct cfg_ha *ha; /* #20: NULL = one host, no cluster */
 };
 
@@ -72,6 +76,10 @@ struct cfg_key {
 	char *pin_env;	/* CFG_KEY_PKCS11: environment variable holding the PIN; NULL if not set */
 	char *softsign; /* CFG_KEY_SOFTSIGN: key file (absolute path); NULL for pkcs11 */
 	int line;
+	/* #16 failover and token deadlines (CFG_KEY_PKCS11 only): */
+	char **uris;	     /* uri as a list: primary first, then backups; uris[0] equals uri */
+	size_t n_uris;	     /* 1..CFG_KEY_MAX_URIS; 0 for softsign */
+	unsigned timeout_ms; /* deadline of each token call; default CFG_DEFAULT_TOKEN_TIMEOUT_MS */
 };
 
 struct cfg_validator {
@@ -89,6 +97,9 @@ struct cfg_validator {
 	uint32_t backoff_max_ms; /* redial delay cap; default 5000 */
 	size_t max_msg_size; /* largest request accepted (varint value); default 1 MiB + 64 KiB */
 	int line;
+	/* #17: while there is no connection (dial failed, session ended), redial at least
+	 * this often, jittered (default 500; the node waits ~3 s for its signer at start) */
+	uint32_t redial_ms;
 };
 
 /* The audit log (docs/audit.md): enabled by an `audit = { dir = "..."; }` block. */
@@ -129,6 +140,9 @@ struct cfg {
 #define CFG_DEFAULT_BACKOFF_MIN_MS 100u
 #define CFG_DEFAULT_BACKOFF_MAX_MS 5000u
 #define CFG_DEFAULT_MAX_MSG_SIZE ((size_t)(1024 * 1024 + 64 * 1024))
+#define CFG_DEFAULT_TOKEN_TIMEOUT_MS 3000u /* keys.timeout_ms */
+#define CFG_KEY_MAX_URIS 8		   /* keys.uri as a list */
+#define CFG_DEFAULT_REDIAL_MS 500u
 #define CFG_CHAIN_ID_MAX 50
 #define CFG_DEFAULT_METRICS_LISTEN "127.0.0.1:26661"
 #define CFG_ERR_MAX 512 /* a comfortable size for the err buffer below */
@@ -169,7 +183,7 @@ const struct cfg_key *cfg_key_for_chain(const struct cfg *cfg, const char *id);
  */
 KMS_MUST_CHECK int cfg_default_path(const char *cli_path, char *out, size_t cap);
 
-/* "v0.34", "v0.37", "v0.38", "v1" / "bech32", "cosmos-json", "hex" ("?" if unknown). */
+/* "v0.34", "v0.37", "v0.38", "v1", "auto" / "bech32", "cosmos-json", "hex" ("?" if unknown). */
 const char *cfg_proto_name(enum cfg_proto v);
 const char *cfg_key_format_name(enum cfg_key_format f);
 /* Parses the names above; KMS_ERR_FORMAT if not one of them. */

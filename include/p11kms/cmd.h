@@ -3,6 +3,8 @@
 #ifndef P11KMS_CMD_H
 #define P11KMS_CMD_H
 
+#include <getopt.h>
+
 /*
  * Each handler gets argc/argv starting at the subcommand name (argv[0] is
  * e.g. "start") and returns a process exit code:
@@ -32,5 +34,21 @@ int cmd_help(int argc, char **argv);
 
 /* Maps a kms_err to the exit code above (used by every handler). */
 int cmd_exit_for(int kms_err);
+
+/*
+ * The long options of each command: the table its handler gives getopt_long(),
+ * also read by `p11kms completion` (src/cli/cmd_completion.c) so that the shell
+ * completion offers exactly what the commands accept. import shares keygen's.
+ */
+extern const struct option cmd_init_options[];
+extern const struct option cmd_keygen_options[];
+extern const struct option cmd_keys_options[];
+extern const struct option cmd_state_options[];
+extern const struct option cmd_doctor_options[];
+extern const struct option cmd_migrate_options[];
+extern const struct option cmd_start_options[];
+extern const struct option cmd_audit_options[];
+extern const struct option cmd_ha_options[]; /* #20 */
+int cmd_completion(int argc, char **argv);
 
 #endif

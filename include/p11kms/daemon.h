@@ -14,6 +14,7 @@
 struct guard;
 struct slot;
 struct obs_event;
+struct d_logrl;
 struct audit_log;
 
 struct daemon_opts {
@@ -60,6 +61,8 @@ struct handler_ctx {
 	int sign_extensions; /* chain's sign_extensions (v0.38 family B) */
 	const char *peer;    /* for logs: "tcp://10.0.0.1:26659" */
 	int verbose;
+	/* refusals of the same kind are folded into a count per minute (NULL: each is logged) */
+	struct d_logrl *refusal_rl;
 	struct audit_log *audit; /* audit.fail_closed admission before signing, or NULL */
 };
 

@@ -135,13 +135,19 @@ const struct guard_cluster_ops *ha_guard_ops(void);
 void ha_host_name(const struct cfg_ha *c, char *out, size_t cap);
 
 /*
- * doctor/start preflight: every endpoint reachable (TLS included), a leader
- * and a quorum (a linearizable read works), and the cluster mark not behind
- * local (local may be NULL: not checked). One line per finding goes to
- * report(ctx, ok, line). Returns KMS_OK when all passed.
+ * The "ha" entry of the start/doctor preflight list (src/daemon/preflight.c):
+ * every endpoint reachable (TLS included), a leader and a quorum (a
+ * linearizable read works), and the cluster mark not behind local (local may
+ * be NULL: not compared). One line per finding goes to report(ctx, kind, err,
+ * line). Returns KMS_OK when all passed.
  */
-typedef void (*ha_report_fn)(void *ctx, int ok, const char *line);
-KMS_MUST_CHECK int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local,
+enum ha_finding {
+	HA_FIND_OK = 0,	   /* fine */
+	HA_FIND_ETCD = 1,  /* etcd unhealthy, or its mark behind: start runs, refuses new signatures */
+	HA_FIND_LOCAL = 2, /* this host's client setup (TLS files, their modes): start refuses */
+};
+typedef void (*ha_report_fn)(void *ctx, enum ha_finding kind, int err, const char *line);
+KMS_MUST_CHECK int ha_preflight(const struct cfg_chain *cc, const struct guard_hrs *local,
 				ha_report_fn report, void *ctx);
 
 /* ---- operator commands (src/ha/ha_cli.c) ---- */

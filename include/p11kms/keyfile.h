@@ -89,9 +89,9 @@ KMS_MUST_CHECK int keyfile_write_seed(const char *path, const uint8_t seed[stati
 
 /*
  * RFC 8032 Ed25519 signature of len bytes at msg. Seed keys sign through
- * OpenSSL (kcrypto_ed25519_sign); expanded keys through a constant-time
- * signer from scalar || prefix. KMS_ERR_UNSUPPORTED if the expanded signer is
- * not built in (see docs/softsign.md).
+ * OpenSSL (kcrypto_ed25519_sign); expanded keys from scalar || prefix on
+ * libsodium's constant-time Ed25519 core operations (see docs/softsign.md).
+ * KMS_ERR_CRYPTO if either library fails.
  */
 KMS_MUST_CHECK int keyfile_sign(const struct keyfile_ed25519 *k, const uint8_t *msg, size_t len,
 				uint8_t sig[static 64]);

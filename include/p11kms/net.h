@@ -11,6 +11,16 @@
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 int64_t net_now_ms(void);
 
+/*
+ * Deadlines are absolute times on net_now_ms()'s clock; -1 means none. One
+ * deadline covers a whole message (every read or write, every frame of it),
+ * so a peer that keeps a trickle of bytes moving cannot stretch it.
+ */
+/* net_now_ms() + timeout_ms, or -1 when timeout_ms < 0. */
+int64_t net_deadline(int timeout_ms);
+/* Milliseconds left before deadline as a poll() timeout (0 when passed, -1 when none). */
+int net_ms_left(int64_t deadline);
+
 enum net_scheme { NET_TCP = 1, NET_UNIX = 2 };
 
 #define NET_HOST_MAX 255
@@ -40,12 +50,33 @@ KMS_MUST_CHECK int net_addr_parse(const char *s, struct net_addr *out, char *why
 /* "tcp://host:port" / "unix:///path" for logs (node id left out). */
 void net_addr_format(const struct net_addr *a, char *out, size_t cap);
 
+/* Why a dial failed, precisely enough to tell the operator what to check. */
+struct net_dial_fail {
+	int err;       /* errno of the failing socket()/connect() (ECONNREFUSED, ENOENT, ...), or 0 */
+	int gai;       /* getaddrinfo() error (EAI_NONAME, ...) when the host did not resolve, or 0 */
+	int timed_out; /* the connect did not complete within the timeout */
+};
+
 /*
  * Dials addr with a connect timeout (non-blocking connect + poll). The
  * socket is SOCK_CLOEXEC, TCP_NODELAY for tcp, and left in blocking mode.
- * KMS_ERR_TIMEOUT, KMS_ERR_CONN_CLOSED (refused), KMS_ERR_SYSTEM (logged).
+ * KMS_ERR_TIMEOUT, KMS_ERR_CONN_CLOSED (refused, unreachable, no such
+ * socket: nobody to talk to), KMS_ERR_SYSTEM (another errno), KMS_ERR_FORMAT
+ * (bad address). Nothing is logged: the caller, which knows the validator
+ * entry, logs once; why (may be NULL) says what failed.
  */
+KMS_MUST_CHECK int net_dial_ex(const struct net_addr *addr, int timeout_ms, int *fd_out,
+			       struct net_dial_fail *why);
+/* net_dial_ex without the details. */
 KMS_MUST_CHECK int net_dial(const struct net_addr *addr, int timeout_ms, int *fd_out);
+/* A stable short name of the failure: "ECONNREFUSED", "EAI_NONAME", "timeout", ... */
+const char *net_dial_fail_name(const struct net_dial_fail *f);
+/*
+ * One sentence saying what the failure means and what to check, for the
+ * address kind of a (e.g. "connection refused: is the node running, and is
+ * its priv_validator_laddr this address?"). Static text.
+ */
+const char *net_dial_fail_hint(const struct net_addr *a, const struct net_dial_fail *f);
 /*
  * Listens on addr (tcp port "0" picks a free port; a unix path that exists
  * as a socket is replaced). *fd_out is the listening socket.
@@ -58,25 +89,31 @@ KMS_MUST_CHECK int net_accept(int lfd, int timeout_ms, int *fd_out);
 
 /*
  * Reads exactly n bytes / writes all n bytes, retrying EINTR and partial
- * transfers, each call bounded by timeout_ms of inactivity (-1 = none):
- * the deadline is re-armed whenever bytes move, as CometBFT's timeoutConn
- * does. read() == 0 is KMS_ERR_CONN_CLOSED; sends use MSG_NOSIGNAL.
+ * transfers, before the absolute deadline (-1 = none): bytes that keep
+ * moving do not extend it. read() == 0 is KMS_ERR_CONN_CLOSED; sends use
+ * MSG_NOSIGNAL. The _by forms take the deadline; the others bound the whole
+ * call by timeout_ms (-1 = none).
  */
+KMS_MUST_CHECK int net_read_full_by(int fd, void *p, size_t n, int64_t deadline);
+KMS_MUST_CHECK int net_write_full_by(int fd, const void *p, size_t n, int64_t deadline);
 KMS_MUST_CHECK int net_read_full(int fd, void *p, size_t n, int timeout_ms);
 KMS_MUST_CHECK int net_write_full(int fd, const void *p, size_t n, int timeout_ms);
 /* Reads at least 1 and at most cap bytes into p; *got set. */
+KMS_MUST_CHECK int net_read_some_by(int fd, void *p, size_t cap, size_t *got, int64_t deadline);
 KMS_MUST_CHECK int net_read_some(int fd, void *p, size_t cap, size_t *got, int timeout_ms);
 
 /*
  * A byte stream: a plain socket (Unix-socket privval) or a Secret
- * Connection (sc_stream()). privval framing (pv_read_msg/pv_write_msg)
- * runs on top of this and knows nothing else about the transport.
- *   read:  at least 1, at most cap bytes, *got set; KMS_ERR_CONN_CLOSED, KMS_ERR_TIMEOUT...
- *   write: all n bytes.
+ * Connection (sc_stream()). Its callbacks have the types privval framing
+ * takes (pv_read_fn, pv_write_fn in pv.h), so the daemon hands them over as
+ * pv_read_msg(st.read, st.ctx, ...): framing never sees a socket.
+ *   read:  at least 1, at most cap bytes, *got set, before the absolute
+ *          deadline; KMS_ERR_CONN_CLOSED, KMS_ERR_TIMEOUT...
+ *   write: all n bytes before the deadline.
  */
 struct net_stream {
-	int (*read)(void *ctx, uint8_t *p, size_t cap, size_t *got, int timeout_ms);
-	int (*write)(void *ctx, const uint8_t *p, size_t n, int timeout_ms);
+	int (*read)(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline);
+	int (*write)(void *ctx, const uint8_t *p, size_t n, int64_t deadline);
 	void *ctx;
 };
 

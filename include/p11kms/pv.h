@@ -9,19 +9,28 @@
 #include "p11kms/kbuf.h"
 #include "p11kms/kms_err.h"
 
-struct net_stream;
-
 /*
  * Protocol versions (spec §0). v0.34 and v0.37 share one wire format (family
  * A); v0.38 (family B, also v0.39/v0.40) adds vote extensions; v1 (family C)
  * changes PubKeyResponse, adds skip_extension_signing and SignBytesRequest.
- * The differences live in one table (pv_version_info), never in copied code.
+ * PV_AUTO is the signer's default: it decodes what any family sends and
+ * answers in one form that every family's decoder accepts (docs/privval.md
+ * gives the reasoning, with upstream file/line references). The differences
+ * live in one table (pv_version_info), never in copied code.
  */
-enum pv_version { PV_V0_34, PV_V0_37, PV_V0_38, PV_V1 };
-#define PV_VERSION_COUNT 4
+enum pv_version { PV_V0_34, PV_V0_37, PV_V0_38, PV_V1, PV_AUTO };
+#define PV_VERSION_COUNT 5
+
+/* Node families (bit mask): which wire dialect a node speaks. */
+enum pv_family {
+	PV_FAM_A = 1, /* Tendermint/CometBFT v0.34, v0.37 */
+	PV_FAM_B = 2, /* CometBFT v0.38, v0.39, v0.40: vote extensions */
+	PV_FAM_C = 4, /* CometBFT v1: PubKeyResponse fields 3/4, skip_extension_signing */
+};
+#define PV_FAM_ALL (PV_FAM_A | PV_FAM_B | PV_FAM_C)
 
 /*
- * Parses "v0.34", "v0.37", "v0.38", "v1" (also "v1.0"). Returns KMS_OK,
+ * Parses "v0.34", "v0.37", "v0.38", "v1" (also "v1.0"), "auto". Returns KMS_OK,
  * KMS_ERR_UNSUPPORTED for tmkms's legacy values ("v0.33", "legacy": amino
  * framing, never supported here) and KMS_ERR_FORMAT for anything else.
  * pv_version_parse_why() also writes a one-line reason naming the bad value
@@ -29,12 +38,13 @@ enum pv_version { PV_V0_34, PV_V0_37, PV_V0_38, PV_V1 };
  */
 KMS_MUST_CHECK int pv_version_parse(const char *s, enum pv_version *out);
 KMS_MUST_CHECK int pv_version_parse_why(const char *s, enum pv_version *out, char *why, size_t whycap);
-/* "v0.34", "v0.37", "v0.38", "v1"; "?" for an out-of-range value. */
+/* "v0.34", "v0.37", "v0.38", "v1", "auto"; "?" for an out-of-range value. */
 const char *pv_version_name(enum pv_version v);
 
 enum pv_pubkey_layout {
 	PV_PUBKEY_PUBLICKEY = 1, /* A/B: PubKeyResponse.pub_key (field 1) = PublicKey{ed25519} */
 	PV_PUBKEY_BYTES_TYPE = 2, /* C: pub_key_bytes = 3, pub_key_type = 4 ("ed25519") */
+	PV_PUBKEY_BOTH = 3,	  /* auto: field 1 and fields 3/4; each family skips the other */
 };
 
 /* How a version differs; one row per version (src/privval/pv_version.c). */
@@ -46,6 +56,7 @@ struct pv_version_info {
 	enum pv_pubkey_layout pubkey_layout;
 	int tag9_is_sign_bytes;         /* 1: v1 SignBytesRequest; 0: Celestia raw bytes */
 	size_t node_max_response;       /* the node's read limit for our replies (10 240) */
+	unsigned families;              /* PV_FAM_* this version serves */
 };
 /* Never NULL for a valid enum value; NULL otherwise. */
 const struct pv_version_info *pv_version_info(enum pv_version v);
@@ -135,7 +146,34 @@ struct pv_request {
 	struct pv_proposal proposal;         /* PV_REQ_SIGN_PROPOSAL */
 	const uint8_t *sign_bytes_value;     /* PV_REQ_SIGN_BYTES (v1 value; borrowed from the request) */
 	size_t sign_bytes_len;
+	unsigned wire; /* PV_WIRE_*: what the bytes carried, whatever the decoding version */
 };
+
+/*
+ * Fields seen on the wire even when the decoding version ignores them: the
+ * evidence of which family the node speaks (pv_request_families).
+ */
+enum pv_wire {
+	PV_WIRE_VOTE_EXT = 1, /* Vote.extension (9) or extension_signature (10) non-empty */
+	PV_WIRE_SKIP_EXT = 2, /* SignVoteRequest.skip_extension_signing (3) = true */
+};
+
+/*
+ * The node families (PV_FAM_*) a decoded request is consistent with:
+ * skip_extension_signing only comes from v1 nodes, and a v1 node sets it on
+ * every prevote (upstream v1.0.1 internal/consensus/state.go:2552,
+ * privval/signer_client.go:96), so a prevote without it is not from v1;
+ * vote extension fields only come from v0.38 and later. Everything else is
+ * PV_FAM_ALL. Pure.
+ */
+unsigned pv_request_families(const struct pv_request *r);
+/*
+ * What a family mask means to an operator: "v1", "v0.38 or later", "v0.34,
+ * v0.37 or v0.38", ... (static text).
+ */
+const char *pv_families_name(unsigned families);
+/* The protocol_version value to suggest for a family mask ("v1", "v0.38", ...; "auto" if several). */
+const char *pv_families_suggest(unsigned families);
 
 /* Stable RemoteSignerError codes (docs/privval.md). Only ever appended. */
 enum pv_code {
@@ -290,15 +328,34 @@ KMS_MUST_CHECK int pv_vote_extension_sign_bytes(const char *chain_id, const stru
 KMS_MUST_CHECK int pv_frame_parse(const uint8_t *p, size_t n, size_t max, size_t *hdr_len, size_t *body_len);
 
 /*
- * Reads one length-prefixed message from s: the uvarint byte by byte, the
- * length checked against max BEFORE allocating, then the body. *msg is a new
- * kbuf holding the body (caller kbuf_free()s). timeout_ms is passed to every
- * stream read (re-armed whenever bytes move). Returns the stream's errors
- * (KMS_ERR_CONN_CLOSED, KMS_ERR_TIMEOUT, ...), KMS_ERR_TOO_LARGE,
- * KMS_ERR_FORMAT, KMS_ERR_ALLOC. Blocks.
+ * Where framed bytes come from and go to: the caller's callbacks (a Secret
+ * Connection or a plain socket in the daemon, memory in tests). Framing
+ * knows no sockets and keeps no clock: it hands the caller's absolute
+ * deadline to every call unchanged, so one deadline covers a whole message.
+ *   read:  at least 1 and at most cap bytes into p, *got set, before
+ *          deadline; errors pass through (KMS_ERR_CONN_CLOSED, _TIMEOUT...).
+ *   write: all n bytes before deadline.
+ * net_stream (net.h) has callbacks of exactly these types.
  */
-KMS_MUST_CHECK int pv_read_msg(struct net_stream *s, size_t max, int timeout_ms, struct kbuf **msg);
-/* Writes uvarint(len) || msg with ONE stream write call (as Go does). */
-KMS_MUST_CHECK int pv_write_msg(struct net_stream *s, const struct kbuf *msg, int timeout_ms);
+typedef int (*pv_read_fn)(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline);
+typedef int (*pv_write_fn)(void *ctx, const uint8_t *p, size_t n, int64_t deadline);
+
+/* Largest uvarint length prefix (10 bytes). */
+#define PV_FRAME_PREFIX_MAX 10
+
+/*
+ * Reads one length-prefixed message through read/ctx: the uvarint byte by
+ * byte (never past this message), the length checked against max BEFORE
+ * allocating, then the body. *msg is a new kbuf holding the body (caller
+ * kbuf_free()s). Every read gets the same deadline: a peer that trickles
+ * bytes gets KMS_ERR_TIMEOUT when the message's deadline passes. Returns the
+ * source's errors (KMS_ERR_CONN_CLOSED, KMS_ERR_TIMEOUT, ...),
+ * KMS_ERR_TOO_LARGE, KMS_ERR_FORMAT, KMS_ERR_ALLOC. Blocks in read.
+ */
+KMS_MUST_CHECK int pv_read_msg(pv_read_fn read, void *ctx, size_t max, int64_t deadline,
+			       struct kbuf **msg);
+/* Writes uvarint(len) || msg with ONE write call (as Go does), before deadline. */
+KMS_MUST_CHECK int pv_write_msg(pv_write_fn write, void *ctx, const struct kbuf *msg,
+				int64_t deadline);
 
 #endif

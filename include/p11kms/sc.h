@@ -35,8 +35,9 @@ struct sc_conn;
 /*
  * Runs the Secret Connection handshake on the connected socket fd
  * (spec §2.1). Symmetric: the same call serves the dialer (signer) and
- * the listener (node). Each step (ephemeral send/receive, AuthSig
- * send/receive) is bounded by timeout_ms of inactivity (-1 = none).
+ * the listener (node). The whole handshake is bounded by one deadline,
+ * timeout_ms from the call (-1 = none): a peer trickling bytes cannot
+ * stretch it.
  * expected_peer_id: 20 bytes (SHA-256(peer_pub)[0..20]) or NULL to accept
  * any peer; compared in constant time.
  * Returns KMS_OK and a new *out (caller frees with sc_conn_free), or:
@@ -52,14 +53,38 @@ KMS_MUST_CHECK int sc_handshake(int fd, const struct sc_identity *id,
 				const uint8_t *expected_peer_id, int timeout_ms,
 				struct sc_conn **out);
 
+/* Where and why a handshake failed (sc_handshake_ex). */
+struct sc_hs_fail {
+	const char *step;   /* "send-ephemeral", "recv-ephemeral", "check-ephemeral", "dh",
+			       "derive", "sign-challenge", "send-authsig", "recv-authsig",
+			       "verify-authsig", "node-id", "peer-id"; static */
+	const char *reason; /* static text, or NULL (then the error code says it) */
+	int not_sc;	    /* the peer's first bytes are no Secret Connection handshake
+			       (an HTTP server, TLS, ...): first[] holds them */
+	uint8_t first[16];
+	size_t first_len;
+	int has_peer_id; /* step "peer-id": the id the peer has */
+	uint8_t peer_id[SC_NODE_ID_LEN];
+};
+
+/*
+ * sc_handshake, but silent: on failure *fail says which step failed and why,
+ * and the caller (which knows the validator entry) logs it once.
+ */
+KMS_MUST_CHECK int sc_handshake_ex(int fd, const struct sc_identity *id,
+				   const uint8_t *expected_peer_id, int timeout_ms,
+				   struct sc_hs_fail *fail, struct sc_conn **out);
+
 /*
  * Writes all n bytes as ceil(n/1024) frames (n == 0 sends nothing).
- * timeout_ms bounds inactivity per frame. Any error is fatal for the
+ * timeout_ms bounds the whole write, every frame of it. Any error is fatal for the
  * connection (the send counter may have advanced): close it.
  * KMS_ERR_TIMEOUT, KMS_ERR_CONN_CLOSED, KMS_ERR_SYSTEM, KMS_ERR_CRYPTO,
  * KMS_ERR_TOO_LARGE (send counter would wrap).
  */
 KMS_MUST_CHECK int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int timeout_ms);
+/* sc_write with one absolute deadline (net_deadline()) for all its frames. */
+KMS_MUST_CHECK int sc_write_by(struct sc_conn *c, const uint8_t *p, size_t n, int64_t deadline);
 
 /*
  * Reads at least 1 and at most cap bytes into p (*got set): data left over
@@ -73,6 +98,9 @@ KMS_MUST_CHECK int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int t
  * call resumes it.
  */
 KMS_MUST_CHECK int sc_read(struct sc_conn *c, uint8_t *p, size_t cap, size_t *got, int timeout_ms);
+/* sc_read with an absolute deadline (net_deadline()). */
+KMS_MUST_CHECK int sc_read_by(struct sc_conn *c, uint8_t *p, size_t cap, size_t *got,
+			      int64_t deadline);
 
 /* A net_stream reading/writing through c (c borrowed; must outlive the stream). */
 void sc_stream(struct sc_conn *c, struct net_stream *out);

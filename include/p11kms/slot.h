@@ -30,6 +30,9 @@ struct slot_opts {
 	const char
 		*profiles_dir; /* NULL = $P11KMS_PROFILES_DIR, <exe>/../share/p11kms/hsm-profiles,
 				     then the source tree's hsm-profiles */
+	unsigned timeout_ms;   /* deadline of each token call (slot_set_timeout); 0 = none.
+				 Opening allows at least 10 s per token (nobody waits on it). */
+	const char *chain_id;  /* for logs and status events; borrowed for the slot's life */
 };
 
 enum slot_key_type {
@@ -54,6 +57,29 @@ enum slot_key_type {
 KMS_MUST_CHECK int slot_open(const char *uri, const struct slot_opts *o, struct slot **out);
 
 /*
+ * Failover: one key reached through n URIs (1 <= n <= 8), the primary first,
+ * then backups that hold the same key (a second HSM with the key imported, a
+ * SoftHSM2 or softsign token as a last resort). Each is opened as slot_open
+ * does, in order. The primary must open; a backup that is unreachable at
+ * start is logged as a warning and retried in the background
+ * (slot_backups_unreachable tells doctor). Every member that opens must show
+ * the primary's public key, else KMS_ERR_AUTH with both keys logged. Errors
+ * as slot_open's.
+ *
+ * slot_sign then tries the members that are up, in order, then those that
+ * are down, within one call: the caller sees no failure while any member
+ * signs. A member that fails is marked down (logged once, OBS_ST_SLOT_DOWN)
+ * and probed by a background thread until it signs again (OBS_ST_SLOT_UP);
+ * members up are always preferred in their order, so a primary that answers
+ * again is taken back from the next request on (OBS_ST_FAILOVER for each
+ * request a backup signs; the log says it once per change of member). A member failing with a fault no retry can fix (a
+ * wrong or locked PIN, a PIN of the wrong format, another public key, a
+ * profile error) gets no more calls until restart.
+ */
+KMS_MUST_CHECK int slot_open_set(const char *const *uris, size_t n, const struct slot_opts *o,
+				 struct slot **out);
+
+/*
  * The `softsign = "path"` shorthand: registers key_path (made absolute) with the
  * softsign PKCS#11 module (slot_softsign_module_path()), re-initialising the
  * module if it was already initialised without that path, and opens the key
@@ -70,9 +96,10 @@ KMS_MUST_CHECK int slot_open_softsign(const char *key_path, const struct slot_op
  */
 KMS_MUST_CHECK int slot_softsign_preload(const char *const *paths, size_t n);
 
-/* The module path: $P11KMS_SOFTSIGN_MODULE, else <dir of /proc/self/exe>/../lib/
- * libp11kms-softsign.so if it exists, else P11KMS_SOFTSIGN_INSTALL_PATH.
- * KMS_ERR_NO_SPACE if cap is too small. */
+/* The module path: $P11KMS_SOFTSIGN_MODULE, else beside the running binary
+ * (<dir of /proc/self/exe>/P11KMS_SOFTSIGN_RELATIVE_PATH, the install's bindir to
+ * libdir/p11kms path, then <dir>/../lib/libp11kms-softsign.so, the build tree) if
+ * it exists, else P11KMS_SOFTSIGN_INSTALL_PATH. KMS_ERR_NO_SPACE if cap is too small. */
 KMS_MUST_CHECK int slot_softsign_module_path(char *out, size_t cap);
 
 /* The 32-byte Ed25519 public key (read at slot_open; never changes). */
@@ -80,36 +107,65 @@ void slot_pubkey(const struct slot *s, uint8_t pub[static 32]);
 enum slot_key_type slot_key_type(const struct slot *s);
 
 /*
- * Signs msg with CKM_EDDSA. Thread-safe: each calling thread gets its own
- * logged-in session. A session the token has lost (SESSION_HANDLE_INVALID,
- * SESSION_CLOSED, USER_NOT_LOGGED_IN, DEVICE_REMOVED, TOKEN_NOT_PRESENT,
- * CRYPTOKI_NOT_INITIALIZED) is re-opened and logged in again, and the
- * signature retried once. The first signature of each session is verified
- * against the public key (KMS_ERR_AUTH if it does not verify).
- * KMS_ERR_TOO_LARGE (before calling the token) when len > slot_max_input().
- * Blocks for as long as the token takes.
+ * Signs msg with CKM_EDDSA. Thread-safe. Every token call runs on a worker
+ * thread with its own logged-in session (watchdog.c); with a timeout set, the
+ * caller waits for each member at most timeout_ms and holds no lock meanwhile.
+ * A session the token has lost (SESSION_HANDLE_INVALID, SESSION_CLOSED,
+ * USER_NOT_LOGGED_IN, DEVICE_REMOVED, TOKEN_NOT_PRESENT, ...) is re-opened
+ * and logged in again (logging out first, for modules that keep claiming a
+ * login the device lost), and a module that reports the token missing is
+ * finalised and initialised again (backing off while it stays missing), so a
+ * token that returns signs again without a restart. The first signature of
+ * each session is verified against the public key (KMS_ERR_AUTH if it does
+ * not verify). KMS_ERR_TOO_LARGE (before calling any token) when len is over
+ * every member's profile limit. KMS_ERR_TIMEOUT at the deadline, or at once
+ * when SLOT_HUNG_MAX (4) calls into a member are still stuck. On any error
+ * sig is wiped. With several URIs: see slot_open_set.
  */
 KMS_MUST_CHECK int slot_sign(struct slot *s, const uint8_t *msg, size_t len,
 			     uint8_t sig[static 64]);
 
 /*
- * Bounds each slot_sign on s to timeout_ms (0, the default: no bound). PKCS#11
- * has no timeout and a USB token can hang in C_Sign; with a bound, each calling
- * thread signs through its own worker thread and gets KMS_ERR_TIMEOUT at the
- * deadline. The hung call is abandoned (its late result is dropped) and the
- * next signature uses a new worker and session. Costs a thread hand-off per
- * signature (tens of microseconds). Call before signing starts.
+ * Bounds every token call on s (one member's share of a slot_sign, a probe,
+ * slot_hygiene) to timeout_ms (0: no bound); slot_opts.timeout_ms sets it from
+ * the start, open included. PKCS#11 has no timeout and a USB token can hang in
+ * any call; at the deadline the caller gets KMS_ERR_TIMEOUT and the worker is
+ * abandoned (its late result is wiped and dropped; at most SLOT_HUNG_MAX per
+ * member). A hand-off costs tens of microseconds per call.
  */
 void slot_set_timeout(struct slot *s, unsigned timeout_ms);
 
-/* The largest message the token's sign mechanism accepts (profile max_sign_input). */
+/* The largest message some member's sign mechanism accepts (profile max_sign_input). */
 size_t slot_max_input(const struct slot *s);
 
-/* The URI without PIN material (for logs). Borrowed; lives as long as s. */
+/*
+ * The URI (without PIN material) of the member that made the calling thread's
+ * latest signature with s, else the primary's: after slot_sign, the slot that
+ * actually signed (the request handler puts it in its obs_event). Borrowed;
+ * lives as long as s.
+ */
 const char *slot_describe(const struct slot *s);
 
-/* Name of the hsm-profile in use (e.g. "softhsm2"). Borrowed. */
+/* Name of the primary's hsm-profile (e.g. "softhsm2"). Borrowed. */
 const char *slot_profile_name(const struct slot *s);
+
+/* Members (URIs) of s, and the state of member i (0 = primary). */
+struct slot_member_info {
+	const char *uri;   /* borrowed, without PIN material */
+	int up;		   /* signed or probed fine last time */
+	int disabled;	   /* failed in a way no retry fixes: not used until restart */
+	int err;	   /* why it is down (kms_err), KMS_OK when up */
+	unsigned long ckr; /* and the CK_RV behind it, if any */
+	int stuck_calls;   /* timed-out calls that have not returned */
+};
+size_t slot_count(const struct slot *s);
+KMS_MUST_CHECK int slot_member_info(const struct slot *s, size_t i, struct slot_member_info *out);
+
+/*
+ * The backups that are down (unreachable at start, or since): how many, and
+ * one line naming each and why in msg (for doctor and the start-up log).
+ */
+size_t slot_backups_unreachable(const struct slot *s, char *msg, size_t cap);
 
 /*
  * Key hygiene: the private key's attributes (1 true, 0 false, -1 unknown) and a
@@ -122,12 +178,14 @@ const char *slot_profile_name(const struct slot *s);
 struct slot_hygiene {
 	int sensitive, always_sensitive, extractable, never_extractable, local;
 	char verdict[160];
+	const char *slot; /* the member reported on: the one that signed last on this thread,
+			     else the one in use (borrowed, like slot_describe) */
 };
 KMS_MUST_CHECK int slot_hygiene(struct slot *s, struct slot_hygiene *out);
 
-/* Closes the slot's sessions and frees it. Accepts NULL. Not concurrently with
- * slot_sign on s. If a timed-out C_Sign is still stuck in the token, the memory
- * is released when (if) that call returns. */
+/* Stops the prober, closes the slot's sessions and frees it. Accepts NULL. Not
+ * concurrently with slot_sign on s. If a timed-out call is still stuck in a
+ * token, the memory is released when (if) that call returns. */
 void slot_free(struct slot *s);
 
 /*

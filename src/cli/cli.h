@@ -37,6 +37,22 @@ char *cli_absdir(const char *dir);
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
+ * The CLI counts the ERROR lines the libraries log (main() calls
+ * cli_log_watch() once). cli_fail() then ends a failed operation with one
+ * line, "p11kms <cmd>: <what>", and adds a cause only when nothing more
+ * precise was logged since mark (cli_log_errors() taken before the
+ * operation): a generic "not found" under a precise ERROR line would
+ * contradict it or add a second, misleading cause.
+ */
+void cli_log_watch(void);
+unsigned cli_log_errors(void);
+void cli_fail(const char *cmd, unsigned mark, int kms_err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* The chain ids of cfg as "a, b, c" into out (for "not configured" messages). */
+void cli_chain_list(const struct cfg *cfg, char *out, size_t cap);
+
+/*
  * The Cosmos displays of an Ed25519 public key (spec §6), one per line with
  * indent: bech32 with consensus_prefix (skipped if NULL), cosmos-json, hex,
  * the validator address in hex and as bech32 with the consensus address

@@ -12,6 +12,7 @@
 #include "p11kms/cfg.h"
 #include "p11kms/cmd.h"
 #include "p11kms/enc.h"
+#include "p11kms/kms_log.h"
 
 const struct cli_chain_preset cli_chain_presets[] = {
 	{ "haqq_11235-1", "Haqq mainnet", "haqq" },
@@ -141,6 +142,61 @@ void cli_err(const char *cmd, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/*
+ * ERROR lines logged so far. The log sink gets no context worth passing, and
+ * the CLI is one short-lived thread: one counter for the process.
+ */
+static unsigned cli_err_lines;
+
+static void count_errors(enum kms_log_level level, const char *line, void *ctx)
+{
+	(void)line;
+	(void)ctx;
+	if (level == KMS_LOG_ERR)
+		cli_err_lines++;
+}
+
+void cli_log_watch(void)
+{
+	kms_log_set_sink(count_errors, NULL);
+}
+
+unsigned cli_log_errors(void)
+{
+	return cli_err_lines;
+}
+
+void cli_fail(const char *cmd, unsigned mark, int kms_err, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "p11kms %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (cli_err_lines != mark)
+		fputs(" (the error above says why)\n", stderr);
+	else
+		fprintf(stderr, ": %s\n", kms_strerror(kms_err));
+}
+
+void cli_chain_list(const struct cfg *cfg, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	if (cap == 0)
+		return;
+	out[0] = '\0';
+	for (size_t i = 0; cfg != NULL && i < cfg->n_chains && n < cap; i++) {
+		int w = snprintf(out + n, cap - n, "%s%s", i ? ", " : "", cfg->chains[i].id);
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+	if (out[0] == '\0')
+		(void)snprintf(out, cap, "none");
 }
 
 int cli_cons_addr_prefix(const char *consensus_prefix, char *out, size_t cap)

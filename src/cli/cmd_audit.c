@@ -58,20 +58,23 @@ static int parse_height(const char *s, int64_t *out)
 	return 0;
 }
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_audit_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "key", required_argument, NULL, 'K' },
+	{ "anchor", required_argument, NULL, 'A' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "chain", required_argument, NULL, 'C' },
+	{ "since", required_argument, NULL, 'S' },
+	{ "until", required_argument, NULL, 'U' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, struct audit_args *a)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "key", required_argument, NULL, 'K' },
-		{ "anchor", required_argument, NULL, 'A' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "chain", required_argument, NULL, 'C' },
-		{ "since", required_argument, NULL, 'S' },
-		{ "until", required_argument, NULL, 'U' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_audit_options;
 	int c;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "c:qh", opts, NULL)) != -1) {

@@ -22,14 +22,17 @@ static const char usage[] =
 	"      --chain ID     only this chain\n"
 	"  -h, --help         this text\n";
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_ha_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "chain", required_argument, NULL, 'C' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 int cmd_ha(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "chain", required_argument, NULL, 'C' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_ha_options;
 	const char *conf = NULL, *chain = NULL;
 	struct cfg *cfg = NULL;
 	int c, ec = CMD_EXIT_OK, shown = 0;

@@ -31,23 +31,31 @@ static const char usage[] =
 	"                    shown as Pvalconspub1..., addresses as Pvalcons1...\n"
 	"  --addr ADDR       the node's priv_validator_laddr as seen from here\n"
 	"                    (default tcp://127.0.0.1:26659)\n"
-	"  --protocol V      v0.34 | v0.37 | v0.38 | v1 (default v0.37 for Haqq, else v0.38)\n"
+	"  --protocol V      auto | v0.34 | v0.37 | v0.38 | v1 (default auto: one reply form\n"
+	"                    every node version reads; docs/privval.md)\n"
+	"  --state-dir SDIR  where the double-sign state goes (default DIR/state); under the\n"
+	"                    systemd unit, /var/lib/p11kms (the service cannot write /etc)\n"
 	"  -h, --help        this text\n";
 
 struct init_args {
 	const char *dir, *chain, *prefix, *addr, *protocol;
+	char *state_dir; /* absolute, or NULL: DIR/state, written relative in the config */
+};
+
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_init_options[] = {
+	{ "chain", required_argument, NULL, 'c' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "addr", required_argument, NULL, 'a' },
+	{ "protocol", required_argument, NULL, 'P' },
+	{ "state-dir", required_argument, NULL, 'd' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
 };
 
 static int parse_args(int argc, char **argv, struct init_args *a, int *ec)
 {
-	static const struct option opts[] = {
-		{ "chain", required_argument, NULL, 'c' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "addr", required_argument, NULL, 'a' },
-		{ "protocol", required_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_init_options;
 	int c;
 
 	optind = 0;
@@ -64,6 +72,18 @@ static int parse_args(int argc, char **argv, struct init_args *a, int *ec)
 			break;
 		case 'P':
 			a->protocol = optarg;
+			break;
+		case 'd':
+			if (strpbrk(optarg, "\"\\\n") != NULL) {
+				cli_err("init", "--state-dir: no quotes, backslashes or newlines");
+				*ec = CMD_EXIT_USAGE;
+				return -1;
+			}
+			free(a->state_dir);
+			if ((a->state_dir = cli_absdir(optarg)) == NULL) {
+				*ec = CMD_EXIT_FAIL;
+				return -1;
+			}
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -123,10 +143,11 @@ static int resolve_chain(struct init_args *a)
 		return -1;
 	}
 	if (a->protocol == NULL)
-		a->protocol = p != NULL ? "v0.37" : "v0.38"; /* Haqq runs CometBFT v0.37.9 */
+		a->protocol = "auto"; /* #17: serves v0.34..v1 nodes alike (Haqq runs v0.37.9) */
 	if (strcmp(a->protocol, "v0.34") != 0 && strcmp(a->protocol, "v0.37") != 0 &&
-	    strcmp(a->protocol, "v0.38") != 0 && strcmp(a->protocol, "v1") != 0) {
-		cli_err("init", "--protocol %s: one of v0.34, v0.37, v0.38, v1", a->protocol);
+	    strcmp(a->protocol, "v0.38") != 0 && strcmp(a->protocol, "v1") != 0 &&
+	    strcmp(a->protocol, "auto") != 0) {
+		cli_err("init", "--protocol %s: one of auto, v0.34, v0.37, v0.38, v1", a->protocol);
 		return -1;
 	}
 	if (a->addr == NULL)
@@ -149,7 +170,7 @@ static int render_config(struct kbuf *b, const struct init_args *a)
 		"    consensus_key_prefix = \"%svalconspub\";\n"
 		"    # Double-sign state: create it before the first start, from the node's\n"
 		"    # data/priv_validator_state.json (p11kms state import) or a height (state init).\n"
-		"    state_file = \"state/%s.state\";\n"
+		"    state_file = \"%s/%s.state\";\n"
 		"  }\n"
 		");\n"
 		"\n"
@@ -171,11 +192,14 @@ static int render_config(struct kbuf *b, const struct init_args *a)
 		"    # The node's priv_validator_laddr (config.toml), as reachable from here.\n"
 		"    addr = \"%s\";\n"
 		"    secret_key = \"secrets/kms-identity.key\";\n"
+		"    # auto: one reply form every CometBFT version reads (v0.34 to v1), the\n"
+		"    # version the node appears to speak is logged; or name it: v0.37, ...\n"
 		"    protocol_version = \"%s\";\n"
 		"    reconnect = true;\n"
 		"  }\n"
 		");\n",
-		a->chain, a->prefix, a->prefix, a->chain, a->chain, a->chain, a->addr, a->protocol);
+		a->chain, a->prefix, a->prefix, a->state_dir ? a->state_dir : "state", a->chain,
+		a->chain, a->chain, a->addr, a->protocol);
 
 	return r;
 }
@@ -247,8 +271,10 @@ static void print_next(const struct init_args *a, const char *conf, const uint8_
 	       "       p11kms import priv_validator_key.json --slot 'pkcs11:token=...' --label consensus\n"
 	       "       p11kms keygen --slot 'pkcs11:token=...' --label consensus   (a new validator)\n"
 	       "     (for a token key, replace softsign = ... in the keys entry by uri = \"<URI printed>\")\n"
-	       "  2. Create the double-sign state from the node's current state:\n"
-	       "       p11kms state import -c %s --chain %s --format cometbft "
+	       "  2. Create the double-sign state from the previous signer's state (the node's\n"
+	       "     priv_validator_state.json, or tmkms's or horcrux's state file: the format\n"
+	       "     is detected and the height/round/step it maps to is printed):\n"
+	       "       p11kms state import -c %s --chain %s "
 	       "~/.haqqd/data/priv_validator_state.json\n"
 	       "  3. Set addr in %s to the node's priv_validator_laddr; on the node set\n"
 	       "       priv_validator_laddr = \"tcp://0.0.0.0:26659\" in config.toml\n"
@@ -265,8 +291,10 @@ int cmd_init(int argc, char **argv)
 	uint8_t pub[32];
 	int ec = CMD_EXIT_FAIL, r;
 
-	if (parse_args(argc, argv, &a, &ec) != 0)
+	if (parse_args(argc, argv, &a, &ec) != 0) {
+		free(a.state_dir);
 		return ec;
+	}
 	/* Library INFO lines (opened key ..., imported ...) would bury the command's own output. */
 	if (kms_log_get_level() > KMS_LOG_WARN)
 		kms_log_set_level(KMS_LOG_WARN);
@@ -274,7 +302,7 @@ int cmd_init(int argc, char **argv)
 		return CMD_EXIT_USAGE;
 	conf = cli_path_join(a.dir, "p11kms.conf");
 	secrets = cli_path_join(a.dir, "secrets");
-	state = cli_path_join(a.dir, "state");
+	state = a.state_dir ? strdup(a.state_dir) : cli_path_join(a.dir, "state");
 	idkey = cli_path_join(a.dir, "secrets/kms-identity.key");
 	text = kbuf_new(16384);
 	if (conf == NULL || secrets == NULL || state == NULL || idkey == NULL || text == NULL)
@@ -303,6 +331,7 @@ out:
 	free(conf);
 	free(secrets);
 	free(state);
+	free(a.state_dir);
 	free(idkey);
 	return ec;
 }

@@ -49,18 +49,21 @@ struct key_args {
 	const char *softsign, *slot, *label, *pin_env, *prefix, *input;
 };
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_keygen_options[] = {
+	{ "softsign", required_argument, NULL, 's' },
+	{ "slot", required_argument, NULL, 'S' },
+	{ "label", required_argument, NULL, 'l' },
+	{ "pin-env", required_argument, NULL, 'E' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(const char *cmd, const char *usage, int argc, char **argv, struct key_args *a,
 		      int *ec)
 {
-	static const struct option opts[] = {
-		{ "softsign", required_argument, NULL, 's' },
-		{ "slot", required_argument, NULL, 'S' },
-		{ "label", required_argument, NULL, 'l' },
-		{ "pin-env", required_argument, NULL, 'E' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_keygen_options;
 	int c;
 
 	optind = 0;
@@ -138,14 +141,17 @@ int cmd_keygen(int argc, char **argv)
 		return CMD_EXIT_USAGE;
 	}
 	if (a.softsign != NULL) {
+		unsigned mark = cli_log_errors();
 		if ((r = kcrypto_random(seed, sizeof(seed))) == KMS_OK &&
 		    (r = kcrypto_ed25519_pub_from_seed(seed, pub)) == KMS_OK)
 			r = keyfile_write_seed(a.softsign, seed);
 		kms_wipe(seed, sizeof(seed));
+		if (r == KMS_ERR_EXISTS) {
+			cli_err("keygen", "%s exists: a key file is never overwritten", a.softsign);
+			return cmd_exit_for(r);
+		}
 		if (r != KMS_OK) {
-			cli_err("keygen", "%s: %s", a.softsign,
-				r == KMS_ERR_EXISTS ? "exists: a key file is never overwritten" :
-						      kms_strerror(r));
+			cli_fail("keygen", mark, r, "%s: no key written", a.softsign);
 			return cmd_exit_for(r);
 		}
 		print_key("Generated softsign key", a.softsign, pub, a.prefix);
@@ -157,9 +163,10 @@ int cmd_keygen(int argc, char **argv)
 	}
 	so.pin_env = a.pin_env;
 	so.allow_prompt = 1;
+	unsigned mark = cli_log_errors();
 	r = slot_keygen(a.slot, a.label, &so, &uri, pub);
 	if (r != KMS_OK) {
-		cli_err("keygen", "on %s: %s", a.slot, kms_strerror(r));
+		cli_fail("keygen", mark, r, "no key generated on %s", a.slot);
 		ec = r == KMS_ERR_EXISTS	      ? CMD_EXIT_KEY :
 		     cmd_exit_for(r) == CMD_EXIT_FAIL ? CMD_EXIT_KEY :
 							cmd_exit_for(r);
@@ -177,6 +184,7 @@ out:
 /* The input must be private: a readable plaintext key is already a leak to fix first. */
 static int load_input(const char *path, struct keyfile_ed25519 *k)
 {
+	unsigned mark = cli_log_errors();
 	int r = dfile_check_private(path);
 
 	if (r == KMS_ERR_PERM) {
@@ -187,12 +195,11 @@ static int load_input(const char *path, struct keyfile_ed25519 *k)
 		return r;
 	}
 	if (r != KMS_OK) {
-		cli_err("import", "%s: %s", path, kms_strerror(r));
+		cli_fail("import", mark, r, "%s: nothing imported", path);
 		return r;
 	}
 	if ((r = keyfile_load(path, k)) != KMS_OK) {
-		cli_err("import", "%s: not an Ed25519 key file p11kms understands (%s)", path,
-			kms_strerror(r));
+		cli_fail("import", mark, r, "%s: not an Ed25519 key file p11kms understands", path);
 		return r;
 	}
 	if (!k->has_seed) {
@@ -227,12 +234,15 @@ int cmd_import(int argc, char **argv)
 	}
 	if ((r = load_input(a.input, &k)) != KMS_OK)
 		return r == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_KEY;
+	unsigned mark = cli_log_errors();
 	if (a.softsign != NULL) {
 		r = keyfile_write_seed(a.softsign, k.seed);
 		if (r != KMS_OK) {
-			cli_err("import", "%s: %s", a.softsign,
-				r == KMS_ERR_EXISTS ? "exists: a key file is never overwritten" :
-						      kms_strerror(r));
+			if (r == KMS_ERR_EXISTS)
+				cli_err("import", "%s exists: a key file is never overwritten",
+					a.softsign);
+			else
+				cli_fail("import", mark, r, "%s: no key written", a.softsign);
 			ec = cmd_exit_for(r);
 			goto out;
 		}
@@ -243,7 +253,7 @@ int cmd_import(int argc, char **argv)
 		r = slot_import_ed25519(a.slot, a.label ? a.label : "consensus", k.seed, &so, &uri,
 					k.pub);
 		if (r != KMS_OK) {
-			cli_err("import", "onto %s: %s", a.slot, kms_strerror(r));
+			cli_fail("import", mark, r, "nothing imported onto %s", a.slot);
 			ec = cmd_exit_for(r) == CMD_EXIT_FAIL ? CMD_EXIT_KEY : cmd_exit_for(r);
 			goto out;
 		}

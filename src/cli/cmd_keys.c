@@ -41,18 +41,21 @@ struct keys_args {
 /* The schema version of the --json objects (docs/cli.md); bumped on incompatible changes. */
 #define KEYS_JSON_VERSION 1
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_keys_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "chain", required_argument, NULL, 'C' },
+	{ "slot", required_argument, NULL, 'S' },
+	{ "pin-env", required_argument, NULL, 'E' },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "json", no_argument, NULL, 'J' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, struct keys_args *a, int *ec)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "chain", required_argument, NULL, 'C' },
-		{ "slot", required_argument, NULL, 'S' },
-		{ "pin-env", required_argument, NULL, 'E' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "json", no_argument, NULL, 'J' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_keys_options;
 	int c;
 
 	optind = 0;
@@ -113,7 +116,8 @@ int cli_open_key(const struct cfg_key *k, struct slot **out)
 	so.pin_env = k->pin_env;
 	if (k->kind == CFG_KEY_SOFTSIGN)
 		return slot_open_softsign(k->softsign, &so, out);
-	return slot_open(k->uri, &so, out);
+	so.timeout_ms = k->timeout_ms; /* a hung token must not hang keys/doctor either */
+	return slot_open_set((const char *const *)k->uris, k->n_uris, &so, out);
 }
 
 static void print_chains(const struct cfg_key *k)
@@ -131,9 +135,10 @@ static int show_key(const struct cfg *cfg, const struct cfg_key *k, int detail)
 	const char *prefix = key_prefix(cfg, k);
 	int r;
 
+	unsigned mark = cli_log_errors();
 	if ((r = cli_open_key(k, &s)) != KMS_OK) {
-		cli_err("keys", "key for %s (%s): %s", k->chain_ids[0],
-			k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
+		cli_fail("keys", mark, r, "the key for %s (%s) does not open", k->chain_ids[0],
+			 k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri);
 		return r;
 	}
 	slot_pubkey(s, pub);
@@ -155,7 +160,11 @@ static int show_key(const struct cfg *cfg, const struct cfg_key *k, int detail)
 	printf("  type:                     Ed25519 (profile %s)\n", slot_profile_name(s));
 	if ((r = cli_print_pubkey(stdout, "  ", pub, prefix)) != KMS_OK)
 		goto out;
-	if ((r = slot_hygiene(s, &h)) == KMS_OK)
+	/* #17: a softsign file key has the module's PKCS#11 flags, but it is a plaintext file */
+	if (k->kind == CFG_KEY_SOFTSIGN)
+		printf("  hygiene:                  file key, plaintext on disk (whoever can read "
+		       "the file can sign)\n");
+	else if ((r = slot_hygiene(s, &h)) == KMS_OK)
 		printf("  hygiene:                  %s (sensitive=%d always_sensitive=%d "
 		       "extractable=%d never_extractable=%d local=%d)\n",
 		       h.verdict, h.sensitive, h.always_sensitive, h.extractable,
@@ -308,8 +317,11 @@ int cmd_keys(int argc, char **argv)
 				KMS_OK;
 	json_decref(arr);
 	if (shown == 0) {
+		char chains[512];
+		cli_chain_list(cfg, chains, sizeof(chains));
 		if (a.chain != NULL)
-			cli_err("keys", "no key serves chain %s", a.chain);
+			cli_err("keys", "no key serves chain %s (chains in %s: %s)", a.chain,
+				cfg->path, chains);
 		else
 			cli_err("keys", "no keys configured");
 		ec = CMD_EXIT_CONFIG;

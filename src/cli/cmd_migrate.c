@@ -38,16 +38,19 @@ struct mig_args {
 	int dry_run, force;
 };
 
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_migrate_options[] = {
+	{ "output", required_argument, NULL, 'o' },
+	{ "tmkms-cwd", required_argument, NULL, 'C' },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int parse_args(int argc, char **argv, struct mig_args *a, int *exit_code)
 {
-	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "tmkms-cwd", required_argument, NULL, 'C' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = cmd_migrate_options;
 	int c;
 
 	optind = 0;
@@ -98,7 +101,7 @@ static int convert_state(const struct migrate_state *s, const char *out_dir)
 	if (r == KMS_ERR_NOT_FOUND) {
 		printf("  ! chain %s: no tmkms state file at %s: before `p11kms start`, import the "
 		       "node's priv_validator_state.json (`p11kms state import -c CONF --chain %s "
-		       "--format cometbft FILE`) or run `p11kms state init -c CONF --chain %s "
+		       "FILE`) or run `p11kms state init -c CONF --chain %s "
 		       "--height H` with the current height\n",
 		       s->chain_id, s->from, s->chain_id, s->chain_id);
 		r = KMS_OK;

@@ -18,6 +18,7 @@ const struct cli_command cli_commands[] = {
 	{ "migrate", cmd_migrate, "Convert a tmkms.toml (and its state files) to p11kms" },
 	{ "audit", cmd_audit, "Verify, show or export the audit log of signing decisions" },
 	{ "start", cmd_start, "Run the signer: connect to the validator nodes and sign" },
+	{ "completion", cmd_completion, "Print a bash completion script (from this table)" },
 	{ "version", cmd_version, "Print the version" },
 	{ "help", cmd_help, "Show the commands, or the usage of one command" },
 	{ NULL, NULL, NULL },

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "cmd_table.h"
 #include "p11kms/cmd.h"
 
@@ -12,6 +13,8 @@ int main(int argc, char **argv)
 	char *hv[] = { help_name, NULL }, *vv[] = { version_name, NULL };
 	const struct cli_command *c;
 
+	/* a final summary line must not contradict a precise ERROR above it (cli_fail) */
+	cli_log_watch();
 	if (argc < 2) {
 		(void)cmd_help(1, hv);
 		return CMD_EXIT_USAGE;

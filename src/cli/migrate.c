@@ -22,6 +22,7 @@ struct mctx {
 	/* chains declared, and whether a key serves each (one consensus key per chain) */
 	const char *chains[64];
 	int chain_has_key[64];
+	unsigned chain_line[64]; /* the [[chain]] entry's line, for messages */
 	size_t n_chains;
 };
 
@@ -290,6 +291,7 @@ static void convert_chain(struct mctx *x, const struct toml_value *c, size_t idx
 		merr(x, toml_line(c), where, "too many chains");
 		return;
 	}
+	x->chain_line[x->n_chains] = toml_line(c);
 	x->chains[x->n_chains++] = id;
 	if (migrate_state_name(id, sname, sizeof(sname)) != KMS_OK) {
 		merr(x, toml_line(c), where, "chain id too long");
@@ -588,7 +590,9 @@ static void convert_providers(struct mctx *x, const struct toml_value *root)
 	out(x, "%s);\n\n", first ? "" : "\n");
 	for (size_t i = 0; i < x->n_chains; i++)
 		if (!x->chain_has_key[i])
-			merr(x, 1, "providers", "chain \"%s\" has no consensus key in any provider",
+			merr(x, x->chain_line[i], "chain",
+			     "chain \"%s\" has no consensus key in any provider: add its id to the "
+			     "chain_ids of a [[providers.softsign]] or [[providers.yubihsm]] key",
 			     x->chains[i]);
 }
 
@@ -599,10 +603,11 @@ static const char *map_protocol(struct mctx *x, const struct toml_value *v, cons
 
 	if (pv == NULL) {
 		mnote(x,
-		      "%s: no protocol_version: tmkms 0.15 defaults to v0.38, so does this config "
-		      "(set v0.34 or v0.37 if the node runs CometBFT 0.34/0.37)",
+		      "%s: no protocol_version: tmkms 0.15 defaults to v0.38; this config says "
+		      "\"auto\", which serves v0.38 nodes as tmkms did, and v0.34, v0.37 and v1 "
+		      "nodes too",
 		      where);
-		return "v0.38";
+		return "auto";
 	}
 	if (s == NULL) {
 		merr(x, toml_line(pv), where, "'protocol_version' must be a string");

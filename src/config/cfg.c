@@ -25,6 +25,8 @@ const char *cfg_proto_name(enum cfg_proto v)
 		return "v0.38";
 	case CFG_PROTO_V1:
 		return "v1";
+	case CFG_PROTO_AUTO:
+		return "auto";
 	}
 	return "?";
 }
@@ -52,7 +54,7 @@ int cfg_proto_parse(const char *s, enum cfg_proto *out)
 		{ "v0.34", CFG_PROTO_V0_34 }, { "v0.37", CFG_PROTO_V0_37 },
 		{ "v0.38", CFG_PROTO_V0_38 }, { "v0.39", CFG_PROTO_V0_38 },
 		{ "v0.40", CFG_PROTO_V0_38 }, { "v1", CFG_PROTO_V1 },
-		{ "v1.0", CFG_PROTO_V1 },
+		{ "v1.0", CFG_PROTO_V1 },     { "auto", CFG_PROTO_AUTO },
 	};
 	if (s == NULL || out == NULL)
 		return KMS_ERR_FORMAT;
@@ -137,6 +139,9 @@ void cfg_free(struct cfg *cfg)
 			free(k->chain_ids[j]);
 		free(k->chain_ids);
 		free(k->uri);
+		for (size_t j = 0; j < k->n_uris; j++)
+			free(k->uris[j]);
+		free(k->uris);
 		free(k->profile);
 		free(k->pin_env);
 		free(k->softsign);
@@ -284,8 +289,10 @@ static int parse_text(const char *text, const char *name, const char *base_dir, 
 		goto out;
 	}
 	if (config_read_string(&lc, text) != CONFIG_TRUE) {
-		r = cfg_errf(&x, config_error_line(&lc), NULL, "syntax error: %s",
-			     config_error_text(&lc) != NULL ? config_error_text(&lc) : "?");
+		/* #17: libconfig only says "syntax error"; say what it expected */
+		char hint[256];
+		cfg_syntax_hint(text, strlen(text), name, config_error_line(&lc), hint, sizeof(hint));
+		r = cfg_errf(&x, config_error_line(&lc), NULL, "syntax error: %s", hint);
 		goto out;
 	}
 	cfg = calloc(1, sizeof(*cfg));

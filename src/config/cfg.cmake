@@ -5,6 +5,7 @@ p11kms_module(config
 	SOURCES
 		${CMAKE_CURRENT_LIST_DIR}/cfg.c
 		${CMAKE_CURRENT_LIST_DIR}/cfg_schema.c
+		${CMAKE_CURRENT_LIST_DIR}/cfg_hint.c
 	DEPS p11kms_core p11kms_net PkgConfig::LIBCONFIG)
 
 p11kms_test(test_cfg SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_cfg.c

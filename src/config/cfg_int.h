@@ -31,4 +31,13 @@ void cfg_ha_free(struct cfg_ha *h);
 
 KMS_MUST_CHECK int cfg_check_refs(struct cfg_ctx *x, const struct cfg *cfg);
 
+/*
+ * What libconfig's parser expected, for its bare "syntax error" at err_line:
+ * one sentence into out ("line N: expected ','...", "this is TOML (a
+ * tmkms.toml?)..."). name is the file name (a .toml one gets the migrate
+ * hint). Pure.
+ */
+void cfg_syntax_hint(const char *text, size_t len, const char *name, int err_line, char *out,
+		     size_t cap);
+
 #endif

@@ -18,15 +18,16 @@ static const char *const chain_keys[] = { "id",
 					  "consensus_key_prefix",
 					  "state_file",
 					  "sign_extensions",
+					  "allow_volatile_state",
 					  "ha",
 					  NULL };
 static const char *const key_keys[] = {
-	"chain_ids", "uri", "profile", "pin_env", "softsign", NULL
+	"chain_ids", "uri", "profile", "pin_env", "softsign", "timeout_ms", NULL
 };
 static const char *const val_keys[] = {
 	"chain_id",	  "addr",	  "secret_key", "secret_key_pin_env", "protocol_version",
 	"reconnect",	  "timeout",	  "timeout_ms", "max_height",	      "backoff_min_ms",
-	"backoff_max_ms", "max_msg_size", NULL
+	"backoff_max_ms", "max_msg_size", "redial_ms",	      NULL
 };
 static const char *const log_keys[] = { "level", "file", "format", NULL };
 static const char *const metrics_keys[] = { "listen", "allow_remote", NULL };
@@ -373,6 +374,7 @@ static int parse_chain(struct cfg_ctx *x, const config_setting_t *g, const char 
 		    KMS_OK ||
 	    (r = get_path(x, g, kp, "state_file", 1, &c->state_file)) != KMS_OK ||
 	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK ||
+	    (r = get_bool(x, g, kp, "allow_volatile_state", 0, &c->allow_volatile_state)) != KMS_OK ||
 	    (r = parse_ha(x, g, kp, c)) != KMS_OK)
 		goto out;
 	if (fmt == NULL) {
@@ -459,6 +461,65 @@ static int parse_chain_ids(struct cfg_ctx *x, const config_setting_t *g, const c
 	return KMS_OK;
 }
 
+/* One URI of keys.uri: an RFC 7512 URI, not listed twice. */
+static int check_uri(struct cfg_ctx *x, int line, const char *kp, const struct cfg_key *k,
+		     const char *u)
+{
+	if (strncasecmp(u, "pkcs11:", 7) != 0)
+		return cfg_errf(x, line, kp, "must be an RFC 7512 URI starting with \"pkcs11:\"");
+	for (const char *c = u; *c != '\0'; c++)
+		if (iscntrl((unsigned char)*c))
+			return cfg_errf(x, line, kp, "contains a control character");
+	for (size_t j = 0; j < k->n_uris; j++)
+		if (strcmp(k->uris[j], u) == 0)
+			return cfg_errf(x, line, kp, "\"%s\" is listed twice", u);
+	return KMS_OK;
+}
+
+/* keys.uri: a string, or a list of strings (primary first, then backups). */
+static int parse_uris(struct cfg_ctx *x, const config_setting_t *g, const char *kp,
+		      struct cfg_key *k)
+{
+	char sub[160];
+	const config_setting_t *a = member(g, "uri");
+	int n, r;
+	if (a == NULL)
+		return KMS_OK;
+	key_path(sub, sizeof(sub), kp, "uri");
+	if (config_setting_type(a) == CONFIG_TYPE_STRING)
+		n = 1;
+	else if (config_setting_type(a) == CONFIG_TYPE_ARRAY ||
+		 config_setting_type(a) == CONFIG_TYPE_LIST)
+		n = config_setting_length(a);
+	else
+		return cfg_errf(x, line_of(a), sub,
+				"must be a string \"pkcs11:...\" or a list of them [ primary, "
+				"backup, ... ], found %s",
+				type_name(a));
+	if (n < 1 || n > CFG_KEY_MAX_URIS)
+		return cfg_errf(x, line_of(a), sub, "must list 1 to %d URIs, found %d",
+				CFG_KEY_MAX_URIS, n);
+	if ((k->uris = calloc((size_t)n, sizeof(char *))) == NULL)
+		return KMS_ERR_ALLOC;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e =
+			config_setting_type(a) == CONFIG_TYPE_STRING ?
+				a :
+				config_setting_get_elem(a, (unsigned)i);
+		const char *u = config_setting_get_string(e);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING || u == NULL || u[0] == '\0')
+			return cfg_errf(x, line_of(a), sub,
+					"element %d must be a non-empty string", i);
+		if ((r = check_uri(x, line_of(a), sub, k, u)) != KMS_OK)
+			return r;
+		if ((k->uris[i] = strdup(u)) == NULL)
+			return KMS_ERR_ALLOC;
+		k->n_uris = (size_t)i + 1;
+	}
+	k->uri = strdup(k->uris[0]);
+	return k->uri != NULL ? KMS_OK : KMS_ERR_ALLOC;
+}
+
 static int parse_key(struct cfg_ctx *x, const config_setting_t *g, const char *kp,
 		     struct cfg_key *k)
 {
@@ -468,7 +529,7 @@ static int parse_key(struct cfg_ctx *x, const config_setting_t *g, const char *k
 	k->line = line_of(g);
 	if ((r = check_known(x, g, key_keys, kp)) != KMS_OK ||
 	    (r = parse_chain_ids(x, g, kp, k)) != KMS_OK ||
-	    (r = get_str(x, g, kp, "uri", 0, &k->uri)) != KMS_OK ||
+	    (r = parse_uris(x, g, kp, k)) != KMS_OK ||
 	    (r = get_str(x, g, kp, "profile", 0, &k->profile)) != KMS_OK ||
 	    (r = get_str(x, g, kp, "pin_env", 0, &k->pin_env)) != KMS_OK ||
 	    (r = get_path(x, g, kp, "softsign", 0, &k->softsign)) != KMS_OK)
@@ -478,17 +539,24 @@ static int parse_key(struct cfg_ctx *x, const config_setting_t *g, const char *k
 				"give exactly one of uri = \"pkcs11:...\" or softsign = \"path\"");
 	if (k->softsign != NULL) {
 		k->kind = CFG_KEY_SOFTSIGN;
-		if (k->profile != NULL || k->pin_env != NULL) {
-			key_path(sub, sizeof(sub), kp, k->profile != NULL ? "profile" : "pin_env");
+		if (k->profile != NULL || k->pin_env != NULL || member(g, "timeout_ms") != NULL) {
+			key_path(sub, sizeof(sub), kp,
+				 k->profile != NULL ? "profile" :
+				 k->pin_env != NULL ? "pin_env" :
+						      "timeout_ms");
 			return cfg_errf(x, k->line, sub, "only for uri keys, not softsign");
 		}
 		return KMS_OK;
 	}
 	k->kind = CFG_KEY_PKCS11;
-	key_path(sub, sizeof(sub), kp, "uri");
-	if (strncasecmp(k->uri, "pkcs11:", 7) != 0)
-		return cfg_errf(x, line_of(member(g, "uri")), sub,
-				"must be an RFC 7512 URI starting with \"pkcs11:\"");
+	{
+		long long t = 0;
+		int has = 0;
+		/* 50 ms is below any token's signature; 10 min above any sane wait. */
+		if ((r = get_int(x, g, kp, "timeout_ms", 50, 600000, &has, &t)) != KMS_OK)
+			return r;
+		k->timeout_ms = has ? (unsigned)t : CFG_DEFAULT_TOKEN_TIMEOUT_MS;
+	}
 	if (k->pin_env != NULL) {
 		key_path(sub, sizeof(sub), kp, "pin_env");
 		return check_env_name(x, line_of(member(g, "pin_env")), sub, k->pin_env);
@@ -529,6 +597,10 @@ static int parse_val_numbers(struct cfg_ctx *x, const config_setting_t *g, const
 	if ((r = get_int(x, g, kp, "max_msg_size", 1024, 64 * 1024 * 1024, &has, &n)) != KMS_OK)
 		return r;
 	v->max_msg_size = has ? (size_t)n : CFG_DEFAULT_MAX_MSG_SIZE;
+	/* #17: redial interval while disconnected; the node waits ~3 s for its signer */
+	if ((r = get_int(x, g, kp, "redial_ms", 10, 60000, &has, &n)) != KMS_OK)
+		return r;
+	v->redial_ms = has ? (uint32_t)n : CFG_DEFAULT_REDIAL_MS;
 	return KMS_OK;
 }
 
@@ -555,14 +627,16 @@ static int parse_validator(struct cfg_ctx *x, const config_setting_t *g, const c
 	}
 	if ((r = get_str(x, g, kp, "secret_key", 0, &sk)) != KMS_OK ||
 	    (r = get_str(x, g, kp, "secret_key_pin_env", 0, &v->secret_key_pin_env)) != KMS_OK ||
-	    (r = get_str(x, g, kp, "protocol_version", 1, &proto)) != KMS_OK ||
+	    (r = get_str(x, g, kp, "protocol_version", 0, &proto)) != KMS_OK ||
 	    (r = get_bool(x, g, kp, "reconnect", 1, &v->reconnect)) != KMS_OK ||
 	    (r = parse_val_numbers(x, g, kp, v)) != KMS_OK)
 		goto out;
-	if (cfg_proto_parse(proto, &v->protocol_version) != KMS_OK) {
+	if (proto == NULL) {
+		v->protocol_version = CFG_PROTO_AUTO; /* #17: one form every version reads */
+	} else if (cfg_proto_parse(proto, &v->protocol_version) != KMS_OK) {
 		key_path(sub, sizeof(sub), kp, "protocol_version");
 		r = cfg_errf(x, line_of(member(g, "protocol_version")), sub,
-			     "\"%s\" is not one of \"v0.34\", \"v0.37\", \"v0.38\", \"v1\"%s",
+			     "\"%s\" is not one of \"auto\", \"v0.34\", \"v0.37\", \"v0.38\", \"v1\"%s",
 			     proto,
 			     strcmp(proto, "v0.33") == 0 || strcmp(proto, "legacy") == 0 ?
 				     " (Tendermint <= 0.33 amino framing is not supported)" :

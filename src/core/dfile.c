@@ -39,12 +39,24 @@ static ssize_t real_pwrite(int fd, const void *p, size_t n, off_t off)
 	return pwrite(fd, p, n, off);
 }
 
+static int real_link(const char *from, const char *to)
+{
+	return link(from, to);
+}
+
+static int real_fstatfs(int fd, struct statfs *st)
+{
+	return fstatfs(fd, st);
+}
+
 static const struct dfile_ops default_ops = {
 	.fsync = real_fsync,
 	.fdatasync = real_fdatasync,
 	.rename = real_rename,
 	.write = real_write,
 	.pwrite = real_pwrite,
+	.link = real_link,
+	.fstatfs = real_fstatfs,
 };
 
 static const struct dfile_ops *cur_ops = &default_ops;
@@ -57,6 +69,66 @@ const struct dfile_ops *dfile_ops(void)
 void dfile_set_ops(const struct dfile_ops *ops)
 {
 	cur_ops = ops != NULL ? ops : &default_ops;
+}
+
+/* Filesystem types by statfs f_type (linux/magic.h; zfs, lustre, bcachefs from their sources). */
+static const struct {
+	unsigned long magic;
+	const char *name;
+	const char *why; /* NULL: durable */
+} fs_types[] = {
+	{ 0xEF53, "ext4", NULL },
+	{ 0x58465342, "xfs", NULL },
+	{ 0x9123683E, "btrfs", NULL },
+	{ 0x2FC12FC1, "zfs", NULL },
+	{ 0xF2F52010, "f2fs", NULL },
+	{ 0xCA451A4E, "bcachefs", NULL },
+	{ 0x3153464A, "jfs", NULL },
+	{ 0x52654973, "reiserfs", NULL },
+	{ 0x01021994, "tmpfs", "it lives in memory: a reboot or power cut erases it" },
+	{ 0x858458F6, "ramfs", "it lives in memory: a reboot or power cut erases it" },
+	{ 0x794C7630, "overlayfs",
+	  "a container layer: it is often thrown away with the container, and its "
+	  "durability is the upper layer's (mount a volume on a disk filesystem)" },
+	{ 0x61756673, "aufs", "a container layer (mount a volume on a disk filesystem)" },
+	{ 0x6969, "nfs",
+	  "a network filesystem: flock does not keep a signer on another host out, and "
+	  "fdatasync is only as durable as the server makes it" },
+	{ 0xFF534D42, "cifs", "a network filesystem: flock does not keep other hosts out" },
+	{ 0xFE534D42, "smb2", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x517B, "smb", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x01021997, "9p",
+	  "a host/guest or network share: no durable fdatasync, no flock "
+	  "across hosts" },
+	{ 0x00C36400, "ceph", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x5346414F, "afs", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x6B414653, "afs", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x0BD00BD0, "lustre", "a network filesystem: flock does not keep other hosts out" },
+	{ 0x65735546, "fuse",
+	  "a FUSE filesystem (sshfs, s3fs, ...): whether fdatasync reaches stable storage "
+	  "and flock keeps other hosts out is up to its implementation" },
+};
+
+int dfile_fs_probe(int fd, struct dfile_fs *out)
+{
+	struct statfs st;
+
+	memset(out, 0, sizeof(*out));
+	if (cur_ops->fstatfs(fd, &st) != 0) {
+		kms_log_err("fstatfs failed err=\"%s\"", strerror(errno));
+		return KMS_ERR_SYSTEM;
+	}
+	out->magic = (unsigned long)st.f_type & 0xFFFFFFFFul;
+	out->name = "unknown";
+	out->durable = 1;
+	for (size_t i = 0; i < sizeof(fs_types) / sizeof(fs_types[0]); i++) {
+		if (fs_types[i].magic == out->magic) {
+			out->name = fs_types[i].name;
+			out->durable = fs_types[i].why == NULL;
+			out->why = fs_types[i].why;
+		}
+	}
+	return KMS_OK;
 }
 
 /* Read side errors: map the common errnos callers want to tell apart. */
@@ -90,19 +162,34 @@ static int check_private_st(const char *path, const struct stat *st)
 	return KMS_OK;
 }
 
+/* What stat/fstat of path returned (r, errno): the error logged, or the private check. */
+static int checked_private(int r, const char *path, const struct stat *st)
+{
+	if (r != 0) {
+		int e = errno;
+
+		kms_log_err("cannot stat file path=%s err=\"%s\"", path, strerror(e));
+		return errno_to_err(e);
+	}
+	return check_private_st(path, st);
+}
+
 int dfile_check_private(const char *path)
 {
 	struct stat st;
 
 	if (path == NULL)
 		return KMS_ERR_INTERNAL;
-	if (stat(path, &st) != 0) {
-		int e = errno;
+	return checked_private(stat(path, &st), path, &st);
+}
 
-		kms_log_err("cannot stat file path=%s err=\"%s\"", path, strerror(e));
-		return errno_to_err(e);
-	}
-	return check_private_st(path, &st);
+int dfile_check_private_fd(int fd, const char *path)
+{
+	struct stat st;
+
+	if (fd < 0 || path == NULL)
+		return KMS_ERR_INTERNAL;
+	return checked_private(fstat(fd, &st), path, &st);
 }
 
 /* Reads fd to EOF into a new kbuf of at most max bytes. */
@@ -374,7 +461,7 @@ static int write_atomic(const char *path, const void *data, size_t len, mode_t m
 		goto fail;
 	if (excl) {
 		/* link() fails with EEXIST, so a file created meanwhile is never replaced. */
-		if (link(tmp, path) != 0) {
+		if (cur_ops->link(tmp, path) != 0) {
 			int e = errno;
 
 			kms_log_err("cannot create file path=%s err=\"%s\"", path, strerror(e));

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `p11kms start [-c FILE] [-v]`: loads the config, installs signal handlers, runs the daemon. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -10,6 +12,7 @@
 #include "p11kms/cmd.h"
 #include "p11kms/daemon.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/preflight.h"
 
 static const char usage[] =
 	"usage: p11kms start [-c FILE] [-v]\n"
@@ -53,37 +56,72 @@ static int install_signals(void)
 	return sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* Anyone who can write the config can point the signer at another key or node. */
-static int check_config_perms(const char *path)
+/* The preflight's findings, kept until the log (file, level) is set up. */
+struct findings {
+	struct pf_result *r;
+	size_t n, cap;
+};
+
+static void keep_finding(void *ctx, const struct pf_result *r)
 {
-	struct stat st;
-	if (stat(path, &st) != 0)
-		return CMD_EXIT_OK; /* cfg_load reports a missing file with the hint */
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		kms_log_err("config %s is writable by group or others (mode %04o): chmod go-w %s",
-			    path, (unsigned)(st.st_mode & 07777), path);
-		return CMD_EXIT_PERM;
+	struct findings *f = ctx;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		struct pf_result *p = realloc(f->r, cap * sizeof(*p));
+		if (p == NULL) { /* out of memory: say it now rather than lose it */
+			kms_log(r->status == PF_FAIL ? KMS_LOG_ERR : KMS_LOG_WARN, "%s", r->message);
+			return;
+		}
+		f->r = p;
+		f->cap = cap;
 	}
-	return CMD_EXIT_OK;
+	f->r[f->n++] = *r;
 }
+
+/* Failures at ERROR, warnings at WARN, passed checks at DEBUG. */
+static void log_findings(const struct findings *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct pf_result *r = &f->r[i];
+		enum kms_log_level l = r->status == PF_FAIL ? KMS_LOG_ERR :
+				       r->status == PF_WARN ? KMS_LOG_WARN :
+							      KMS_LOG_DEBUG;
+		kms_log(l, "%s", r->message);
+	}
+}
+
+/* The options: getopt_long() below parses with this table, `p11kms completion` reads it. */
+const struct option cmd_start_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
 
 static int parse_args(int argc, char **argv, const char **conf, int *verbose)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "c:vh", cmd_start_options, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			*conf = optarg;
+			break;
+		case 'v':
+			*verbose = 1;
+			break;
+		case 'h':
 			fputs(usage, stdout);
 			return 1;
-		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-			*verbose = 1;
-		} else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
-			*conf = argv[++i];
-		} else if (strncmp(a, "--config=", 9) == 0 && a[9] != '\0') {
-			*conf = a + 9;
-		} else {
-			fprintf(stderr, "p11kms start: unexpected argument \"%s\"\n%s", a, usage);
+		default:
+			fputs(usage, stderr);
 			return -1;
 		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "p11kms start: unexpected argument \"%s\"\n%s", argv[optind], usage);
+		return -1;
 	}
 	return 0;
 }
@@ -92,9 +130,10 @@ int cmd_start(int argc, char **argv)
 {
 	const char *conf = NULL;
 	char path[4096];
-	char err[CFG_ERR_MAX];
 	struct cfg *cfg = NULL;
 	struct daemon_opts opts = { 0 };
+	struct pf_ctx pf = { 0 };
+	struct findings found = { 0 };
 	int ec, r;
 
 	r = parse_args(argc, argv, &conf, &opts.verbose);
@@ -104,23 +143,31 @@ int cmd_start(int argc, char **argv)
 		fprintf(stderr, "p11kms start: config path too long\n");
 		return CMD_EXIT_USAGE;
 	}
-	if ((ec = check_config_perms(path)) != CMD_EXIT_OK)
-		return ec;
-	r = cfg_load(path, &cfg, err, sizeof(err));
-	if (r != KMS_OK) {
-		kms_log_err("config: %s", err[0] ? err : kms_strerror(r));
-		return r == KMS_ERR_ALLOC ? CMD_EXIT_FAIL : CMD_EXIT_CONFIG;
-	}
-	kms_log_set_format(cfg->log_format); /* log.format: from here on, as configured */
-	if (cfg->log_file != NULL && kms_log_open(cfg->log_file) != KMS_OK) {
+	/* the checks doctor runs too (src/daemon/preflight.c); all of them, then the verdict */
+	pf.mode = PF_START;
+	pf.conf_path = path;
+	pf.emit = keep_finding;
+	pf.emit_ctx = &found;
+	ec = pf_run(&pf);
+	cfg = pf.cfg;
+	if (cfg != NULL)
+		kms_log_set_format(cfg->log_format); /* log.format: from here on, as configured */
+	if (cfg != NULL && cfg->log_file != NULL && kms_log_open(cfg->log_file) != KMS_OK) {
 		kms_log_err("cannot open log.file %s (%s:log.file)", cfg->log_file, cfg->path);
-		ec = CMD_EXIT_CONFIG;
-		goto out;
+		ec = ec != CMD_EXIT_OK ? ec : CMD_EXIT_CONFIG;
 	}
-	if (cfg->has_log_level)
+	if (cfg != NULL && cfg->has_log_level)
 		kms_log_set_level(cfg->log_level);
 	if (opts.verbose && kms_log_get_level() < KMS_LOG_INFO)
 		kms_log_set_level(KMS_LOG_INFO);
+	log_findings(&found);
+	free(found.r);
+	if (ec != CMD_EXIT_OK) {
+		kms_log_err("not starting: %d start-up check%s failed (the line%s above; `p11kms "
+			    "doctor -c %s` runs the same checks)",
+			    pf.n_fail, pf.n_fail == 1 ? "" : "s", pf.n_fail == 1 ? "" : "s", path);
+		goto out;
+	}
 	if (install_signals() != 0) {
 		kms_log_err("sigaction failed: %s", strerror(errno));
 		ec = CMD_EXIT_FAIL;

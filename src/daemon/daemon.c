@@ -91,22 +91,14 @@ static enum pv_version version_of(enum cfg_proto p)
 		return PV_V0_38;
 	case CFG_PROTO_V1:
 		return PV_V1;
+	case CFG_PROTO_AUTO:
+		return PV_AUTO;
 	}
-	return PV_V0_37;
+	return PV_AUTO;
 }
 
-/* #20: the HA preflight's findings go to the log (start never fails on etcd: it refuses). */
-static void ha_log_line(void *ctx, int ok, const char *line)
-{
-	(void)ctx;
-	if (ok)
-		kms_log_info("%s", line);
-	else
-		kms_log_warn("%s", line);
-}
-
-/* Bound on one C_Sign of a PKCS#11 key (docs/operations.md). */
-#define D_SIGN_TIMEOUT_MS 3000u
+/* Bound on each token call of a PKCS#11 identity key (consensus keys: keys.timeout_ms). */
+#define D_SIGN_TIMEOUT_MS CFG_DEFAULT_TOKEN_TIMEOUT_MS
 
 /* STYLE.md §2.5: no core dumps or ptrace of a process that holds PINs and sessions. */
 static int hygiene(void)
@@ -129,19 +121,6 @@ static int hygiene(void)
 		return CMD_EXIT_FAIL;
 	}
 	return CMD_EXIT_OK;
-}
-
-static int exit_for_slot_err(int r)
-{
-	switch (r) {
-	case KMS_ERR_PERM:
-		return CMD_EXIT_PERM;
-	case KMS_ERR_FORMAT:
-	case KMS_ERR_CONFIG:
-		return CMD_EXIT_CONFIG;
-	default:
-		return CMD_EXIT_KEY;
-	}
 }
 
 static int exit_for_guard_err(int r)
@@ -169,6 +148,12 @@ static void log_pubkey(const struct cfg_chain *cc, const struct slot *s)
 	if (r != KMS_OK && enc_hex_encode_upper(pub, sizeof(pub), disp, sizeof(disp)) != KMS_OK)
 		(void)snprintf(disp, sizeof(disp), "?");
 	kms_log_info("key chain=%s slot=\"%s\" pubkey=%s", cc->id, slot_describe(s), disp);
+	for (size_t i = 1; i < slot_count(s); i++) {
+		struct slot_member_info mi;
+		if (slot_member_info(s, i, &mi) == KMS_OK)
+			kms_log_info("key chain=%s backup %zu slot=\"%s\" %s", cc->id, i, mi.uri,
+				     mi.up ? "same public key" : "unreachable at start (warning)");
+	}
 }
 
 /*
@@ -193,25 +178,25 @@ static int open_key(struct daemon *d, struct d_chain *ch)
 	const struct cfg_key *k = ch->ck;
 	struct slot_opts so = { .profile = k->profile,
 				.pin_env = k->pin_env,
-				.profiles_dir = d->o->profiles_dir };
+				.profiles_dir = d->o->profiles_dir,
+				.timeout_ms = k->kind == CFG_KEY_PKCS11 ? k->timeout_ms : 0,
+				.chain_id = ch->cc->id };
 	if (k->kind == CFG_KEY_SOFTSIGN) {
 		int ec = check_softsign_file(k->softsign, "the softsign key", d->cfg->path, k->line);
 		if (ec != CMD_EXIT_OK)
 			return ec;
 	}
-	int r = k->kind == CFG_KEY_SOFTSIGN ? slot_open_softsign(k->softsign, &so, &ch->key) :
-					      slot_open(k->uri, &so, &ch->key);
+	/* Every token call is bounded by keys.timeout_ms (USB tokens hang: tmkms #806/#37);
+	 * backups in keys.uri take over a request the primary fails. softsign cannot hang. */
+	int r = k->kind == CFG_KEY_SOFTSIGN ?
+			slot_open_softsign(k->softsign, &so, &ch->key) :
+			slot_open_set((const char *const *)k->uris, k->n_uris, &so, &ch->key);
 	if (r != KMS_OK) {
 		kms_log_err("cannot open the key of chain %s (%s:%d, %s): %s", ch->cc->id,
 			    d->cfg->path, k->line,
 			    k->kind == CFG_KEY_SOFTSIGN ? k->softsign : k->uri, kms_strerror(r));
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
-	/* A PKCS#11 token can hang in C_Sign (USB tokens do, tmkms #806/#37); the
-	 * node gives up after 5 s per request, so bound each signature below that
-	 * and let the next one use a fresh session. softsign cannot hang. */
-	if (k->kind == CFG_KEY_PKCS11)
-		slot_set_timeout(ch->key, D_SIGN_TIMEOUT_MS);
 	if (slot_key_type(ch->key) != SLOT_KEY_ED25519) {
 		kms_log_err("the key of chain %s is not Ed25519 (%s:%d)", ch->cc->id, d->cfg->path,
 			    k->line);
@@ -228,7 +213,8 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 	for (struct d_chain *o = d->chains; o < ch; o++)
 		if (o->ck == ch->ck && o->key != NULL)
 			same = o;
-	int r = guard_open(ch->cc->state_file, ch->cc->id, &ch->guard);
+	struct guard_opts go = { .allow_volatile_state = ch->cc->allow_volatile_state };
+	int r = guard_open_opts(ch->cc->state_file, ch->cc->id, &go, &ch->guard);
 	if (r != KMS_OK) {
 		kms_log_err(
 			"cannot open the double-sign state of chain %s (%s:%d, state_file %s): %s%s",
@@ -237,27 +223,16 @@ static int open_chain(struct daemon *d, struct d_chain *ch)
 				": create it with `p11kms state init` or `p11kms state import`" :
 			r == KMS_ERR_LOCKED ? ": another signer holds it" :
 					      "");
+		if (r == KMS_ERR_FORMAT)
+			kms_log_err("see what the state holds and the operator's choices: "
+				    "`p11kms state repair -c %s --chain %s`",
+				    d->cfg->path, ch->cc->id);
 		return exit_for_guard_err(r);
 	}
 	struct guard_hrs last;
 	guard_last(ch->guard, &last);
 	kms_log_info("state chain=%s file=%s last h=%lld r=%d s=%d", ch->cc->id, ch->cc->state_file,
 		     (long long)last.height, (int)last.round, (int)last.step);
-	/* #20: several hosts, one mark in etcd; etcd being down refuses, never blocks start */
-	if (ch->cc->ha != NULL) {
-		r = ha_global_init();
-		if (r == KMS_OK && ha_preflight(ch->cc, NULL, ha_log_line, NULL) != KMS_OK)
-			kms_log_warn("chain %s: etcd is not healthy: new signatures are refused until "
-				     "it is (docs/ha.md)",
-				     ch->cc->id);
-		if (r == KMS_OK)
-			r = ha_chain_start(ch->cc, ch->guard, &ch->ha);
-		if (r != KMS_OK) {
-			kms_log_err("cannot set up HA for chain %s (%s:%d): %s", ch->cc->id,
-				    d->cfg->path, ch->cc->line, kms_strerror(r));
-			return r == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_CONFIG;
-		}
-	}
 	if (same != NULL) {
 		ch->key = same->key;
 		log_pubkey(ch->cc, ch->key);
@@ -313,9 +288,11 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 		}
 	}
 	struct d_ident *id = &d->idents[d->n_idents];
-	struct slot_opts so = { .pin_env = v->secret_key_pin_env,
-				.profiles_dir = d->o->profiles_dir };
 	int is_uri = strncmp(v->secret_key, "pkcs11:", 7) == 0;
+	/* The handshake signs with it: a hung token must not hang the connection. */
+	struct slot_opts so = { .pin_env = v->secret_key_pin_env,
+				.profiles_dir = d->o->profiles_dir,
+				.timeout_ms = is_uri ? D_SIGN_TIMEOUT_MS : 0 };
 	if (!is_uri) {
 		int ec = check_softsign_file(v->secret_key, "the identity key secret_key",
 					     d->cfg->path, v->line);
@@ -330,7 +307,7 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 			    r == KMS_ERR_NOT_FOUND && !is_uri ?
 				    ": create one with `p11kms keygen --softsign PATH`" :
 				    "");
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	id->ref = v->secret_key;
 	d->n_idents++;
@@ -340,6 +317,41 @@ static int open_ident(struct daemon *d, const struct cfg_validator *v, struct d_
 	slot_pubkey(id->slot, pub);
 	if (sc_node_id(pub, nid) == KMS_OK && enc_hex_encode(nid, 20, hex, sizeof(hex)) == KMS_OK)
 		kms_log_info("identity secret_key=\"%s\" kms_node_id=%s", v->secret_key, hex);
+	return CMD_EXIT_OK;
+}
+
+/* Every guard's loaded record durable before anything is served (guard_make_durable). */
+static int make_states_durable(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_chains; i++)
+		if (guard_make_durable(d->chains[i].guard) != KMS_OK)
+			return CMD_EXIT_STATE;
+	return CMD_EXIT_OK;
+}
+
+/*
+ * #20: several hosts, one mark in etcd (docs/ha.md). After make_states_durable:
+ * the start-up sync reads the local record only once it is durable. etcd
+ * being down never stops start (the preflight warned): new signatures are
+ * refused until it answers.
+ */
+static int start_ha(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_chains; i++) {
+		struct d_chain *ch = &d->chains[i];
+		int r;
+
+		if (ch->cc->ha == NULL)
+			continue;
+		r = ha_global_init();
+		if (r == KMS_OK)
+			r = ha_chain_start(ch->cc, ch->guard, &ch->ha);
+		if (r != KMS_OK) {
+			kms_log_err("cannot set up HA for chain %s (%s:%d): %s", ch->cc->id,
+				    d->cfg->path, ch->cc->line, kms_strerror(r));
+			return r == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_CONFIG;
+		}
+	}
 	return CMD_EXIT_OK;
 }
 
@@ -411,7 +423,7 @@ static int preload_softsign(struct daemon *d)
 				": create a key with `p11kms keygen --softsign PATH` or "
 				"`p11kms import priv_validator_key.json --softsign PATH`" :
 				"");
-		return exit_for_slot_err(r);
+		return d_exit_for_slot_err(r);
 	}
 	return CMD_EXIT_OK;
 }
@@ -566,7 +578,9 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 		goto out;
 	}
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
-	    (ec = prepare_conns(&d)) != CMD_EXIT_OK || (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
+	    (ec = prepare_conns(&d)) != CMD_EXIT_OK ||
+	    (ec = make_states_durable(&d)) != CMD_EXIT_OK || (ec = start_ha(&d)) != CMD_EXIT_OK ||
+	    (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
 	    (ec = open_audit(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (atomic_load(&g_stop_requested)) {

@@ -7,9 +7,37 @@
 #include <stdatomic.h>
 
 #include "p11kms/cfg.h"
+#include "p11kms/kms_log.h"
 #include "p11kms/daemon.h"
 #include "p11kms/ha.h"
 #include "p11kms/pv.h"
+
+/*
+ * Repeated identical log lines (issue #17): the first of a kind is logged in
+ * full; the same kind again within period_ms is only counted, and one line
+ * with the count is written when the period is up, when another kind comes,
+ * or at d_logrl_flush(). One per connection thread: not locked.
+ */
+#define D_LOGRL_PERIOD_MS 60000
+struct d_logrl {
+	char key[128];	   /* the kind of the last line ("" after a flush) */
+	char last[512];	   /* the text of the last occurrence folded into the count */
+	uint64_t folded;   /* occurrences counted, not written, since the last line */
+	int64_t since_ms;  /* when the first of them happened */
+	int64_t line_ms;   /* when a line of this kind was last written */
+	int64_t period_ms; /* D_LOGRL_PERIOD_MS, shorter in tests */
+	enum kms_log_level level;
+};
+void d_logrl_init(struct d_logrl *rl, int64_t period_ms);
+/*
+ * One occurrence of kind key at now (net_now_ms()). Returns 1 when a line
+ * was written (the first of its kind, or the count when the period is up,
+ * then with this occurrence's text), 0 when it was only counted.
+ */
+int d_logrl_log(struct d_logrl *rl, int64_t now, enum kms_log_level level, const char *key,
+		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Writes the count of what was folded (if any) and forgets the kind. */
+void d_logrl_flush(struct d_logrl *rl, int64_t now);
 
 /* One per chain that has validators: its guard and its consensus key. */
 struct d_chain {
@@ -59,6 +87,9 @@ struct daemon {
 	struct audit_log *audit; /* audit = { } in the config, else NULL */
 	struct d_obs *obs; /* metrics, health, systemd (d_obs.c) */
 };
+
+/* The exit code for a key or token that does not open (preflight.c; daemon.c too). */
+int d_exit_for_slot_err(int r);
 
 /* Connection thread body (conn.c). */
 void *d_conn_main(void *arg);

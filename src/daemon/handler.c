@@ -15,6 +15,7 @@
 #include "p11kms/obs.h"
 #include "p11kms/pv.h"
 #include "p11kms/slot.h"
+#include "daemon_int.h"
 
 /* Sign-bytes buffers: a CanonicalVote is < 300 bytes; the guard stores at most this. */
 #define SIGN_BYTES_CAP (GUARD_MAX_SIGN_BYTES + 16)
@@ -92,8 +93,18 @@ static int refuse_as(const struct handler_ctx *h, const struct pv_request *req, 
 	ev->why = kind;
 	ev->code = (int32_t)code;
 	(void)snprintf(ev->detail, sizeof(ev->detail), "%s", why);
-	kms_log_warn("refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind), h->chain_id,
-		     (int)code, h->peer, why);
+	if (h->refusal_rl != NULL) {
+		/* a node repeating what we refuse gets one line, then a count per minute */
+		char key[64];
+		(void)snprintf(key, sizeof(key), "%s/%d/%d", kind_label(req->kind), (int)code,
+			       (int)kind);
+		(void)d_logrl_log(h->refusal_rl, net_now_ms(), KMS_LOG_WARN, key,
+				  "refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind),
+				  h->chain_id, (int)code, h->peer, why);
+	} else {
+		kms_log_warn("refused %s chain=%s code=%d peer=%s: %s", kind_label(req->kind),
+			     h->chain_id, (int)code, h->peer, why);
+	}
 	kbuf_reset(out);
 	return pv_encode_error_response(h->version, req->kind, (int32_t)code, desc, out);
 }

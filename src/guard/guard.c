@@ -2,15 +2,21 @@
 /* The double-sign guard: FilePV rules (spec §5.2) with the p11kms policy (§5.4), durable first. */
 #include "p11kms/guard.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "guard_int.h"
+#include "p11kms/dfile.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 
 static int64_t mono_ns(void)
 {
@@ -22,7 +28,10 @@ static int64_t mono_ns(void)
 struct guard {
 	pthread_mutex_t mu;
 	struct guard_file *gf; /* the locked file and the last record (gf->rec) */
-	int failed;	       /* a persist failed: the disk state is uncertain, refuse all */
+	/* a persist failed: the disk state is uncertain, refuse all. Written under mu,
+	 * read without it (readiness and metrics must not wait behind a slow token). */
+	atomic_int failed;
+	int durable; /* the loaded record was re-persisted (under mu) */
 	char chain_id[GUARD_MAX_CHAIN_ID + 1];
 	struct guard_rec next; /* scratch for the record being written (under mu) */
 	/* HA (docs/ha.md): the cluster, and scratch marks for it (under mu) */
@@ -59,7 +68,129 @@ const char *guard_step_name(enum guard_step s)
 	return "invalid";
 }
 
+static void emit_failed(struct guard *g)
+{
+	obs_status(&(struct obs_status){
+		.kind = OBS_ST_GUARD_FAILED, .chain_id = g->chain_id, .err = KMS_ERR_STATE_IO });
+}
+
+/*
+ * Makes the loaded record durable before anything is served. It may only be
+ * in the page cache (killed between pwrite and fdatasync, or an fdatasync
+ * that failed): served from there, a stored signature could leave and then be
+ * lost with the record in a power cut. guard_file_write first writes the
+ * record's own bytes back into its own slot and syncs (and the directory);
+ * then the record goes into the other slot as seq+1, whole (sign bytes and
+ * signature too, so a repeated request still gets the stored signature), so
+ * no slot is left holding data only the cache has.
+ */
+static int repersist(struct guard *g)
+{
+	struct guard_rec *n = &g->next;
+	if (g->durable)
+		return KMS_OK;
+	if (atomic_load(&g->failed))
+		return KMS_ERR_STATE_IO;
+	*n = g->gf->rec;
+	n->seq = g->gf->rec.seq + 1;
+	if (guard_file_write(g->gf, n) != KMS_OK) {
+		atomic_store(&g->failed, 1);
+		kms_log_err(
+			"double-sign state could not be made durable before serving chain=%s "
+			"path=%s: refusing to sign (fix the disk, then restart; the state on it "
+			"is unchanged or one record further)",
+			g->chain_id, g->gf->path);
+		return KMS_ERR_STATE_IO;
+	}
+	g->durable = 1;
+	kms_log_info("double-sign state re-persisted chain=%s h=%lld r=%d s=%d seq=%llu",
+		     g->chain_id, (long long)g->gf->rec.hrs.height, g->gf->rec.hrs.round,
+		     (int)g->gf->rec.hrs.step, (unsigned long long)g->gf->rec.seq);
+	return KMS_OK;
+}
+
+int guard_make_durable(struct guard *g)
+{
+	pthread_mutex_lock(&g->mu);
+	int was_failed = atomic_load(&g->failed);
+	int r = repersist(g);
+	pthread_mutex_unlock(&g->mu);
+	if (!was_failed && atomic_load(&g->failed))
+		emit_failed(g);
+	return r;
+}
+
+/*
+ * The filesystem under the state file (open at fd) must keep it across a
+ * power cut and keep other hosts out; allow_volatile_state waives that (tests,
+ * benchmarks), loudly. KMS_ERR_UNSUPPORTED when refused.
+ */
+static int check_fs(int fd, const char *path, const char *chain_id, const struct guard_opts *o)
+{
+	struct dfile_fs fs;
+	int r = dfile_fs_probe(fd, &fs);
+	if (r != KMS_OK)
+		return KMS_ERR_STATE_IO;
+	if (fs.durable) {
+		kms_log_debug("double-sign state chain=%s path=%s filesystem=%s (0x%lx)", chain_id,
+			      path, fs.name, fs.magic);
+		return KMS_OK;
+	}
+	if (o != NULL && o->allow_volatile_state) {
+		kms_log_warn(
+			"double-sign state chain=%s path=%s is on %s: %s. Accepted because "
+			"allow_volatile_state = true: for tests and benchmarks only, never for "
+			"a validator",
+			chain_id, path, fs.name, fs.why);
+		return KMS_OK;
+	}
+	kms_log_err("double-sign state chain=%s path=%s is on %s, which cannot keep it safe: %s. "
+		    "Refusing to sign: move state_file to a local disk filesystem (ext4, xfs, "
+		    "btrfs, zfs) and restart (allow_volatile_state = true in the chain's config "
+		    "accepts it, for tests and benchmarks only)",
+		    chain_id, path, fs.name, fs.why);
+	return KMS_ERR_UNSUPPORTED;
+}
+
+int guard_check_fs(const char *state_path, int allow_volatile_state, char *msg, size_t cap)
+{
+	struct dfile_fs fs;
+	char *dir = NULL;
+	const char *slash = strrchr(state_path, '/');
+	int fd = open(state_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0 && errno == ENOENT) {
+		dir = slash == NULL	  ? strdup(".") :
+		      slash == state_path ? strdup("/") :
+					    strndup(state_path, (size_t)(slash - state_path));
+		fd = dir != NULL ? open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY) : -1;
+	}
+	int r = fd < 0 ? KMS_ERR_NOT_FOUND : dfile_fs_probe(fd, &fs);
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	if (r != KMS_OK) {
+		snprintf(msg, cap, "cannot tell the filesystem of %s: %s", state_path,
+			 kms_strerror(r));
+		return r;
+	}
+	if (fs.durable)
+		snprintf(msg, cap, "on %s", fs.name);
+	else
+		snprintf(msg, cap, "on %s: %s%s", fs.name, fs.why,
+			 allow_volatile_state ? " (accepted: allow_volatile_state = true; tests "
+						"and benchmarks only)" :
+						". Move it to a local disk filesystem (ext4, xfs, "
+						"btrfs, zfs)");
+	return fs.durable || allow_volatile_state ? KMS_OK : KMS_ERR_UNSUPPORTED;
+}
+
 int guard_open(const char *state_path, const char *chain_id, struct guard **out)
+{
+	return guard_open_opts(state_path, chain_id, NULL, out);
+}
+
+int guard_open_opts(const char *state_path, const char *chain_id, const struct guard_opts *opts,
+		    struct guard **out)
 {
 	struct guard *g = NULL;
 	int r = KMS_ERR_INTERNAL;
@@ -78,8 +209,8 @@ int guard_open(const char *state_path, const char *chain_id, struct guard **out)
 		return KMS_ERR_SYSTEM;
 	}
 	memcpy(g->chain_id, chain_id, strlen(chain_id) + 1);
-	r = guard_file_open(state_path, chain_id, &g->gf);
-	if (r != KMS_OK)
+	r = guard_file_open(state_path, chain_id, GUARD_LOAD_STRICT, &g->gf);
+	if (r != KMS_OK || (r = check_fs(g->gf->fd, state_path, chain_id, opts)) != KMS_OK)
 		goto out;
 	kms_log_info("double-sign state loaded chain=%s path=%s h=%lld r=%d s=%d seq=%llu",
 		     chain_id, state_path, (long long)g->gf->rec.hrs.height, g->gf->rec.hrs.round,
@@ -89,6 +220,31 @@ int guard_open(const char *state_path, const char *chain_id, struct guard **out)
 	r = KMS_OK;
 out:
 	guard_free(g);
+	return r;
+}
+
+int guard_state_check(const char *state_path, const char *chain_id, const struct guard_opts *opts,
+		      struct guard_hrs *last)
+{
+	struct guard_file *gf = NULL;
+	memset(last, 0, sizeof(*last));
+	int r = guard_file_open(state_path, chain_id, GUARD_LOAD_STRICT, &gf);
+	if (r == KMS_OK && (opts == NULL || !opts->skip_fs_check))
+		r = check_fs(gf->fd, state_path, chain_id, opts);
+	if (r == KMS_OK)
+		*last = gf->rec.hrs;
+	guard_file_close(gf);
+	return r;
+}
+
+int guard_state_check_ro(const char *state_path, const char *chain_id, struct guard_hrs *last)
+{
+	struct guard_file *gf = NULL;
+	memset(last, 0, sizeof(*last));
+	int r = guard_file_open_ro_as(state_path, chain_id, GUARD_LOAD_STRICT, &gf);
+	if (r == KMS_OK)
+		*last = gf->rec.hrs;
+	guard_file_close(gf);
 	return r;
 }
 
@@ -134,10 +290,7 @@ void guard_last_mark(struct guard *g, struct guard_mark *out)
 
 int guard_failed(struct guard *g)
 {
-	pthread_mutex_lock(&g->mu);
-	int f = g->failed;
-	pthread_mutex_unlock(&g->mu);
-	return f;
+	return atomic_load(&g->failed);
 }
 
 /* Fills res->reason ("chain=… requested h/r/s=… last h/r/s=…: why"), logs it, returns err. */
@@ -248,7 +401,7 @@ static int persist(struct guard *g, const struct guard_hrs *hrs, const uint8_t *
 	res->sync_ns = mono_ns() - t0;
 	if (r == KMS_OK)
 		return KMS_OK;
-	g->failed = 1;
+	atomic_store(&g->failed, 1);
 	kms_log_err("double-sign guard FAIL-CLOSED chain=%s path=%s: the on-disk state is "
 		    "uncertain; restart p11kms after fixing the disk",
 		    g->chain_id, g->gf->path);
@@ -393,16 +546,23 @@ int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn s
 	       struct guard_result *res)
 {
 	struct guard_canon c;
-	int r;
+	int r, was_failed;
 	if (res == NULL)
 		return KMS_ERR_INTERNAL;
 	memset(res, 0, sizeof(*res));
 	if (g == NULL || req == NULL || sign == NULL)
 		return KMS_ERR_INTERNAL;
 	pthread_mutex_lock(&g->mu);
-	if (g->failed) {
+	was_failed = atomic_load(&g->failed);
+	if (was_failed) {
 		r = refuse(g, &req->hrs, res, KMS_ERR_STATE_IO,
 			   "guard is fail-closed after a state write failure; restart required");
+		goto out;
+	}
+	r = repersist(g); /* nothing is served from a record that is not durable */
+	if (r != KMS_OK) {
+		r = refuse(g, &req->hrs, res, r,
+			   "the loaded state could not be made durable; restart required");
 		goto out;
 	}
 	r = check_request(g, req, &c, res);
@@ -432,5 +592,8 @@ int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn s
 out:
 	res->seq = g->gf->rec.seq;
 	pthread_mutex_unlock(&g->mu);
+	/* the transition only, after the unlock: sinks must never run under the chain's lock */
+	if (!was_failed && atomic_load(&g->failed))
+		emit_failed(g);
 	return r;
 }

@@ -151,6 +151,19 @@ int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec, const ch
 	return KMS_OK;
 }
 
+int guard_rec_peek(const uint8_t *p, size_t n, uint64_t *seq, struct guard_hrs *hrs)
+{
+	*seq = 0;
+	memset(hrs, 0, sizeof(*hrs));
+	if (n < GUARD_REC_LEN || memcmp(p + O_MAGIC, GUARD_FILE_MAGIC, 8) != 0)
+		return 0;
+	*seq = get_le(p + O_SEQ, 8);
+	hrs->height = (int64_t)get_le(p + O_HEIGHT, 8);
+	hrs->round = (int32_t)(uint32_t)get_le(p + O_ROUND, 4);
+	hrs->step = (enum guard_step)p[O_STEP];
+	return 1;
+}
+
 int guard_hrs_valid(const struct guard_hrs *h)
 {
 	if (h->height < 0 || h->round < 0 || (int)h->step < GUARD_STEP_NONE ||
@@ -255,29 +268,31 @@ static void report_missing(const char *path, const char *chain_id)
 }
 
 /*
- * The newest valid record of a whole file image: the higher sequence wins; a
- * slot failing its checksum is skipped (a torn write: its signature was never
- * released). Two valid slots with one sequence cannot come from our writer.
+ * Every slot of a whole file image, and the newest valid record into best
+ * (*cur: its slot). KMS_ERR_FORMAT when no slot is valid, or both are valid
+ * with one sequence (our writer never does that). Whether one invalid slot
+ * is acceptable is the caller's decision (enum guard_load).
  */
-static int parse_image(const uint8_t *p, size_t n, struct guard_rec *best, int ok[2],
-		       uint64_t seq[2], int *cur, const char *why[2])
+static int parse_image(const uint8_t *p, size_t n, struct guard_rec *best,
+		       struct guard_slot_info slot[2], int *cur)
 {
 	struct guard_rec *tmp = malloc(sizeof(*tmp));
 	int b = -1;
-	ok[0] = ok[1] = 0;
-	why[0] = why[1] = "out of memory";
+	memset(slot, 0, 2 * sizeof(*slot));
+	slot[0].why = slot[1].why = "out of memory";
 	if (tmp == NULL)
 		return KMS_ERR_ALLOC;
 	for (int i = 0; i < 2; i++) {
-		size_t off = (size_t)i * GUARD_SLOT_SIZE;
-		why[i] = NULL;
-		ok[i] = n == GUARD_FILE_SIZE &&
-			guard_rec_decode(p + off, GUARD_SLOT_SIZE, tmp, &why[i]) == KMS_OK;
+		struct guard_slot_info *si = &slot[i];
+		const uint8_t *img = p + (size_t)i * GUARD_SLOT_SIZE;
+		si->why = "file size";
 		if (n != GUARD_FILE_SIZE)
-			why[i] = "file size";
-		if (!ok[i])
 			continue;
-		seq[i] = tmp->seq;
+		si->ok = guard_rec_decode(img, GUARD_SLOT_SIZE, tmp, &si->why) == KMS_OK;
+		si->readable = guard_rec_peek(img, GUARD_SLOT_SIZE, &si->seq, &si->hrs);
+		if (!si->ok)
+			continue;
+		si->why = NULL;
 		if (b < 0 || tmp->seq > best->seq) {
 			b = i;
 			*best = *tmp;
@@ -285,7 +300,7 @@ static int parse_image(const uint8_t *p, size_t n, struct guard_rec *best, int o
 	}
 	kms_wipe(tmp, sizeof(*tmp));
 	free(tmp);
-	if (b < 0 || (ok[0] && ok[1] && seq[0] == seq[1]))
+	if (b < 0 || (slot[0].ok && slot[1].ok && slot[0].seq == slot[1].seq))
 		return KMS_ERR_FORMAT;
 	*cur = b;
 	return KMS_OK;
@@ -294,14 +309,13 @@ static int parse_image(const uint8_t *p, size_t n, struct guard_rec *best, int o
 int guard_state_parse_file(const uint8_t *p, size_t n, struct guard_state *st, uint64_t *seq)
 {
 	struct guard_rec *rec = malloc(sizeof(*rec));
-	int ok[2], cur;
-	uint64_t seqs[2];
-	const char *why[2];
+	struct guard_slot_info slot[2];
+	int cur;
 	memset(st, 0, sizeof(*st));
 	*seq = 0;
 	if (rec == NULL)
 		return KMS_ERR_ALLOC;
-	int r = parse_image(p, n, rec, ok, seqs, &cur, why);
+	int r = parse_image(p, n, rec, slot, &cur);
 	if (r == KMS_OK) {
 		st->hrs = rec->hrs;
 		st->fmt = GUARD_FMT_P11KMS;
@@ -317,19 +331,50 @@ int guard_state_parse_file(const uint8_t *p, size_t n, struct guard_state *st, u
 	return r;
 }
 
-static int load_slots(struct guard_file *gf)
+void guard_slot_describe(const struct guard_slot_info *si, char *buf, size_t cap)
 {
-	uint8_t *buf = malloc(GUARD_FILE_SIZE);
-	int r = KMS_ERR_INTERNAL;
+	if (si->ok)
+		snprintf(buf, cap, "holds sequence %llu, h/r/s %lld/%d/%d",
+			 (unsigned long long)si->seq, (long long)si->hrs.height, si->hrs.round,
+			 (int)si->hrs.step);
+	else if (si->readable)
+		snprintf(buf, cap,
+			 "is INVALID (%s); its header claims sequence %llu, h/r/s %lld/%d/%d "
+			 "(unverified)",
+			 si->why, (unsigned long long)si->seq, (long long)si->hrs.height,
+			 si->hrs.round, (int)si->hrs.step);
+	else
+		snprintf(buf, cap, "is INVALID (%s); nothing in it can be read", si->why);
+}
+
+/* The refusal of a state with an invalid record (or twin sequences): both named. */
+static void report_doubt(const struct guard_file *gf, const char *chain_id)
+{
+	char d0[200], d1[200];
+	guard_slot_describe(&gf->slot[0], d0, sizeof(d0));
+	guard_slot_describe(&gf->slot[1], d1, sizeof(d1));
+	kms_log_err("double-sign state in doubt path=%s: slot 0 %s; slot 1 %s. Refusing to sign: "
+		    "%s. See both records and what accepting one would lose with "
+		    "`p11kms state repair -c <config> --chain %s`",
+		    gf->path, d0, d1,
+		    gf->slot[0].ok && gf->slot[1].ok ?
+			    "two records with one sequence cannot come from p11kms" :
+		    !gf->slot[0].ok && !gf->slot[1].ok ?
+			    "no record in it is valid" :
+			    "the invalid record may be the newest one, and its signature may "
+			    "have been released (a torn write and bit rot look alike)",
+		    chain_id != NULL	? chain_id :
+		    gf->rec.chain_id[0] ? gf->rec.chain_id :
+					  "<id>");
+}
+
+/* Reads the whole image into buf: KMS_ERR_FORMAT (logged) if the file has the wrong size. */
+static int read_image(struct guard_file *gf, uint8_t *buf)
+{
 	struct stat st;
-	if (buf == NULL) {
-		r = KMS_ERR_ALLOC;
-		goto out;
-	}
 	if (fstat(gf->fd, &st) != 0) {
 		kms_log_err("fstat failed path=%s: %s", gf->path, strerror(errno));
-		r = KMS_ERR_STATE_IO;
-		goto out;
+		return KMS_ERR_STATE_IO;
 	}
 	if (st.st_size != GUARD_FILE_SIZE) {
 		const char *what =
@@ -341,8 +386,7 @@ static int load_slots(struct guard_file *gf)
 			"double-sign state is %s path=%s size=%lld expected=%u: refusing to sign "
 			"(never reset silently; restore it or `p11kms state import`)",
 			what, gf->path, (long long)st.st_size, GUARD_FILE_SIZE);
-		r = KMS_ERR_FORMAT;
-		goto out;
+		return KMS_ERR_FORMAT;
 	}
 	size_t got = 0;
 	while (got < GUARD_FILE_SIZE) {
@@ -352,31 +396,43 @@ static int load_slots(struct guard_file *gf)
 		if (n <= 0) {
 			kms_log_err("read failed path=%s: %s", gf->path,
 				    n < 0 ? strerror(errno) : "short");
-			r = KMS_ERR_STATE_IO;
-			goto out;
+			return KMS_ERR_STATE_IO;
 		}
 		got += (size_t)n;
 	}
-	const char *why[2];
-	r = parse_image(buf, GUARD_FILE_SIZE, &gf->rec, gf->slot_ok, gf->slot_seq, &gf->cur_slot,
-			why);
-	for (int i = 0; i < 2; i++)
-		if (!gf->slot_ok[i])
-			kms_log_warn("state record invalid path=%s slot=%d: %s", gf->path, i,
-				     why[i]);
-	if (r != KMS_OK) {
-		if (gf->slot_ok[0] && gf->slot_ok[1])
-			kms_log_err(
-				"double-sign state corrupt path=%s: both slots hold sequence %llu",
-				gf->path, (unsigned long long)gf->slot_seq[0]);
-		else
-			kms_log_err(
-				"double-sign state corrupt path=%s: no valid record in either slot; "
-				"refusing to sign (restore it or `p11kms state import`)",
-				gf->path);
+	return KMS_OK;
+}
+
+static int load_slots(struct guard_file *gf, const char *chain_id, enum guard_load how)
+{
+	uint8_t *buf = malloc(GUARD_FILE_SIZE);
+	int r = KMS_ERR_ALLOC;
+	if (buf == NULL)
 		goto out;
+	if ((r = read_image(gf, buf)) != KMS_OK)
+		goto out;
+	r = parse_image(buf, GUARD_FILE_SIZE, &gf->rec, gf->slot, &gf->cur_slot);
+	if (how == GUARD_LOAD_REPAIR && r != KMS_ERR_ALLOC) {
+		/* the first write of a repair goes to the slot not holding a valid record */
+		if (r != KMS_OK)
+			gf->cur_slot = 1;
+		if (r != KMS_OK && !gf->slot[0].ok && !gf->slot[1].ok)
+			memset(&gf->rec, 0, sizeof(gf->rec));
+		r = KMS_OK;
+	} else if (r == KMS_OK && how == GUARD_LOAD_ANY) {
+		for (int i = 0; i < 2; i++)
+			if (!gf->slot[i].ok)
+				kms_log_warn("state record invalid path=%s slot=%d: %s", gf->path,
+					     i, gf->slot[i].why);
+	} else if (r == KMS_OK && (!gf->slot[0].ok || !gf->slot[1].ok)) {
+		report_doubt(gf, chain_id);
+		r = KMS_ERR_FORMAT;
+	} else if (r != KMS_OK && r != KMS_ERR_ALLOC) {
+		report_doubt(gf, chain_id);
 	}
-	r = KMS_OK;
+	/* the current record's bytes as they are, for the write-back before the first write */
+	if (r == KMS_OK && gf->slot[gf->cur_slot].ok)
+		memcpy(gf->cur_img, buf + (size_t)gf->cur_slot * GUARD_SLOT_SIZE, GUARD_REC_LEN);
 out:
 	free(buf);
 	return r;
@@ -398,7 +454,8 @@ static struct guard_file *gf_new(const char *path)
 	return gf;
 }
 
-int guard_file_open(const char *path, const char *chain_id, struct guard_file **out)
+int guard_file_open(const char *path, const char *chain_id, enum guard_load how,
+		    struct guard_file **out)
 {
 	struct guard_file *gf = NULL;
 	int r = KMS_ERR_INTERNAL;
@@ -424,7 +481,8 @@ int guard_file_open(const char *path, const char *chain_id, struct guard_file **
 		}
 		goto out;
 	}
-	r = dfile_check_private(path);
+	/* the descriptor's mode, not the path's: a rename in between must not pass */
+	r = dfile_check_private_fd(gf->fd, path);
 	if (r != KMS_OK)
 		goto out;
 	if (flock(gf->fd, LOCK_EX | LOCK_NB) != 0) {
@@ -450,7 +508,7 @@ int guard_file_open(const char *path, const char *chain_id, struct guard_file **
 	gf->locked = 1;
 	write_pid(gf->pid_path);
 	remove_stale_temps(path);
-	r = load_slots(gf);
+	r = load_slots(gf, chain_id, how);
 	if (r != KMS_OK)
 		goto out;
 	if (chain_id != NULL && strcmp(chain_id, gf->rec.chain_id) != 0) {
@@ -476,6 +534,12 @@ out:
  */
 int guard_file_open_ro(const char *path, struct guard_file **out)
 {
+	return guard_file_open_ro_as(path, NULL, GUARD_LOAD_ANY, out);
+}
+
+int guard_file_open_ro_as(const char *path, const char *chain_id, enum guard_load how,
+			  struct guard_file **out)
+{
 	struct guard_file *gf = NULL;
 	int r = KMS_ERR_INTERNAL;
 	*out = NULL;
@@ -494,7 +558,7 @@ int guard_file_open_ro(const char *path, struct guard_file **out)
 		}
 		goto out;
 	}
-	r = load_slots(gf);
+	r = load_slots(gf, chain_id, how);
 	if (r != KMS_OK)
 		goto out;
 	*out = gf;
@@ -505,15 +569,12 @@ out:
 	return r;
 }
 
-int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
+/* pwrite of one record image into slot + one fdatasync (the file is preallocated: data is enough). */
+static int put_image(struct guard_file *gf, int slot, const uint8_t img[static GUARD_REC_LEN])
 {
-	uint8_t img[GUARD_REC_LEN];
 	const struct dfile_ops *ops = dfile_ops();
-	int slot = 1 - gf->cur_slot;
 	off_t off = (off_t)slot * GUARD_SLOT_SIZE;
 	size_t done = 0;
-	int r = KMS_ERR_STATE_IO;
-	guard_rec_encode(rec, img);
 	while (done < GUARD_REC_LEN) {
 		ssize_t n =
 			ops->pwrite(gf->fd, img + done, GUARD_REC_LEN - done, off + (off_t)done);
@@ -522,22 +583,60 @@ int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
 		if (n <= 0) {
 			kms_log_err("pwrite of double-sign state failed path=%s slot=%d: %s",
 				    gf->path, slot, n < 0 ? strerror(errno) : "wrote nothing");
-			goto out;
+			return KMS_ERR_STATE_IO;
 		}
 		done += (size_t)n;
 	}
-	/* the one sync per state advance: the file is preallocated, so data is enough */
 	if (ops->fdatasync(gf->fd) != 0) {
 		kms_log_err("fdatasync of double-sign state failed path=%s slot=%d: %s", gf->path,
 			    slot, strerror(errno));
-		goto out;
+		return KMS_ERR_STATE_IO;
 	}
-	gf->cur_slot = slot;
-	gf->slot_ok[slot] = 1;
-	gf->slot_seq[slot] = rec->seq;
-	gf->rec = *rec;
-	r = KMS_OK;
-out:
+	return KMS_OK;
+}
+
+/*
+ * Before the first write of an open, whoever writes (start's re-persist, a
+ * signature, import, repair): the name and the current record made durable.
+ * The current record may only be in the page cache (its writer was killed
+ * before its fdatasync, or that fdatasync failed and the kernel marked the
+ * pages clean, so no later sync writes them). Its own bytes are written back
+ * into its own slot and synced: that cannot change a record already on disk
+ * (same bytes), and the other slot, which holds the last record that was
+ * durable before it, is not touched until this is done. Writing the other
+ * slot first would overwrite that record while the current one may not be on
+ * disk: the power-loss run found states behind a released signature that way.
+ */
+static int settle_current(struct guard_file *gf)
+{
+	if (gf->settled)
+		return KMS_OK;
+	int r = dfile_fsync_dir(gf->path);
+	if (r != KMS_OK)
+		return KMS_ERR_STATE_IO;
+	if (gf->slot[gf->cur_slot].ok && (r = put_image(gf, gf->cur_slot, gf->cur_img)) != KMS_OK)
+		return r;
+	gf->settled = 1;
+	return KMS_OK;
+}
+
+int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
+{
+	uint8_t img[GUARD_REC_LEN];
+	int slot = 1 - gf->cur_slot;
+	int r = settle_current(gf);
+	if (r != KMS_OK)
+		return r;
+	guard_rec_encode(rec, img);
+	r = put_image(gf, slot, img);
+	if (r == KMS_OK) {
+		gf->cur_slot = slot;
+		gf->slot[slot] = (struct guard_slot_info){
+			.ok = 1, .readable = 1, .seq = rec->seq, .hrs = rec->hrs
+		};
+		gf->rec = *rec;
+		memcpy(gf->cur_img, img, GUARD_REC_LEN);
+	}
 	kms_wipe(img, sizeof(img));
 	return r;
 }

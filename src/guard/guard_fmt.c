@@ -20,36 +20,206 @@
 
 #define JSON_MAX (64u * 1024u)
 
-/* ---- parsing ---- */
+/* ---- the formats' shapes ---- */
 
-/* A non-negative integer given as a JSON integer or a decimal string (cmtjson int64). */
-static int get_int(const json_t *v, const char *name, int64_t max, int64_t *out)
+/*
+ * The members each format's writer produces (tests/vectors/state_files.json,
+ * shared/research/peers.md §3). A file is read only with the format whose shape
+ * it has: a tmkms file read as CometBFT would shift its step back by one
+ * (tmkms 2 = precommit, CometBFT 2 = prevote).
+ *   cometbft  FilePVLastSignState (cmtjson): height a string, round a NUMBER,
+ *             step, signature, signbytes. CometBFT, cosmos/kms, horcrux single.
+ *   p11kms    cometbft's members plus chain_id (our export).
+ *   horcrux   threshold SignState (cometjson): height and round STRINGS, step,
+ *             nonce_public (ephemeral_public before v3), signature, signbytes,
+ *             vote_ext_signature.
+ *   tmkms     consensus::State (serde): height and round STRINGS, step 0/1/2,
+ *             block_id (an object, or null).
+ */
+struct shape {
+	enum guard_fmt fmt;
+	const char *name;
+	int round_string;
+	int max_step;
+	const char *const *members;
+};
+
+static const char *const cometbft_members[] = { "height",    "round",	  "step",
+						"signature", "signbytes", NULL };
+static const char *const p11kms_members[] = { "chain_id",  "height",	"round", "step",
+					      "signature", "signbytes", NULL };
+static const char *const horcrux_members[] = { "height",
+					       "round",
+					       "step",
+					       "nonce_public",
+					       "ephemeral_public",
+					       "signature",
+					       "signbytes",
+					       "vote_ext_signature",
+					       NULL };
+static const char *const tmkms_members[] = { "height", "round", "step", "block_id", NULL };
+
+static const struct shape shapes[] = {
+	{ GUARD_FMT_COMETBFT, "cometbft", 0, 3, cometbft_members },
+	{ GUARD_FMT_TMKMS, "tmkms", 1, 2, tmkms_members },
+	{ GUARD_FMT_HORCRUX, "horcrux", 1, 3, horcrux_members },
+	{ GUARD_FMT_P11KMS, "p11kms", 0, 3, p11kms_members },
+};
+
+static const struct shape *shape_of(enum guard_fmt fmt)
 {
-	if (json_is_integer(v)) {
-		json_int_t x = json_integer_value(v);
-		if (x < 0 || x > max)
-			goto bad;
-		*out = (int64_t)x;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		if (shapes[i].fmt == fmt)
+			return &shapes[i];
+	return NULL;
+}
+
+const char *guard_fmt_name(enum guard_fmt fmt)
+{
+	const struct shape *sh = shape_of(fmt);
+	return sh != NULL ? sh->name : "auto";
+}
+
+/* A member name from the file, made safe for one log line. */
+static void safe_name(const char *key, char *out, size_t cap)
+{
+	size_t i = 0;
+	for (; key[i] != '\0' && i + 1 < cap; i++)
+		out[i] = key[i] >= 0x20 && key[i] < 0x7f ? key[i] : '?';
+	out[i] = '\0';
+}
+
+static int has(const json_t *root, const char *key)
+{
+	return json_object_get(root, key) != NULL;
+}
+
+/* The horcrux-only member present, or NULL. */
+static const char *horcrux_marker(const json_t *root)
+{
+	static const char *const marks[] = { "nonce_public", "ephemeral_public",
+					     "vote_ext_signature" };
+	for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+		if (has(root, marks[i]))
+			return marks[i];
+	return NULL;
+}
+
+/* The format whose shape root has, and why; GUARD_FMT_AUTO when none or several. */
+static enum guard_fmt detect(const json_t *root, char *why, size_t cap)
+{
+	const char *hx = horcrux_marker(root);
+	int tm = has(root, "block_id"), p11 = has(root, "chain_id");
+	const json_t *round = json_object_get(root, "round");
+	if (tm + p11 + (hx != NULL) > 1) {
+		snprintf(why, cap, "it mixes members of different formats (%s%s%s)",
+			 tm ? "block_id " : "", p11 ? "chain_id " : "", hx ? hx : "");
+		return GUARD_FMT_AUTO;
+	}
+	if (tm) {
+		snprintf(why, cap, "it has a block_id member");
+		return GUARD_FMT_TMKMS;
+	}
+	if (p11) {
+		snprintf(why, cap, "it has a chain_id member");
+		return GUARD_FMT_P11KMS;
+	}
+	if (hx != NULL) {
+		snprintf(why, cap, "it has a %s member", hx);
+		return GUARD_FMT_HORCRUX;
+	}
+	if (json_is_string(round)) {
+		snprintf(why, cap, "round is a string and there is no block_id");
+		return GUARD_FMT_HORCRUX;
+	}
+	if (json_is_integer(round)) {
+		snprintf(why, cap, "round is a number and there is no block_id");
+		return GUARD_FMT_COMETBFT;
+	}
+	snprintf(why, cap, "round is missing or neither a number nor a string");
+	return GUARD_FMT_AUTO;
+}
+
+enum guard_fmt guard_state_detect(const uint8_t *p, size_t n, char *why, size_t cap)
+{
+	json_error_t err;
+	json_t *root =
+		n <= JSON_MAX ? json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &err) : NULL;
+	enum guard_fmt fmt = GUARD_FMT_AUTO;
+	if (root == NULL || !json_is_object(root))
+		snprintf(why, cap, "%s", n > JSON_MAX ? "larger than 64 KiB" : "not a JSON object");
+	else
+		fmt = detect(root, why, cap);
+	json_decref(root);
+	return fmt;
+}
+
+/* Every member of root is one the format's writer produces. */
+static int check_members(json_t *root, const struct shape *sh)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(root, key, v) {
+		size_t i = 0;
+		while (sh->members[i] != NULL && strcmp(sh->members[i], key) != 0)
+			i++;
+		if (sh->members[i] == NULL) {
+			char name[64];
+			safe_name(key, name, sizeof(name));
+			kms_log_err("state JSON: \"%s\" is not a member of a %s state file", name,
+				    sh->name);
+			return KMS_ERR_FORMAT;
+		}
+	}
+	return KMS_OK;
+}
+
+static const char *json_kind(const json_t *v)
+{
+	if (v == NULL)
+		return "missing";
+	if (json_is_string(v))
+		return "a string";
+	if (json_is_integer(v))
+		return "a whole number";
+	if (json_is_number(v))
+		return "a fractional number";
+	return "neither a number nor a string";
+}
+
+/* A non-negative decimal integer in a JSON string (cmtjson int64, serde u64). */
+static int dec_string(const json_t *v, int64_t max, int64_t *out)
+{
+	const char *s = json_string_value(v);
+	size_t len = json_string_length(v);
+	if (s == NULL || len == 0 || len > 19 || strlen(s) != len)
+		return KMS_ERR_FORMAT;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return KMS_ERR_FORMAT;
+	char *end;
+	errno = 0;
+	long long x = strtoll(s, &end, 10);
+	if (errno == ERANGE || *end != '\0' || x < 0 || x > max)
+		return KMS_ERR_FORMAT;
+	*out = (int64_t)x;
+	return KMS_OK;
+}
+
+/* A non-negative integer member, typed as the format writes it (string or number). */
+static int get_num(const json_t *root, const char *name, int as_string, int64_t max,
+		   const struct shape *sh, int64_t *out)
+{
+	const json_t *v = json_object_get(root, name);
+	if (as_string && json_is_string(v) && dec_string(v, max, out) == KMS_OK)
+		return KMS_OK;
+	if (!as_string && json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= max) {
+		*out = (int64_t)json_integer_value(v);
 		return KMS_OK;
 	}
-	if (json_is_string(v)) {
-		const char *s = json_string_value(v);
-		size_t len = json_string_length(v);
-		if (len == 0 || len > 19 || strlen(s) != len)
-			goto bad;
-		for (size_t i = 0; i < len; i++)
-			if (s[i] < '0' || s[i] > '9')
-				goto bad;
-		char *end;
-		errno = 0;
-		long long x = strtoll(s, &end, 10);
-		if (errno == ERANGE || *end != '\0' || x < 0 || x > max)
-			goto bad;
-		*out = (int64_t)x;
-		return KMS_OK;
-	}
-bad:
-	kms_log_err("state JSON: invalid %s (a non-negative integer or decimal string)", name);
+	kms_log_err("state JSON (%s): %s must be %s from 0 to %lld; found %s", sh->name, name,
+		    as_string ? "a decimal string" : "a JSON number", (long long)max, json_kind(v));
 	return KMS_ERR_FORMAT;
 }
 
@@ -91,6 +261,19 @@ static int get_hex(const json_t *obj, const char *key, uint8_t *out, size_t cap,
 	return KMS_OK;
 }
 
+/* parts.total: tmkms's deserializer takes a number or a decimal string. */
+static int get_total(const json_t *t, int64_t *out)
+{
+	if (t == NULL)
+		return KMS_OK;
+	if (json_is_integer(t) && json_integer_value(t) >= 0 &&
+	    json_integer_value(t) <= UINT32_MAX) {
+		*out = (int64_t)json_integer_value(t);
+		return KMS_OK;
+	}
+	return json_is_string(t) ? dec_string(t, UINT32_MAX, out) : KMS_ERR_FORMAT;
+}
+
 static int parse_tmkms_block_id(const json_t *root, struct guard_state *st)
 {
 	const json_t *b = json_object_get(root, "block_id");
@@ -106,9 +289,8 @@ static int parse_tmkms_block_id(const json_t *root, struct guard_state *st)
 		goto bad;
 	if (parts != NULL && !json_is_null(parts)) {
 		int64_t total = 0;
-		const json_t *t = json_object_get(parts, "total");
 		if (!json_is_object(parts) ||
-		    (t != NULL && get_int(t, "parts.total", UINT32_MAX, &total) != KMS_OK) ||
+		    get_total(json_object_get(parts, "total"), &total) != KMS_OK ||
 		    get_hex(parts, "hash", st->parts_hash, sizeof(st->parts_hash),
 			    &st->parts_hash_len) != KMS_OK)
 			goto bad;
@@ -123,30 +305,36 @@ bad:
 	return KMS_ERR_FORMAT;
 }
 
-static enum guard_fmt detect(const json_t *root)
+/* Step numbers: tmkms 0/1/2 = proposal/prevote/precommit (peers.md §3.4), others CometBFT's. */
+static enum guard_step map_step(enum guard_fmt fmt, int64_t step, int has_block)
 {
-	if (json_object_get(root, "block_id") != NULL)
-		return GUARD_FMT_TMKMS;
-	if (json_object_get(root, "chain_id") != NULL)
-		return GUARD_FMT_P11KMS;
-	if (json_is_string(json_object_get(root, "round")))
-		return GUARD_FMT_HORCRUX;
-	return GUARD_FMT_COMETBFT;
+	if (fmt != GUARD_FMT_TMKMS)
+		return (enum guard_step)step;
+	/* {h, r, 0, nil} is tmkms's initial / state_hook state: nothing signed at (h, r) */
+	return step == 0 && !has_block ? GUARD_STEP_NONE : (enum guard_step)(step + 1);
 }
 
-/* Step numbers: tmkms 0/1/2 = proposal/prevote/precommit (peers.md §3.4), others CometBFT's. */
-static int map_step(enum guard_fmt fmt, int64_t step, int has_block, enum guard_step *out)
+const char *guard_fmt_step_name(enum guard_fmt fmt, int step)
 {
-	if (fmt == GUARD_FMT_TMKMS) {
-		if (step > 2)
+	static const char *const tm[] = { "proposal", "prevote", "precommit" };
+	if (fmt == GUARD_FMT_TMKMS)
+		return step >= 0 && step <= 2 ? tm[step] : "invalid";
+	return guard_step_name((enum guard_step)step);
+}
+
+/* Members of another signer's state that are not part of ours: only their type is checked. */
+static int check_ignored(const json_t *root)
+{
+	static const char *const ign[] = { "nonce_public", "ephemeral_public",
+					   "vote_ext_signature" };
+	for (size_t i = 0; i < sizeof(ign) / sizeof(ign[0]); i++) {
+		const json_t *v = json_object_get(root, ign[i]);
+		if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
+			kms_log_err("state JSON (horcrux): %s must be null or a base64 string",
+				    ign[i]);
 			return KMS_ERR_FORMAT;
-		/* {h, r, 0, nil} is tmkms's initial / state_hook state: nothing signed at (h, r) */
-		*out = step == 0 && !has_block ? GUARD_STEP_NONE : (enum guard_step)(step + 1);
-		return KMS_OK;
+		}
 	}
-	if (step > 3)
-		return KMS_ERR_FORMAT;
-	*out = (enum guard_step)step;
 	return KMS_OK;
 }
 
@@ -194,11 +382,66 @@ static int parse_sig_and_bytes(const json_t *root, struct guard_state *st)
 	return KMS_OK;
 }
 
+/* The format to read root with: fmt itself if root has its shape, the detected one for AUTO. */
+static const struct shape *choose_shape(const json_t *root, enum guard_fmt fmt)
+{
+	char why[160];
+	enum guard_fmt found = detect(root, why, sizeof(why));
+	const struct shape *want = shape_of(fmt == GUARD_FMT_AUTO ? found : fmt);
+	if (fmt == GUARD_FMT_AUTO && want == NULL)
+		kms_log_err("state JSON is not a CometBFT, tmkms, horcrux or p11kms state file: %s",
+			    why);
+	else if (want == NULL)
+		kms_log_err("state JSON: unknown format %d", (int)fmt);
+	else if (found != want->fmt && found == GUARD_FMT_AUTO)
+		kms_log_err("state JSON is not a %s state file: %s", want->name, why);
+	else if (found != want->fmt)
+		kms_log_err("state JSON has the shape of a %s state file (%s), not of a %s one: "
+			    "refusing to read it with %s's fields and step numbering",
+			    shape_of(found)->name, why, want->name, want->name);
+	return want != NULL && found == want->fmt ? want : NULL;
+}
+
+static int parse_root(json_t *root, const struct shape *sh, struct guard_state *st)
+{
+	int64_t h, rd, step;
+	int r = check_members(root, sh);
+	if (r != KMS_OK)
+		return r;
+	if (get_num(root, "height", 1, INT64_MAX, sh, &h) != KMS_OK ||
+	    get_num(root, "round", sh->round_string, INT32_MAX, sh, &rd) != KMS_OK ||
+	    get_num(root, "step", 0, sh->max_step, sh, &step) != KMS_OK)
+		return KMS_ERR_FORMAT;
+	st->fmt = sh->fmt;
+	st->src_step = (int)step;
+	st->hrs.height = h;
+	st->hrs.round = (int32_t)rd;
+	if (sh->fmt == GUARD_FMT_TMKMS) {
+		r = parse_tmkms_block_id(root, st);
+		st->hrs.step = map_step(sh->fmt, step, st->has_block_id);
+		return r;
+	}
+	st->hrs.step = map_step(sh->fmt, step, 0);
+	if (sh->fmt == GUARD_FMT_P11KMS) {
+		const char *cid;
+		size_t clen;
+		if (get_opt_str(root, "chain_id", &cid, &clen) != KMS_OK || cid == NULL ||
+		    clen > GUARD_MAX_CHAIN_ID || strlen(cid) != clen) {
+			kms_log_err("state JSON: invalid chain_id");
+			return KMS_ERR_FORMAT;
+		}
+		memcpy(st->chain_id, cid, clen + 1);
+	}
+	if (sh->fmt == GUARD_FMT_HORCRUX && (r = check_ignored(root)) != KMS_OK)
+		return r;
+	return parse_sig_and_bytes(root, st);
+}
+
 int guard_state_parse_json(const uint8_t *p, size_t n, enum guard_fmt fmt, struct guard_state *st)
 {
 	json_error_t err;
 	json_t *root = NULL;
-	int64_t h, rd, step;
+	const struct shape *sh;
 	int r = KMS_ERR_FORMAT;
 	memset(st, 0, sizeof(*st));
 	if (n > JSON_MAX)
@@ -209,47 +452,9 @@ int guard_state_parse_json(const uint8_t *p, size_t n, enum guard_fmt fmt, struc
 			    root ? "not an object" : err.text, err.line);
 		goto out;
 	}
-	if (fmt == GUARD_FMT_AUTO)
-		fmt = detect(root);
-	st->fmt = fmt;
-	if (get_int(json_object_get(root, "height"), "height", INT64_MAX, &h) != KMS_OK ||
-	    get_int(json_object_get(root, "round"), "round", INT32_MAX, &rd) != KMS_OK)
+	if ((sh = choose_shape(root, fmt)) == NULL)
 		goto out;
-	const json_t *sv = json_object_get(root, "step");
-	if (!json_is_integer(sv) || json_integer_value(sv) < 0) {
-		kms_log_err("state JSON: step is not a number");
-		goto out;
-	}
-	step = (int64_t)json_integer_value(sv);
-	st->hrs.height = h;
-	st->hrs.round = (int32_t)rd;
-	if (fmt == GUARD_FMT_TMKMS) {
-		r = parse_tmkms_block_id(root, st);
-		if (r != KMS_OK)
-			goto out;
-		r = KMS_ERR_FORMAT;
-	}
-	if (map_step(fmt, step, st->has_block_id, &st->hrs.step) != KMS_OK) {
-		kms_log_err("state JSON: step %lld is out of range for the format",
-			    (long long)step);
-		goto out;
-	}
-	if (fmt == GUARD_FMT_P11KMS) {
-		const char *cid;
-		size_t clen;
-		if (get_opt_str(root, "chain_id", &cid, &clen) != KMS_OK || cid == NULL ||
-		    clen > GUARD_MAX_CHAIN_ID || strlen(cid) != clen) {
-			kms_log_err("state JSON: invalid chain_id");
-			goto out;
-		}
-		memcpy(st->chain_id, cid, clen + 1);
-	}
-	if (fmt != GUARD_FMT_TMKMS) {
-		r = parse_sig_and_bytes(root, st);
-		if (r != KMS_OK)
-			goto out;
-	}
-	r = KMS_OK;
+	r = parse_root(root, sh, st);
 out:
 	json_decref(root);
 	if (r != KMS_OK)
@@ -314,7 +519,7 @@ static void rec_from_state(struct guard_rec *rec, const struct guard_state *st,
 static int import_over(const char *path, const char *chain_id, struct guard_rec *rec)
 {
 	struct guard_file *gf = NULL;
-	int r = guard_file_open(path, NULL, &gf);
+	int r = guard_file_open(path, chain_id, GUARD_LOAD_STRICT, &gf);
 	if (r != KMS_OK)
 		return r;
 	if (strcmp(gf->rec.chain_id, chain_id) != 0) {
@@ -520,7 +725,7 @@ int guard_state_export(const char *path, enum guard_fmt fmt, struct kbuf *out)
 	struct guard_file *gf = NULL;
 	if (fmt == GUARD_FMT_AUTO || (unsigned)fmt > GUARD_FMT_P11KMS)
 		return KMS_ERR_UNSUPPORTED;
-	int r = guard_file_open(path, NULL, &gf);
+	int r = guard_file_open(path, NULL, GUARD_LOAD_STRICT, &gf);
 	if (r != KMS_OK)
 		return r;
 	r = fmt == GUARD_FMT_TMKMS ? export_tmkms(&gf->rec, out) :
@@ -562,14 +767,20 @@ int guard_state_show(const char *path, struct kbuf *out)
 	if (r == KMS_OK)
 		r = put_fmt(out, "signature:  %s\nwritten:    %s\n",
 			    rec->has_sig ? "stored" : "none", when);
+	int doubt = 0;
 	for (int i = 0; r == KMS_OK && i < 2; i++) {
-		if (gf->slot_ok[i])
-			r = put_fmt(out, "slot %d:     sequence %llu%s\n", i,
-				    (unsigned long long)gf->slot_seq[i],
-				    i == gf->cur_slot ? " (current)" : "");
-		else
-			r = put_fmt(out, "slot %d:     invalid (see log)\n", i);
+		char d[200];
+		guard_slot_describe(&gf->slot[i], d, sizeof(d));
+		doubt |= !gf->slot[i].ok;
+		r = put_fmt(out, "slot %d:     %s%s\n", i, d,
+			    i == gf->cur_slot ? " (current)" : "");
 	}
+	if (r == KMS_OK && doubt)
+		r = put_fmt(out,
+			    "note:       a record is invalid: `p11kms start` refuses this state "
+			    "(unless it is a record being rewritten by a running signer); see "
+			    "`p11kms state repair -c <config> --chain %s`\n",
+			    rec->chain_id);
 	guard_file_close(gf);
 	return r;
 }

@@ -49,6 +49,8 @@ KMS_MUST_CHECK int guard_pb_block_id(const uint8_t *p, size_t n, const uint8_t *
 #define GUARD_FILE_VERSION 1u
 #define GUARD_SLOT_SIZE 8192u
 #define GUARD_FILE_SIZE (2u * GUARD_SLOT_SIZE)
+/* One record's image, at the start of its slot (layout: guard_file.c, docs/state.md). */
+#define GUARD_REC_LEN 4308u
 
 /* One record, in memory. */
 struct guard_rec {
@@ -62,6 +64,22 @@ struct guard_rec {
 	uint8_t sign_bytes[GUARD_MAX_SIGN_BYTES];
 };
 
+/* What one slot holds, as far as it can be read (for messages, `state show` and repair). */
+struct guard_slot_info {
+	int ok;	      /* a valid record: magic, checksum, field ranges */
+	int readable; /* the header's magic is there: seq and hrs below read from it */
+	uint64_t seq; /* when !ok: UNVERIFIED (from a record that fails its checksum) */
+	struct guard_hrs hrs;
+	const char *why; /* why it is invalid (static text), NULL when ok */
+};
+
+/* How much doubt a load accepts. */
+enum guard_load {
+	GUARD_LOAD_STRICT, /* both records valid (start, import, export): else KMS_ERR_FORMAT */
+	GUARD_LOAD_ANY,	   /* the newest valid record (show): one may be invalid */
+	GUARD_LOAD_REPAIR, /* any 16 KiB image (repair): gf->slot[] says what is valid */
+};
+
 /* An open, locked state file and its newest record. */
 struct guard_file {
 	int fd;
@@ -69,32 +87,54 @@ struct guard_file {
 	char *path;
 	char *pid_path;
 	int cur_slot; /* the slot holding rec; the next write goes to 1 - cur_slot */
-	int slot_ok[2];
-	uint64_t slot_seq[2];
+	struct guard_slot_info slot[2];
 	struct guard_rec rec;
+	uint8_t cur_img[GUARD_REC_LEN]; /* the current slot's record as it is in the file */
+	int settled; /* the name and the current record were made durable by this open */
 };
 
 /* Serialises rec into a record image of GUARD_REC_LEN bytes (checksummed). */
-#define GUARD_REC_LEN 4308u
 void guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN]);
 /* Checks and decodes one slot image: KMS_ERR_FORMAT with *why set if invalid. */
 KMS_MUST_CHECK int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec,
 				    const char **why);
+/* The sequence and H/R/S a slot image's header claims, without any check of the
+ * checksum: 1 if the magic is there (the values may be torn or rotten), else 0. */
+int guard_rec_peek(const uint8_t *p, size_t n, uint64_t *seq, struct guard_hrs *hrs);
 
 /*
- * Opens path read-write, checks its permissions, takes the flock (LOCKED
- * naming the holder), records our pid in the sidecar, removes stale temp
- * files, and loads the newest valid record. chain_id may be NULL (no check).
- * On success *gf is owned by the caller (guard_file_close).
+ * Opens path read-write, checks its permissions (on the descriptor), takes
+ * the flock (LOCKED naming the holder), records our pid in the sidecar,
+ * removes stale temp files, and loads the newest valid record. STRICT
+ * refuses (KMS_ERR_FORMAT, logged naming both records and `state repair`)
+ * unless both records are valid with distinct sequences: an invalid one may
+ * be the newest, whose signature may have left (bit rot looks like a torn
+ * write). chain_id may be NULL (no check). On success *gf is owned by the
+ * caller (guard_file_close).
  */
-KMS_MUST_CHECK int guard_file_open(const char *path, const char *chain_id, struct guard_file **gf);
-/* Read-only, unlocked snapshot (state show while the daemon runs). */
+KMS_MUST_CHECK int guard_file_open(const char *path, const char *chain_id, enum guard_load how,
+				   struct guard_file **gf);
+/* Read-only, unlocked snapshot (state show while the daemon runs): GUARD_LOAD_ANY. */
 KMS_MUST_CHECK int guard_file_open_ro(const char *path, struct guard_file **gf);
-/* Writes rec (seq must be the current + 1) into the older slot: pwrite + one fdatasync. */
+/* The same with another load rule and a chain check (chain_id NULL: none): doctor (#17). */
+KMS_MUST_CHECK int guard_file_open_ro_as(const char *path, const char *chain_id,
+					 enum guard_load how, struct guard_file **gf);
+/*
+ * Writes rec into the slot not holding the current record (the older one, or
+ * an invalid one during repair): pwrite + one fdatasync; rec becomes the
+ * current one. The first write of an open first syncs the directory and
+ * writes the current record's own bytes back into its own slot (+ fdatasync),
+ * so that the record the other slot is about to lose is never the only one
+ * on disk (guard_file.c, settle_current).
+ */
 KMS_MUST_CHECK int guard_file_write(struct guard_file *gf, const struct guard_rec *rec);
 void guard_file_close(struct guard_file *gf);
 /* Creates a new file holding rec in both slots (sequences 1 and 0). KMS_ERR_EXISTS if present. */
 KMS_MUST_CHECK int guard_file_create(const char *path, const struct guard_rec *rec);
+
+/* One line on a slot: "holds sequence N, h/r/s ..." or "is INVALID (why); its header
+ * claims ... (unverified)". */
+void guard_slot_describe(const struct guard_slot_info *si, char *buf, size_t cap);
 
 /* Checks H/R/S and chain-id values (steps 0..3, height/round >= 0). */
 KMS_MUST_CHECK int guard_hrs_valid(const struct guard_hrs *h);

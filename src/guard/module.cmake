@@ -6,11 +6,12 @@ p11kms_module(guard
 		${CMAKE_CURRENT_LIST_DIR}/guard_pb.c
 		${CMAKE_CURRENT_LIST_DIR}/guard_file.c
 		${CMAKE_CURRENT_LIST_DIR}/guard_fmt.c
-	DEPS p11kms_core PkgConfig::JANSSON OpenSSL::Crypto Threads::Threads)
+		${CMAKE_CURRENT_LIST_DIR}/guard_repair.c
+	DEPS p11kms_obs p11kms_core PkgConfig::JANSSON OpenSSL::Crypto Threads::Threads)
 
 # Tests (they live under tests/ but belong to this module).
 set(_gt ${CMAKE_SOURCE_DIR}/tests)
-foreach(t guard guard_fmt guard_model)
+foreach(t guard guard_fmt guard_model guard_start)
 	p11kms_test(test_${t} SOURCES ${_gt}/unit/test_${t}.c
 		DEPS p11kms_guard p11kms_testutil p11kms_core Threads::Threads LABELS unit)
 	target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})

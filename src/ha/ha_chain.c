@@ -418,7 +418,7 @@ void ha_chain_stop(struct ha_chain *hc)
 
 /* ---- preflight (doctor, start) ---- */
 
-int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local, ha_report_fn report,
+int ha_preflight(const struct cfg_chain *cc, const struct guard_hrs *local, ha_report_fn report,
 		 void *ctx)
 {
 	struct ha_client *cl = NULL;
@@ -440,7 +440,7 @@ int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local, ha_
 		(void)snprintf(line, sizeof(line), "ha for %s: etcd client: %s%s", cc->id,
 			       kms_strerror(r),
 			       r == KMS_ERR_PERM ? " (chmod 600 the ha.key file)" : "");
-		report(ctx, 0, line);
+		report(ctx, HA_FIND_LOCAL, r, line);
 		goto out;
 	}
 	n = ha_members(cl, st, sizeof(st) / sizeof(st[0]));
@@ -465,7 +465,8 @@ int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local, ha_
 				       "TLS files (ca/cert/key) and that the member runs",
 				       cc->id, st[i].endpoint, st[i].err);
 		}
-		report(ctx, st[i].ok, line);
+		report(ctx, st[i].ok ? HA_FIND_OK : HA_FIND_ETCD, st[i].ok ? KMS_OK : KMS_ERR_SYSTEM,
+		       line);
 	}
 	kbuf_reset(v);
 	struct ha_kv kv = { 0 };
@@ -478,21 +479,21 @@ int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local, ha_
 			       "ha for %s: no quorum: a linearizable read fails (%s; %zu of %zu "
 			       "endpoints answer%s): every new signature would be refused",
 			       cc->id, kms_strerror(r), up, n, leader ? "" : ", no leader");
-		report(ctx, 0, line);
+		report(ctx, HA_FIND_ETCD, r, line);
 		goto out;
 	}
 	(void)snprintf(line, sizeof(line), "ha for %s: quorum (linearizable read of %.300s works)",
 		       cc->id, key);
-	report(ctx, 1, line);
+	report(ctx, HA_FIND_OK, KMS_OK, line);
 	if (kv.present && (r = ha_mark_decode(kbuf_ptr(v), kbuf_len(v), m, NULL, 0, NULL)) != KMS_OK) {
 		fails++;
 		(void)snprintf(line, sizeof(line), "ha for %s: the cluster mark at %.300s does not parse",
 			       cc->id, key);
-		report(ctx, 0, line);
+		report(ctx, HA_FIND_ETCD, KMS_ERR_FORMAT, line);
 		goto out;
 	}
 	if (local != NULL) {
-		int behind = !kv.present || guard_hrs_cmp(&m->hrs, &local->hrs) < 0;
+		int behind = !kv.present || guard_hrs_cmp(&m->hrs, local) < 0;
 		if (behind) {
 			fails++;
 			(void)snprintf(line, sizeof(line),
@@ -500,17 +501,18 @@ int ha_preflight(const struct cfg_chain *cc, const struct guard_mark *local, ha_
 				       "%lld/%d/%d: `p11kms start` moves it forward, or run `state "
 				       "import`; never run signers against a wiped etcd",
 				       cc->id, kv.present ? "older" : "absent",
-				       (long long)local->hrs.height, local->hrs.round,
-				       (int)local->hrs.step);
+				       (long long)local->height, local->round,
+				       (int)local->step);
 		} else {
 			(void)snprintf(line, sizeof(line),
 				       "ha for %s: cluster mark %lld/%d/%d is not behind the local "
 				       "state %lld/%d/%d",
 				       cc->id, (long long)m->hrs.height, m->hrs.round,
-				       (int)m->hrs.step, (long long)local->hrs.height,
-				       local->hrs.round, (int)local->hrs.step);
+				       (int)m->hrs.step, (long long)local->height,
+				       local->round, (int)local->step);
 		}
-		report(ctx, !behind, line);
+		report(ctx, behind ? HA_FIND_ETCD : HA_FIND_OK, behind ? KMS_ERR_REFUSED : KMS_OK,
+		       line);
 	}
 	r = KMS_OK;
 out:

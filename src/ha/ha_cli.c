@@ -40,12 +40,13 @@ int ha_state_forward(const struct cfg_chain *cc, struct kbuf *out)
 	struct ha_client *cl = NULL;
 	struct guard *g = NULL;
 	struct guard_mark *local = calloc(1, sizeof(*local)), *cm = calloc(1, sizeof(*cm));
+	struct guard_opts go = { .allow_volatile_state = cc->allow_volatile_state };
 	int moved = 0, r;
 	if (local == NULL || cm == NULL) {
 		r = KMS_ERR_ALLOC;
 		goto out;
 	}
-	if ((r = guard_open(cc->state_file, cc->id, &g)) != KMS_OK)
+	if ((r = guard_open_opts(cc->state_file, cc->id, &go, &g)) != KMS_OK)
 		goto out;
 	guard_last_mark(g, local);
 	if ((r = client(cc, &cl)) != KMS_OK ||

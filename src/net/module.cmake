@@ -19,3 +19,8 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/tests/bench/bench_sc.c)
 	target_include_directories(bench_sc PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 	target_link_libraries(bench_sc PRIVATE p11kms_test_warnings p11kms_net Threads::Threads)
 endif()
+
+# One deadline per privval message over plain and Secret Connection streams (issue #17).
+p11kms_test(test_deadline SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_deadline.c
+	DEPS p11kms_testutil p11kms_net p11kms_privval Threads::Threads LABELS unit)
+target_include_directories(test_deadline PRIVATE ${CMAKE_CURRENT_LIST_DIR})

@@ -220,8 +220,7 @@ void net_addr_format(const struct net_addr *a, char *out, size_t cap)
 
 /* ---- deadlines ---- */
 
-/* Milliseconds left until deadline as a poll() timeout; -1 when there is no deadline. */
-static int remaining_ms(int64_t deadline)
+int net_ms_left(int64_t deadline)
 {
 	int64_t left;
 
@@ -233,7 +232,7 @@ static int remaining_ms(int64_t deadline)
 	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-static int64_t deadline_in(int timeout_ms)
+int64_t net_deadline(int timeout_ms)
 {
 	return timeout_ms < 0 ? -1 : net_now_ms() + timeout_ms;
 }
@@ -243,7 +242,7 @@ static int wait_fd(int fd, short events, int64_t deadline, const char *what)
 {
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = events, .revents = 0 };
-		int t = remaining_ms(deadline);
+		int t = net_ms_left(deadline);
 		int n;
 
 		n = poll(&pfd, 1, t);
@@ -285,10 +284,8 @@ static ssize_t write_once(int fd, const void *p, size_t n)
 	return k;
 }
 
-int net_read_some(int fd, void *p, size_t cap, size_t *got, int timeout_ms)
+int net_read_some_by(int fd, void *p, size_t cap, size_t *got, int64_t deadline)
 {
-	int64_t deadline = deadline_in(timeout_ms);
-
 	if (got == NULL || p == NULL || cap == 0)
 		return KMS_ERR_INTERNAL;
 	*got = 0;
@@ -310,14 +307,18 @@ int net_read_some(int fd, void *p, size_t cap, size_t *got, int timeout_ms)
 	}
 }
 
-int net_read_full(int fd, void *p, size_t n, int timeout_ms)
+int net_read_some(int fd, void *p, size_t cap, size_t *got, int timeout_ms)
+{
+	return net_read_some_by(fd, p, cap, got, net_deadline(timeout_ms));
+}
+
+int net_read_full_by(int fd, void *p, size_t n, int64_t deadline)
 {
 	uint8_t *q = p;
 
 	while (n > 0) {
 		size_t got = 0;
-		int r = net_read_some(fd, q, n, &got,
-				      timeout_ms); /* re-arms the deadline per read */
+		int r = net_read_some_by(fd, q, n, &got, deadline);
 
 		if (r != KMS_OK)
 			return r;
@@ -327,10 +328,14 @@ int net_read_full(int fd, void *p, size_t n, int timeout_ms)
 	return KMS_OK;
 }
 
-int net_write_full(int fd, const void *p, size_t n, int timeout_ms)
+int net_read_full(int fd, void *p, size_t n, int timeout_ms)
+{
+	return net_read_full_by(fd, p, n, net_deadline(timeout_ms));
+}
+
+int net_write_full_by(int fd, const void *p, size_t n, int64_t deadline)
 {
 	const uint8_t *q = p;
-	int64_t deadline = deadline_in(timeout_ms);
 
 	while (n > 0) {
 		int r = wait_fd(fd, POLLOUT, deadline, "write");
@@ -342,7 +347,6 @@ int net_write_full(int fd, const void *p, size_t n, int timeout_ms)
 		if (k > 0) {
 			q += k;
 			n -= (size_t)k;
-			deadline = deadline_in(timeout_ms); /* bytes moved: re-arm */
 			continue;
 		}
 		if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
@@ -351,14 +355,19 @@ int net_write_full(int fd, const void *p, size_t n, int timeout_ms)
 	return KMS_OK;
 }
 
-static int stream_fd_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int timeout_ms)
+int net_write_full(int fd, const void *p, size_t n, int timeout_ms)
 {
-	return net_read_some(*(int *)ctx, p, cap, got, timeout_ms);
+	return net_write_full_by(fd, p, n, net_deadline(timeout_ms));
 }
 
-static int stream_fd_write(void *ctx, const uint8_t *p, size_t n, int timeout_ms)
+static int stream_fd_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline)
 {
-	return net_write_full(*(int *)ctx, p, n, timeout_ms);
+	return net_read_some_by(*(int *)ctx, p, cap, got, deadline);
+}
+
+static int stream_fd_write(void *ctx, const uint8_t *p, size_t n, int64_t deadline)
+{
+	return net_write_full_by(*(int *)ctx, p, n, deadline);
 }
 
 void net_stream_fd(int *fd, struct net_stream *out)
@@ -408,12 +417,21 @@ static int unix_sockaddr(const struct net_addr *a, struct sockaddr_un *sun)
 	return KMS_OK;
 }
 
+/* Errors after which the address has nobody to talk to (as opposed to a local fault). */
+static int dial_refused(int err)
+{
+	return err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == EHOSTUNREACH ||
+	       err == ENETUNREACH || err == EAGAIN || err == ETIMEDOUT || err == EHOSTDOWN ||
+	       err == ENETDOWN || err == ECONNABORTED;
+}
+
 /*
  * Non-blocking connect of a fresh socket to sa, bounded by deadline.
- * Returns the connected (blocking) fd in *fd_out.
+ * Returns the connected (blocking) fd in *fd_out; on failure why says which
+ * errno (or the timeout). Silent: net_dial_ex's caller logs.
  */
 static int connect_one(int family, const struct sockaddr *sa, socklen_t salen, int64_t deadline,
-		       const char *name, int *fd_out)
+		       int *fd_out, struct net_dial_fail *why)
 {
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int r = KMS_ERR_INTERNAL;
@@ -421,7 +439,7 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen, i
 	socklen_t elen = sizeof(err);
 
 	if (fd < 0) {
-		kms_log_err("socket failed addr=%s err=%s", name, strerror(errno));
+		why->err = errno;
 		return KMS_ERR_SYSTEM;
 	}
 	if (connect(fd, sa, salen) != 0) {
@@ -438,6 +456,8 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen, i
 			goto fail;
 		}
 		r = wait_fd(fd, POLLOUT, deadline, "connect");
+		if (r == KMS_ERR_TIMEOUT)
+			why->timed_out = 1;
 		if (r != KMS_OK)
 			goto out;
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
@@ -456,21 +476,15 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen, i
 	r = KMS_OK;
 	goto out;
 fail:
-	if (err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == EHOSTUNREACH ||
-	    err == ENETUNREACH || err == EAGAIN) {
-		kms_log_debug("connect refused addr=%s err=%s%s", name, strerror(err),
-			      err == EAGAIN ? " (listen backlog full: the node is not accepting)" : "");
-		r = KMS_ERR_CONN_CLOSED;
-	} else {
-		kms_log_err("connect failed addr=%s err=%s", name, strerror(err));
-		r = KMS_ERR_SYSTEM;
-	}
+	why->err = err;
+	r = dial_refused(err) ? KMS_ERR_CONN_CLOSED : KMS_ERR_SYSTEM;
 out:
 	net_close(&fd);
 	return r;
 }
 
-static int dial_tcp(const struct net_addr *addr, int64_t deadline, const char *name, int *fd_out)
+static int dial_tcp(const struct net_addr *addr, int64_t deadline, int *fd_out,
+		    struct net_dial_fail *why)
 {
 	struct addrinfo hints, *res = NULL;
 	int r = KMS_ERR_CONN_CLOSED;
@@ -482,11 +496,15 @@ static int dial_tcp(const struct net_addr *addr, int64_t deadline, const char *n
 	hints.ai_flags = AI_NUMERICSERV;
 	g = getaddrinfo(addr->host, addr->port, &hints, &res);
 	if (g != 0) {
-		kms_log_err("cannot resolve addr=%s err=%s", name, gai_strerror(g));
+		why->gai = g;
+		if (g == EAI_SYSTEM)
+			why->err = errno;
 		return g == EAI_SYSTEM ? KMS_ERR_SYSTEM : KMS_ERR_CONN_CLOSED;
 	}
+	/* every address of the name in turn; the last one's failure is reported */
 	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-		r = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline, name, fd_out);
+		memset(why, 0, sizeof(*why));
+		r = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline, fd_out, why);
 		if (r == KMS_OK || r == KMS_ERR_TIMEOUT)
 			break;
 	}
@@ -494,29 +512,114 @@ static int dial_tcp(const struct net_addr *addr, int64_t deadline, const char *n
 	return r;
 }
 
-int net_dial(const struct net_addr *addr, int timeout_ms, int *fd_out)
+int net_dial_ex(const struct net_addr *addr, int timeout_ms, int *fd_out, struct net_dial_fail *why)
 {
-	char name[NET_HOST_MAX + NET_PATH_MAX + 32];
-	int64_t deadline = deadline_in(timeout_ms);
+	struct net_dial_fail scratch;
+	int64_t deadline = net_deadline(timeout_ms);
 	struct sockaddr_un sun;
 
+	if (why == NULL)
+		why = &scratch;
+	memset(why, 0, sizeof(*why));
 	if (fd_out == NULL || addr == NULL)
 		return KMS_ERR_INTERNAL;
 	*fd_out = -1;
-	net_addr_format(addr, name, sizeof(name));
 	if (addr->scheme == NET_UNIX) {
-		if (unix_sockaddr(addr, &sun) != KMS_OK) {
-			kms_log_err("bad unix socket path addr=%s", name);
+		if (unix_sockaddr(addr, &sun) != KMS_OK)
 			return KMS_ERR_FORMAT;
-		}
 		return connect_one(AF_UNIX, (const struct sockaddr *)&sun, sizeof(sun), deadline,
-				   name, fd_out);
+				   fd_out, why);
 	}
-	if (addr->scheme != NET_TCP || strcmp(addr->port, "0") == 0) {
-		kms_log_err("cannot dial addr=%s (port 0 or bad scheme)", name);
+	if (addr->scheme != NET_TCP || strcmp(addr->port, "0") == 0)
 		return KMS_ERR_FORMAT;
+	return dial_tcp(addr, deadline, fd_out, why);
+}
+
+int net_dial(const struct net_addr *addr, int timeout_ms, int *fd_out)
+{
+	return net_dial_ex(addr, timeout_ms, fd_out, NULL);
+}
+
+const char *net_dial_fail_name(const struct net_dial_fail *f)
+{
+	const char *n;
+
+	if (f == NULL)
+		return "unknown";
+	if (f->timed_out)
+		return "timeout";
+	if (f->gai != 0) {
+		switch (f->gai) {
+		case EAI_NONAME:
+			return "EAI_NONAME";
+		case EAI_AGAIN:
+			return "EAI_AGAIN";
+		case EAI_FAIL:
+			return "EAI_FAIL";
+		case EAI_FAMILY:
+			return "EAI_FAMILY";
+		case EAI_SYSTEM:
+			break; /* named by errno below */
+		default:
+			return "EAI_OTHER";
+		}
 	}
-	return dial_tcp(addr, deadline, name, fd_out);
+	if (f->err == 0)
+		return "unknown";
+	n = strerrorname_np(f->err);
+	return n != NULL ? n : "errno";
+}
+
+/* What each failure means for a node's privval listener, and what to check. */
+const char *net_dial_fail_hint(const struct net_addr *a, const struct net_dial_fail *f)
+{
+	int is_unix = a != NULL && a->scheme == NET_UNIX;
+
+	if (f == NULL)
+		return "dial failed";
+	if (f->timed_out)
+		return "connect timed out: no answer from the host (a firewall dropping packets, "
+		       "or the wrong host?)";
+	if (f->gai != 0 && f->gai != EAI_SYSTEM)
+		return f->gai == EAI_AGAIN ?
+			       "cannot resolve the host name right now (DNS unreachable?)" :
+			       "cannot resolve the host name: check the host in addr";
+	switch (f->err) {
+	case ECONNREFUSED:
+		return is_unix ?
+			       "connection refused: nothing listens on this socket (is the node "
+			       "running, or is the socket file stale?)" :
+			       "connection refused: is the node running, and is priv_validator_laddr "
+			       "this address?";
+	case ENOENT:
+		return "no such socket file: is the node running, and is its priv_validator_laddr "
+		       "this unix:// path?";
+	case EACCES:
+	case EPERM:
+		return is_unix ? "permission denied: p11kms's user needs write permission on the "
+				 "socket and search permission on its directories" :
+				 "permission denied by the local system (a firewall rule?)";
+	case EHOSTUNREACH:
+	case EHOSTDOWN:
+		return "host unreachable: check the address, the route and the firewall";
+	case ENETUNREACH:
+	case ENETDOWN:
+		return "network unreachable: no route from this host to that address";
+	case ETIMEDOUT:
+		return "connect timed out: no answer from the host (a firewall dropping packets?)";
+	case ECONNRESET:
+	case ECONNABORTED:
+		return "the connection was reset while connecting";
+	case EAGAIN:
+		return "the node's listen backlog is full: it is not accepting (another signer "
+		       "connected, or the node is hung?)";
+	case EADDRNOTAVAIL:
+		return "address not available: check the address in addr";
+	case ENOTSOCK:
+		return "the path is not a socket: check the unix:// path in addr";
+	default:
+		return "connect failed";
+	}
 }
 
 /* Replaces a stale socket file; refuses to remove anything that is not a socket. */
@@ -649,7 +752,7 @@ int net_local_port(int fd, uint16_t *port)
 
 int net_accept(int lfd, int timeout_ms, int *fd_out)
 {
-	int64_t deadline = deadline_in(timeout_ms);
+	int64_t deadline = net_deadline(timeout_ms);
 
 	if (fd_out == NULL)
 		return KMS_ERR_INTERNAL;

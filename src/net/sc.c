@@ -88,38 +88,6 @@ static void make_nonce(uint64_t ctr, uint8_t nonce[static 12])
 		nonce[4 + i] = (uint8_t)(ctr >> (8 * i));
 }
 
-static int64_t deadline_in(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : net_now_ms() + timeout_ms;
-}
-
-static int remaining(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - net_now_ms();
-	if (left <= 0)
-		return 0;
-	return left > INT_MAX ? INT_MAX : (int)left;
-}
-
-/* Reads exactly n bytes before an absolute deadline (a trickling peer cannot stretch a step). */
-static int read_full_by(int fd, uint8_t *p, size_t n, int64_t deadline)
-{
-	while (n > 0) {
-		size_t got = 0;
-		int r = net_read_some(fd, p, n, &got, remaining(deadline));
-
-		if (r != KMS_OK)
-			return r;
-		p += got;
-		n -= got;
-	}
-	return KMS_OK;
-}
-
 /* ---- pure steps ---- */
 
 int sc_is_low_order(const uint8_t pub[static 32])
@@ -504,8 +472,8 @@ static int fill_frame(struct sc_conn *c, int64_t deadline)
 {
 	while (c->in_len < SC_FRAME_SEALED) {
 		size_t got = 0;
-		int r = net_read_some(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, &got,
-				      remaining(deadline));
+		int r = net_read_some_by(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, &got,
+					 deadline);
 
 		if (r == KMS_ERR_CONN_CLOSED && c->in_len > 0) {
 			kms_log_err(
@@ -565,12 +533,22 @@ static int read_by(struct sc_conn *c, uint8_t *p, size_t cap, size_t *got, int64
 	return KMS_OK;
 }
 
+int sc_read_by(struct sc_conn *c, uint8_t *p, size_t cap, size_t *got, int64_t deadline)
+{
+	return read_by(c, p, cap, got, deadline);
+}
+
 int sc_read(struct sc_conn *c, uint8_t *p, size_t cap, size_t *got, int timeout_ms)
 {
-	return read_by(c, p, cap, got, deadline_in(timeout_ms));
+	return read_by(c, p, cap, got, net_deadline(timeout_ms));
 }
 
 int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int timeout_ms)
+{
+	return sc_write_by(c, p, n, net_deadline(timeout_ms));
+}
+
+int sc_write_by(struct sc_conn *c, const uint8_t *p, size_t n, int64_t deadline)
 {
 	if (c->err != KMS_OK)
 		return c->err;
@@ -590,7 +568,7 @@ int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int timeout_ms)
 			n -= k;
 			nf++;
 		}
-		r = net_write_full(c->fd, c->out, nf * SC_FRAME_SEALED, timeout_ms);
+		r = net_write_full_by(c->fd, c->out, nf * SC_FRAME_SEALED, deadline);
 		if (r != KMS_OK) {
 			c->err =
 				r; /* frames may be half sent and counters moved on: the stream is gone */
@@ -600,14 +578,14 @@ int sc_write(struct sc_conn *c, const uint8_t *p, size_t n, int timeout_ms)
 	return KMS_OK;
 }
 
-static int stream_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int timeout_ms)
+static int stream_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline)
 {
-	return sc_read(ctx, p, cap, got, timeout_ms);
+	return read_by(ctx, p, cap, got, deadline);
 }
 
-static int stream_write(void *ctx, const uint8_t *p, size_t n, int timeout_ms)
+static int stream_write(void *ctx, const uint8_t *p, size_t n, int64_t deadline)
 {
-	return sc_write(ctx, p, n, timeout_ms);
+	return sc_write_by(ctx, p, n, deadline);
 }
 
 void sc_stream(struct sc_conn *c, struct net_stream *out)
@@ -662,15 +640,52 @@ struct hs {
 	int loc_is_least;
 };
 
-static int hs_log(int fd, int r, const char *what, const char *why)
+/* What a handshake is bound by and where its failure goes. */
+struct hs_run {
+	int fd;
+	int64_t deadline;	 /* one deadline for the whole handshake */
+	struct sc_hs_fail *fail; /* the caller's (it logs), or a scratch one (we log) */
+	int log;
+};
+
+static int hs_fail(struct hs_run *hr, int r, const char *step, const char *why)
 {
-	kms_log_err("secret connection handshake failed fd=%d step=%s%s%s err=%s", fd, what,
-		    why != NULL ? " reason=" : "", why != NULL ? why : "", kms_strerror(r));
+	hr->fail->step = step;
+	hr->fail->reason = why;
+	if (hr->log)
+		kms_log_err("secret connection handshake failed fd=%d step=%s%s%s err=%s", hr->fd,
+			    step, why != NULL ? " reason=" : "", why != NULL ? why : "",
+			    kms_strerror(r));
 	return r;
 }
 
+/*
+ * The peer's first byte is not the 0x22 that starts every Secret Connection
+ * ephemeral-key message: an HTTP server, a TLS endpoint or anything else on
+ * the port. Keep what it sent (whatever arrives within 100 ms) for the log.
+ */
+static int hs_not_sc(struct hs_run *hr, uint8_t first)
+{
+	struct sc_hs_fail *f = hr->fail;
+	int64_t soon = net_now_ms() + 100;
+	size_t got = 0;
+
+	f->not_sc = 1;
+	f->first[0] = first;
+	f->first_len = 1;
+	if (hr->deadline >= 0 && hr->deadline < soon)
+		soon = hr->deadline;
+	if (net_read_some_by(hr->fd, f->first + 1, sizeof(f->first) - 1, &got, soon) == KMS_OK)
+		f->first_len += got;
+	return hs_fail(hr, KMS_ERR_FORMAT, "recv-ephemeral",
+		       (first & 0x80) ?
+			       "the peer does not speak Secret Connection (oversized first "
+			       "message)" :
+			       "the peer does not speak Secret Connection");
+}
+
 /* Steps 1-2: send our ephemeral key first (35 bytes fit any socket buffer), then read the peer's. */
-static int hs_exchange_eph(int fd, struct hs *h, int timeout_ms)
+static int hs_exchange_eph(struct hs_run *hr, struct hs *h)
 {
 	uint8_t msg[SC_EPH_MSG_LEN];
 	const char *why = NULL;
@@ -680,56 +695,55 @@ static int hs_exchange_eph(int fd, struct hs *h, int timeout_ms)
 	msg[1] = 0x0a;
 	msg[2] = 0x20;
 	memcpy(msg + 3, h->eph_pub, 32);
-	r = net_write_full(fd, msg, sizeof(msg), timeout_ms);
+	r = net_write_full_by(hr->fd, msg, sizeof(msg), hr->deadline);
 	if (r != KMS_OK)
-		return hs_log(fd, r, "send-ephemeral", NULL);
-	{
-		int64_t deadline = deadline_in(timeout_ms);
-
-		/* the prefix alone tells an oversized message: refuse before reading more */
-		r = read_full_by(fd, msg, 1, deadline);
-		if (r == KMS_OK && msg[0] != 0x22)
-			return hs_log(fd, KMS_ERR_FORMAT, "recv-ephemeral",
-				      (msg[0] & 0x80) ?
-					      "length prefix over 127 (oversized message)" :
-					      "length prefix is not 34");
-		if (r == KMS_OK)
-			r = read_full_by(fd, msg + 1, sizeof(msg) - 1, deadline);
-	}
+		return hs_fail(hr, r, "send-ephemeral",
+			       r == KMS_ERR_CONN_CLOSED ?
+				       "the peer closed the connection before the handshake" :
+				       NULL);
+	/* the prefix alone tells a foreign or oversized message: refuse before reading more */
+	r = net_read_full_by(hr->fd, msg, 1, hr->deadline);
+	if (r == KMS_OK && msg[0] != 0x22)
+		return hs_not_sc(hr, msg[0]);
+	if (r == KMS_OK)
+		r = net_read_full_by(hr->fd, msg + 1, sizeof(msg) - 1, hr->deadline);
+	if (r == KMS_ERR_CONN_CLOSED)
+		return hs_fail(hr, r, "recv-ephemeral",
+			       "the peer closed the connection before sending its ephemeral key");
 	if (r != KMS_OK)
-		return hs_log(fd, r, "recv-ephemeral", NULL);
+		return hs_fail(hr, r, "recv-ephemeral", NULL);
 	r = sc_parse_eph_msg(msg, sizeof(msg), h->remote_eph, &why);
 	if (r != KMS_OK)
-		return hs_log(fd, r, "recv-ephemeral", why);
+		return hs_fail(hr, r, "recv-ephemeral", why);
 	return KMS_OK;
 }
 
 /* Steps 3-8: checks on the remote key, DH, key split and the transcript challenge. */
-static int hs_derive(int fd, struct hs *h)
+static int hs_derive(struct hs_run *hr, struct hs *h)
 {
 	const uint8_t *lo, *hi;
 	int r;
 
 	if (sc_is_low_order(h->remote_eph))
-		return hs_log(fd, KMS_ERR_AUTH, "check-ephemeral",
-			      "low-order remote ephemeral key");
+		return hs_fail(hr, KMS_ERR_AUTH, "check-ephemeral",
+			       "low-order remote ephemeral key");
 	if (CRYPTO_memcmp(h->remote_eph, h->eph_pub, 32) == 0)
-		return hs_log(fd, KMS_ERR_AUTH, "check-ephemeral",
-			      "remote ephemeral key equals ours (reflection)");
+		return hs_fail(hr, KMS_ERR_AUTH, "check-ephemeral",
+			       "remote ephemeral key equals ours (reflection)");
 	/* public values: an ordinary memcmp is fine for the sort */
 	h->loc_is_least = memcmp(h->eph_pub, h->remote_eph, 32) < 0;
 	lo = h->loc_is_least ? h->eph_pub : h->remote_eph;
 	hi = h->loc_is_least ? h->remote_eph : h->eph_pub;
 	r = x25519_dh(h->eph_priv, h->remote_eph, h->dh);
 	if (r == KMS_ERR_AUTH)
-		return hs_log(fd, r, "dh", "all-zero shared secret (low-order remote key)");
+		return hs_fail(hr, r, "dh", "all-zero shared secret (low-order remote key)");
 	if (r != KMS_OK)
-		return hs_log(fd, r, "dh", NULL);
+		return hs_fail(hr, r, "dh", NULL);
 	r = sc_derive_keys(h->dh, h->loc_is_least, h->recv_key, h->send_key);
 	if (r == KMS_OK)
 		r = sc_challenge(lo, hi, h->dh, h->challenge);
 	if (r != KMS_OK)
-		return hs_log(fd, r, "derive", NULL);
+		return hs_fail(hr, r, "derive", NULL);
 	return KMS_OK;
 }
 
@@ -773,9 +787,31 @@ static int hs_read_authsig(struct sc_conn *c, uint8_t *buf, size_t *len, int64_t
 	return KMS_OK;
 }
 
+/* Step 11, last part: a pinned node id must match the peer's. */
+static int hs_check_peer_id(struct hs_run *hr, struct sc_conn *c, const uint8_t *expected)
+{
+	char want[41], got[41];
+
+	if (expected == NULL || CRYPTO_memcmp(expected, c->remote_id, SC_NODE_ID_LEN) == 0)
+		return KMS_OK;
+	memcpy(hr->fail->peer_id, c->remote_id, SC_NODE_ID_LEN);
+	hr->fail->has_peer_id = 1;
+	hr->fail->step = "peer-id";
+	hr->fail->reason = "the peer's node id is not the one in addr";
+	if (hr->log) {
+		hex20(expected, want);
+		hex20(c->remote_id, got);
+		kms_log_err(
+			"secret connection handshake failed fd=%d step=peer-id reason=peer node id %s is not "
+			"the expected %s",
+			c->fd, got, want);
+	}
+	return KMS_ERR_AUTH;
+}
+
 /* Steps 9-11: sign the challenge, exchange AuthSig messages, verify the peer. */
-static int hs_auth(struct sc_conn *c, struct hs *h, const struct sc_identity *id,
-		   const uint8_t *expected, int timeout_ms)
+static int hs_auth(struct hs_run *hr, struct sc_conn *c, struct hs *h, const struct sc_identity *id,
+		   const uint8_t *expected)
 {
 	uint8_t msg[SC_AUTHSIG_MAX + 8], sig[64];
 	const char *why = NULL;
@@ -784,48 +820,45 @@ static int hs_auth(struct sc_conn *c, struct hs *h, const struct sc_identity *id
 
 	r = id->sign(id->sign_ctx, h->challenge, 32, sig);
 	if (r != KMS_OK)
-		return hs_log(c->fd, r, "sign-challenge", NULL);
+		return hs_fail(hr, r, "sign-challenge", NULL);
 	memcpy(msg, "\x66\x0a\x22\x0a\x20", 5);
 	memcpy(msg + 5, id->pub, 32);
 	msg[37] = 0x12;
 	msg[38] = 0x40;
 	memcpy(msg + 39, sig, 64);
-	r = sc_write(c, msg, SC_AUTHSIG_MSG_LEN, timeout_ms);
+	r = sc_write_by(c, msg, SC_AUTHSIG_MSG_LEN, hr->deadline);
 	if (r != KMS_OK)
-		return hs_log(c->fd, r, "send-authsig", NULL);
-	r = hs_read_authsig(c, msg, &len, deadline_in(timeout_ms), &why);
+		return hs_fail(hr, r, "send-authsig", NULL);
+	r = hs_read_authsig(c, msg, &len, hr->deadline, &why);
 	if (r == KMS_OK)
 		r = sc_parse_authsig(msg, len, c->remote_pub, sig, &why);
+	if (r == KMS_ERR_CONN_CLOSED && why == NULL)
+		why = "the peer closed the connection before authenticating (it may refuse our "
+		      "identity)";
 	if (r != KMS_OK)
-		return hs_log(c->fd, r, "recv-authsig", why);
+		return hs_fail(hr, r, "recv-authsig", why);
 	r = kcrypto_ed25519_verify(c->remote_pub, h->challenge, 32, sig);
 	if (r != KMS_OK)
-		return hs_log(c->fd, r, "verify-authsig",
-			      r == KMS_ERR_AUTH ? "challenge signature does not verify" : NULL);
+		return hs_fail(hr, r, "verify-authsig",
+			       r == KMS_ERR_AUTH ? "challenge signature does not verify" : NULL);
 	r = sc_node_id(c->remote_pub, c->remote_id);
 	if (r != KMS_OK)
-		return hs_log(c->fd, r, "node-id", NULL);
-	if (expected != NULL && CRYPTO_memcmp(expected, c->remote_id, SC_NODE_ID_LEN) != 0) {
-		char want[41], got[41];
-
-		hex20(expected, want);
-		hex20(c->remote_id, got);
-		kms_log_err(
-			"secret connection handshake failed fd=%d step=peer-id reason=peer node id %s is not "
-			"the expected %s",
-			c->fd, got, want);
-		return KMS_ERR_AUTH;
-	}
-	return KMS_OK;
+		return hs_fail(hr, r, "node-id", NULL);
+	return hs_check_peer_id(hr, c, expected);
 }
 
-int sc_handshake_eph(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
-		     int timeout_ms, const uint8_t *eph_priv, struct sc_conn **out)
+static int handshake(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
+		     int timeout_ms, const uint8_t *eph_priv, struct sc_hs_fail *fail,
+		     struct sc_conn **out)
 {
+	struct sc_hs_fail scratch;
+	struct hs_run hr = { fd, net_deadline(timeout_ms), fail != NULL ? fail : &scratch,
+			     fail == NULL };
 	struct hs h;
 	struct sc_conn *c = NULL;
 	int r = KMS_ERR_INTERNAL;
 
+	memset(hr.fail, 0, sizeof(*hr.fail));
 	if (out == NULL)
 		return KMS_ERR_INTERNAL;
 	*out = NULL;
@@ -839,14 +872,14 @@ int sc_handshake_eph(int fd, const struct sc_identity *id, const uint8_t *expect
 		goto out;
 	if ((r = x25519_pub(h.eph_priv, h.eph_pub)) != KMS_OK)
 		goto out;
-	if ((r = hs_exchange_eph(fd, &h, timeout_ms)) != KMS_OK)
+	if ((r = hs_exchange_eph(&hr, &h)) != KMS_OK)
 		goto out;
-	if ((r = hs_derive(fd, &h)) != KMS_OK)
+	if ((r = hs_derive(&hr, &h)) != KMS_OK)
 		goto out;
 	/* step 10: from here on frames are sealed, both counters starting at 0 */
 	if ((r = sc_conn_new_keys(fd, h.send_key, h.recv_key, &c)) != KMS_OK)
 		goto out;
-	if ((r = hs_auth(c, &h, id, expected_peer_id, timeout_ms)) != KMS_OK)
+	if ((r = hs_auth(&hr, c, &h, id, expected_peer_id)) != KMS_OK)
 		goto out;
 	*out = c;
 	c = NULL;
@@ -858,10 +891,22 @@ out:
 	return r;
 }
 
+int sc_handshake_eph(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
+		     int timeout_ms, const uint8_t *eph_priv, struct sc_conn **out)
+{
+	return handshake(fd, id, expected_peer_id, timeout_ms, eph_priv, NULL, out);
+}
+
 int sc_handshake(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
 		 int timeout_ms, struct sc_conn **out)
 {
-	return sc_handshake_eph(fd, id, expected_peer_id, timeout_ms, NULL, out);
+	return handshake(fd, id, expected_peer_id, timeout_ms, NULL, NULL, out);
+}
+
+int sc_handshake_ex(int fd, const struct sc_identity *id, const uint8_t *expected_peer_id,
+		    int timeout_ms, struct sc_hs_fail *fail, struct sc_conn **out)
+{
+	return handshake(fd, id, expected_peer_id, timeout_ms, NULL, fail, out);
 }
 
 /* ---- software identity ---- */

@@ -7,7 +7,7 @@ p11kms_module(privval
 		${CMAKE_CURRENT_LIST_DIR}/pv_validate.c
 		${CMAKE_CURRENT_LIST_DIR}/pv_signbytes.c
 		${CMAKE_CURRENT_LIST_DIR}/pv_frame.c
-	DEPS p11kms_proto p11kms_core p11kms_net)
+	DEPS p11kms_proto p11kms_core)
 
 # Unit tests (tests/unit/test_pv*.c); p11kms_crypto only for signing the derived vectors.
 foreach(t pv_msgs pv_signbytes pv_bad)

@@ -186,6 +186,11 @@ static const char *request_from_wire(const struct pv_version_info *vi, const Pvw
 			return why;
 		/* skip_extension_signing (field 3) is unknown to families A/B */
 		r->skip_extension_signing = vi->has_skip_extension_signing && m->sign_vote_request->skip_extension_signing;
+		/* what the node sent, whatever this version reads: evidence of its family */
+		if (m->sign_vote_request->vote->extension.len || m->sign_vote_request->vote->extension_signature.len)
+			r->wire |= PV_WIRE_VOTE_EXT;
+		if (m->sign_vote_request->skip_extension_signing)
+			r->wire |= PV_WIRE_SKIP_EXT;
 		return chain_from_wire(&m->sign_vote_request->chain_id, r->chain_id);
 	case PVWIRE__MESSAGE__SUM_SIGN_PROPOSAL_REQUEST:
 		r->kind = PV_REQ_SIGN_PROPOSAL;
@@ -322,8 +327,13 @@ static const char *pubkey_from_wire(const struct pv_version_info *vi, const Pvwi
 	static const char ed[] = "ed25519";
 	const ProtobufCBinaryData *key = NULL;
 
+	int legacy = vi->pubkey_layout == PV_PUBKEY_PUBLICKEY;
+
 	error_from_wire(w->error, r);
-	if (vi->pubkey_layout == PV_PUBKEY_PUBLICKEY) {
+	/* auto (both layouts): fields 3/4 when present, else field 1 */
+	if (vi->pubkey_layout == PV_PUBKEY_BOTH && !w->pub_key_type.len && !w->pub_key_bytes.len)
+		legacy = 1;
+	if (legacy) {
 		if (w->pub_key && w->pub_key->sum_case == PVWIRE__PUBLIC_KEY__SUM_ED25519)
 			key = &w->pub_key->ed25519;
 		else if (w->pub_key && w->pub_key->sum_case != PVWIRE__PUBLIC_KEY__SUM__NOT_SET)
@@ -533,12 +543,13 @@ int pv_encode_pubkey_response(enum pv_version v, const uint8_t pub[static PV_PUB
 
 	if (!vi)
 		return KMS_ERR_INTERNAL;
-	if (vi->pubkey_layout == PV_PUBKEY_PUBLICKEY) {
+	if (vi->pubkey_layout != PV_PUBKEY_BYTES_TYPE) { /* A/B, and auto */
 		pk.sum_case = PVWIRE__PUBLIC_KEY__SUM_ED25519;
 		pk.ed25519.data = unconst(pub);
 		pk.ed25519.len = PV_PUBKEY_LEN;
 		resp.pub_key = &pk;
-	} else {
+	}
+	if (vi->pubkey_layout != PV_PUBKEY_PUBLICKEY) { /* C, and auto */
 		resp.pub_key_bytes.data = unconst(pub);
 		resp.pub_key_bytes.len = PV_PUBKEY_LEN;
 		resp.pub_key_type.data = unconst((const uint8_t *)ed);
@@ -627,8 +638,8 @@ int pv_encode_error_response(enum pv_version v, enum pv_req_kind for_kind, int32
 	err.description.len = description ? strlen(description) : 0;
 	switch (for_kind) {
 	case PV_REQ_PUBKEY:
-		if (vi->pubkey_layout == PV_PUBKEY_PUBLICKEY)
-			pkr.pub_key = &pk; /* non-nullable in A/B: empty PublicKey, 0a 00 */
+		if (vi->pubkey_layout != PV_PUBKEY_BYTES_TYPE)
+			pkr.pub_key = &pk; /* non-nullable in A/B (and auto): empty PublicKey, 0a 00 */
 		pkr.error = &err;
 		m.sum_case = PVWIRE__MESSAGE__SUM_PUB_KEY_RESPONSE;
 		m.pub_key_response = &pkr;

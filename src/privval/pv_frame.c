@@ -5,10 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p11kms/net.h"
 #include "pv_int.h"
 
-#define UVARINT_MAX 10
+#define UVARINT_MAX PV_FRAME_PREFIX_MAX
 
 int pv_uvarint_decode(const uint8_t *p, size_t n, uint64_t *v, size_t *used)
 {
@@ -51,25 +50,25 @@ int pv_frame_parse(const uint8_t *p, size_t n, size_t max, size_t *hdr_len, size
 	return KMS_OK;
 }
 
-static int read_full(struct net_stream *s, uint8_t *p, size_t n, int timeout_ms)
+static int read_full(pv_read_fn read, void *ctx, uint8_t *p, size_t n, int64_t deadline)
 {
 	while (n > 0) {
 		size_t got = 0;
-		int rc = s->read(s->ctx, p, n, &got, timeout_ms);
+		int rc = read(ctx, p, n, &got, deadline);
 
 		if (rc != KMS_OK)
 			return rc;
 		if (got == 0 || got > n)
-			return KMS_ERR_INTERNAL; /* the stream broke its contract */
+			return KMS_ERR_INTERNAL; /* the source broke its contract */
 		p += got;
 		n -= got;
 	}
 	return KMS_OK;
 }
 
-int pv_read_msg(struct net_stream *s, size_t max, int timeout_ms, struct kbuf **msg)
+int pv_read_msg(pv_read_fn read, void *ctx, size_t max, int64_t deadline, struct kbuf **msg)
 {
-	uint8_t hdr[UVARINT_MAX];
+	uint8_t hdr[PV_FRAME_PREFIX_MAX];
 	size_t have = 0, used = 0;
 	uint64_t len = 0;
 	struct kbuf *b = NULL;
@@ -79,11 +78,11 @@ int pv_read_msg(struct net_stream *s, size_t max, int timeout_ms, struct kbuf **
 	if (!msg)
 		return KMS_ERR_INTERNAL;
 	*msg = NULL;
-	if (!s || !s->read)
+	if (!read)
 		return KMS_ERR_INTERNAL;
 	/* the prefix byte by byte: never read past this message into the next */
 	for (;;) {
-		if ((rc = read_full(s, &hdr[have], 1, timeout_ms)) != KMS_OK)
+		if ((rc = read_full(read, ctx, &hdr[have], 1, deadline)) != KMS_OK)
 			return rc;
 		have++;
 		rc = pv_uvarint_decode(hdr, have, &len, &used);
@@ -97,7 +96,8 @@ int pv_read_msg(struct net_stream *s, size_t max, int timeout_ms, struct kbuf **
 		return KMS_ERR_TOO_LARGE;
 	if (!(b = kbuf_new((size_t)len)))
 		return KMS_ERR_ALLOC;
-	if ((rc = kbuf_reserve(b, (size_t)len, &dst)) != KMS_OK || (rc = read_full(s, dst, (size_t)len, timeout_ms)) != KMS_OK)
+	if ((rc = kbuf_reserve(b, (size_t)len, &dst)) != KMS_OK ||
+	    (rc = read_full(read, ctx, dst, (size_t)len, deadline)) != KMS_OK)
 		goto out;
 	*msg = b;
 	b = NULL;
@@ -107,23 +107,23 @@ out:
 	return rc;
 }
 
-int pv_write_msg(struct net_stream *s, const struct kbuf *msg, int timeout_ms)
+int pv_write_msg(pv_write_fn write, void *ctx, const struct kbuf *msg, int64_t deadline)
 {
 	size_t n, total;
 	struct kbuf *b = NULL;
 	int rc;
 
-	if (!s || !s->write || !msg)
+	if (!write || !msg)
 		return KMS_ERR_INTERNAL;
 	n = kbuf_len(msg);
-	if (n > SIZE_MAX - UVARINT_MAX)
+	if (n > SIZE_MAX - PV_FRAME_PREFIX_MAX)
 		return KMS_ERR_TOO_LARGE;
-	total = n + UVARINT_MAX;
+	total = n + PV_FRAME_PREFIX_MAX;
 	if (!(b = kbuf_new(total)))
 		return KMS_ERR_ALLOC;
 	/* prefix and body in ONE write, as Go does: a small message fits one SC frame */
 	if ((rc = kbuf_put_lenprefixed(b, kbuf_ptr(msg), n)) == KMS_OK)
-		rc = s->write(s->ctx, kbuf_ptr(b), kbuf_len(b), timeout_ms);
+		rc = write(ctx, kbuf_ptr(b), kbuf_len(b), deadline);
 	kbuf_free(b);
 	return rc;
 }

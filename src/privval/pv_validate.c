@@ -121,6 +121,7 @@ const char *pv_reference_refusal(enum pv_version v, enum pv_req_kind k)
 {
 	switch (k) {
 	case PV_REQ_PUBKEY:
+		/* auto: either text is only logged by the node; v0.34-v0.38 wrote this one */
 		return v == PV_V1 ? "unable to provide pubkey type and bytes" :
 				    "unable to provide pubkey";
 	case PV_REQ_SIGN_VOTE:

@@ -114,14 +114,16 @@ static CK_RV gen_pair(struct slot_tok *t, const char *label, const uint8_t *id, 
 	attr(&pt[np++], CKA_VERIFY, &ck_true, sizeof(ck_true));
 	attr(&pt[np++], CKA_EC_PARAMS, params, plen);
 	attr(&pt[np++], CKA_LABEL, label, strlen(label));
-	attr(&pt[np++], CKA_ID, id, idlen);
+	if (idlen) /* no CKA_ID: the token picks its object id (YubiHSM) */
+		attr(&pt[np++], CKA_ID, id, idlen);
 	attr(&kt[nk++], CKA_TOKEN, &ck_true, sizeof(ck_true));
 	attr(&kt[nk++], CKA_PRIVATE, &ck_true, sizeof(ck_true));
 	attr(&kt[nk++], CKA_SENSITIVE, &ck_true, sizeof(ck_true));
 	attr(&kt[nk++], CKA_EXTRACTABLE, &ck_false, sizeof(ck_false));
 	attr(&kt[nk++], CKA_SIGN, &ck_true, sizeof(ck_true));
 	attr(&kt[nk++], CKA_LABEL, label, strlen(label));
-	attr(&kt[nk++], CKA_ID, id, idlen);
+	if (idlen)
+		attr(&kt[nk++], CKA_ID, id, idlen);
 	return t->m->f->C_GenerateKeyPair(t->h, &mech, pt, np, kt, nk, pubh, privh);
 }
 
@@ -163,24 +165,61 @@ static int settle_id(struct slot_tok *t, CK_OBJECT_HANDLE pubh, CK_OBJECT_HANDLE
 	return KMS_OK;
 }
 
+/* The CKA_ID the token gave an object (ids it picks itself: key_id_map u16be). */
+static int stored_id(struct slot_tok *t, CK_OBJECT_HANDLE o, uint8_t *id, size_t cap, size_t *idlen)
+{
+	uint8_t *got = NULL;
+	size_t glen = 0;
+	int r = pk11_get_attr(t->m->f, t->h, o, CKA_ID, &got, &glen);
+	if (r == KMS_OK && (glen == 0 || glen > cap))
+		r = KMS_ERR_FORMAT;
+	if (r == KMS_OK) {
+		memcpy(id, got, glen);
+		*idlen = glen;
+	}
+	free(got);
+	return r;
+}
+
+/*
+ * The URI's id=, checked against the profile: u16be tokens (YubiHSM) take only
+ * 2-byte object ids. *have = 0 when the URI gives none.
+ */
+static int uri_id(struct slot_tok *t, uint8_t *id, size_t cap, size_t *idlen, int *have)
+{
+	CK_ATTRIBUTE *uid = p11_kit_uri_get_attribute(t->su.u, CKA_ID);
+	*have = uid != NULL;
+	if (!uid)
+		return KMS_OK;
+	if (uid->ulValueLen == 0 || uid->ulValueLen > cap)
+		return KMS_ERR_FORMAT;
+	if (t->prof.key_id_map == SLOT_KEYID_U16BE && uid->ulValueLen != 2) {
+		kms_log_err("hsm-profile %s: CKA_ID is a 2-byte object id (e.g. id=%%00%%01), not "
+			    "%lu bytes",
+			    t->prof.name, (unsigned long)uid->ulValueLen);
+		return KMS_ERR_FORMAT;
+	}
+	memcpy(id, uid->pValue, uid->ulValueLen);
+	*idlen = uid->ulValueLen;
+	return KMS_OK;
+}
+
 static int keygen_on(struct slot_tok *t, const char *label, char **key_uri_out,
 		     uint8_t pub[static 32])
 {
 	CK_OBJECT_HANDLE pubh = CK_INVALID_HANDLE, privh = CK_INVALID_HANDLE;
-	CK_ATTRIBUTE *uid = p11_kit_uri_get_attribute(t->su.u, CKA_ID);
 	uint8_t id[64];
 	size_t idlen = ID_LEN;
-	int first_oid = (t->prof.quirks & SLOT_QUIRK_EC_PARAMS_OID) != 0, r;
+	int first_oid = (t->prof.quirks & SLOT_QUIRK_EC_PARAMS_OID) != 0, uid, r;
+	int own_ids = t->prof.key_id_map == SLOT_KEYID_U16BE; /* the token numbers objects */
 	CK_RV rv;
 
-	if (uid) {
-		if (uid->ulValueLen == 0 || uid->ulValueLen > sizeof(id))
-			return KMS_ERR_FORMAT;
-		idlen = uid->ulValueLen;
-		memcpy(id, uid->pValue, idlen);
-	} else if ((r = kcrypto_random(id, ID_LEN))) { /* temporary until pub is known */
+	if ((r = uri_id(t, id, sizeof(id), &idlen, &uid)))
 		return r;
-	}
+	if (!uid && own_ids)
+		idlen = 0;
+	else if (!uid && (r = kcrypto_random(id, ID_LEN))) /* temporary until pub is known */
+		return r;
 	if ((r = check_free(t, label, uid ? id : NULL, idlen)))
 		return r;
 	rv = gen_pair(t, label, id, idlen, first_oid ? ec_params_oid : ec_params_name,
@@ -194,7 +233,11 @@ static int keygen_on(struct slot_tok *t, const char *label, char **key_uri_out,
 	if ((r = pk11_read_pub(t->m->f, t->h, privh, t->prof.ec_point, pub)) ||
 	    (r = test_key(t, privh, pub)))
 		goto fail;
-	if (!uid && (r = settle_id(t, pubh, privh, id, sizeof(id), &idlen, pub)))
+	if (!uid && own_ids)
+		r = stored_id(t, privh, id, sizeof(id), &idlen);
+	else if (!uid)
+		r = settle_id(t, pubh, privh, id, sizeof(id), &idlen, pub);
+	if (r)
 		goto fail;
 	if ((r = key_uri(t, label, id, idlen, key_uri_out)))
 		goto fail;
@@ -253,7 +296,8 @@ static CK_RV create_priv(struct slot_tok *t, const char *label, const uint8_t *i
 	attr(&a[n++], CKA_EXTRACTABLE, &ck_false, sizeof(ck_false));
 	attr(&a[n++], CKA_SIGN, &ck_true, sizeof(ck_true));
 	attr(&a[n++], CKA_LABEL, label, strlen(label));
-	attr(&a[n++], CKA_ID, id, idlen);
+	if (idlen)
+		attr(&a[n++], CKA_ID, id, idlen);
 	attr(&a[n++], CKA_EC_PARAMS, ec_params_name, sizeof(ec_params_name));
 	attr(&a[n++], CKA_VALUE, seed, 32);
 	return t->m->f->C_CreateObject(t->h, a, n, privh);
@@ -280,7 +324,8 @@ static CK_RV create_pub(struct slot_tok *t, const char *label, const uint8_t *id
 	attr(&a[n++], CKA_PRIVATE, &ck_false, sizeof(ck_false));
 	attr(&a[n++], CKA_VERIFY, &ck_true, sizeof(ck_true));
 	attr(&a[n++], CKA_LABEL, label, strlen(label));
-	attr(&a[n++], CKA_ID, id, idlen);
+	if (idlen)
+		attr(&a[n++], CKA_ID, id, idlen);
 	attr(&a[n++], CKA_EC_PARAMS, ec_params_name, sizeof(ec_params_name));
 	attr(&a[n++], CKA_EC_POINT, point, plen);
 	return t->m->f->C_CreateObject(t->h, a, n, pubh);
@@ -290,24 +335,20 @@ static int import_on(struct slot_tok *t, const char *label, const uint8_t seed[s
 		     char **key_uri_out, uint8_t pub[static 32])
 {
 	CK_OBJECT_HANDLE pubh = CK_INVALID_HANDLE, privh = CK_INVALID_HANDLE;
-	CK_ATTRIBUTE *uid = p11_kit_uri_get_attribute(t->su.u, CKA_ID);
 	uint8_t id[64], s[32];
 	size_t idlen = ID_LEN;
+	int own_ids = t->prof.key_id_map == SLOT_KEYID_U16BE, uid;
 	CK_RV rv;
 	int r;
 
 	memcpy(s, seed, 32); /* our copy, wiped at out: tokens may not take a const pointer */
-	if ((r = kcrypto_ed25519_pub_from_seed(s, pub)))
+	if ((r = kcrypto_ed25519_pub_from_seed(s, pub)) ||
+	    (r = uri_id(t, id, sizeof(id), &idlen, &uid)))
 		goto out;
-	if (uid) {
-		r = KMS_ERR_FORMAT;
-		if (uid->ulValueLen == 0 || uid->ulValueLen > sizeof(id))
-			goto out;
-		idlen = uid->ulValueLen;
-		memcpy(id, uid->pValue, idlen);
-	} else if ((r = derive_id(pub, id))) {
+	if (!uid && own_ids)
+		idlen = 0; /* the token picks the object id; the public object gets it too */
+	else if (!uid && (r = derive_id(pub, id)))
 		goto out;
-	}
 	if ((r = check_free(t, label, id, idlen)))
 		goto out;
 	rv = create_priv(t, label, id, idlen, s, &privh);
@@ -315,6 +356,8 @@ static int import_on(struct slot_tok *t, const char *label, const uint8_t seed[s
 		r = pk11_err(rv, "C_CreateObject (Ed25519 private key)", t->su.text);
 		goto out;
 	}
+	if (idlen == 0 && (r = stored_id(t, privh, id, sizeof(id), &idlen)))
+		goto fail;
 	if (!(t->prof.quirks & SLOT_QUIRK_NO_PUBLIC_OBJ) &&
 	    (rv = create_pub(t, label, id, idlen, pub, &pubh)) != CKR_OK) {
 		r = pk11_err(rv, "C_CreateObject (Ed25519 public key)", t->su.text);
@@ -413,10 +456,10 @@ static int list_token(struct slot_tok *t, const struct slot_opts *o, int login, 
 	CK_OBJECT_HANDLE keys[256];
 	P11KitUri *u = NULL;
 	size_t found = 0, i;
+	struct pk11_login_src src = { t->su.pin_file, o->pin_env, o->allow_prompt, &t->prof, 0 };
 	int r;
 
-	if (login && (r = pk11_login(t->m->f, t->h, &t->ti, t->su.pin_file, o->pin_env,
-				     o->allow_prompt, t->su.text)))
+	if (login && (r = pk11_login_with(t->m->f, t->h, &t->ti, &src, t->su.text)))
 		return r;
 	if ((r = pk11_find(t->m->f, t->h, CKO_PRIVATE_KEY, NULL, 0, keys, 256, &found)))
 		return r;
@@ -483,16 +526,17 @@ int slot_list_keys(const char *token_or_module_uri, const struct slot_opts *o,
 	memset(&t, 0, sizeof(t));
 	if ((r = slot_uri_parse((const uint8_t *)token_or_module_uri, strlen(token_or_module_uri),
 				&t.su)) ||
-	    (r = slot_uri_module(&t.su, o, &modpath)) || (r = pk11_module_get(modpath, &t.m)))
+	    (r = slot_uri_module(&t.su, o, &modpath)) || (r = pk11_module_get(modpath, 0, &t.m)))
 		goto out;
-	pthread_rwlock_rdlock(&t.m->lock);
+	if ((r = pk11_module_rdlock(t.m, 0)))
+		goto out;
 	rv = t.m->f->C_GetSlotList(CK_TRUE, ids, &n);
 	if (rv != CKR_OK)
 		r = pk11_err(rv, "C_GetSlotList", t.su.text);
 	/* Every token the URI matches: a module-only URI lists the whole module. */
 	for (i = 0; rv == CKR_OK && i < n && r == KMS_OK; i++)
 		r = list_slot(&t, ids[i], o, modpath, cb, ctx);
-	pthread_rwlock_unlock(&t.m->lock);
+	pk11_module_unlock(t.m);
 out:
 	free(modpath);
 	slot_tok_close(&t);

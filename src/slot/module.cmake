@@ -5,12 +5,13 @@ p11kms_module(slot
 		${CMAKE_CURRENT_LIST_DIR}/slot.c
 		${CMAKE_CURRENT_LIST_DIR}/keygen.c
 		${CMAKE_CURRENT_LIST_DIR}/watchdog.c
+		${CMAKE_CURRENT_LIST_DIR}/member.c
 		${CMAKE_CURRENT_LIST_DIR}/module.c
 		${CMAKE_CURRENT_LIST_DIR}/pk11.c
 		${CMAKE_CURRENT_LIST_DIR}/pin.c
 		${CMAKE_CURRENT_LIST_DIR}/uri.c
 		${CMAKE_CURRENT_LIST_DIR}/profile.c
-	DEPS p11kms_core p11kms_crypto PkgConfig::P11KIT PkgConfig::LIBCONFIG Threads::Threads)
+	DEPS p11kms_core p11kms_crypto p11kms_obs PkgConfig::P11KIT PkgConfig::LIBCONFIG Threads::Threads)
 target_compile_definitions(p11kms_slot PRIVATE
 	P11KMS_SLOT_SOURCE_PROFILES="${CMAKE_SOURCE_DIR}/hsm-profiles")
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/hsm-profiles/

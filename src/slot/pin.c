@@ -173,3 +173,30 @@ int slot_pin_get(const char *pin_file, const char *pin_env, int allow_prompt, co
 		    what);
 	return KMS_ERR_NOT_FOUND;
 }
+
+static int is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+int slot_pin_check(const struct slot_profile *p, const char *pin, size_t len, const char *desc)
+{
+	size_t i;
+	if ((p->pin_min && len < p->pin_min) || (p->pin_max && len > p->pin_max)) {
+		kms_log_err(
+			"the PIN for %s has %zu characters; hsm-profile %s expects %u to %u: %s "
+			"(C_Login not tried, no PIN try used)",
+			desc, len, p->name, p->pin_min, p->pin_max, p->pin_format);
+		return KMS_ERR_FORMAT;
+	}
+	for (i = 0; i < p->pin_id_hex; i++) {
+		if (i >= len || !is_hex(pin[i])) {
+			kms_log_err("the PIN for %s does not start with %u hex digits (the "
+				    "authentication key id, e.g. 0001); hsm-profile %s expects: %s "
+				    "(C_Login not tried, no PIN try used)",
+				    desc, p->pin_id_hex, p->name, p->pin_format);
+			return KMS_ERR_FORMAT;
+		}
+	}
+	return KMS_OK;
+}

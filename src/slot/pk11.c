@@ -54,6 +54,8 @@ int pk11_rv_recoverable(CK_RV rv)
 	case CKR_CRYPTOKI_NOT_INITIALIZED:
 	case CKR_OBJECT_HANDLE_INVALID:
 	case CKR_KEY_HANDLE_INVALID:
+	/* An operation left open by a failed call: a new session starts clean. */
+	case CKR_OPERATION_ACTIVE:
 		return 1;
 	default:
 		return 0;
@@ -115,8 +117,8 @@ static void log_empty_slots(CK_FUNCTION_LIST *f)
 	}
 }
 
-int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT_ID *slot,
-		    CK_TOKEN_INFO *ti)
+int pk11_find_token_q(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT_ID *slot,
+		      CK_TOKEN_INFO *ti, int report, CK_RV *rvp)
 {
 	CK_SLOT_ID ids[MAX_SLOTS];
 	CK_TOKEN_INFO infos[MAX_SLOTS];
@@ -125,8 +127,10 @@ int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT
 	CK_RV rv;
 
 	rv = f->C_GetSlotList(CK_TRUE, ids, &n);
+	if (rvp)
+		*rvp = rv;
 	if (rv != CKR_OK)
-		return pk11_err(rv, "C_GetSlotList", desc);
+		return report ? pk11_err(rv, "C_GetSlotList", desc) : pk11_rv_to_err(rv);
 	for (i = 0; i < n; i++) {
 		rv = f->C_GetTokenInfo(ids[i], &infos[i]);
 		if (rv != CKR_OK) {
@@ -143,6 +147,8 @@ int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT
 		*ti = infos[first];
 		return KMS_OK;
 	}
+	if (nmatch == 0 && !report)
+		return KMS_ERR_NOT_FOUND;
 	if (nmatch == 0)
 		kms_log_err("no token matches %s; tokens present: %lu", desc, (unsigned long)n);
 	else
@@ -156,6 +162,12 @@ int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT
 	return nmatch == 0 ? KMS_ERR_NOT_FOUND : KMS_ERR_AMBIGUOUS;
 }
 
+int pk11_find_token(CK_FUNCTION_LIST *f, P11KitUri *u, const char *desc, CK_SLOT_ID *slot,
+		    CK_TOKEN_INFO *ti)
+{
+	return pk11_find_token_q(f, u, desc, slot, ti, 1, NULL);
+}
+
 static int logged_in(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h)
 {
 	CK_SESSION_INFO si;
@@ -164,24 +176,10 @@ static int logged_in(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h)
 	return si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS;
 }
 
-int pk11_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, const CK_TOKEN_INFO *ti,
-	       const char *pin_file, const char *pin_env, int allow_prompt, const char *desc)
+/* What the token said about a login, for the operator. */
+static int login_result(CK_RV rv, const CK_TOKEN_INFO *ti, const struct slot_profile *prof,
+			const char *desc)
 {
-	char *pin = NULL;
-	size_t len = 0;
-	CK_RV rv;
-	int r;
-
-	if (!(ti->flags & CKF_LOGIN_REQUIRED) || logged_in(f, h))
-		return KMS_OK;
-	if ((ti->flags & CKF_PROTECTED_AUTHENTICATION_PATH) && !pin_file && !pin_env) {
-		rv = f->C_Login(h, CKU_USER, NULL, 0); /* PIN pad on the reader */
-	} else {
-		if ((r = slot_pin_get(pin_file, pin_env, allow_prompt, desc, &pin, &len)))
-			return r;
-		rv = f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)pin, (CK_ULONG)len);
-		kms_free_secret(pin, len + 1); /* the PIN lives no longer than C_Login */
-	}
 	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
 		return KMS_OK;
 	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE) {
@@ -197,7 +195,53 @@ int pk11_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, const CK_TOKEN_INFO *ti
 			    desc, p11_kit_strerror(rv));
 		return KMS_ERR_PIN_LOCKED;
 	}
+	/* yubihsm_pkcs11 answers a PIN of the wrong shape with CKR_ARGUMENTS_BAD. */
+	if (rv == CKR_ARGUMENTS_BAD && prof && prof->pin_id_hex) {
+		kms_log_err("C_Login: %s refused the PIN's format (CKR_ARGUMENTS_BAD); hsm-profile "
+			    "%s expects %s",
+			    desc, prof->name, prof->pin_format);
+		return KMS_ERR_FORMAT;
+	}
 	return pk11_err(rv, "C_Login", desc);
+}
+
+int pk11_login_with(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, const CK_TOKEN_INFO *ti,
+		    const struct pk11_login_src *src, const char *desc)
+{
+	char *pin = NULL;
+	size_t len = 0;
+	CK_RV rv;
+	int r;
+
+	if (!(ti->flags & CKF_LOGIN_REQUIRED))
+		return KMS_OK;
+	if (logged_in(f, h)) {
+		if (!src->force)
+			return KMS_OK;
+		(void)f->C_Logout(h); /* its answer does not matter: we log in next */
+	}
+	if ((ti->flags & CKF_PROTECTED_AUTHENTICATION_PATH) && !src->pin_file && !src->pin_env) {
+		rv = f->C_Login(h, CKU_USER, NULL, 0); /* PIN pad on the reader */
+	} else {
+		if ((r = slot_pin_get(src->pin_file, src->pin_env, src->allow_prompt, desc, &pin,
+				      &len)))
+			return r;
+		/* A PIN of the wrong shape is refused here: it would only use up a try. */
+		if (src->prof && (r = slot_pin_check(src->prof, pin, len, desc))) {
+			kms_free_secret(pin, len + 1);
+			return r;
+		}
+		rv = f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)pin, (CK_ULONG)len);
+		kms_free_secret(pin, len + 1); /* the PIN lives no longer than C_Login */
+	}
+	return login_result(rv, ti, src->prof, desc);
+}
+
+int pk11_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, const CK_TOKEN_INFO *ti,
+	       const char *pin_file, const char *pin_env, int allow_prompt, const char *desc)
+{
+	struct pk11_login_src src = { pin_file, pin_env, allow_prompt, NULL, 0 };
+	return pk11_login_with(f, h, ti, &src, desc);
 }
 
 int pk11_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,

@@ -157,24 +157,46 @@ static int parse_enums(const config_t *c, struct slot_profile *out)
 	return KMS_OK;
 }
 
-static int parse_max_input(const config_t *c, struct slot_profile *out)
+/* An optional integer in [min, max]; *dst keeps its value when absent. */
+static int opt_int(const config_t *c, const char *path, long long min, long long max,
+		   long long *dst)
 {
-	config_setting_t *s = config_lookup(c, "max_sign_input");
+	config_setting_t *s = config_lookup(c, path);
 	long long v;
 	if (!s)
 		return KMS_OK;
 	if (config_setting_type(s) != CONFIG_TYPE_INT &&
 	    config_setting_type(s) != CONFIG_TYPE_INT64) {
-		kms_log_err("hsm-profile max_sign_input must be an integer");
+		kms_log_err("hsm-profile %s must be an integer", path);
 		return KMS_ERR_FORMAT;
 	}
 	v = config_setting_get_int64(s);
-	/* 64 bytes is below any real sign-bytes; 1 GiB is far above any frame. */
-	if (v < 64 || v > (1LL << 30)) {
-		kms_log_err("hsm-profile max_sign_input %lld out of range [64, 1073741824]", v);
+	if (v < min || v > max) {
+		kms_log_err("hsm-profile %s %lld out of range [%lld, %lld]", path, v, min, max);
 		return KMS_ERR_FORMAT;
 	}
-	out->max_sign_input = (size_t)v;
+	*dst = v;
+	return KMS_OK;
+}
+
+static int parse_numbers(const config_t *c, struct slot_profile *out)
+{
+	long long in = (long long)out->max_sign_input, hex = 0, pmin = 0, pmax = 0;
+	int r;
+	/* 64 bytes is below any real sign-bytes; 1 GiB is far above any frame. */
+	if ((r = opt_int(c, "max_sign_input", 64, 1LL << 30, &in)) ||
+	    (r = opt_int(c, "pin_id_hex", 0, 16, &hex)) ||
+	    (r = opt_int(c, "pin_min", 0, 256, &pmin)) ||
+	    (r = opt_int(c, "pin_max", 0, 256, &pmax)))
+		return r;
+	if (pmax && pmax < pmin) {
+		kms_log_err("hsm-profile pin_max %lld is below pin_min %lld", pmax, pmin);
+		return KMS_ERR_FORMAT;
+	}
+	out->max_sign_input = (size_t)in;
+	out->pin_id_hex = (unsigned)hex;
+	out->pin_min = (unsigned)pmin;
+	out->pin_max = (unsigned)pmax;
 	return KMS_OK;
 }
 
@@ -191,8 +213,7 @@ static int parse_config(const config_t *c, struct slot_profile *out)
 	    (r = opt_str(c, "match.model", out->match_model, SLOT_PROFILE_STR)) ||
 	    (r = opt_str(c, "match.module", out->match_module, SLOT_PROFILE_STR)) ||
 	    (r = opt_str(c, "pin_format", out->pin_format, SLOT_PROFILE_STR)) ||
-	    (r = parse_paths(c, out)) || (r = parse_enums(c, out)) ||
-	    (r = parse_max_input(c, out)) ||
+	    (r = parse_paths(c, out)) || (r = parse_enums(c, out)) || (r = parse_numbers(c, out)) ||
 	    (r = opt_bool(c, "allow_keygen", &out->allow_keygen)) ||
 	    (r = opt_bool(c, "allow_import", &out->allow_import)) || (r = parse_quirks(c, out)))
 		return r;

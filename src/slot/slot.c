@@ -1,21 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* slot_: open a key by URI, per-thread sessions with recovery, sign, hygiene. */
+/*
+ * slot_: a key reached through one or more tokens (primary first, then backups holding
+ * the same key): open, sign with failover, background probing, describe, hygiene.
+ * The token calls themselves are in member.c, run by the workers of watchdog.c.
+ */
 /* realpath() is XSI, not in _POSIX_C_SOURCE alone. */
 #define _XOPEN_SOURCE 700
 #include "slot_int.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "p11kms/kcrypto.h"
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 #include "p11kms/softsign.h"
 
 static const uint8_t self_test_msg[] = "p11kms slot self-test: this key signs for a validator";
 
 static const struct slot_opts no_opts;
+
+static atomic_uint_fast64_t next_uid = 1;
+
+/* Which member made this thread's latest signature with which slot (slot_describe). */
+static _Thread_local struct {
+	uint64_t uid;
+	size_t mbi;
+} tl_signer;
 
 int slot_uri_module(const struct slot_uri *su, const struct slot_opts *o, char **path_out)
 {
@@ -50,341 +64,378 @@ static int pick_profile(const struct slot_opts *o, const CK_TOKEN_INFO *ti, cons
 	return slot_profile_detect(o->profiles_dir, ti, modpath, out);
 }
 
-/* Key attributes from the URI (id=, object=) as a find template. */
-static size_t uri_key_template(P11KitUri *u, CK_ATTRIBUTE *t)
+void slot_emit(const struct slot *s, int kind, const struct slot_member *mb, unsigned long ckr,
+	       int err)
 {
-	CK_ATTRIBUTE *a;
-	size_t n = 0;
-	if ((a = p11_kit_uri_get_attribute(u, CKA_ID)))
-		t[n++] = *a;
-	if ((a = p11_kit_uri_get_attribute(u, CKA_LABEL)))
-		t[n++] = *a;
-	return n;
+	obs_status(&(struct obs_status){ .kind = (enum obs_status_kind)kind,
+					 .chain_id = s->chain_id,
+					 .slot = mb ? mb->su.text : NULL,
+					 .ckr = ckr,
+					 .err = err });
 }
 
-static void log_key_candidates(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h,
-			       const CK_OBJECT_HANDLE *keys, size_t n)
+/* Faults that a retry cannot fix: the member gets no more calls (a wrong PIN would
+ * otherwise use up the token's tries). */
+static int permanent(int r)
 {
-	size_t i;
-	for (i = 0; i < n; i++) {
-		uint8_t *id = NULL, *label = NULL;
-		size_t idlen = 0, labellen = 0;
-		char hex[70];
-		if (pk11_get_attr(f, h, keys[i], CKA_ID, &id, &idlen))
-			idlen = 0; /* shown as an empty id */
-		if (pk11_get_attr(f, h, keys[i], CKA_LABEL, &label, &labellen))
-			labellen = 0;
-		pk11_hex(id ? id : (const uint8_t *)"", idlen, hex, sizeof(hex));
-		kms_log_err("  candidate: object=\"%.*s\" id=%s",
-			    (int)(labellen > 64 ? 64 : labellen), label ? (const char *)label : "",
-			    hex);
-		free(id);
-		free(label);
+	switch (r) {
+	case KMS_ERR_PIN_INCORRECT:
+	case KMS_ERR_PIN_LOCKED:
+	case KMS_ERR_FORMAT:
+	case KMS_ERR_AUTH:
+	case KMS_ERR_AMBIGUOUS:
+	case KMS_ERR_UNSUPPORTED:
+	case KMS_ERR_CONFIG:
+	case KMS_ERR_PERM:
+		return 1;
+	default:
+		return 0;
 	}
 }
 
-/* Finds the one private key the URI names; checks it is Ed25519. */
-static int find_key(struct slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *key, int report)
+/* "chain X: " for logs, or "". */
+static void who(const struct slot *s, char *out, size_t cap)
 {
-	CK_FUNCTION_LIST *f = s->m->f;
-	CK_ATTRIBUTE t[4];
-	CK_OBJECT_HANDLE keys[8];
-	CK_ULONG kt = 0;
-	uint8_t *params = NULL;
-	size_t n = uri_key_template(s->su.u, t), found = 0, plen = 0;
-	int r;
-
-	if ((r = pk11_find(f, h, CKO_PRIVATE_KEY, t, n, keys, 8, &found)))
-		return r;
-	if (found != 1) {
-		if (!report)
-			return found ? KMS_ERR_AMBIGUOUS : KMS_ERR_NOT_FOUND;
-		if (found == 0) {
-			kms_log_err("no private key matches %s (check id=/object=; is the PIN for "
-				    "the right token?)",
-				    s->su.text);
-			return KMS_ERR_NOT_FOUND;
-		}
-		kms_log_err("%zu private keys match %s; add id= or object= to pick one:", found,
-			    s->su.text);
-		log_key_candidates(f, h, keys, found < 8 ? found : 8);
-		return KMS_ERR_AMBIGUOUS;
-	}
-	if ((r = pk11_get_ulong(f, h, keys[0], CKA_KEY_TYPE, &kt)))
-		return r;
-	if (kt != CKK_EC_EDWARDS) {
-		kms_log_err("key %s has CKA_KEY_TYPE 0x%lx; only Ed25519 (CKK_EC_EDWARDS) is "
-			    "supported",
-			    s->su.text, (unsigned long)kt);
-		return KMS_ERR_UNSUPPORTED;
-	}
-	r = pk11_get_attr(f, h, keys[0], CKA_EC_PARAMS, &params, &plen);
-	if (r == KMS_OK && !pk11_ec_params_is_ed25519(params, plen)) {
-		kms_log_err("key %s is an Edwards key but not edwards25519 (Ed448?)", s->su.text);
-		r = KMS_ERR_UNSUPPORTED;
-	} else {
-		r = KMS_OK; /* some tokens do not expose CKA_EC_PARAMS on the private key */
-	}
-	free(params);
-	if (r == KMS_OK)
-		*key = keys[0];
-	return r;
+	if (s->chain_id)
+		snprintf(out, cap, "chain %s: ", s->chain_id);
+	else
+		out[0] = '\0';
 }
 
-/* After a re-initialisation or a lost device: the same token, by serial and label. */
-static int find_same_token(struct slot *s)
+static void why_text(const struct slot *s, int err, unsigned long ckr, char *out, size_t cap)
 {
-	CK_FUNCTION_LIST *f = s->m->f;
-	CK_SLOT_ID ids[64];
-	CK_ULONG n = 64, i;
-	CK_RV rv = f->C_GetSlotList(CK_TRUE, ids, &n);
-	if (rv != CKR_OK)
-		return pk11_err(rv, "C_GetSlotList", s->su.text);
-	for (i = 0; i < n; i++) {
-		CK_TOKEN_INFO ti;
-		if (f->C_GetTokenInfo(ids[i], &ti) != CKR_OK)
-			continue;
-		if (memcmp(ti.serialNumber, s->ti.serialNumber, sizeof(ti.serialNumber)) == 0 &&
-		    memcmp(ti.label, s->ti.label, sizeof(ti.label)) == 0) {
-			s->slot_id = ids[i];
-			return KMS_OK;
-		}
-	}
-	kms_log_err("token of %s is gone", s->su.text);
-	return KMS_ERR_NOT_FOUND;
+	if (err == KMS_ERR_TIMEOUT)
+		snprintf(out, cap, "a token call did not return within %u ms", s->timeout_ms);
+	else if (ckr)
+		snprintf(out, cap, "%s (%s)", kms_strerror(err), p11_kit_strerror(ckr));
+	else
+		snprintf(out, cap, "%s", kms_strerror(err));
 }
 
-static struct slot_sess *sess_self(struct slot *s, size_t *idx)
+/* A member failed a call: down (logged once per state change), or disabled for good. */
+static void mark_down(struct slot *s, size_t i, int err, unsigned long ckr)
 {
-	pthread_t me = pthread_self();
-	struct slot_sess *grown;
-	size_t i;
-	for (i = 0; i < s->nsess; i++)
-		if (pthread_equal(s->sess[i].tid, me)) {
-			*idx = i;
-			return &s->sess[i];
-		}
-	if (!(grown = realloc(s->sess, (s->nsess + 1) * sizeof(*grown))))
-		return NULL;
-	s->sess = grown;
-	memset(&s->sess[s->nsess], 0, sizeof(s->sess[0]));
-	s->sess[s->nsess].tid = me;
-	*idx = s->nsess;
-	return &s->sess[s->nsess++];
+	struct slot_member *mb = &s->mb[i];
+	char w[96], why[160];
+	int was_up, disable;
+	pthread_mutex_lock(&s->mu);
+	was_up = mb->state == SLOT_MB_UP;
+	disable = permanent(err) && !mb->disabled;
+	mb->down_err = err;
+	mb->down_ckr = ckr;
+	if (disable)
+		mb->disabled = 1;
+	if (was_up) {
+		mb->state = SLOT_MB_DOWN;
+		mb->down_since = slot_now_ms();
+		mb->probe_ms = SLOT_PROBE_MIN_MS;
+		mb->next_probe = mb->down_since + SLOT_PROBE_MIN_MS;
+		pthread_cond_signal(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!was_up && !disable)
+		return;
+	who(s, w, sizeof(w));
+	why_text(s, err, ckr, why, sizeof(why));
+	if (disable)
+		kms_log_err("%stoken slot %s fails with %s: not used again until p11kms is "
+			    "restarted (fix the PIN, key or profile first)",
+			    w, mb->su.text, why);
+	else
+		kms_log_warn("%stoken slot %s is down: %s; %s", w, mb->su.text, why,
+			     s->n > 1 ? "requests go to the next slot and this one is retried "
+					"in the background" :
+					"requests are refused until it answers again");
+	slot_emit(s, OBS_ST_SLOT_DOWN, mb, ckr, err);
+}
+
+static void mark_up(struct slot *s, size_t i)
+{
+	struct slot_member *mb = &s->mb[i];
+	int64_t down_ms = 0;
+	int was_down;
+	char w[96];
+	pthread_mutex_lock(&s->mu);
+	was_down = mb->state == SLOT_MB_DOWN;
+	if (was_down) {
+		mb->state = SLOT_MB_UP;
+		down_ms = slot_now_ms() - mb->down_since;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!was_down)
+		return;
+	who(s, w, sizeof(w));
+	kms_log_info("%stoken slot %s signs again (down for %lld ms)", w, mb->su.text,
+		     (long long)down_ms);
+	slot_emit(s, OBS_ST_SLOT_UP, mb, 0, KMS_OK);
+}
+
+/* Member i signed a request: remembered for slot_describe. A request a backup signed
+ * is a failover (an event per request, for the metrics); a change of the member in use
+ * is logged once. */
+static void signed_by(struct slot *s, size_t i)
+{
+	size_t prev;
+	char w[96];
+	tl_signer.uid = s->uid;
+	tl_signer.mbi = i;
+	mark_up(s, i);
+	if (i > 0)
+		slot_emit(s, OBS_ST_FAILOVER, &s->mb[i], 0, KMS_OK);
+	pthread_mutex_lock(&s->mu);
+	prev = s->active;
+	s->active = i;
+	pthread_mutex_unlock(&s->mu);
+	if (prev == i)
+		return;
+	who(s, w, sizeof(w));
+	if (i == 0)
+		kms_log_info("%ssigning with the primary slot %s again", w, s->mb[0].su.text);
+	else
+		kms_log_warn("%ssigning with backup slot %s (the slot before it failed)", w,
+			     s->mb[i].su.text);
 }
 
 /*
- * The calling thread's session, opened and logged in if needed. Called with the
- * module's read lock held (handles stay valid) and s->mu held.
+ * The members to try for an input of len bytes: those up in priority order,
+ * then those down (a request may find one back before its probe does). Members
+ * disabled for good, or whose profile limit is below len, are left out.
  */
-static int sess_establish(struct slot *s, struct slot_sess *e)
+static size_t plan(struct slot *s, size_t len, size_t *order, int *none_why)
 {
-	CK_FUNCTION_LIST *f = s->m->f;
-	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-	CK_OBJECT_HANDLE key;
-	uint8_t pub[32];
-	CK_RV rv;
-	int r;
-
-	if (s->res_gen != s->m->gen && (r = find_same_token(s)))
-		return r;
-	rv = f->C_OpenSession(s->slot_id, CKF_SERIAL_SESSION, NULL, NULL, &h);
-	if (rv != CKR_OK)
-		return pk11_err(rv, "C_OpenSession", s->su.text);
-	r = pk11_login(f, h, &s->ti, s->su.pin_file, s->pin_env, s->allow_prompt, s->su.text);
-	if (r)
-		goto fail;
-	if (s->res_gen != s->m->gen) {
-		if ((r = find_key(s, h, &key, 1)) ||
-		    (r = pk11_read_pub(f, h, key, s->prof.ec_point, pub)))
-			goto fail;
-		if (!kms_ct_eq(pub, s->pub, 32)) {
-			kms_log_err("key behind %s changed its public key; refusing to sign",
-				    s->su.text);
-			r = KMS_ERR_AUTH;
-			goto fail;
-		}
-		s->key = key;
-		s->res_gen = s->m->gen;
-	}
-	e->h = h;
-	e->gen = s->m->gen;
-	e->verified = 0;
-	return KMS_OK;
-fail:
-	(void)f->C_CloseSession(h);
-	return r;
-}
-
-static void sess_drop(struct slot *s, size_t idx, CK_RV why)
-{
-	struct slot_sess *e = &s->sess[idx];
-	if (e->gen == s->m->gen)
-		(void)s->m->f->C_CloseSession(e->h);
-	e->gen = 0;
-	/* The device may be back under another slot id, with new object handles. */
-	s->res_gen = 0;
-	kms_log_warn("PKCS#11 session lost (%s) on %s; re-opening", p11_kit_strerror(why),
-		     s->su.text);
-}
-
-/* One attempt: returns the CK_RV of C_Sign, or sets *r for a non-PKCS#11 failure. */
-static CK_RV sign_once(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64],
-		       int *r, size_t *idx, int *first)
-{
-	struct slot_sess *e;
-	CK_SESSION_HANDLE h;
-	CK_OBJECT_HANDLE key;
-
-	*r = KMS_OK;
+	size_t i, n = 0, limit = 0;
+	int pass;
+	*none_why = KMS_ERR_NOT_FOUND;
 	pthread_mutex_lock(&s->mu);
-	if (!(e = sess_self(s, idx))) {
-		pthread_mutex_unlock(&s->mu);
-		*r = KMS_ERR_ALLOC;
-		return CKR_OK;
-	}
-	if ((e->gen != s->m->gen || s->res_gen != s->m->gen) && e->gen == s->m->gen) {
-		(void)s->m->f->C_CloseSession(e->h);
-		e->gen = 0;
-	}
-	if (e->gen != s->m->gen && (*r = sess_establish(s, e))) {
-		pthread_mutex_unlock(&s->mu);
-		return CKR_OK;
-	}
-	h = e->h;
-	key = s->key;
-	*first = !e->verified;
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < s->n; i++) {
+			const struct slot_member *mb = &s->mb[i];
+			if (mb->disabled) {
+				*none_why = mb->down_err;
+				continue;
+			}
+			if (len > mb->prof.max_sign_input) {
+				if (mb->prof.max_sign_input > limit)
+					limit = mb->prof.max_sign_input;
+				continue;
+			}
+			if ((pass == 0) == (mb->state == SLOT_MB_UP))
+				order[n++] = i;
+		}
 	pthread_mutex_unlock(&s->mu);
-	return pk11_sign_raw(s->m->f, h, key, msg, len, sig);
+	if (n == 0 && limit) {
+		kms_log_err("sign input of %zu bytes exceeds the %zu-byte limit of %s (hsm-profile "
+			    "%s)",
+			    len, limit, s->mb[0].su.text, s->mb[0].prof.name);
+		*none_why = KMS_ERR_TOO_LARGE;
+	}
+	return n;
 }
 
 int slot_sign(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64])
 {
-	if (s->timeout_ms && len <= s->prof.max_sign_input)
-		return slot_wd_sign(s, msg, len, sig);
-	return slot_sign_direct(s, msg, len, sig);
-}
-
-int slot_sign_direct(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64])
-{
-	int attempt, r = KMS_ERR_INTERNAL, first = 0;
-	size_t idx = 0;
-	CK_RV rv = CKR_OK;
-
-	if (len > s->prof.max_sign_input) {
-		kms_log_err("sign input of %zu bytes exceeds the %zu-byte limit of %s (hsm-profile "
-			    "%s)",
-			    len, s->prof.max_sign_input, s->su.text, s->prof.name);
-		return KMS_ERR_TOO_LARGE;
-	}
-	for (attempt = 0; attempt < 2; attempt++) {
-		pthread_rwlock_rdlock(&s->m->lock);
-		rv = sign_once(s, msg, len, sig, &r, &idx, &first);
-		if (r == KMS_OK && rv != CKR_OK && pk11_rv_recoverable(rv)) {
-			pthread_mutex_lock(&s->mu);
-			sess_drop(s, idx, rv);
-			pthread_mutex_unlock(&s->mu);
-		}
-		pthread_rwlock_unlock(&s->m->lock);
-		if (r != KMS_OK)
-			break; /* could not (re)open a session: already logged */
-		if (rv == CKR_OK || !pk11_rv_recoverable(rv))
-			break;
-	}
-	if (r == KMS_OK && rv != CKR_OK)
-		r = pk11_err(rv, "C_Sign", s->su.text);
-	if (r == KMS_OK && first) {
-		/* A wrong key or a broken token is caught before any signature leaves. */
-		if (kcrypto_ed25519_verify(s->pub, msg, len, sig) != KMS_OK) {
-			kms_log_err(
-				"first signature of a new session on %s does not verify against "
-				"the public key; refusing",
-				s->su.text);
-			r = KMS_ERR_AUTH;
-		} else {
-			pthread_mutex_lock(&s->mu);
-			s->sess[idx].verified = 1;
-			pthread_mutex_unlock(&s->mu);
-		}
-	}
-	if (r != KMS_OK)
-		kms_wipe(sig, 64);
-	return r;
-}
-
-static int open_first(struct slot *s, const struct slot_opts *o, const char *modpath)
-{
-	struct slot_sess *e;
-	size_t idx;
-	uint8_t sig[64];
-	CK_SESSION_HANDLE h;
-	CK_RV rv;
+	size_t order[SLOT_MAX_MEMBERS], n, i;
 	int r;
-
-	if ((r = pk11_find_token(s->m->f, s->su.u, s->su.text, &s->slot_id, &s->ti)))
-		return r;
-	if ((r = pick_profile(o, &s->ti, modpath, &s->prof)))
-		return r;
-	s->m->quirks |= s->prof.quirks;
-	rv = s->m->f->C_OpenSession(s->slot_id, CKF_SERIAL_SESSION, NULL, NULL, &h);
-	if (rv != CKR_OK)
-		return pk11_err(rv, "C_OpenSession", s->su.text);
-	if (!(e = sess_self(s, &idx))) {
-		(void)s->m->f->C_CloseSession(h);
-		return KMS_ERR_ALLOC;
+	n = plan(s, len, order, &r);
+	for (i = 0; i < n; i++) {
+		unsigned long ckr = 0;
+		r = slot_run(s, SLOT_OP_SIGN, order[i], msg, len, sig, NULL, &ckr);
+		if (r == KMS_OK) {
+			signed_by(s, order[i]);
+			return KMS_OK;
+		}
+		mark_down(s, order[i], r, ckr);
 	}
-	e->h = h;
-	e->gen = s->m->gen;
-	if ((r = pk11_login(s->m->f, h, &s->ti, s->su.pin_file, s->pin_env, s->allow_prompt,
-			    s->su.text)) ||
-	    (r = find_key(s, h, &s->key, 1)) ||
-	    (r = pk11_read_pub(s->m->f, h, s->key, s->prof.ec_point, s->pub)))
-		return r;
-	s->type = SLOT_KEY_ED25519;
-	s->res_gen = s->m->gen;
-	r = slot_sign(s, self_test_msg, sizeof(self_test_msg) - 1, sig);
-	kms_wipe(sig, sizeof(sig));
-	if (r)
-		kms_log_err("test signature with %s failed", s->su.text);
+	kms_wipe(sig, 64);
 	return r;
 }
 
-int slot_open(const char *uri, const struct slot_opts *o, struct slot **out)
+/* ---- the prober: members that are down, retried in the background ---- */
+
+/* The next member due for a probe (s->mu held), or SIZE_MAX and *wake. */
+static size_t probe_due(struct slot *s, int64_t now, int64_t *wake)
 {
-	struct slot *s = NULL;
-	char *modpath = NULL;
-	int r = KMS_ERR_INTERNAL;
+	size_t i;
+	*wake = now + 60000;
+	for (i = 0; i < s->n; i++) {
+		struct slot_member *mb = &s->mb[i];
+		if (mb->state != SLOT_MB_DOWN || mb->disabled || mb->hung >= SLOT_HUNG_MAX)
+			continue;
+		if (mb->next_probe <= now) {
+			mb->next_probe = now + mb->probe_ms;
+			mb->probe_ms = mb->probe_ms * 2 > SLOT_PROBE_MAX_MS ? SLOT_PROBE_MAX_MS :
+									      mb->probe_ms * 2;
+			return i;
+		}
+		if (mb->next_probe < *wake)
+			*wake = mb->next_probe;
+	}
+	return SIZE_MAX;
+}
+
+static void *prober_main(void *arg)
+{
+	struct slot *s = arg;
+	pthread_mutex_lock(&s->mu);
+	while (!s->quit) {
+		int64_t wake;
+		struct timespec ts;
+		size_t i = probe_due(s, slot_now_ms(), &wake);
+		uint8_t sig[64];
+		unsigned long ckr = 0;
+		int r;
+		if (i == SIZE_MAX) {
+			slot_abstime(wake, &ts);
+			(void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&s->mu);
+		r = slot_run(s, SLOT_OP_SIGN, i, self_test_msg, sizeof(self_test_msg) - 1, sig,
+			     NULL, &ckr);
+		kms_wipe(sig, sizeof(sig));
+		if (r == KMS_OK)
+			mark_up(s, i); /* and used again from the next request on */
+		else
+			mark_down(s, i, r, ckr);
+		pthread_mutex_lock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* ---- opening ---- */
+
+static int member_init(struct slot *s, size_t i, const char *uri, const struct slot_opts *o)
+{
+	struct slot_member *mb = &s->mb[i];
+	int r;
+	mb->s = s;
+	mb->idx = i;
+	mb->state = SLOT_MB_DOWN;
+	mb->probe_ms = SLOT_PROBE_MIN_MS;
+	if (!uri)
+		return KMS_ERR_FORMAT;
+	if ((r = slot_uri_parse((const uint8_t *)uri, strlen(uri), &mb->su)) ||
+	    (r = slot_uri_module(&mb->su, o, &mb->modpath)))
+		return r;
+	/* Until the token is reached: the named profile, or the generic one. */
+	if (o->profile)
+		return slot_profile_load(o->profile, o->profiles_dir, &mb->prof);
+	slot_profile_generic(&mb->prof);
+	return KMS_OK;
+}
+
+static int copy_opt(const char *v, char **out)
+{
+	*out = NULL;
+	if (v && !(*out = strdup(v)))
+		return KMS_ERR_ALLOC;
+	return KMS_OK;
+}
+
+static struct slot *slot_new(const struct slot_opts *o)
+{
+	struct slot *s = calloc(1, sizeof(*s));
+	pthread_condattr_t ca;
+	if (!s)
+		return NULL;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	s->refs = 1;
+	s->uid = atomic_fetch_add(&next_uid, 1);
+	s->allow_prompt = o->allow_prompt;
+	s->chain_id = o->chain_id;
+	s->timeout_ms = o->timeout_ms;
+	s->type = SLOT_KEY_ED25519; /* member.c refuses any other key type */
+	if (copy_opt(o->pin_env, &s->pin_env) || copy_opt(o->profile, &s->profile) ||
+	    copy_opt(o->profiles_dir, &s->profiles_dir)) {
+		slot_unref(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Reaches member i at start: its test signature; the primary must work. */
+static int open_member(struct slot *s, size_t i)
+{
+	struct slot_member *mb = &s->mb[i];
+	uint8_t sig[64];
+	unsigned long ckr = 0;
+	char why[160];
+	int r = slot_run(s, SLOT_OP_SIGN, i, self_test_msg, sizeof(self_test_msg) - 1, sig, NULL,
+			 &ckr);
+	kms_wipe(sig, sizeof(sig));
+	if (r == KMS_OK) {
+		pthread_mutex_lock(&s->mu);
+		mb->state = SLOT_MB_UP;
+		pthread_mutex_unlock(&s->mu);
+		kms_log_info("opened key %s (hsm-profile %s)%s", mb->su.text, mb->prof.name,
+			     i ? " as a backup: same public key as the primary" : "");
+		slot_emit(s, OBS_ST_SLOT_UP, mb, 0, KMS_OK);
+		return KMS_OK;
+	}
+	why_text(s, r, ckr, why, sizeof(why));
+	mb->down_err = r;
+	mb->down_ckr = ckr;
+	mb->down_since = slot_now_ms();
+	mb->next_probe = mb->down_since + SLOT_PROBE_MIN_MS;
+	if (i == 0 || permanent(r)) {
+		kms_log_err("cannot open key %s: %s", mb->su.text, why);
+		return r;
+	}
+	kms_log_warn("backup slot %s is unreachable at start (%s): starting without it; it is "
+		     "retried in the background",
+		     mb->su.text, why);
+	slot_emit(s, OBS_ST_SLOT_DOWN, mb, ckr, r);
+	return KMS_OK;
+}
+
+int slot_open_set(const char *const *uris, size_t n, const struct slot_opts *o, struct slot **out)
+{
+	struct slot *s;
+	size_t i;
+	int r = KMS_OK;
 
 	*out = NULL;
 	if (!o)
 		o = &no_opts;
-	if (!uri)
+	if (!uris || n == 0 || n > SLOT_MAX_MEMBERS) {
+		kms_log_err("a key needs 1 to %d URIs (primary first, then backups)",
+			    SLOT_MAX_MEMBERS);
 		return KMS_ERR_FORMAT;
-	if (!(s = calloc(1, sizeof(*s))))
-		return KMS_ERR_ALLOC;
-	pthread_mutex_init(&s->mu, NULL);
-	s->refs = 1;
-	s->allow_prompt = o->allow_prompt;
-	if (o->pin_env && !(s->pin_env = strdup(o->pin_env))) {
-		r = KMS_ERR_ALLOC;
-		goto out;
 	}
-	if ((r = slot_uri_parse((const uint8_t *)uri, strlen(uri), &s->su)) ||
-	    (r = slot_uri_module(&s->su, o, &modpath)) || (r = pk11_module_get(modpath, &s->m)))
-		goto out;
-	pthread_rwlock_rdlock(&s->m->lock);
-	r = open_first(s, o, modpath);
-	pthread_rwlock_unlock(&s->m->lock);
-	if (r)
-		goto out;
-	kms_log_info("opened key %s (hsm-profile %s)", s->su.text, s->prof.name);
+	if (!(s = slot_new(o)))
+		return KMS_ERR_ALLOC;
+	for (i = 0; i < n && r == KMS_OK; i++, s->n = i)
+		r = member_init(s, i, uris[i], o);
+	if (o->timeout_ms && o->timeout_ms < SLOT_OPEN_TIMEOUT_MS)
+		s->timeout_ms = SLOT_OPEN_TIMEOUT_MS; /* start-up: o->timeout_ms from here on */
+	for (i = 0; i < n && r == KMS_OK; i++)
+		r = open_member(s, i);
+	pthread_mutex_lock(&s->mu);
+	s->timeout_ms = o->timeout_ms;
+	pthread_mutex_unlock(&s->mu);
+	if (r == KMS_OK && n > 1) {
+		if (pthread_create(&s->prober, NULL, prober_main, s) != 0)
+			r = KMS_ERR_SYSTEM;
+		else
+			s->has_prober = 1;
+	}
+	if (r) {
+		slot_free(s);
+		return r;
+	}
 	*out = s;
-	s = NULL;
-	r = KMS_OK;
-out:
-	free(modpath);
-	slot_free(s);
-	return r;
+	return KMS_OK;
+}
+
+int slot_open(const char *uri, const struct slot_opts *o, struct slot **out)
+{
+	const char *one[1] = { uri };
+	return slot_open_set(one, 1, o, out);
 }
 
 int slot_open_softsign(const char *key_path, const struct slot_opts *o, struct slot **out)
@@ -423,6 +474,8 @@ int slot_open_softsign(const char *key_path, const struct slot_opts *o, struct s
 	return r;
 }
 
+/* ---- what callers read ---- */
+
 void slot_pubkey(const struct slot *s, uint8_t pub[static 32])
 {
 	memcpy(pub, s->pub, 32);
@@ -435,80 +488,100 @@ enum slot_key_type slot_key_type(const struct slot *s)
 
 size_t slot_max_input(const struct slot *s)
 {
-	return s->prof.max_sign_input;
+	size_t i, max = 0;
+	pthread_mutex_lock((pthread_mutex_t *)(uintptr_t)&s->mu);
+	for (i = 0; i < s->n; i++)
+		if (!s->mb[i].disabled && s->mb[i].prof.max_sign_input > max)
+			max = s->mb[i].prof.max_sign_input;
+	pthread_mutex_unlock((pthread_mutex_t *)(uintptr_t)&s->mu);
+	return max;
 }
 
 const char *slot_describe(const struct slot *s)
 {
-	return s->su.text ? s->su.text : "pkcs11:";
+	if (tl_signer.uid == s->uid && tl_signer.mbi < s->n)
+		return s->mb[tl_signer.mbi].su.text;
+	return s->mb[0].su.text ? s->mb[0].su.text : "pkcs11:";
 }
 
 const char *slot_profile_name(const struct slot *s)
 {
-	return s->prof.name;
+	return s->mb[0].prof.name;
 }
 
-static int is_softsign(const struct slot *s)
+size_t slot_count(const struct slot *s)
 {
-	char man[40], model[20];
-	pk11_field(s->ti.manufacturerID, sizeof(s->ti.manufacturerID), man, sizeof(man));
-	pk11_field(s->ti.model, sizeof(s->ti.model), model, sizeof(model));
-	return strcmp(man, SOFTSIGN_MANUFACTURER) == 0 && strcmp(model, SOFTSIGN_MODEL) == 0;
+	return s->n;
 }
 
-static void verdict(const struct slot *s, struct slot_hygiene *hy)
+int slot_member_info(const struct slot *s, size_t i, struct slot_member_info *out)
 {
-	const char *v;
-	if (is_softsign(s))
-		v = "softsign file key: plaintext on disk";
-	else if (hy->extractable == 1)
-		v = "WARNING: extractable: the key can be exported from the token";
-	else if (hy->sensitive == 0)
-		v = "WARNING: not sensitive: the key value can be read from the token";
-	else if (hy->local == 1 && hy->never_extractable == 1 && hy->always_sensitive != 0)
-		v = "generated on token, never extractable";
-	else if (hy->local == 0 || hy->always_sensitive == 0 || hy->never_extractable == 0)
-		v = "imported: sensitive and non-extractable now, but existed outside the token";
-	else
-		v = "sensitive and non-extractable; origin unknown (token does not report CKA_LOCAL)";
-	snprintf(hy->verdict, sizeof(hy->verdict), "%s", v);
+	const struct slot_member *mb;
+	if (i >= s->n)
+		return KMS_ERR_NOT_FOUND;
+	mb = &s->mb[i];
+	pthread_mutex_lock((pthread_mutex_t *)(uintptr_t)&s->mu);
+	out->uri = mb->su.text;
+	out->up = mb->state == SLOT_MB_UP;
+	out->disabled = mb->disabled;
+	out->err = out->up ? KMS_OK : mb->down_err;
+	out->ckr = out->up ? 0 : mb->down_ckr;
+	out->stuck_calls = mb->hung;
+	pthread_mutex_unlock((pthread_mutex_t *)(uintptr_t)&s->mu);
+	return KMS_OK;
+}
+
+size_t slot_backups_unreachable(const struct slot *s, char *msg, size_t cap)
+{
+	size_t i, n = 0, used = 0;
+	if (cap)
+		msg[0] = '\0';
+	for (i = 1; i < s->n; i++) {
+		struct slot_member_info mi;
+		char why[160];
+		int w;
+		if (slot_member_info(s, i, &mi) != KMS_OK || mi.up)
+			continue;
+		why_text(s, mi.err, mi.ckr, why, sizeof(why));
+		w = snprintf(msg + used, cap > used ? cap - used : 0, "%sbackup slot %s: %s",
+			     n ? "; " : "", mi.uri, why);
+		if (w > 0 && used + (size_t)w < cap)
+			used += (size_t)w;
+		n++;
+	}
+	return n;
 }
 
 int slot_hygiene(struct slot *s, struct slot_hygiene *out)
 {
-	CK_FUNCTION_LIST *f = s->m->f;
-	struct slot_sess *e;
-	size_t idx;
-	int r = KMS_OK;
-
+	unsigned long ckr = 0;
+	uint8_t unused[64];
+	size_t i;
 	memset(out, 0, sizeof(*out));
-	pthread_rwlock_rdlock(&s->m->lock);
-	pthread_mutex_lock(&s->mu);
-	if (!(e = sess_self(s, &idx)))
-		r = KMS_ERR_ALLOC;
-	else if (e->gen != s->m->gen || s->res_gen != s->m->gen) {
-		if (e->gen == s->m->gen)
-			(void)f->C_CloseSession(e->h);
-		e->gen = 0;
-		r = sess_establish(s, e);
+	if (tl_signer.uid == s->uid) {
+		i = tl_signer.mbi;
+	} else {
+		pthread_mutex_lock(&s->mu);
+		i = s->active;
+		pthread_mutex_unlock(&s->mu);
 	}
-	if (r == KMS_OK) {
-		out->sensitive = pk11_get_bool(f, e->h, s->key, CKA_SENSITIVE);
-		out->always_sensitive = pk11_get_bool(f, e->h, s->key, CKA_ALWAYS_SENSITIVE);
-		out->extractable = pk11_get_bool(f, e->h, s->key, CKA_EXTRACTABLE);
-		out->never_extractable = pk11_get_bool(f, e->h, s->key, CKA_NEVER_EXTRACTABLE);
-		out->local = pk11_get_bool(f, e->h, s->key, CKA_LOCAL);
-		verdict(s, out);
-	}
-	pthread_mutex_unlock(&s->mu);
-	pthread_rwlock_unlock(&s->m->lock);
-	return r;
+	return slot_run(s, SLOT_OP_HYGIENE, i, NULL, 0, unused, out, &ckr);
 }
+
+/* ---- closing ---- */
 
 void slot_free(struct slot *s)
 {
 	if (!s)
 		return;
+	if (s->has_prober) {
+		pthread_mutex_lock(&s->mu);
+		s->quit = 1;
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->prober, NULL);
+		s->has_prober = 0;
+	}
 	slot_wd_stop(s);
 	slot_unref(s);
 }
@@ -521,19 +594,17 @@ void slot_unref(struct slot *s)
 	last = --s->refs <= 0;
 	pthread_mutex_unlock(&s->mu);
 	if (!last)
-		return; /* a worker stuck in C_Sign frees it when (if) the token returns */
-	if (s->m) {
-		pthread_rwlock_rdlock(&s->m->lock);
-		for (i = 0; i < s->nsess; i++)
-			if (s->sess[i].gen == s->m->gen)
-				(void)s->m->f->C_CloseSession(s->sess[i].h);
-		pthread_rwlock_unlock(&s->m->lock);
-		pk11_module_put(s->m);
+		return; /* a worker stuck in the token frees it when (if) the token returns */
+	for (i = 0; i < s->n; i++) {
+		pk11_module_put(s->mb[i].m);
+		slot_uri_clear(&s->mb[i].su);
+		free(s->mb[i].modpath);
 	}
-	free(s->sess);
-	slot_uri_clear(&s->su);
 	free(s->pin_env);
+	free(s->profile);
+	free(s->profiles_dir);
 	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
 	kms_wipe(s, sizeof(*s));
 	free(s);
 }
@@ -551,9 +622,10 @@ int slot_tok_open(const char *uri, const struct slot_opts *o, int rw, int login,
 	if (!o)
 		o = &no_opts;
 	if ((r = slot_uri_parse((const uint8_t *)uri, strlen(uri), &t->su)) ||
-	    (r = slot_uri_module(&t->su, o, &modpath)) || (r = pk11_module_get(modpath, &t->m)))
+	    (r = slot_uri_module(&t->su, o, &modpath)) || (r = pk11_module_get(modpath, 0, &t->m)))
 		goto out;
-	pthread_rwlock_rdlock(&t->m->lock);
+	if ((r = pk11_module_rdlock(t->m, 0)))
+		goto out;
 	if ((r = pk11_find_token(t->m->f, t->su.u, t->su.text, &t->slot, &t->ti)) ||
 	    (r = pick_profile(o, &t->ti, modpath, &t->prof)))
 		goto unlock;
@@ -564,11 +636,13 @@ int slot_tok_open(const char *uri, const struct slot_opts *o, int rw, int login,
 		goto unlock;
 	}
 	t->have_session = 1;
-	if (login)
-		r = pk11_login(t->m->f, t->h, &t->ti, t->su.pin_file, o->pin_env, o->allow_prompt,
-			       t->su.text);
+	if (login) {
+		struct pk11_login_src src = { t->su.pin_file, o->pin_env, o->allow_prompt, &t->prof,
+					      0 };
+		r = pk11_login_with(t->m->f, t->h, &t->ti, &src, t->su.text);
+	}
 unlock:
-	pthread_rwlock_unlock(&t->m->lock);
+	pk11_module_unlock(t->m);
 out:
 	free(modpath);
 	if (r)

@@ -1,37 +1,98 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The C_Sign watchdog: a PKCS#11 call has no timeout, so a hung token must not hang the caller. */
+/* The watchdog: every token call runs on a worker thread, and its caller waits only until a deadline. */
 #include "slot_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "p11kms/kms_log.h"
+#include "p11kms/obs.h"
 
 /*
- * With a timeout set, each calling thread gets one persistent worker thread that
- * signs for it (with the worker's own session). The caller waits on a condition
- * variable until the deadline. If the token does not answer by then, the caller
- * gets KMS_ERR_TIMEOUT and abandons the worker: the worker is detached, keeps a
- * reference on the slot, and frees itself and its job if the call ever returns.
- * The caller's next signature gets a new worker with a new session, so a USB
- * token that comes back is used again (tmkms #806, #37: hangs until restart).
+ * PKCS#11 has no timeouts, and USB tokens hang (tmkms #806, #37). So a slot's
+ * token calls (loading the module, finding the token, C_OpenSession, C_Login,
+ * C_FindObjects, C_Sign, ...) all run on worker threads from a pool: the caller
+ * hands a job over and waits on a condition variable until the deadline. It
+ * holds no lock while it waits, so a hung token never holds the slot mutex or
+ * the chain's guard lock past the deadline.
+ *
+ * At the deadline the caller gets KMS_ERR_TIMEOUT and abandons the worker: it
+ * is detached, keeps a reference on the slot, and when (if) the token answers
+ * it wipes its late result, closes its sessions and frees itself. Each member
+ * (token) of a slot has at most SLOT_HUNG_MAX abandoned workers; beyond that it
+ * gets no more calls until one comes back, so threads and memory stay bounded
+ * however long a token hangs.
  */
 enum wd_state { WD_IDLE, WD_PENDING, WD_DONE };
 
+/* Abandoned workers still running, in every slot (slot_wd_drain). */
+static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
+static int n_abandoned;
+
+static void abandoned_count(int delta)
+{
+	pthread_mutex_lock(&drain_mu);
+	n_abandoned += delta;
+	pthread_cond_broadcast(&drain_cv);
+	pthread_mutex_unlock(&drain_mu);
+}
+
+int slot_wd_drain(int64_t deadline_ms)
+{
+	int left;
+	pthread_mutex_lock(&drain_mu);
+	while (n_abandoned > 0 && slot_now_ms() < deadline_ms) {
+		struct timespec ts = { 0, 10 * 1000000L }, now;
+		/* drain_cv uses CLOCK_REALTIME (static initialiser): wait in short steps */
+		clock_gettime(CLOCK_REALTIME, &now);
+		ts.tv_sec += now.tv_sec;
+		ts.tv_nsec += now.tv_nsec;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&drain_cv, &drain_mu, &ts);
+	}
+	left = n_abandoned;
+	pthread_mutex_unlock(&drain_mu);
+	return left == 0;
+}
+
 struct slot_worker {
 	struct slot *s;
-	pthread_t owner, th;
+	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* CLOCK_MONOTONIC */
 	enum wd_state state;
 	int quit, abandoned;
+	enum slot_op op;
+	size_t mbi;
 	uint8_t *msg; /* the worker's copy: the caller may return before the token does */
 	size_t len, cap;
 	uint8_t sig[64];
+	struct slot_hygiene hy;
 	int r;
+	unsigned long ckr;
+	int64_t deadline_ms;
+	struct pk11_module *stuck_in;		/* counted as stuck there while abandoned */
+	struct slot_wsess ws[SLOT_MAX_MEMBERS]; /* this worker's session on each member */
 	struct slot_worker *next;
 };
+
+int64_t slot_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void slot_abstime(int64_t ms, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(ms / 1000);
+	ts->tv_nsec = (long)(ms % 1000) * 1000000L;
+}
 
 void slot_set_timeout(struct slot *s, unsigned timeout_ms)
 {
@@ -45,8 +106,38 @@ static void worker_free(struct slot_worker *w)
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 	kms_wipe(w->sig, sizeof(w->sig));
+	if (w->msg)
+		kms_wipe(w->msg, w->cap);
 	free(w->msg);
 	free(w);
+}
+
+static int run_job(struct slot_worker *w, uint8_t sig[static 64], struct slot_hygiene *hy,
+		   unsigned long *ckr)
+{
+	struct slot_member *mb = &w->s->mb[w->mbi];
+	struct slot_wsess *ws = &w->ws[w->mbi];
+	if (w->op == SLOT_OP_HYGIENE)
+		return slot_mb_hygiene(mb, ws, w->deadline_ms, hy, ckr);
+	return slot_mb_sign(mb, ws, w->deadline_ms, w->msg, w->len, sig, ckr);
+}
+
+/* A late answer: the token came back for an abandoned call. */
+static void worker_late(struct slot_worker *w)
+{
+	struct slot *s = w->s;
+	struct slot_member *mb = &s->mb[w->mbi];
+	int was;
+	pthread_mutex_lock(&s->mu);
+	was = mb->hung--;
+	if (mb->hung < SLOT_HUNG_MAX)
+		mb->cap_logged = 0;
+	pthread_mutex_unlock(&s->mu);
+	if (w->stuck_in)
+		pk11_module_stuck(w->stuck_in, -1);
+	kms_log_warn("a timed-out token call on %s returned after all (%d still stuck); its "
+		     "result was wiped and dropped",
+		     mb->su.text, was - 1);
 }
 
 static void *worker_main(void *arg)
@@ -54,9 +145,12 @@ static void *worker_main(void *arg)
 	struct slot_worker *w = arg;
 	struct slot *s = w->s;
 	int abandoned = 0;
+	size_t i;
 
 	for (;;) {
 		uint8_t sig[64];
+		struct slot_hygiene hy;
+		unsigned long ckr = 0;
 		int r;
 		pthread_mutex_lock(&w->mu);
 		while (w->state != WD_PENDING && !w->quit)
@@ -66,23 +160,29 @@ static void *worker_main(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&w->mu);
-		r = slot_sign_direct(s, w->msg, w->len, sig);
+		memset(&hy, 0, sizeof(hy));
+		r = run_job(w, sig, &hy, &ckr);
 		pthread_mutex_lock(&w->mu);
 		memcpy(w->sig, sig, sizeof(sig));
-		kms_wipe(sig, sizeof(sig));
+		w->hy = hy;
 		w->r = r;
+		w->ckr = ckr;
 		w->state = WD_DONE;
 		abandoned = w->abandoned;
 		pthread_cond_signal(&w->cv);
 		pthread_mutex_unlock(&w->mu);
+		kms_wipe(sig, sizeof(sig));
 		if (abandoned)
 			break;
 	}
-	if (abandoned) { /* nobody else points at w any more */
-		kms_log_warn("a timed-out signature on %s finished late; its result was dropped",
-			     slot_describe(s));
+	if (abandoned) /* nobody else points at w any more */
+		worker_late(w);
+	for (i = 0; i < s->n; i++)
+		slot_mb_close(&s->mb[i], &w->ws[i]);
+	if (abandoned) {
 		worker_free(w);
 		slot_unref(s);
+		abandoned_count(-1);
 	}
 	return NULL;
 }
@@ -94,7 +194,6 @@ static struct slot_worker *worker_new(struct slot *s)
 	if (!w)
 		return NULL;
 	w->s = s;
-	w->owner = pthread_self();
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -104,6 +203,7 @@ static struct slot_worker *worker_new(struct slot *s)
 	s->refs++;
 	pthread_mutex_unlock(&s->mu);
 	if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+		kms_log_err("cannot start a token worker thread for %s", s->mb[0].su.text);
 		slot_unref(s);
 		worker_free(w);
 		return NULL;
@@ -111,67 +211,52 @@ static struct slot_worker *worker_new(struct slot *s)
 	return w;
 }
 
-/* The caller's worker (created on first use); NULL on allocation failure. */
-static struct slot_worker *worker_get(struct slot *s)
+static struct slot_worker *pool_take(struct slot *s)
 {
 	struct slot_worker *w;
-	pthread_t me = pthread_self();
 	pthread_mutex_lock(&s->mu);
-	for (w = s->workers; w; w = w->next)
-		if (pthread_equal(w->owner, me))
-			break;
+	if ((w = s->idle))
+		s->idle = w->next;
 	pthread_mutex_unlock(&s->mu);
-	if (w || !(w = worker_new(s)))
-		return w;
-	pthread_mutex_lock(&s->mu);
-	w->next = s->workers;
-	s->workers = w;
-	pthread_mutex_unlock(&s->mu);
-	return w;
+	return w ? w : worker_new(s);
 }
 
-static void worker_unlink(struct slot *s, struct slot_worker *w)
+static void pool_give(struct slot *s, struct slot_worker *w)
 {
-	struct slot_worker **pp;
 	pthread_mutex_lock(&s->mu);
-	for (pp = &s->workers; *pp; pp = &(*pp)->next)
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
+	w->next = s->idle;
+	s->idle = w;
 	pthread_mutex_unlock(&s->mu);
 }
 
-static void deadline_after(struct timespec *ts, unsigned ms)
+/* Fails closed when the member already has SLOT_HUNG_MAX calls stuck in its token. */
+static int capped(struct slot *s, size_t mbi)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ms / 1000);
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
+	struct slot_member *mb = &s->mb[mbi];
+	int hung, tell;
+	pthread_mutex_lock(&s->mu);
+	hung = mb->hung;
+	tell = hung >= SLOT_HUNG_MAX && !mb->cap_logged;
+	if (tell)
+		mb->cap_logged = 1;
+	pthread_mutex_unlock(&s->mu);
+	if (tell)
+		kms_log_err("%d token calls on %s have not returned (the most p11kms leaves "
+			    "behind per token): it gets no more calls until one returns; replug "
+			    "or reset the token, or restart p11kms",
+			    hung, mb->su.text);
+	return hung >= SLOT_HUNG_MAX;
 }
 
-int slot_wd_sign(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[static 64])
+static int hand_over(struct slot_worker *w, enum slot_op op, size_t mbi, const uint8_t *msg,
+		     size_t len, int64_t deadline)
 {
-	struct slot_worker *w = worker_get(s);
-	struct timespec deadline;
-	unsigned ms;
-	int r;
-
-	if (!w)
-		return KMS_ERR_ALLOC;
-	pthread_mutex_lock(&s->mu);
-	ms = s->timeout_ms;
-	pthread_mutex_unlock(&s->mu);
-	pthread_mutex_lock(&w->mu);
 	if (len > w->cap) {
-		uint8_t *grown = malloc(len ? len : 1);
-		if (!grown) {
-			pthread_mutex_unlock(&w->mu);
+		uint8_t *grown = malloc(len);
+		if (!grown)
 			return KMS_ERR_ALLOC;
-		}
+		if (w->msg)
+			kms_wipe(w->msg, w->cap);
 		free(w->msg);
 		w->msg = grown;
 		w->cap = len;
@@ -179,38 +264,88 @@ int slot_wd_sign(struct slot *s, const uint8_t *msg, size_t len, uint8_t sig[sta
 	if (len)
 		memcpy(w->msg, msg, len);
 	w->len = len;
+	w->op = op;
+	w->mbi = mbi;
+	w->deadline_ms = deadline;
 	w->state = WD_PENDING;
 	pthread_cond_signal(&w->cv);
-	deadline_after(&deadline, ms);
-	while (w->state != WD_DONE)
-		if (pthread_cond_timedwait(&w->cv, &w->mu, &deadline) != 0 && w->state != WD_DONE)
-			break;
-	if (w->state == WD_DONE) {
-		r = w->r;
-		if (r == KMS_OK)
-			memcpy(sig, w->sig, 64);
-		w->state = WD_IDLE;
-		pthread_mutex_unlock(&w->mu);
-		return r;
-	}
-	/* The token did not answer in time: hand the worker over to itself. */
+	return KMS_OK;
+}
+
+/* The caller gives up on w: it belongs to itself from now on (w->mu held). */
+static void abandon(struct slot *s, struct slot_worker *w, size_t mbi, unsigned ms)
+{
+	abandoned_count(1);
+	pthread_mutex_lock(&s->mu);
+	s->mb[mbi].hung++;
+	/* Set before the worker can see abandoned: it undoes it when it returns. */
+	if ((w->stuck_in = s->mb[mbi].m))
+		pk11_module_stuck(w->stuck_in, 1);
+	pthread_mutex_unlock(&s->mu);
 	w->abandoned = 1;
 	pthread_detach(w->th);
 	pthread_mutex_unlock(&w->mu);
-	worker_unlink(s, w);
-	kms_log_err("C_Sign on %s did not return within %u ms; abandoning that call (the next "
-		    "signature uses a new session)",
-		    slot_describe(s), ms);
-	kms_wipe(sig, 64);
-	return KMS_ERR_TIMEOUT;
+	slot_emit(s, OBS_ST_WATCHDOG_TIMEOUT, &s->mb[mbi], 0, KMS_ERR_TIMEOUT);
+	kms_log_debug("token call on %s did not return within %u ms: abandoned", s->mb[mbi].su.text,
+		      ms);
+}
+
+int slot_run(struct slot *s, enum slot_op op, size_t mbi, const uint8_t *msg, size_t len,
+	     uint8_t sig[static 64], struct slot_hygiene *hy, unsigned long *ckr)
+{
+	struct slot_worker *w;
+	struct timespec ts;
+	int64_t deadline = 0;
+	unsigned ms;
+	int r;
+
+	*ckr = 0;
+	if (capped(s, mbi))
+		return KMS_ERR_TIMEOUT;
+	pthread_mutex_lock(&s->mu);
+	ms = s->timeout_ms;
+	pthread_mutex_unlock(&s->mu);
+	if (!(w = pool_take(s)))
+		return KMS_ERR_ALLOC;
+	if (ms)
+		deadline = slot_now_ms() + ms;
+	pthread_mutex_lock(&w->mu);
+	if ((r = hand_over(w, op, mbi, msg, len, deadline))) {
+		pthread_mutex_unlock(&w->mu);
+		pool_give(s, w);
+		return r;
+	}
+	slot_abstime(deadline, &ts);
+	while (w->state != WD_DONE) {
+		if (!deadline)
+			pthread_cond_wait(&w->cv, &w->mu);
+		else if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	if (w->state != WD_DONE) {
+		abandon(s, w, mbi, ms);
+		kms_wipe(sig, 64);
+		return KMS_ERR_TIMEOUT;
+	}
+	r = w->r;
+	*ckr = w->ckr;
+	if (r == KMS_OK && op == SLOT_OP_SIGN)
+		memcpy(sig, w->sig, 64);
+	if (hy)
+		*hy = w->hy;
+	kms_wipe(w->sig, sizeof(w->sig));
+	w->state = WD_IDLE;
+	pthread_mutex_unlock(&w->mu);
+	pool_give(s, w);
+	return r;
 }
 
 void slot_wd_stop(struct slot *s)
 {
 	struct slot_worker *w, *next;
 	pthread_mutex_lock(&s->mu);
-	w = s->workers;
-	s->workers = NULL;
+	w = s->idle;
+	s->idle = NULL;
 	pthread_mutex_unlock(&s->mu);
 	for (; w; w = next) {
 		next = w->next;

@@ -10,9 +10,10 @@
 
 /*
  * exp = scalar (32 bytes, little-endian; clamped here as RFC 8032 §5.1.5
- * does) || prefix (32 bytes). OpenSSL only signs from a seed, so these use a
- * small constant-time implementation (ed25519_exp.c): no branch and no table
- * index depends on a secret. KMS_OK or KMS_ERR_CRYPTO (SHA-512 failed).
+ * does) || prefix (32 bytes). OpenSSL and libsodium's crypto_sign only sign
+ * from a seed, so these rebuild RFC 8032 from libsodium's constant-time
+ * Ed25519 core operations (ed25519_exp.c). Secrets are wiped before return.
+ * KMS_OK or KMS_ERR_CRYPTO (libsodium failed to initialise).
  */
 KMS_MUST_CHECK int soft_ed25519_exp_pub(const uint8_t exp[static 64], uint8_t pub[static 32]);
 KMS_MUST_CHECK int soft_ed25519_exp_sign(const uint8_t exp[static 64], const uint8_t pub[static 32],

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "p11kms/kbuf.h"
-#include "p11kms/net.h"
 #include "p11kms/pv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -19,12 +18,12 @@ struct mem {
 	size_t n, pos, chunk;
 };
 
-static int mem_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int timeout_ms)
+static int mem_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline)
 {
 	struct mem *m = ctx;
 	size_t k = cap < m->chunk ? cap : m->chunk;
 
-	(void)timeout_ms;
+	(void)deadline;
 	if (m->pos == m->n)
 		return KMS_ERR_CONN_CLOSED;
 	if (k > m->n - m->pos)
@@ -35,19 +34,9 @@ static int mem_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int timeout_
 	return KMS_OK;
 }
 
-static int mem_write(void *ctx, const uint8_t *p, size_t n, int timeout_ms)
-{
-	(void)ctx;
-	(void)p;
-	(void)n;
-	(void)timeout_ms;
-	return KMS_OK;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mem m;
-	struct net_stream s = { mem_read, mem_write, &m };
 	struct kbuf *msg = NULL;
 	size_t hdr = 0, body = 0, max;
 	int a, b;
@@ -58,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	max = data[1];
 	m = (struct mem){ data + 2, size - 2, 0, (size_t)(data[0] & 7) + 1 };
 	a = pv_frame_parse(m.p, m.n, max, &hdr, &body);
-	b = pv_read_msg(&s, max, 0, &msg);
+	b = pv_read_msg(mem_read, &m, max, -1, &msg);
 	if (a == KMS_OK) {
 		if (b != KMS_OK || kbuf_len(msg) != body || (body && memcmp(kbuf_ptr(msg), m.p + hdr, body) != 0))
 			__builtin_trap();

@@ -69,4 +69,35 @@ sed 's|ha = { |ha = { prefix = "/empty"; |' "$W/h0/p11kms.conf" >"$W/h0/empty.co
 chmod 600 "$W/h0/empty.conf"
 if "$P11KMS" doctor -c "$W/h0/empty.conf" >"$W/doctor2.out" 2>&1; then ha_fail "doctor passed with no cluster mark"; fi
 grep -q "is behind the local state" "$W/doctor2.out" || { cat "$W/doctor2.out" >&2; ha_fail "doctor: no behind line"; }
+# doctor --json carries the same findings under the check id "ha"
+"$P11KMS" doctor -c "$W/h0/empty.conf" --json >"$W/doctor3.json" 2>/dev/null || true
+python3 - "$W/doctor3.json" <<'PY' || ha_fail "doctor --json: the ha findings"
+import json, sys
+d = json.load(open(sys.argv[1]))
+ha = [c for c in d["checks"] if c["check"] == "ha"]
+assert any(c["status"] == "ok" and "quorum" in c["message"] for c in ha), ha
+assert any(c["status"] == "fail" and "behind the local state" in c["message"] and c["exit_code"] == 5
+           for c in ha), ha
+assert not d["healthy"], d
+PY
+# state repair beside the cluster: a torn local record; the mark is shown, never moved back
+tear_current() {
+	"$P11KMS" state show -c "$W/h1/p11kms.conf" --chain ha-chain >"$W/tear.out" 2>&1 || true
+	cur=$(sed -n 's/^slot \([01]\):.* (current)$/\1/p' "$W/tear.out")
+	[ -n "$cur" ] || { cat "$W/tear.out" >&2; ha_fail "no current slot"; }
+	printf 'TORN' | dd of="$W/h1/state/ha.state" bs=1 seek=$((cur * 8192 + 2000)) conv=notrunc status=none
+}
+tear_current
+ha_try 3 "$P11KMS" state repair -c "$W/h1/p11kms.conf" --chain ha-chain >"$W/repair.out" 2>&1 ||
+	{ cat "$W/repair.out" >&2; ha_fail "state repair (look)"; }
+grep -q "^cluster mark:  $((h + 1000))/0/none" "$W/repair.out" && grep -q "The cluster mark holds" "$W/repair.out" ||
+	{ cat "$W/repair.out" >&2; ha_fail "state repair does not show the cluster mark"; }
+seq=$(sed -n 's/^  slot [01]: valid: sequence \([0-9]*\),.*/\1/p' "$W/repair.out")
+ha_try 3 "$P11KMS" state repair -c "$W/h1/p11kms.conf" --chain ha-chain --accept-record "$seq" >"$W/repair2.out" 2>&1 ||
+	{ cat "$W/repair2.out" >&2; ha_fail "state repair --accept-record"; }
+grep -q "left at $((h + 1000))/0/none" "$W/repair2.out" || { cat "$W/repair2.out" >&2; ha_fail "repair moved the mark back"; }
+tear_current
+ha_try 3 "$P11KMS" state repair -c "$W/h1/p11kms.conf" --chain ha-chain --set-height $((h + 2000)) >"$W/repair3.out" 2>&1 ||
+	{ cat "$W/repair3.out" >&2; ha_fail "state repair --set-height"; }
+grep -q "moved forward to $((h + 2000))/0/none" "$W/repair3.out" || { cat "$W/repair3.out" >&2; ha_fail "repair --set-height did not move the mark"; }
 ha_summary "$kills random kill -9 of 3 hosts over TLS"

@@ -5,6 +5,7 @@
  * outcome (applied or not). Also the mark's JSON and the `ha` config block.
  * Real etcd is in ha_faults.sh / ha_tls3.sh; this pins the guard's decisions.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "p11kms/cfg.h"
+#include "p11kms/dfile.h"
 #include "p11kms/guard.h"
 #include "p11kms/ha.h"
 #include "p11kms/kbuf.h"
@@ -265,6 +268,97 @@ static void test_no_cluster_no_signature(void **state)
 	local_height(f, 1);
 }
 
+/* ---- the local persist failing after the cluster decided (#15's fail-closed) ---- */
+
+static int eio_sync;
+static int eio_fdatasync(int fd)
+{
+	if (eio_sync) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static int n_guard_failed;
+static void failed_sink(void *ctx, const struct obs_status *st)
+{
+	(void)ctx;
+	if (st->kind == OBS_ST_GUARD_FAILED && st->err == KMS_ERR_STATE_IO &&
+	    strcmp(st->chain_id, CHAIN) == 0)
+		n_guard_failed++;
+}
+
+/* From here every fdatasync of the state fails with EIO (until disk_back). */
+static void disk_fails(void)
+{
+	static struct dfile_ops o;
+	o = *dfile_ops();
+	o.fdatasync = eio_fdatasync;
+	n_guard_failed = 0;
+	assert_int_equal(obs_status_sink_add(failed_sink, NULL), KMS_OK);
+	eio_sync = 1;
+	dfile_set_ops(&o);
+}
+
+static void disk_back(void)
+{
+	eio_sync = 0;
+	dfile_set_ops(NULL);
+	obs_sink_clear();
+}
+
+/*
+ * Committed to the mark, then the local write fails: the signature does not leave,
+ * the guard fails closed (guard_failed, one OBS_ST_GUARD_FAILED) and asks the
+ * cluster nothing more. The mark holding an unreleased signature is safe: another
+ * host releases those same bytes (ADOPT).
+ */
+static void test_commit_then_persist_fails(void **state)
+{
+	struct fx *f = *state;
+	struct guard_result res;
+	static const uint8_t zero[64];
+	struct tg_msg a = vote(20, 1, 100), b = vote(21, 1, 100), c = vote(22, 1, 100);
+	assert_int_equal(ask(f, &a, &res), KMS_OK); /* the loaded record re-persisted, then a */
+	disk_fails();
+	assert_int_equal(ask(f, &b, &res), KMS_ERR_STATE_IO);
+	assert_memory_equal(res.signature, zero, 64);
+	assert_int_equal(f->c.commits, 2);
+	assert_int_equal(f->c.mark.hrs.height, 21);
+	assert_true(guard_failed(f->g));
+	assert_int_equal(n_guard_failed, 1);
+	/* fail-closed: no read, no commit, no signature, no second event */
+	int marks = f->c.marks, signs = f->signs;
+	assert_int_equal(ask(f, &c, &res), KMS_ERR_STATE_IO);
+	assert_int_equal(f->c.marks, marks);
+	assert_int_equal(f->c.commits, 2);
+	assert_int_equal(f->signs, signs);
+	assert_int_equal(n_guard_failed, 1);
+	disk_back();
+	local_height(f, 20);
+}
+
+/* ADOPT whose local write fails: the mark's signature does not leave either. */
+static void test_adopt_persist_fails(void **state)
+{
+	struct fx *f = *state;
+	struct guard_result res;
+	static const uint8_t zero[64];
+	struct tg_msg w = vote(2, 1, 100), m = vote(30, 1, 100);
+	assert_int_equal(ask(f, &w, &res), KMS_OK); /* re-persisted while the disk works */
+	f->c.mark = mark_of(&m);
+	f->c.rev = 9;
+	disk_fails();
+	assert_int_equal(ask(f, &m, &res), KMS_ERR_STATE_IO);
+	assert_memory_equal(res.signature, zero, 64);
+	assert_int_equal(f->signs, 1); /* only w's */
+	assert_true(guard_failed(f->g));
+	assert_int_equal(n_guard_failed, 1);
+	disk_back();
+	local_height(f, 2);
+}
+
 static void test_mark_json(void **state)
 {
 	(void)state;
@@ -380,6 +474,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_compare_failure_decides_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_outcome_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_cluster_no_signature, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_then_persist_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_persist_fails, setup, teardown),
 		cmocka_unit_test(test_mark_json),
 		cmocka_unit_test(test_ha_config),
 		cmocka_unit_test(test_unreachable_etcd_refuses),

@@ -24,6 +24,7 @@ has "exactly one of --softsign PATH or --slot URI"
 
 # init: a Haqq testedge directory; refuses to run twice
 run 0 init kms --chain haqq_53211-1
+on_any_fs kms/p11kms.conf
 has "Next steps:"
 has "p11kms state import -c kms/p11kms.conf --chain haqq_53211-1"
 [ "$(stat -c %a kms/secrets)" = 700 ] || fail "secrets/ mode $(stat -c %a kms/secrets)"
@@ -35,6 +36,16 @@ grep -q '^ *id = "haqq_53211-1";' kms/p11kms.conf || fail "chain id in template"
 [ "$(base64 -d kms/secrets/kms-identity.key | wc -c)" = 32 ] || fail "identity key is not a 32-byte seed"
 run 1 init kms --chain haqq_53211-1
 has "exists: refusing to overwrite"
+# --state-dir: the state outside the config directory (/var/lib/p11kms under the unit)
+run 0 init kms-sd --chain haqq_53211-1 --state-dir sd-state
+grep -q "^ *state_file = \"$TMP/sd-state/haqq_53211-1.state\";" kms-sd/p11kms.conf ||
+	fail "--state-dir not in the config: $(grep state_file kms-sd/p11kms.conf)"
+[ "$(stat -c %a sd-state)" = 700 ] || fail "state dir mode $(stat -c %a sd-state)"
+[ ! -e kms-sd/state ] || fail "init made kms-sd/state despite --state-dir"
+run 0 state init -c kms-sd/p11kms.conf --chain haqq_53211-1 --height 5
+[ -f sd-state/haqq_53211-1.state ] || fail "state init did not write into --state-dir"
+run 2 init kms-sd2 --state-dir 'a"b'
+has "no quotes"
 # a re-run after the config was removed keeps the identity (the node may know its ID)
 id_before=$(cat kms/secrets/kms-identity.key)
 mv kms/p11kms.conf kms/p11kms.conf.saved
@@ -51,7 +62,7 @@ run 2 init other --chain mychain-1
 has "give its bech32 prefix with --prefix"
 run 0 init other --chain mychain-1 --prefix cosmos
 grep -q 'consensus_key_prefix = "cosmosvalconspub"' other/p11kms.conf || fail "generic prefix"
-grep -q 'protocol_version = "v0.38"' other/p11kms.conf || fail "generic protocol"
+grep -q 'protocol_version = "auto"' other/p11kms.conf || fail "default protocol (auto)"
 
 # import: refuses a group/world-readable input (exit 6), then writes tmkms's seed file
 chmod 644 pvk.json
@@ -96,7 +107,7 @@ run 1 keygen --softsign new.key
 # doctor before the state exists: ✘ with the fix, exit 5
 run 5 doctor -c kms/p11kms.conf
 has "✘ state for haqq_53211-1"
-has "state import -c CONF --chain haqq_53211-1"
+has "state import -c kms/p11kms.conf --chain haqq_53211-1"
 has "✔ key for haqq_53211-1: found, Ed25519"
 
 # state: init refuses to overwrite; import/export in each format

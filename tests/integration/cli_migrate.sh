@@ -37,6 +37,7 @@ for net in mainnet:haqq_11235-1 testedge:haqq_53211-1; do
 	[ ! -e "$out" ] || fail "dry run wrote $out"
 
 	run 0 migrate "$home/config/tmkms.toml" -o "$out"
+	on_any_fs "$out"
 	has "the directory of tmkms.toml"
 	has "✔ chain $chain: state $home/config/state/priv_validator_state.json converted"
 	has "✔ wrote $out"
@@ -60,6 +61,7 @@ for net in mainnet:haqq_11235-1 testedge:haqq_53211-1; do
 	run 1 migrate "$home/config/tmkms.toml" -o "$out"
 	has "refusing to overwrite"
 	run 0 migrate "$home/config/tmkms.toml" -o "$out" --force
+	on_any_fs "$out"
 	has "exists already: kept as is"
 done
 
@@ -105,6 +107,7 @@ has "(no tmkms state file there"
 has "$TMP/rel/run/haqq_11235-1_priv_validator_state.json"
 mkdir -p rel/out
 run 0 migrate rel/conf/tmkms.toml -o rel/out/p11kms.conf --tmkms-cwd rel/run
+on_any_fs rel/out/p11kms.conf
 has "no tmkms state file at $TMP/rel/run/haqq_11235-1_priv_validator_state.json"
 run 5 doctor -c rel/out/p11kms.conf
 has "✘ state for haqq_11235-1"
@@ -133,6 +136,7 @@ protocol_version = "v0.38"
 TOML
 printf '{"height":"10","round":"1","step":2,"block_id":null}' >js/state.json
 run 0 migrate js/tmkms.toml -o js/out/p11kms.conf
+on_any_fs js/out/p11kms.conf
 has "key_format json"
 run 0 doctor -c js/out/p11kms.conf
 has "✔ key for haqq_53211-1: found, Ed25519, test signature verified: $V_PUB_HEX"

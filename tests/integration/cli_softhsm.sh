@@ -51,6 +51,7 @@ has "public key (bech32):      $V_HAQQVALCONSPUB"
 
 # a config using the imported token key
 run 0 init kms --chain haqq_11235-1
+on_any_fs kms/p11kms.conf
 sed -i "s|^    softsign = \"secrets/priv_validator_key\";|    uri = \"${IMP_URI//&/\\&}\";|" kms/p11kms.conf
 grep -q "uri = \"pkcs11:" kms/p11kms.conf || fail "config edit"
 run 0 state init -c kms/p11kms.conf --chain haqq_11235-1 --height 100

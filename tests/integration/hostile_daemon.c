@@ -421,7 +421,7 @@ static int raw_closed(int fd)
 static int sc_closed(struct hconn *c)
 {
 	struct kbuf *msg = NULL;
-	int r = pv_read_msg(&c->st, 1 << 20, 10000, &msg);
+	int r = pv_read_msg(c->st.read, c->st.ctx, 1 << 20, net_deadline(10000), &msg);
 
 	kbuf_free(msg);
 	return r == KMS_ERR_CONN_CLOSED || r == KMS_ERR_SYSTEM || r == KMS_ERR_FORMAT;
@@ -433,7 +433,7 @@ static void send_body(struct hconn *c, const uint8_t *p, size_t n)
 	struct kbuf *b = kbuf_from(p, n);
 
 	assert_non_null(b);
-	assert_int_equal(pv_write_msg(&c->st, b, 5000), KMS_OK);
+	assert_int_equal(pv_write_msg(c->st.write, c->st.ctx, b, net_deadline(5000)), KMS_OK);
 	kbuf_free(b);
 }
 
@@ -445,7 +445,7 @@ static int send_req_r(struct hconn *c, const struct pv_request *req)
 
 	assert_non_null(b);
 	assert_int_equal(pv_encode_request(PV_V1, req, b), KMS_OK);
-	r = pv_write_msg(&c->st, b, 5000);
+	r = pv_write_msg(c->st.write, c->st.ctx, b, net_deadline(5000));
 	kbuf_free(b);
 	return r;
 }
@@ -461,7 +461,7 @@ static struct pv_response *read_reply(struct hconn *c)
 	struct kbuf *msg = NULL;
 	struct pv_response *resp = NULL;
 
-	if (pv_read_msg(&c->st, 1 << 20, 10000, &msg) == KMS_OK)
+	if (pv_read_msg(c->st.read, c->st.ctx, 1 << 20, net_deadline(10000), &msg) == KMS_OK)
 		assert_int_equal(pv_decode_response(PV_V1, kbuf_ptr(msg), kbuf_len(msg), &resp),
 				 KMS_OK);
 	kbuf_free(msg);
@@ -541,7 +541,8 @@ static int suite_setup(void **state)
 	tnode_listen(&G.good, PV_V0_37, 0, NULL, 0);
 
 	n = snprintf(text, sizeof(text),
-		     "chains = ( { id = \"" CHAIN "\"; state_file = \"c.state\"; } );\n"
+		     "chains = ( { id = \"" CHAIN "\"; state_file = \"c.state\";"
+		     " allow_volatile_state = true; } );\n"
 		     "keys = ( { chain_ids = [ \"" CHAIN "\" ]; softsign = \"cons.key\"; } );\n"
 		     "validators = (\n"
 		     "  { chain_id = \"" CHAIN "\"; addr = \"tcp://127.0.0.1:%u\";"
@@ -702,7 +703,7 @@ static void test_oversized_length_prefix(void **state)
 
 	(void)state;
 	h_accept_sc(&c, 0);
-	assert_int_equal(c.st.write(c.st.ctx, prefix, sizeof(prefix), 1000), KMS_OK);
+	assert_int_equal(c.st.write(c.st.ctx, prefix, sizeof(prefix), net_deadline(1000)), KMS_OK);
 	assert_true(sc_closed(&c));
 	hconn_close(&c);
 	expect_log(off, "disconnected", "chain=" CHAIN, hpeer(), "max_msg_size", NULL);
@@ -916,7 +917,7 @@ static void test_never_reads(void **state)
 	/* Each ping is answered by a 1044-byte frame we never read; our own sends stop
 	 * once the daemon stops reading (blocked writing to us) or drops us. */
 	while (sent < 200000 && net_now_ms() - t0 < 20000) {
-		if (pv_write_msg(&c.st, b, 3 * HOSTILE_TIMEOUT_MS) != KMS_OK)
+		if (pv_write_msg(c.st.write, c.st.ctx, b, net_deadline(3 * HOSTILE_TIMEOUT_MS)) != KMS_OK)
 			break;
 		sent++;
 	}

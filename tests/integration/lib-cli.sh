@@ -28,6 +28,16 @@ $OUT"; }
 hasnt() { ! grep -qF -- "$1" <<<"$OUT" || fail "unexpected '$1' in output:
 $OUT"; }
 
+# on_any_fs CONF...: these tests keep state under $TMPDIR, a tmpfs on some machines, which
+# start and doctor refuse (issue 15): accept it there with allow_volatile_state.
+on_any_fs() {
+	local c
+	for c in "$@"; do
+		sed -i 's/^\( *\)state_file = /\1allow_volatile_state = true;\n\1state_file = /' "$c"
+		grep -q "allow_volatile_state = true;" "$c" || fail "on_any_fs: no state_file in $c"
+	done
+}
+
 # Vector values: V_<name> from the CometBFT test key (priv_validator_key_example).
 eval "$(python3 - "$VECTORS/keys_and_addresses.json" "$TMP" <<'PY'
 import json, shlex, sys

@@ -44,6 +44,7 @@ want = {
     "wrong-chain-id": "error-reply code=0",   # the reference signer's reply
     "slowloris": "closed",
     "never-reads": None,
+    "trickle": "closed",  # one byte a second: the message deadline ends it, not forever
 }
 d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 bad = 0
@@ -61,3 +62,20 @@ PY
 "$P11KMS" state show -c "$SIM_DIR/p11kms.conf" --chain hostile-chain >"$SIM_DIR/state.out" 2>&1 ||
 	{ cat "$SIM_DIR/state.out" >&2; sim_fail "state unreadable after the hostile run"; }
 echo "ok state intact: $(grep -m1 -i 'height' "$SIM_DIR/state.out" | tr -s ' ')"
+
+# A node that keeps asking for what we refuse (issue #17): one WARN line, not one per refusal.
+sim_listen flood --listen tcp://127.0.0.1:0 --version v0.38 --chain-id flood-chain \
+	--hostile refusal-flood --flood-s 3 --json --accept-timeout 20
+sim_conf flood-chain v0.38
+sim_state_init flood-chain
+: >"$SIM_DIR/daemon.log"
+sim_start
+sim_wait flood || { cat "$SIM_DIR/flood.err" "$SIM_DIR/flood.json" >&2; sim_fail "refusal flood"; }
+sim_stop
+answered="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["outcomes"][0]["outcome"].split()[0])' "$SIM_DIR/flood.json")"
+lines="$(grep -c 'refused SignVote chain=flood-chain' "$SIM_DIR/daemon.log" || true)"
+echo "refusal flood: $answered refusals answered in 3 s, $lines log lines"
+[ "$answered" -gt 10 ] || sim_fail "the flood did not get going ($answered refusals)"
+[ "$lines" -le 2 ] || sim_fail "$lines log lines for $answered identical refusals (want one, then a count)"
+grep -q "refused SignVote chain=flood-chain .*(repeated $((answered - 1)) times" "$SIM_DIR/daemon.log" ||
+	sim_fail "no count of the folded refusals"

@@ -88,8 +88,9 @@ sim_conf() {
 	local a first=1
 	{
 		printf 'chains = ( { id = "%s"; key_format = "bech32"; account_key_prefix = "haqqpub";\n' "$chain"
-		printf '  consensus_key_prefix = "haqqvalconspub"; state_file = "state/%s.state"; %s } );\n' \
-			"$chain" "$cextra"
+		# allow_volatile_state: $SIM_DIR is under $TMPDIR, a tmpfs on some machines
+		printf '  consensus_key_prefix = "haqqvalconspub"; state_file = "state/%s.state";\n' "$chain"
+		printf '  allow_volatile_state = true; %s } );\n' "$cextra"
 		printf 'keys = ( { chain_ids = [ "%s" ]; %s } );\n' "$chain" "$key"
 		printf 'validators = (\n'
 		for a in $SIM_ADDRS; do

@@ -16,15 +16,8 @@ command -v openssl >/dev/null || skip "openssl not installed"
 command -v python3 >/dev/null || skip "python3 not installed"
 
 # pkcs11-tool is not instrumented: in a sanitizer build the module needs the
-# ASan runtime loaded first. Leak checking is off because pkcs11-tool itself
-# does not free everything at exit; the cmocka test covers our leaks.
-if [[ "${P11KMS_SANITIZE:-}" == *address* ]]; then
-	asan=$(gcc -print-file-name=libasan.so)
-	[ -f "$asan" ] || skip "sanitizer build but libasan.so not found for LD_PRELOAD"
-	export LD_PRELOAD="$asan${LD_PRELOAD:+:$LD_PRELOAD}"
-	# last one wins: our settings go after the caller's (ci/test.sh sets detect_leaks=1)
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:verify_asan_link_order=0"
-fi
+# ASan runtime loaded first (tests/scripts/asan-tools.sh).
+. "${P11KMS_SOURCE_DIR:?}/tests/scripts/asan-tools.sh"
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

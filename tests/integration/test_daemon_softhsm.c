@@ -123,7 +123,8 @@ static void test_softhsm_keys(void **state)
 	tnode_listen(&n, PV_V0_37, 0, NULL, 1);
 	int len = snprintf(text, sizeof(text),
 			   "chains = ( { id = \"" CHAIN
-			   "\"; key_format = \"cosmos-json\"; state_file = \"t.state\"; } );\n"
+			   "\"; key_format = \"cosmos-json\"; state_file = \"t.state\";"
+			   " allow_volatile_state = true; } );\n"
 			   "keys = ( { chain_ids = [ \"" CHAIN
 			   "\" ]; uri = \"%s\"; profile = \"softhsm2\"; } );\n"
 			   "validators = ( { chain_id = \"" CHAIN

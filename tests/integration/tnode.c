@@ -86,9 +86,9 @@ int tnode_call(struct tnode *n, const struct pv_request *req, struct pv_response
 	assert_non_null(out);
 	r = pv_encode_request(n->version, req, out);
 	if (r == KMS_OK)
-		r = pv_write_msg(&n->st, out, 5000);
+		r = pv_write_msg(n->st.write, n->st.ctx, out, net_deadline(5000));
 	if (r == KMS_OK)
-		r = pv_read_msg(&n->st, 1 << 20, 5000, &in);
+		r = pv_read_msg(n->st.read, n->st.ctx, 1 << 20, net_deadline(5000), &in);
 	if (r == KMS_OK)
 		r = pv_decode_response(n->version, kbuf_ptr(in), kbuf_len(in), resp);
 	kbuf_free(in);

@@ -30,6 +30,8 @@ struct sim_cfg {
 	int corrupt_check;  /* flip one bit of each received signature before verifying */
 	int ext_len_max;    /* largest vote extension generated */
 	int expect_ext_sig; /* v0.38: the signer signs extensions (sign_extensions = true) */
+	int strict;	    /* behave like the real node on a reply it cannot use: hang up */
+	int flood_ms;	    /* hostile refusal-flood: how long to keep sending */
 };
 
 /* ---- the consensus walk (sim_gen.c) ---- */
@@ -105,6 +107,9 @@ void sim_stats_fail(struct sim_stats *s, const char *fmt, ...)
 /* Percentile (0..100) of the latencies; sorts them. 0 when empty. */
 double sim_stats_pct(struct sim_stats *s, double p);
 double sim_stats_max(const struct sim_stats *s);
+/* Prints j as one compact line on stdout (the --json summary) and releases it; NULL: nothing. */
+struct json_t;
+void sim_json_print(struct json_t *j);
 
 /* ---- one node-side connection ---- */
 
@@ -128,6 +133,8 @@ void sim_listener_close(struct sim_listener *l);
 /* Accepts one signer and (tcp) runs the Secret Connection handshake as the node. */
 KMS_MUST_CHECK int sim_accept(struct sim_listener *l, int timeout_ms, struct sim_conn *c);
 void sim_conn_close(struct sim_conn *c);
+/* Writes n addresses, one a line, to path (temp file + rename: the file appears whole). */
+int sim_write_addr_file(const char *path, const char *const *lines, int n);
 /* Encodes req, sends it, reads and decodes one response. *lat_ms: write to response. */
 KMS_MUST_CHECK int sim_call(struct sim_conn *c, enum pv_version v, const struct pv_request *req,
 			    int timeout_ms, struct pv_response **resp, double *lat_ms);
@@ -137,6 +144,26 @@ KMS_MUST_CHECK int sim_call(struct sim_conn *c, enum pv_version v, const struct 
 /* Replays the double-sign scenario file through c (sim_replay.c). Returns failures. */
 int sim_replay(struct sim_conn *c, const struct sim_cfg *cfg, const uint8_t pub[static 32],
 	       const char *path, struct sim_stats *st, int verbose);
+
+/*
+ * Node restarts (sim_restart.c): the node listens, waits accept_deadline_ms
+ * for the signer (CometBFT's start-up window: about 3 s, then it exits),
+ * gets the public key, asks for n signatures, then goes down for a time in
+ * [down_min_ms, down_max_ms] and starts again on the same address, restarts
+ * times in all. Prints the connect delays (listen to accept) and the misses;
+ * returns the process exit code (0: connected every time, no failure).
+ */
+struct sim_restart_opts {
+	int restarts;
+	int accept_deadline_ms;
+	int down_min_ms, down_max_ms;
+	int json;
+	const char *addr_file; /* written once the first start listens (NULL: none) */
+	int has_expect_pub;
+	uint8_t expect_pub[32];
+};
+int sim_restarts(const char *listen_addr, const struct sim_cfg *cfg,
+		 const struct sim_restart_opts *ro);
 
 /* Hostile modes (sim_hostile.c). */
 const char *const *sim_hostile_names(void);

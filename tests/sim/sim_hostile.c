@@ -22,8 +22,12 @@ static const char *const names[] = {
 	"junk-protobuf",       "unknown-oneof",
 	"negative-height",     "oversized-extension",
 	"wrong-chain-id",      "slowloris",
-	"never-reads",	       NULL,
+	"never-reads",	       "trickle",
+	NULL,
 };
+
+/* Modes `all` leaves out: they run for --flood-s and are for measuring. */
+static const char *const extra_names[] = { "refusal-flood", NULL };
 
 const char *const *sim_hostile_names(void)
 {
@@ -34,6 +38,9 @@ int sim_hostile_known(const char *name)
 {
 	for (size_t i = 0; names[i] != NULL; i++)
 		if (strcmp(names[i], name) == 0)
+			return 1;
+	for (size_t i = 0; extra_names[i] != NULL; i++)
+		if (strcmp(extra_names[i], name) == 0)
 			return 1;
 	return 0;
 }
@@ -73,7 +80,7 @@ static void wait_reply(struct net_stream *st, enum pv_version v, int timeout_ms,
 	struct kbuf *in = NULL;
 	struct pv_response *resp = NULL;
 	int64_t t0 = net_now_ms();
-	int r = pv_read_msg(st, PV_MAX_MSG_DEFAULT, timeout_ms, &in);
+	int r = pv_read_msg(st->read, st->ctx, PV_MAX_MSG_DEFAULT, net_deadline(timeout_ms), &in);
 	if (r == KMS_ERR_CONN_CLOSED || r == KMS_ERR_SYSTEM || r == KMS_ERR_MAC_INVALID) {
 		(void)snprintf(out, cap, "closed after %lld ms", (long long)(net_now_ms() - t0));
 		goto done;
@@ -107,7 +114,7 @@ static void ping_after(struct net_stream *st, enum pv_version v, int timeout_ms,
 	memset(&req, 0, sizeof(req));
 	req.kind = PV_REQ_PING;
 	if (b == NULL || pv_encode_request(v, &req, b) != KMS_OK ||
-	    pv_write_msg(st, b, timeout_ms) != KMS_OK) {
+	    pv_write_msg(st->write, st->ctx, b, net_deadline(timeout_ms)) != KMS_OK) {
 		(void)snprintf(out + len, cap - len, "; ping: write failed (closed)");
 		kbuf_free(b);
 		return;
@@ -213,7 +220,7 @@ static int send_req(struct net_stream *st, const struct sim_cfg *cfg, const stru
 	struct kbuf *b = kbuf_new(cap);
 	int r = b ? pv_encode_request(cfg->version, req, b) : KMS_ERR_ALLOC;
 	if (r == KMS_OK)
-		r = pv_write_msg(st, b, cfg->timeout_ms);
+		r = pv_write_msg(st->write, st->ctx, b, net_deadline(cfg->timeout_ms));
 	kbuf_free(b);
 	return r;
 }
@@ -222,9 +229,82 @@ static int send_req(struct net_stream *st, const struct sim_cfg *cfg, const stru
 static int send_body(struct net_stream *st, const uint8_t *p, size_t n, int timeout_ms)
 {
 	struct kbuf *b = kbuf_from(p, n);
-	int r = b ? pv_write_msg(st, b, timeout_ms) : KMS_ERR_ALLOC;
+	int r = b ? pv_write_msg(st->write, st->ctx, b, net_deadline(timeout_ms)) : KMS_ERR_ALLOC;
 	kbuf_free(b);
 	return r;
+}
+
+/*
+ * trickle: a PubKeyRequest one byte a second, each byte its own Secret
+ * Connection frame: bytes keep moving, so only a deadline for the whole
+ * message ends it. Gives up (reporting the connection still open) after
+ * three times our own timeout.
+ */
+static void trickle(struct net_stream *st, int fd, const struct sim_cfg *cfg, char *out,
+		    size_t cap)
+{
+	struct pv_request req;
+	struct kbuf *b = kbuf_new(128);
+	uint8_t framed[128];
+	size_t n = 0, sent = 0;
+	int64_t t0 = net_now_ms(), limit = 3 * (int64_t)cfg->timeout_ms;
+
+	memset(&req, 0, sizeof(req));
+	req.kind = PV_REQ_PUBKEY;
+	(void)snprintf(req.chain_id, sizeof(req.chain_id), "%s", cfg->chain_id);
+	if (b == NULL || pv_encode_request(cfg->version, &req, b) != KMS_OK ||
+	    kbuf_len(b) + 1 > sizeof(framed)) {
+		(void)snprintf(out, cap, "setup failed");
+		kbuf_free(b);
+		return;
+	}
+	framed[n++] = (uint8_t)kbuf_len(b);
+	memcpy(framed + n, kbuf_ptr(b), kbuf_len(b));
+	n += kbuf_len(b);
+	kbuf_free(b);
+	while (net_now_ms() - t0 < limit) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (sent < n && st->write(st->ctx, framed + sent, 1, net_deadline(1000)) == KMS_OK)
+			sent++;
+		/* a second between bytes, watching for the signer hanging up */
+		if (poll(&p, 1, 1000) > 0) {
+			uint8_t x[64];
+			if (read(fd, x, sizeof(x)) <= 0) {
+				(void)snprintf(out, cap, "closed after %lld ms (%zu of %zu bytes sent)",
+					       (long long)(net_now_ms() - t0), sent, n);
+				return;
+			}
+		}
+	}
+	(void)snprintf(out, cap, "timeout: still open after %lld ms (%zu of %zu bytes sent)",
+		       (long long)(net_now_ms() - t0), sent, n);
+}
+
+/*
+ * refusal-flood: requests the signer refuses (another chain-id), back to
+ * back for cfg->flood_ms: each refusal used to be one WARN line.
+ */
+static void refusal_flood(struct net_stream *st, const struct sim_cfg *cfg, char *out, size_t cap)
+{
+	struct pv_request req;
+	uint64_t answered = 0;
+	int64_t t0 = net_now_ms();
+	char one[200] = "";
+
+	base_vote(cfg, &req);
+	req.chain_id[strlen(req.chain_id) - 1] ^= 0x01;
+	while (net_now_ms() - t0 < cfg->flood_ms) {
+		if (send_req(st, cfg, &req, 4096) != KMS_OK)
+			break;
+		wait_reply(st, cfg->version, cfg->timeout_ms, one, sizeof(one));
+		if (strncmp(one, "error-reply", 11) != 0)
+			break;
+		answered++;
+	}
+	(void)snprintf(out, cap, "%llu refusals answered in %lld ms%s%s",
+		       (unsigned long long)answered, (long long)(net_now_ms() - t0),
+		       strncmp(one, "error-reply", 11) == 0 ? "" : "; then ",
+		       strncmp(one, "error-reply", 11) == 0 ? "" : one);
 }
 
 /* Modes that run after a good handshake. */
@@ -236,7 +316,7 @@ static void after_handshake(const char *name, struct net_stream *st, int fd,
 	if (strcmp(name, "oversized-length") == 0) {
 		/* uvarint announcing 2^40 bytes: must be refused before any allocation. */
 		static const uint8_t big[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x20 };
-		if (st->write(st->ctx, big, sizeof(big), t) != KMS_OK)
+		if (st->write(st->ctx, big, sizeof(big), net_deadline(t)) != KMS_OK)
 			(void)snprintf(out, cap, "write failed");
 		else
 			wait_reply(st, cfg->version, t, out, cap);
@@ -286,8 +366,12 @@ static void after_handshake(const char *name, struct net_stream *st, int fd,
 	} else if (strcmp(name, "slowloris") == 0) {
 		/* A length prefix and half the body, then silence. */
 		static const uint8_t part[] = { 0x40, 0x12, 0x3e, 0x0a };
-		if (st->write(st->ctx, part, sizeof(part), t) == KMS_OK)
+		if (st->write(st->ctx, part, sizeof(part), net_deadline(t)) == KMS_OK)
 			wait_close(fd, t, out, cap);
+	} else if (strcmp(name, "trickle") == 0) {
+		trickle(st, fd, cfg, out, cap);
+	} else if (strcmp(name, "refusal-flood") == 0) {
+		refusal_flood(st, cfg, out, cap);
 	} else if (strcmp(name, "never-reads") == 0) {
 		/* Pings without reading replies: the signer's writes eventually block. */
 		size_t sent = 0;

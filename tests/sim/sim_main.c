@@ -36,6 +36,7 @@ struct sim_opts {
 	int has_expect_pub;
 	uint8_t expect_pub[32];
 	const char *bech32_prefix;
+	struct sim_restart_opts restart; /* --restarts N (restart.restarts > 0) */
 	int hold_ms; /* keep each connection open this long after its requests, pinging */
 };
 
@@ -86,6 +87,15 @@ static void usage(FILE *f)
 		"                        all = each mode once, on successive connections)\n"
 		"  --connections N       hostile: connections to handle (default 1)\n"
 		"  --corrupt-check       flip one bit of every received signature: verification must fail\n"
+		"  --strict              act as the real node of --version does on a reply it cannot\n"
+		"                        use (an unreadable public key, a missing or unexpected\n"
+		"                        extension signature): hang up at once (the node exits or panics)\n"
+		"  --restarts N          the node restarts N times on the same address: each start it\n"
+		"                        waits --accept-deadline for the signer (then counts a miss),\n"
+		"                        asks PubKey and --n signatures, then is down for --down-ms\n"
+		"  --accept-deadline MS  the node's start-up window (default 3000, CometBFT's)\n"
+		"  --down-ms A[-B]       how long the node stays down between starts (default 1000)\n"
+		"  --flood-s S           hostile refusal-flood: seconds of back-to-back refused requests\n"
 		"  --hold S              after the requests keep each connection open for S seconds\n"
 		"                        (a Ping every second, as an idle node); SIGTERM/SIGINT end\n"
 		"                        the hold: connections close, the summary is printed\n"
@@ -154,6 +164,11 @@ enum {
 	OPT_CORRUPT,
 	OPT_HOLD,
 	OPT_HELP,
+	OPT_STRICT,
+	OPT_RESTARTS,
+	OPT_ACCEPT_DL,
+	OPT_DOWN,
+	OPT_FLOOD,
 };
 
 static const struct option long_opts[] = {
@@ -181,6 +196,11 @@ static const struct option long_opts[] = {
 	{ "corrupt-check", no_argument, NULL, OPT_CORRUPT },
 	{ "hold", required_argument, NULL, OPT_HOLD },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "strict", no_argument, NULL, OPT_STRICT },
+	{ "restarts", required_argument, NULL, OPT_RESTARTS },
+	{ "accept-deadline", required_argument, NULL, OPT_ACCEPT_DL },
+	{ "down-ms", required_argument, NULL, OPT_DOWN },
+	{ "flood-s", required_argument, NULL, OPT_FLOOD },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -188,6 +208,60 @@ static int bad(const char *opt, const char *val)
 {
 	fprintf(stderr, "p11kms-sim: %s: invalid value \"%s\"\n", opt, val);
 	return EXIT_USAGE;
+}
+
+/* "A" or "A-B" milliseconds. */
+static int parse_range(const char *a, int *lo, int *hi)
+{
+	char buf[64];
+	char *dash;
+	uint64_t x = 0, y = 0;
+
+	if (strlen(a) >= sizeof(buf))
+		return -1;
+	(void)snprintf(buf, sizeof(buf), "%s", a);
+	dash = strchr(buf, '-');
+	if (dash != NULL)
+		*dash = '\0';
+	if (parse_u64(buf, 0, 3600000, &x) != 0 ||
+	    (dash != NULL && parse_u64(dash + 1, x, 3600000, &y) != 0))
+		return -1;
+	*lo = (int)x;
+	*hi = dash != NULL ? (int)y : (int)x;
+	return 0;
+}
+
+/* The options that are not about the consensus walk itself. */
+static int parse_node_opt(struct sim_opts *o, int c, const char *a)
+{
+	uint64_t u = 0;
+	switch (c) {
+	case OPT_STRICT:
+		o->cfg.strict = 1;
+		return 0;
+	case OPT_RESTARTS:
+		if (parse_u64(a, 1, 100000, &u) != 0)
+			return bad("--restarts", a);
+		o->restart.restarts = (int)u;
+		return 0;
+	case OPT_ACCEPT_DL:
+		if (parse_u64(a, 1, 600000, &u) != 0)
+			return bad("--accept-deadline", a);
+		o->restart.accept_deadline_ms = (int)u;
+		return 0;
+	case OPT_DOWN:
+		return parse_range(a, &o->restart.down_min_ms, &o->restart.down_max_ms) == 0 ?
+			       0 :
+			       bad("--down-ms", a);
+	case OPT_FLOOD:
+		if (parse_u64(a, 1, 3600, &u) != 0)
+			return bad("--flood-s", a);
+		o->cfg.flood_ms = (int)u * 1000;
+		return 0;
+	default:
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 }
 
 static int parse_one(struct sim_opts *o, int c, const char *a)
@@ -300,8 +374,7 @@ static int parse_one(struct sim_opts *o, int c, const char *a)
 		usage(stdout);
 		exit(0);
 	default:
-		usage(stderr);
-		return EXIT_USAGE;
+		return parse_node_opt(o, c, a);
 	}
 }
 
@@ -322,6 +395,9 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
 	o->concurrency = 1;
 	o->connections = 1;
 	o->accept_timeout_ms = 30000;
+	o->cfg.flood_ms = 20000;
+	o->restart.accept_deadline_ms = 3000;
+	o->restart.down_min_ms = o->restart.down_max_ms = 1000;
 	while ((c = getopt_long(argc, argv, "v", long_opts, NULL)) != -1) {
 		r = parse_one(o, c, optarg);
 		if (r != 0)
@@ -358,8 +434,14 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
 			o->n_listen, o->concurrency);
 		return EXIT_USAGE;
 	}
-	if ((o->replay != NULL || o->hostile != NULL) && o->concurrency != 1) {
-		fprintf(stderr, "p11kms-sim: --replay and --hostile use one listener\n");
+	if ((o->replay != NULL || o->hostile != NULL || o->restart.restarts > 0) &&
+	    o->concurrency != 1) {
+		fprintf(stderr, "p11kms-sim: --replay, --hostile and --restarts use one listener\n");
+		return EXIT_USAGE;
+	}
+	if (o->cfg.version == PV_AUTO) {
+		fprintf(stderr, "p11kms-sim: --version auto: a node speaks one version (the signer "
+				"chooses auto)\n");
 		return EXIT_USAGE;
 	}
 	return 0;
@@ -389,7 +471,6 @@ static int open_listeners(struct sim_run *run)
 {
 	struct sim_opts *o = run->o;
 	char a[400];
-	FILE *f = NULL;
 	for (int i = 0; i < o->concurrency; i++) {
 		if (i < o->n_listen)
 			(void)snprintf(a, sizeof(a), "%s", o->listen[i]);
@@ -399,20 +480,11 @@ static int open_listeners(struct sim_run *run)
 			return -1;
 	}
 	if (o->addr_file != NULL) {
-		char tmp[4096];
-		(void)snprintf(tmp, sizeof(tmp), "%s.tmp", o->addr_file);
-		f = fopen(tmp, "w");
-		if (f == NULL) {
-			fprintf(stderr, "p11kms-sim: %s: %s\n", tmp, strerror(errno));
-			return -1;
-		}
+		const char *lines[SIM_MAX_CONN];
 		for (int i = 0; i < o->concurrency; i++)
-			fprintf(f, "%s\n",
-				o->addr_with_id ? run->l[i].id_addr_str : run->l[i].addr_str);
-		if (fclose(f) != 0 || rename(tmp, o->addr_file) != 0) {
-			fprintf(stderr, "p11kms-sim: %s: %s\n", o->addr_file, strerror(errno));
+			lines[i] = o->addr_with_id ? run->l[i].id_addr_str : run->l[i].addr_str;
+		if (sim_write_addr_file(o->addr_file, lines, o->concurrency) != 0)
 			return -1;
-		}
 	}
 	for (int i = 0; i < o->concurrency; i++)
 		fprintf(stderr, "p11kms-sim: listening on %s (%s, %s)\n", run->l[i].id_addr_str,
@@ -459,8 +531,8 @@ static int get_pubkey(struct sim_run *run, struct sim_conn *c, int idx)
 	return ok ? 0 : -1;
 }
 
-static void note_result(struct sim_run *run, int idx, const struct pv_request *req,
-			const struct pv_response *resp, double ms, uint64_t *rng)
+static enum sim_verdict note_result(struct sim_run *run, int idx, const struct pv_request *req,
+				    const struct pv_response *resp, double ms, uint64_t *rng)
 {
 	const struct sim_cfg *cfg = &run->o->cfg;
 	char why[300];
@@ -485,18 +557,18 @@ static void note_result(struct sim_run *run, int idx, const struct pv_request *r
 		if (resp->error_code >= 0 && resp->error_code < 16)
 			run->st.refused_by_code[resp->error_code]++;
 		sim_stats_fail(&run->st, "sentry %d: h=%lld r=%d refused: %s", idx, h, rd, why);
-		return;
+		return v;
 	}
 	if (v != SIM_OK) {
 		run->st.verify_failures++;
 		sim_stats_fail(&run->st, "sentry %d: %s", idx, why);
-		return;
+		return v;
 	}
 	run->st.signed_ok++;
 	if (resp->kind == PV_REQ_SIGN_VOTE && resp->vote.extension_signature_len == PV_SIG_LEN)
 		run->st.ext_sigs++;
 	if (!cfg->corrupt_check)
-		return;
+		return v;
 	/* Self-test: the same response with one bit of a signature flipped must fail. */
 	*rng = sim_mix(*rng);
 	v = sim_verify(cfg->version, run->pub, req, resp, cfg->expect_ext_sig, (int)(*rng % 512),
@@ -505,6 +577,23 @@ static void note_result(struct sim_run *run, int idx, const struct pv_request *r
 		run->st.corrupt_detected++;
 	else
 		run->st.corrupt_missed++;
+	return SIM_OK;
+}
+
+/*
+ * --strict: the real node does not carry on after a reply it cannot use. A
+ * key it cannot read makes it exit ("can't get pubkey"); a v0.38+ node
+ * panics on a precommit without the extension signature it needs, or with one
+ * where none may be. Hang up at once, as the node's process would.
+ */
+static void node_gives_up(struct sim_run *run, struct sim_conn *c, int idx, int *alive)
+{
+	if (!run->o->cfg.strict || !*alive)
+		return;
+	fprintf(stderr, "p11kms-sim: sentry %d: a real %s node would stop here: hanging up\n", idx,
+		pv_version_name(run->o->cfg.version));
+	sim_conn_close(c);
+	*alive = 0;
 }
 
 static int do_ping(struct sim_run *run, struct sim_conn *c, int idx)
@@ -580,7 +669,11 @@ static void *stream_thread(void *arg)
 		pthread_mutex_unlock(&run->st.mu);
 	} else {
 		fprintf(stderr, "p11kms-sim: signer connected on %s\n", run->l[t->idx].addr_str);
-		alive = get_pubkey(run, &c, t->idx) == 0;
+		alive = 1;
+		if (get_pubkey(run, &c, t->idx) != 0) {
+			node_gives_up(run, &c, t->idx, &alive); /* --strict: exits */
+			alive = 0;
+		}
 	}
 	if (o->concurrency > 1)
 		(void)pthread_barrier_wait(&run->bar);
@@ -603,7 +696,9 @@ static void *stream_thread(void *arg)
 					       t->idx, i, kms_strerror(r));
 				alive = 0;
 			} else {
-				note_result(run, t->idx, &req, resp, ms, &rng);
+				enum sim_verdict v = note_result(run, t->idx, &req, resp, ms, &rng);
+				if (v != SIM_OK && v != SIM_REFUSED)
+					node_gives_up(run, &c, t->idx, &alive);
 			}
 			pthread_mutex_unlock(&run->st.mu);
 			pv_response_free(resp);
@@ -670,11 +765,7 @@ static void print_summary(struct sim_run *run, const char *what)
 		if (s->first_failure[0])
 			(void)json_object_set_new(j, "first_failure",
 						  json_string(s->first_failure));
-		char *txt = json_dumps(j, JSON_COMPACT);
-		if (txt != NULL)
-			printf("%s\n", txt);
-		free(txt);
-		json_decref(j);
+		sim_json_print(j);
 		return;
 	}
 	printf("p11kms-sim %s: %s chain=%s sentries=%d\n", what, pv_version_name(o->cfg.version),
@@ -788,11 +879,7 @@ static int run_hostile(struct sim_run *run)
 	if (o->json) {
 		json_t *j = json_pack("{s:s,s:s,s:o}", "hostile", o->hostile, "version",
 				      pv_version_name(o->cfg.version), "outcomes", arr);
-		char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		if (txt != NULL)
-			printf("%s\n", txt);
-		free(txt);
-		json_decref(j);
+		sim_json_print(j);
 	} else {
 		json_decref(arr);
 	}
@@ -819,6 +906,14 @@ int main(int argc, char **argv)
 	sim_stats_init(&run.st);
 	for (int i = 0; i < SIM_MAX_CONN; i++)
 		run.l[i].lfd = -1;
+	if (o.restart.restarts > 0) {
+		o.restart.json = o.json;
+		o.restart.addr_file = o.addr_file;
+		o.restart.has_expect_pub = o.has_expect_pub;
+		memcpy(o.restart.expect_pub, o.expect_pub, 32);
+		r = sim_restarts(o.listen[0], &o.cfg, &o.restart);
+		goto out;
+	}
 	if (open_listeners(&run) != 0) {
 		r = EXIT_SETUP;
 		goto out;

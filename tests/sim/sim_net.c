@@ -2,6 +2,7 @@
 /* The node side of the privval connection: listen, accept (+ Secret Connection), call. */
 #include "sim.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -118,11 +119,11 @@ int sim_call(struct sim_conn *c, enum pv_version v, const struct pv_request *req
 	if (r != KMS_OK)
 		goto out;
 	t0 = now_ms();
-	r = pv_write_msg(&c->st, out, timeout_ms);
+	r = pv_write_msg(c->st.write, c->st.ctx, out, net_deadline(timeout_ms));
 	if (r != KMS_OK)
 		goto out;
 	/* The node reads replies up to 10 240 bytes (maxRemoteSignerMsgSize); allow more to see. */
-	r = pv_read_msg(&c->st, PV_MAX_MSG_DEFAULT, timeout_ms, &in);
+	r = pv_read_msg(c->st.read, c->st.ctx, PV_MAX_MSG_DEFAULT, net_deadline(timeout_ms), &in);
 	if (r != KMS_OK)
 		goto out;
 	*lat_ms = now_ms() - t0;
@@ -131,4 +132,24 @@ out:
 	kbuf_free(in);
 	kbuf_free(out);
 	return r;
+}
+
+int sim_write_addr_file(const char *path, const char *const *lines, int n)
+{
+	char tmp[4096];
+	FILE *f;
+
+	(void)snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "w")) == NULL) {
+		fprintf(stderr, "p11kms-sim: %s: %s\n", tmp, strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		fprintf(f, "%s\n", lines[i]);
+	/* whole or not at all: the scripts wait for the file to appear */
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		fprintf(stderr, "p11kms-sim: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }

@@ -2,6 +2,8 @@
 /* Counters and latency percentiles shared by the simulator's connection threads. */
 #include "sim.h"
 
+#include <jansson.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,4 +76,14 @@ double sim_stats_max(const struct sim_stats *s)
 		if (s->lat_ms[i] > m)
 			m = s->lat_ms[i];
 	return m;
+}
+
+void sim_json_print(json_t *j)
+{
+	char *txt = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (txt != NULL)
+		printf("%s\n", txt);
+	free(txt);
+	json_decref(j);
 }

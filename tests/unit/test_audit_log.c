@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -74,7 +75,18 @@ static ssize_t t_pwrite(int fd, const void *p, size_t n, off_t off)
 	return pwrite(fd, p, n, off);
 }
 
-static const struct dfile_ops fault_ops = { t_fsync, t_fdatasync, t_rename, t_write, t_pwrite };
+static int t_link(const char *a, const char *b)
+{
+	return link(a, b);
+}
+
+static int t_fstatfs(int fd, struct statfs *st)
+{
+	return fstatfs(fd, st);
+}
+
+static const struct dfile_ops fault_ops = { t_fsync, t_fdatasync, t_rename, t_write,
+					    t_pwrite, t_link,	   t_fstatfs };
 
 static void release_sync(void)
 {

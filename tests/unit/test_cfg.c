@@ -44,9 +44,10 @@ static const char *good =
 	"  { chain_id = \"haqq_11235-1\"; addr = \"tcp://10.0.0.2:26659\";\n"
 	"    secret_key = \"/abs/id.key\"; protocol_version = \"v0.34\"; reconnect = false;\n"
 	"    timeout = 3; max_height = 5000000000L; backoff_min_ms = 50; backoff_max_ms = 800;\n"
-	"    max_msg_size = 4096; },\n"
+	"    max_msg_size = 4096; redial_ms = 250; },\n"
 	"  { chain_id = \"haqq_53211-1\"; addr = \"unix:///run/p11kms/node.sock\";\n"
-	"    protocol_version = \"v1\"; timeout_ms = 2500; }\n"
+	"    protocol_version = \"v1\"; timeout_ms = 2500; },\n"
+	"  { chain_id = \"haqq_53211-1\"; addr = \"unix:///run/p11kms/node2.sock\"; }\n"
 	");\n"
 	"log = { level = \"debug\"; file = \"log/p11kms.log\"; };\n";
 
@@ -84,7 +85,7 @@ static void test_good(void **state)
 	assert_null(cfg_chain_find(c, "nope"));
 	assert_null(cfg_key_for_chain(c, "nope"));
 
-	assert_int_equal(c->n_validators, 3);
+	assert_int_equal(c->n_validators, 4);
 	const struct cfg_validator *v = &c->validators[0];
 	assert_int_equal(v->net.scheme, NET_TCP);
 	assert_int_equal(v->net.has_node_id, 1);
@@ -99,6 +100,8 @@ static void test_good(void **state)
 	assert_int_equal(v->backoff_min_ms, 100);
 	assert_int_equal(v->backoff_max_ms, 5000);
 	assert_int_equal(v->max_msg_size, CFG_DEFAULT_MAX_MSG_SIZE);
+	assert_int_equal(v->redial_ms, CFG_DEFAULT_REDIAL_MS);
+	assert_int_equal(CFG_DEFAULT_REDIAL_MS, 500);
 	v = &c->validators[1];
 	assert_int_equal(v->net.has_node_id, 0);
 	assert_string_equal(v->secret_key, "/abs/id.key");
@@ -108,12 +111,16 @@ static void test_good(void **state)
 	assert_int_equal(v->backoff_min_ms, 50);
 	assert_int_equal(v->backoff_max_ms, 800);
 	assert_int_equal(v->max_msg_size, 4096);
+	assert_int_equal(v->redial_ms, 250);
 	v = &c->validators[2];
 	assert_int_equal(v->net.scheme, NET_UNIX);
 	assert_string_equal(v->net.path, "/run/p11kms/node.sock");
 	assert_null(v->secret_key);
 	assert_int_equal(v->protocol_version, CFG_PROTO_V1);
 	assert_int_equal(v->timeout_ms, 2500);
+	/* #17: no protocol_version means auto, the form every node version reads */
+	v = &c->validators[3];
+	assert_int_equal(v->protocol_version, CFG_PROTO_AUTO);
 
 	assert_int_equal(c->has_log_level, 1);
 	assert_int_equal(c->log_level, KMS_LOG_DEBUG);
@@ -135,6 +142,9 @@ static void test_names(void **state)
 	assert_int_equal(cfg_proto_parse("v0.33", &p), KMS_ERR_FORMAT);
 	assert_string_equal(cfg_proto_name(CFG_PROTO_V0_34), "v0.34");
 	assert_string_equal(cfg_proto_name(CFG_PROTO_V1), "v1");
+	assert_int_equal(cfg_proto_parse("auto", &p), KMS_OK);
+	assert_int_equal(p, CFG_PROTO_AUTO);
+	assert_string_equal(cfg_proto_name(CFG_PROTO_AUTO), "auto");
 	assert_int_equal(cfg_key_format_parse("hex", &f), KMS_OK);
 	assert_int_equal(f, CFG_KEY_FORMAT_HEX);
 	assert_int_equal(cfg_key_format_parse("base64", &f), KMS_ERR_FORMAT);
@@ -189,9 +199,22 @@ static const struct bad bad_cases[] = {
 	{ CH KY "validators = ( { chain_id = \"c2\"; addr = \"tcp://h:1\"; secret_key = \"i\";\n"
 		"  protocol_version = \"v0.37\"; } );\n",
 	  "t.conf:3: validators[0].chain_id: no chain \"c2\" in chains" },
-	{ CH KY
-	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; secret_key = \"i\"; } );\n",
-	  "t.conf:3: validators[0].protocol_version: missing (required)" },
+	{ CH KY VA("redial_ms = 5;"), "validators[0].redial_ms: 5 is out of range" },
+	/* #17: libconfig says only "syntax error"; what it expected is named */
+	{ CH KY VA("") "log = { level = info; };\n",
+	  "t.conf:5: syntax error: expected a value after '=': text values need double quotes "
+	  "(\"info\")" },
+	{ "chains = ( { id = \"c1\"; state_file = \"s\"; }\n  { id = \"c2\"; } );\n",
+	  "t.conf:2: syntax error: expected ',' between the entries of a list or array before '{'" },
+	{ "chains = ( { id = \"c1\"; state_file = \"s\"; );\n",
+	  "syntax error: expected '}' to close the '{' opened at line 1, found ')'" },
+	{ CH KY VA("") "}\n", "t.conf:5: syntax error: unexpected '}': nothing is open here" },
+	{ "[[chain]]\nid = \"haqq_11235-1\"\n",
+	  "t.conf:1: syntax error: this is TOML (a tmkms.toml?), not a p11kms config: convert it "
+	  "with `p11kms migrate t.conf -o p11kms.conf`" },
+	{ "chains = ( { id = \"c1; state_file = \"s\"; } );\n",
+	  "syntax error: a string is not closed: a '\"' is missing (line 1)" },
+	{ CH KY VA("redial_ms = \"fast\";"), "validators[0].redial_ms: must be an integer" },
 	{ CH KY VA(""), NULL }, /* sanity: the base is valid */
 	{ CH KY
 	  "validators = ( { chain_id = \"c1\"; addr = \"tcp://h:1\"; protocol_version = \"v0.37\"; } );\n",
@@ -392,10 +415,82 @@ static void test_load_file(void **state)
 	free(dir);
 }
 
+/* #16: keys.uri as a list (primary first, then backups) and keys.timeout_ms. */
+static void test_key_uris(void **state)
+{
+	(void)state;
+	static const char *const bad[][2] = {
+		{ "uri = [ ];", "keys[0].uri: must list 1 to 8 URIs, found 0" },
+		{ "uri = ( \"pkcs11:token=a\", 3 );", "keys[0].uri: element 1 must be a non-empty" },
+		{ "uri = [ \"pkcs11:token=a\", \"file:x\" ];", "keys[0].uri: must be an RFC 7512" },
+		{ "uri = [ \"pkcs11:token=a\", \"pkcs11:token=a\" ];", "is listed twice" },
+		{ "uri = 5;", "keys[0].uri: must be a string \"pkcs11:...\" or a list" },
+		{ "uri = \"pkcs11:token=a\"; timeout_ms = 10;", "keys[0].timeout_ms: 10 is out of range" },
+		{ "softsign = \"k.key\"; timeout_ms = 500;", "keys[0].timeout_ms: only for uri keys" },
+	};
+	char text[1024], err[CFG_ERR_MAX];
+	struct cfg *c = NULL;
+	const char *head = "chains = ( { id = \"c\"; state_file = \"s\"; } );\nkeys = ( { "
+			   "chain_ids = [ \"c\" ]; ";
+	snprintf(text, sizeof(text), "%suri = [ \"pkcs11:token=a\", \"pkcs11:token=b\" ]; "
+		 "timeout_ms = 1500; } );\n", head);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->keys[0].n_uris, 2);
+	assert_string_equal(c->keys[0].uri, "pkcs11:token=a");
+	assert_string_equal(c->keys[0].uris[0], "pkcs11:token=a");
+	assert_string_equal(c->keys[0].uris[1], "pkcs11:token=b");
+	assert_int_equal(c->keys[0].timeout_ms, 1500);
+	cfg_free(c);
+	snprintf(text, sizeof(text), "%suri = \"pkcs11:token=a\"; } );\n", head);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->keys[0].n_uris, 1);
+	assert_int_equal(c->keys[0].timeout_ms, CFG_DEFAULT_TOKEN_TIMEOUT_MS);
+	cfg_free(c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s } );\n", head, bad[i][0]);
+		c = NULL;
+		assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_ERR_CONFIG);
+		assert_null(c);
+		if (strstr(err, bad[i][1]) == NULL)
+			fail_msg("%s: got \"%s\", want \"%s\"", bad[i][0], err, bad[i][1]);
+	}
+}
+
+/* issue 15: chains[].allow_volatile_state, off unless set, a bool. */
+static void test_allow_volatile_state(void **state)
+{
+	static const char *tail =
+		"keys = ( { chain_ids = [ \"c1\" ]; softsign = \"k\"; } );\n"
+		"validators = ( { chain_id = \"c1\"; addr = \"unix:///run/n.sock\";"
+		" protocol_version = \"v0.37\"; } );\n";
+	char text[512], err[256];
+	struct cfg *c = NULL;
+	(void)state;
+	snprintf(text, sizeof(text), "chains = ( { id = \"c1\"; state_file = \"s\"; } );\n%s",
+		 tail);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->chains[0].allow_volatile_state, 0);
+	cfg_free(c);
+	snprintf(text, sizeof(text),
+		 "chains = ( { id = \"c1\"; state_file = \"s\"; allow_volatile_state = true; } "
+		 ");\n%s",
+		 tail);
+	assert_int_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_int_equal(c->chains[0].allow_volatile_state, 1);
+	cfg_free(c);
+	snprintf(text, sizeof(text),
+		 "chains = ( { id = \"c1\"; state_file = \"s\"; allow_volatile_state = 1; } );\n%s",
+		 tail);
+	assert_int_not_equal(parse(text, &c, err, sizeof(err)), KMS_OK);
+	assert_non_null(strstr(err, "chains[0].allow_volatile_state: must be true or false"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_uris),
 		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_allow_volatile_state),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_default_path),
 		cmocka_unit_test(test_bad),

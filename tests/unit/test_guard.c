@@ -36,7 +36,7 @@ static int setup(void **state)
 	f->dir = tu_mkdtemp();
 	f->path = tu_path(f->dir, "state.bin");
 	assert_int_equal(guard_state_init(f->path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_OK);
 	*state = f;
 	return 0;
 }
@@ -57,7 +57,7 @@ static void reopen(struct fx *f)
 {
 	guard_free(f->g);
 	f->g = NULL;
-	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_OK);
 }
 
 static struct tg_msg msg(enum guard_step s, int64_t h, int64_t r, int block, int64_t ts)
@@ -204,7 +204,7 @@ static void test_scenarios(void **state)
 		const char *want = tu_json_str(e, "expect_cometbft_filepv");
 		const char *sname = tu_json_str(e, "name");
 		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+		assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 		if (last.step != GUARD_STEP_NONE)
 			assert_int_equal(sign_msg(g, &last, &res), KMS_OK);
 		int r = sign_msg(g, &req, &res);
@@ -272,7 +272,7 @@ static void test_tmkms_cases(void **state)
 		struct guard *g;
 		struct guard_result res;
 		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+		assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 		assert_int_equal(sign_msg(g, &m[0], &res), KMS_OK);
 		int same = m[0].h == m[1].h && m[0].r == m[1].r && m[0].step == m[1].step;
 		assert_int_equal(sign_msg(g, &m[1], &res), same ? KMS_ERR_DOUBLE_SIGN : KMS_OK);
@@ -380,7 +380,7 @@ static void test_missing(void **state)
 	struct guard *g = NULL;
 	char *p = tu_path(f->dir, "nope.bin");
 	tu_log_capture_start();
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_NOT_FOUND);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_NOT_FOUND);
 	assert_true(tu_log_contains("state init"));
 	assert_true(tu_log_contains("state import"));
 	tu_log_capture_stop();
@@ -410,49 +410,166 @@ static void test_bad_files(void **state)
 	f->g = NULL;
 
 	/* wrong chain-id */
-	assert_int_equal(guard_open(f->path, "cosmoshub-4", &g), KMS_ERR_REFUSED);
-	/* one slot corrupt (the newest, as after a torn write): the previous record stands */
-	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE); /* slot 1 holds sequence 2 now */
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(f->path, "cosmoshub-4", &g), KMS_ERR_REFUSED);
+	/*
+	 * One slot corrupt: refused. It holds the newest record here (the re-persist
+	 * wrote sequence 2 into slot 1, the precommit 3 went to slot 0), and a torn
+	 * write cannot be told from bit rot in a record whose signature has left, so
+	 * the older record must not quietly stand in for it (it did before issue 15).
+	 */
+	corrupt_byte(f->path, 100);
+	tu_log_capture_start();
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_true(tu_log_contains("slot 1 holds sequence 2, h/r/s 0/0/0"));
+	assert_true(tu_log_contains("slot 0 is INVALID (checksum mismatch"));
+	assert_true(tu_log_contains("claims sequence 3, h/r/s 4/0/3 (unverified)"));
+	assert_true(tu_log_contains("p11kms state repair -c <config> --chain " CHAIN));
+	tu_log_capture_stop();
+	/* the older one corrupt instead: refused the same way (which is newer is a guess) */
+	corrupt_byte(f->path, 100);
+	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	corrupt_byte(f->path, 100 + GUARD_SLOT_SIZE);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	struct guard_hrs last;
 	guard_last(g, &last);
-	assert_int_equal(last.height, 0);
+	assert_int_equal(last.height, 4);
 	guard_free(g);
 	/* both corrupt: refuse */
 	corrupt_byte(f->path, 40);
+	corrupt_byte(f->path, 40 + GUARD_SLOT_SIZE);
 	tu_log_capture_start();
-	assert_int_equal(guard_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
-	assert_true(tu_log_contains("no valid record"));
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_true(tu_log_contains("slot 0 is INVALID"));
+	assert_true(tu_log_contains("slot 1 is INVALID"));
 	tu_log_capture_stop();
 	/* truncated, empty, JSON, too open */
 	char *p = tu_path(f->dir, "t.bin");
 	uint8_t junk[100] = { 0 };
 	tu_write_file(p, junk, 100, 0600);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	tu_write_file(p, junk, 0, 0600);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	tu_log_capture_start();
 	tu_write_file(p, "{\"height\":\"1\"}", 14, 0600);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	assert_true(tu_log_contains("JSON"));
 	tu_log_capture_stop();
 	uint8_t *big = calloc(1, GUARD_FILE_SIZE);
 	tu_write_file(p, big, GUARD_FILE_SIZE, 0600); /* right size, all zeros */
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_FORMAT);
 	free(big);
 	unlink(p);
 	assert_int_equal(guard_state_init(p, CHAIN, 1, 0, GUARD_STEP_NONE), KMS_OK);
 	chmod(p, 0644);
-	assert_int_equal(guard_open(p, CHAIN, &g), KMS_ERR_PERM);
+	assert_int_equal(tg_open(p, CHAIN, &g), KMS_ERR_PERM);
 	chmod(p, 0600);
 	char *link = tu_path(f->dir, "link.bin");
 	assert_int_equal(symlink(p, link), 0);
-	assert_int_equal(guard_open(link, CHAIN, &g), KMS_ERR_PERM); /* O_NOFOLLOW */
+	assert_int_equal(tg_open(link, CHAIN, &g), KMS_ERR_PERM); /* O_NOFOLLOW */
 	free(link);
 	assert_null(g);
 	free(p);
 	/* init never overwrites */
 	assert_int_equal(guard_state_init(f->path, CHAIN, 5, 0, GUARD_STEP_NONE), KMS_ERR_EXISTS);
+}
+
+/* ---- state repair ---- */
+
+static void test_repair(void **state)
+{
+	struct fx *f = *state;
+	struct guard *g = NULL;
+	struct guard_result res;
+	struct guard_repair_view v;
+	struct guard_hrs last;
+	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 7, 1, 1, 100);
+	assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK); /* seq 2 (re-persist), 3 */
+	/* while the signer holds the lock, nothing is repaired */
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_ERR_LOCKED);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 2), KMS_ERR_LOCKED);
+	guard_free(f->g);
+	f->g = NULL;
+	/* a healthy file: nothing to repair, both choices refused */
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_true(v.healthy);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 100), KMS_ERR_REFUSED);
+
+	/* the newest record (slot 0, seq 3) torn: the view names both */
+	corrupt_byte(f->path, 2000);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_false(v.healthy);
+	assert_int_equal(v.accept_slot, 1);
+	assert_true(v.rec[1].valid);
+	assert_int_equal(v.rec[1].seq, 2);
+	assert_int_equal(v.rec[1].hrs.height, 0);
+	assert_false(v.rec[0].valid);
+	assert_true(v.rec[0].readable);
+	assert_int_equal(v.rec[0].seq, 3);
+	assert_int_equal(v.rec[0].hrs.height, 7);
+	assert_int_equal(v.rec[0].hrs.step, GUARD_STEP_PREVOTE);
+	assert_non_null(strstr(v.rec[0].why, "checksum"));
+	assert_int_equal(v.floor_height, 7);
+	assert_string_equal(v.chain_id, CHAIN);
+	/* the wrong sequence, another chain, a height not above 7: refused, nothing written */
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_accept(f->path, "cosmoshub-4", 2), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 7), KMS_ERR_REFUSED);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	/* accepting the valid record: both slots hold it, start accepts it */
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 2), KMS_OK);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_true(v.healthy);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
+	guard_last(g, &last);
+	assert_int_equal(last.height, 0);
+	guard_free(g);
+
+	/* both records rotten: only a height will do, and it must be above both */
+	corrupt_byte(f->path, 2000);
+	corrupt_byte(f->path, 2000 + GUARD_SLOT_SIZE);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_int_equal(v.accept_slot, -1);
+	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 5), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 0), KMS_ERR_REFUSED);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 50), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
+	guard_last(g, &last);
+	assert_int_equal(last.height, 50);
+	assert_int_equal(last.round, 0);
+	assert_int_equal(last.step, GUARD_STEP_NONE);
+	/* a proposal at 50/0 signs: nothing was signed there */
+	struct tg_msg p = msg(GUARD_STEP_PROPOSE, 50, 0, 1, 100);
+	assert_int_equal(sign_msg(g, &p, &res), KMS_OK);
+	f->g = g;
+	/* twin sequences (slot 0 copied over slot 1: no writer of ours does that): a height */
+	guard_free(f->g);
+	f->g = NULL;
+	FILE *fp = fopen(f->path, "r+b");
+	assert_non_null(fp);
+	uint8_t *img = malloc(GUARD_FILE_SIZE);
+	assert_int_equal(fread(img, 1, GUARD_FILE_SIZE, fp), GUARD_FILE_SIZE);
+	memcpy(img + GUARD_SLOT_SIZE, img, GUARD_SLOT_SIZE);
+	assert_int_equal(fseeko(fp, 0, SEEK_SET), 0);
+	assert_int_equal(fwrite(img, 1, GUARD_FILE_SIZE, fp), GUARD_FILE_SIZE);
+	fclose(fp);
+	free(img);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_ERR_FORMAT);
+	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
+	assert_true(v.rec[0].valid && v.rec[1].valid);
+	assert_false(v.healthy);
+	assert_int_equal(v.accept_slot, -1);
+	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 60), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
+	guard_last(g, &last);
+	assert_int_equal(last.height, 60);
+	f->g = g;
+	/* a file of the wrong size is not repairable */
+	char *t = tu_path(f->dir, "short.bin");
+	tu_write_file(t, "x", 1, 0600);
+	assert_int_equal(guard_state_repair_view(t, &v), KMS_ERR_FORMAT);
+	free(t);
 }
 
 static void test_stale_temp_removed(void **state)
@@ -543,14 +660,14 @@ static void test_flock(void **state)
 	struct fx *f = *state;
 	struct guard *g2 = NULL;
 	/* same process, second open file description: refused too */
-	assert_int_equal(guard_open(f->path, CHAIN, &g2), KMS_ERR_LOCKED);
+	assert_int_equal(tg_open(f->path, CHAIN, &g2), KMS_ERR_LOCKED);
 	fflush(NULL);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct guard *g = NULL;
 		tu_log_capture_start();
-		int r = guard_open(f->path, CHAIN, &g);
+		int r = tg_open(f->path, CHAIN, &g);
 		char want[64];
 		snprintf(want, sizeof(want), "holder_pid=%ld", (long)getppid());
 		int named = tu_log_contains(want);
@@ -572,7 +689,7 @@ static void test_flock(void **state)
 	/* released on free: another open succeeds */
 	guard_free(f->g);
 	f->g = NULL;
-	assert_int_equal(guard_open(f->path, CHAIN, &f->g), KMS_OK);
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_OK);
 }
 
 int main(void)
@@ -587,6 +704,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reload_every_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_temp_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flock, setup, teardown),

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -130,7 +131,7 @@ static void test_imported_signbytes_reused(void **state)
 	size_t n;
 	uint8_t *sb = tu_hex_alloc(tu_json_str(j, "signbytes"), &n);
 	import_json(path, "test_chain_id", j, GUARD_FMT_COMETBFT, KMS_OK);
-	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "test_chain_id", &g), KMS_OK);
 	struct guard_request req = { { 12345, 2, GUARD_STEP_PRECOMMIT }, sb, n };
 	assert_int_equal(guard_sign(g, &req, tg_fake_sign, NULL, &res), KMS_OK);
 	assert_int_equal(res.reused, 1);
@@ -201,7 +202,7 @@ static void test_tmkms(void **state)
 	import_json(path, "test_chain_id", pc, GUARD_FMT_AUTO, KMS_OK);
 	struct guard *g;
 	struct guard_result res;
-	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "test_chain_id", &g), KMS_OK);
 	struct tg_msg m = { GUARD_STEP_PRECOMMIT, 12345, 2, 0, 1, 5, 0, "test_chain_id" };
 	uint8_t sb[512];
 	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
@@ -221,7 +222,7 @@ static void test_tmkms(void **state)
 	assert_int_equal(guard_state_import(path, "test_chain_id", (const uint8_t *)hook,
 					    strlen(hook), GUARD_FMT_AUTO, 0),
 			 KMS_OK);
-	assert_int_equal(guard_open(path, "test_chain_id", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "test_chain_id", &g), KMS_OK);
 	struct tg_msg p = { GUARD_STEP_PROPOSE, 500, 0, -1, 1, 5, 0, "test_chain_id" };
 	struct guard_request preq = { { 500, 0, GUARD_STEP_PROPOSE },
 				      sb,
@@ -315,7 +316,7 @@ static void test_import_overwrite_rules(void **state)
 			 KMS_OK);
 	struct guard *g;
 	struct guard_hrs last;
-	assert_int_equal(guard_open(path, "c1", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "c1", &g), KMS_OK);
 	guard_last(g, &last);
 	assert_int_equal(last.height, 11);
 	assert_int_equal(last.step, GUARD_STEP_NONE);
@@ -327,12 +328,13 @@ static void test_import_overwrite_rules(void **state)
 	assert_non_null(strstr(s, "chain:      c1"));
 	assert_non_null(strstr(s, "height:     11"));
 	assert_non_null(strstr(s, "(none)"));
+	/* the import wrote sequence 2; opening for signing does not write */
 	assert_non_null(strstr(s, "sequence:   2"));
 	assert_non_null(strstr(s, "(current)"));
 	free(s);
 	/* show is a read-only snapshot: it works while a signer holds the lock,
 	 * while export (which could hand out stale state) is refused */
-	assert_int_equal(guard_open(path, "c1", &g), KMS_OK);
+	assert_int_equal(tg_open(path, "c1", &g), KMS_OK);
 	kbuf_reset(b);
 	assert_int_equal(guard_state_show(path, b), KMS_OK);
 	s = strndup((const char *)kbuf_ptr(b), kbuf_len(b));
@@ -394,6 +396,167 @@ static void test_parse_rejects(void **state)
 	free(st);
 }
 
+/* ---- each reader accepts only its own format's shape ---- */
+
+/* The issue's tmkms file: step 2 is tmkms's PRECOMMIT (CometBFT's 2 would be prevote). */
+static const char tmkms_issue[] = "{\"height\":\"3399911\",\"round\":\"0\",\"step\":2,"
+				  "\"block_id\":null}";
+
+struct sample {
+	enum guard_fmt fmt;
+	char *json;
+};
+
+/* One file per format: the vectors' CometBFT and tmkms examples, a horcrux threshold
+ * SignState as horcrux v3 writes it, the issue's tmkms file and a p11kms export. */
+static size_t samples(struct fx *f, struct sample *out)
+{
+	json_t *v = tu_load_vector("state_files.json");
+	json_t *cj = json_object_get(json_array_get(section(v, "cometbft_priv_validator_state"), 2),
+				     "json");
+	json_t *tj = json_object_get(json_array_get(section(v, "tmkms_state_file"), 1), "json");
+	size_t n = 0;
+	out[n++] = (struct sample){ GUARD_FMT_COMETBFT, json_dumps(cj, JSON_INDENT(2)) };
+	out[n++] = (struct sample){ GUARD_FMT_TMKMS, json_dumps(tj, JSON_COMPACT) };
+	out[n++] = (struct sample){ GUARD_FMT_TMKMS, strdup(tmkms_issue) };
+	char hx[1024];
+	snprintf(hx, sizeof(hx),
+		 "{\n  \"height\": \"12345\",\n  \"round\": \"2\",\n  \"step\": 3,\n"
+		 "  \"nonce_public\": null,\n  \"signature\": \"%s\",\n  \"signbytes\": \"%s\"\n}",
+		 tu_json_str(cj, "signature"), tu_json_str(cj, "signbytes"));
+	out[n++] = (struct sample){ GUARD_FMT_HORCRUX, strdup(hx) };
+	char *path = fresh(f);
+	import_json(path, "test_chain_id", cj, GUARD_FMT_COMETBFT, KMS_OK);
+	out[n++] = (struct sample){ GUARD_FMT_P11KMS, export_str(path, GUARD_FMT_P11KMS) };
+	free(path);
+	json_decref(v);
+	return n;
+}
+
+/*
+ * Every format's file under every other format is refused (a tmkms file read
+ * as CometBFT would shift its step back by one: precommit → prevote), and
+ * nothing is written; under its own format or auto it parses.
+ */
+static void test_wrong_format_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sample s[8];
+	size_t n = samples(f, s);
+	static const enum guard_fmt fmts[] = { GUARD_FMT_COMETBFT, GUARD_FMT_TMKMS,
+					       GUARD_FMT_HORCRUX, GUARD_FMT_P11KMS };
+	struct guard_state *st = malloc(sizeof(*st));
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)s[i].json;
+		size_t len = strlen(s[i].json);
+		assert_int_equal(guard_state_parse_json(p, len, GUARD_FMT_AUTO, st), KMS_OK);
+		assert_int_equal(st->fmt, s[i].fmt);
+		for (size_t k = 0; k < sizeof(fmts) / sizeof(fmts[0]); k++) {
+			int r = guard_state_parse_json(p, len, fmts[k], st);
+			if (fmts[k] == s[i].fmt) {
+				assert_int_equal(r, KMS_OK);
+				continue;
+			}
+			if (r == KMS_OK)
+				fail_msg("a %d-format file was accepted as format %d: %s",
+					 (int)s[i].fmt, (int)fmts[k], s[i].json);
+			char *path = fresh(f);
+			assert_int_not_equal(
+				guard_state_import(path, "test_chain_id", p, len, fmts[k], 0),
+				KMS_OK);
+			assert_int_equal(access(path, F_OK), -1); /* nothing written */
+			free(path);
+		}
+	}
+	/* the issue's file: precommit under auto and tmkms, never prevote */
+	assert_int_equal(guard_state_parse_json((const uint8_t *)tmkms_issue, strlen(tmkms_issue),
+						GUARD_FMT_AUTO, st),
+			 KMS_OK);
+	assert_int_equal(st->hrs.height, 3399911);
+	assert_int_equal(st->hrs.round, 0);
+	assert_int_equal(st->hrs.step, GUARD_STEP_PRECOMMIT);
+	for (size_t i = 0; i < n; i++)
+		free(s[i].json);
+	free(st);
+}
+
+/* guard_state_detect names each sample's format and why; shapes that fit none are AUTO. */
+static void test_detect(void **state)
+{
+	struct fx *f = *state;
+	struct sample s[8];
+	char why[160];
+	size_t n = samples(f, s);
+	for (size_t i = 0; i < n; i++) {
+		enum guard_fmt d = guard_state_detect((const uint8_t *)s[i].json, strlen(s[i].json),
+						      why, sizeof(why));
+		assert_int_equal(d, s[i].fmt);
+		assert_true(why[0] != '\0');
+		free(s[i].json);
+	}
+	assert_string_equal(guard_fmt_name(GUARD_FMT_TMKMS), "tmkms");
+	assert_string_equal(guard_fmt_step_name(GUARD_FMT_TMKMS, 2), "precommit");
+	assert_string_equal(guard_fmt_step_name(GUARD_FMT_COMETBFT, 2), "prevote");
+	static const char *none[] = {
+		"[1]",
+		"{",
+		"{\"height\":\"5\",\"step\":1}",
+		"{\"height\":\"5\",\"round\":null,\"step\":1}",
+		"{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"block_id\":null,"
+		"\"nonce_public\":null}",
+		"{\"height\":\"5\",\"round\":0,\"step\":1,\"block_id\":null,\"chain_id\":\"c\"}",
+	};
+	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+		assert_int_equal(guard_state_detect((const uint8_t *)none[i], strlen(none[i]), why,
+						    sizeof(why)),
+				 GUARD_FMT_AUTO);
+	const char *old = "{\"height\":\"5\",\"round\":\"1\",\"step\":2,\"ephemeral_public\":null}";
+	assert_int_equal(guard_state_detect((const uint8_t *)old, strlen(old), why, sizeof(why)),
+			 GUARD_FMT_HORCRUX);
+	assert_non_null(strstr(why, "ephemeral_public"));
+}
+
+/* Each reader takes only its writer's members and types. */
+static void test_strict_members(void **state)
+{
+	(void)state;
+	static const struct {
+		enum guard_fmt fmt;
+		const char *json;
+	} bad[] = {
+		/* CometBFT writes height as a string (cmtjson int64) */
+		{ GUARD_FMT_COMETBFT, "{\"height\":5,\"round\":0,\"step\":1}" },
+		{ GUARD_FMT_COMETBFT, "{\"height\":\"5\",\"round\":0,\"step\":1,\"extra\":1}" },
+		{ GUARD_FMT_COMETBFT, "{\"height\":\"5\",\"round\":0,\"step\":\"1\"}" },
+		{ GUARD_FMT_TMKMS, "{\"height\":\"5\",\"round\":0,\"step\":1,\"block_id\":null}" },
+		{ GUARD_FMT_TMKMS, "{\"height\":5,\"round\":\"0\",\"step\":1,\"block_id\":null}" },
+		{ GUARD_FMT_TMKMS,
+		  "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"block_id\":null,\"signature\":\"\"}" },
+		{ GUARD_FMT_HORCRUX,
+		  "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"nonce_public\":7}" },
+		{ GUARD_FMT_HORCRUX,
+		  "{\"height\":\"5\",\"round\":\"0\",\"step\":1,\"chain\":\"x\"}" },
+		{ GUARD_FMT_P11KMS,
+		  "{\"chain_id\":\"c\",\"height\":\"5\",\"round\":\"0\",\"step\":1}" },
+	};
+	struct guard_state *st = malloc(sizeof(*st));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const uint8_t *p = (const uint8_t *)bad[i].json;
+		if (guard_state_parse_json(p, strlen(bad[i].json), bad[i].fmt, st) == KMS_OK ||
+		    guard_state_parse_json(p, strlen(bad[i].json), GUARD_FMT_AUTO, st) == KMS_OK)
+			fail_msg("accepted: %s", bad[i].json);
+	}
+	/* what each writer produces is accepted */
+	const char *hx = "{\"height\":\"5\",\"round\":\"0\",\"step\":2,\"nonce_public\":\"AAEC\","
+			 "\"vote_ext_signature\":null}";
+	assert_int_equal(
+		guard_state_parse_json((const uint8_t *)hx, strlen(hx), GUARD_FMT_HORCRUX, st),
+		KMS_OK);
+	assert_int_equal(st->hrs.step, GUARD_STEP_PREVOTE);
+	assert_int_equal(st->src_step, 2);
+	free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +566,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_horcrux_and_p11kms, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_overwrite_rules, setup, teardown),
 		cmocka_unit_test(test_parse_rejects),
+		cmocka_unit_test_setup_teardown(test_wrong_format_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detect, setup, teardown),
+		cmocka_unit_test(test_strict_members),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,7 +98,7 @@ static void test_property(void **state)
 		struct model m = { 0 };
 		unsigned counts[4] = { 0 };
 		assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-		assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+		assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 		for (unsigned i = 0; i < steps; i++) {
 			struct tg_msg q;
 			uint8_t sb[512], want_sig[64];
@@ -139,7 +139,7 @@ static void test_property(void **state)
 			assert_int_equal((int)last.step, m.s);
 			if (i % 997 == 0) { /* the model must also hold across reopen */
 				guard_free(g);
-				assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+				assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 			}
 		}
 		print_message("run %llu: signed %u reused %u reused+ts %u refused %u\n",
@@ -231,7 +231,7 @@ static void test_concurrency(void **state)
 	pthread_t th[NT];
 	kms_log_set_quiet(1);
 	assert_int_equal(guard_state_init(path, CHAIN, 0, 0, GUARD_STEP_NONE), KMS_OK);
-	assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 	for (int i = 0; i < NT; i++) {
 		w[i] = (struct worker){ g,
 					1000u + (uint64_t)i,
@@ -279,7 +279,7 @@ static void test_concurrency(void **state)
 	assert_int_equal(last.round, all[total - 1].r);
 	assert_int_equal((int)last.step, all[total - 1].s);
 	guard_free(g);
-	assert_int_equal(guard_open(path, CHAIN, &g), KMS_OK);
+	assert_int_equal(tg_open(path, CHAIN, &g), KMS_OK);
 	struct guard_hrs again;
 	guard_last(g, &again);
 	assert_memory_equal(&last, &again, sizeof(last));

@@ -124,6 +124,18 @@ static inline int tg_fake_sign(void *ctx, const uint8_t *msg, size_t len, uint8_
 	return 0;
 }
 
+/*
+ * guard_open for tests: their state lives under $TMPDIR, which is a tmpfs on
+ * some machines and not on others, so they accept any filesystem (as
+ * allow_volatile_state does). The filesystem check has its own tests
+ * (test_guard_start), which inject the type through the dfile ops table.
+ */
+static inline int tg_open(const char *path, const char *chain, struct guard **g)
+{
+	static const struct guard_opts any_fs = { .allow_volatile_state = 1 };
+	return guard_open_opts(path, chain, &any_fs, g);
+}
+
 /* splitmix64: the seeded PRNG of the property, concurrency and crash tests. */
 static inline uint64_t tg_rand(uint64_t *s)
 {

@@ -170,9 +170,9 @@ static void test_relative_paths_and_defaults(void **s)
 	/* default state file: <chain_id>_priv_validator_state.json in the CWD */
 	assert_string_equal(res->states[0].from,
 			    "/home/val/tmkms/cosmoshub-4_priv_validator_state.json");
-	/* missing protocol_version: v0.38 like tmkms 0.15, with a note */
-	assert_int_equal(cfg->validators[0].protocol_version, CFG_PROTO_V0_38);
-	contains(notes, "no protocol_version");
+	/* missing protocol_version: auto (serves v0.38 as tmkms 0.15 did, and the rest), noted */
+	assert_int_equal(cfg->validators[0].protocol_version, CFG_PROTO_AUTO);
+	contains(notes, "no protocol_version: tmkms 0.15 defaults to v0.38; this config says \"auto\"");
 	assert_int_equal(cfg->validators[0].timeout_ms, 5000);
 	assert_true(cfg->validators[0].max_height == 5000000000ull);
 	assert_int_equal(cfg->validators[0].reconnect, 0);

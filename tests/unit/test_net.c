@@ -194,7 +194,7 @@ static void exchange(const struct net_addr *la, struct net_addr *da)
 			if (woff < sizeof(big)) {
 				size_t k = sizeof(big) - woff < 4096 ? sizeof(big) - woff : 4096;
 
-				assert_int_equal(st.write(st.ctx, big + woff, k, TMO), KMS_OK);
+				assert_int_equal(st.write(st.ctx, big + woff, k, net_deadline(TMO)), KMS_OK);
 				woff += k;
 			}
 			assert_int_equal(

@@ -11,7 +11,6 @@
 
 #include "p11kms/kbuf.h"
 #include "p11kms/kms_log.h"
-#include "p11kms/net.h"
 #include "p11kms/pv.h"
 #include "testutil.h"
 
@@ -381,15 +380,16 @@ struct mem_stream {
 	int reads, writes;
 	uint8_t out[4096];
 	size_t out_len;
+	int64_t deadline; /* the last deadline a callback got */
 };
 
-static int mem_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int timeout_ms)
+static int mem_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline)
 {
 	struct mem_stream *m = ctx;
 	size_t n = cap < m->chunk ? cap : m->chunk;
 
-	(void)timeout_ms;
 	m->reads++;
+	m->deadline = deadline;
 	if (m->pos == m->in_len)
 		return KMS_ERR_CONN_CLOSED;
 	if (n > m->in_len - m->pos)
@@ -400,12 +400,12 @@ static int mem_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int timeout_
 	return KMS_OK;
 }
 
-static int mem_write(void *ctx, const uint8_t *p, size_t n, int timeout_ms)
+static int mem_write(void *ctx, const uint8_t *p, size_t n, int64_t deadline)
 {
 	struct mem_stream *m = ctx;
 
-	(void)timeout_ms;
 	m->writes++;
+	m->deadline = deadline;
 	if (n > sizeof(m->out) - m->out_len)
 		return KMS_ERR_NO_SPACE;
 	memcpy(m->out + m->out_len, p, n);
@@ -444,29 +444,30 @@ static void test_read_write_msg(void **state)
 	static const uint8_t two[] = { 0x02, 0x3a, 0x00, 0x02, 0x42, 0x00 };
 	static const uint8_t big[] = { 0x81, 0x80, 0x40, 0xaa, 0xbb };
 	struct mem_stream m = { .in = two, .in_len = sizeof(two), .chunk = 1 };
-	struct net_stream s = { mem_read, mem_write, &m };
 	struct kbuf *msg = NULL, *body;
 
 	(void)state;
-	assert_int_equal(pv_read_msg(&s, PV_MAX_MSG_DEFAULT, 1000, &msg), KMS_OK);
+	assert_int_equal(pv_read_msg(mem_read, &m, PV_MAX_MSG_DEFAULT, 4242, &msg), KMS_OK);
 	assert_int_equal(kbuf_len(msg), 2);
 	assert_memory_equal(kbuf_ptr(msg), "\x3a\x00", 2);
 	kbuf_free(msg);
 	assert_int_equal(m.pos, 3); /* never read into the next message */
-	assert_int_equal(pv_read_msg(&s, PV_MAX_MSG_DEFAULT, 1000, &msg), KMS_OK);
+	assert_int_equal(m.reads, 3);
+	assert_int_equal(m.deadline, 4242); /* the caller's deadline reaches every read unchanged */
+	assert_int_equal(pv_read_msg(mem_read, &m, PV_MAX_MSG_DEFAULT, 4242, &msg), KMS_OK);
 	assert_memory_equal(kbuf_ptr(msg), "\x42\x00", 2);
 	kbuf_free(msg);
-	assert_int_equal(pv_read_msg(&s, PV_MAX_MSG_DEFAULT, 1000, &msg), KMS_ERR_CONN_CLOSED);
+	assert_int_equal(pv_read_msg(mem_read, &m, PV_MAX_MSG_DEFAULT, 4242, &msg), KMS_ERR_CONN_CLOSED);
 	assert_null(msg);
 
 	/* an oversize prefix is refused after the prefix, before any body byte is read */
 	m = (struct mem_stream){ .in = big, .in_len = sizeof(big), .chunk = 64 };
-	assert_int_equal(pv_read_msg(&s, PV_MAX_MSG_DEFAULT, 1000, &msg), KMS_ERR_TOO_LARGE);
+	assert_int_equal(pv_read_msg(mem_read, &m, PV_MAX_MSG_DEFAULT, 4242, &msg), KMS_ERR_TOO_LARGE);
 	assert_null(msg);
 	assert_int_equal(m.pos, 3);
 	/* a body cut short by the peer */
 	m = (struct mem_stream){ .in = two, .in_len = 2, .chunk = 64 };
-	assert_int_equal(pv_read_msg(&s, PV_MAX_MSG_DEFAULT, 1000, &msg), KMS_ERR_CONN_CLOSED);
+	assert_int_equal(pv_read_msg(mem_read, &m, PV_MAX_MSG_DEFAULT, 4242, &msg), KMS_ERR_CONN_CLOSED);
 	assert_null(msg);
 
 	/* write: prefix and body in one call */
@@ -474,8 +475,9 @@ static void test_read_write_msg(void **state)
 	body = kbuf_new(300);
 	for (int i = 0; i < 200; i++)
 		assert_int_equal(kbuf_put_u8(body, (uint8_t)i), KMS_OK);
-	assert_int_equal(pv_write_msg(&s, body, 1000), KMS_OK);
+	assert_int_equal(pv_write_msg(mem_write, &m, body, 4343), KMS_OK);
 	assert_int_equal(m.writes, 1);
+	assert_int_equal(m.deadline, 4343);
 	assert_int_equal(m.out_len, 202);
 	assert_int_equal(m.out[0], 0xc8);
 	assert_int_equal(m.out[1], 0x01);
@@ -511,9 +513,77 @@ static void test_versions(void **state)
 	assert_string_equal(pv_version_name(PV_V0_37), "v0.37");
 	assert_string_equal(pv_version_name(PV_V1), "v1");
 	assert_string_equal(pv_version_name((enum pv_version)9), "?");
+	assert_int_equal(pv_version_parse("auto", &v), KMS_OK);
+	assert_int_equal(v, PV_AUTO);
+	assert_string_equal(pv_version_name(PV_AUTO), "auto");
+	assert_int_equal(pv_version_info(PV_AUTO)->pubkey_layout, PV_PUBKEY_BOTH);
+	assert_int_equal(pv_version_info(PV_AUTO)->families, PV_FAM_ALL);
 	for (int i = 0; i < PV_VERSION_COUNT; i++)
 		assert_int_equal(pv_version_info((enum pv_version)i)->version, i);
 	assert_null(pv_version_info((enum pv_version)PV_VERSION_COUNT));
+}
+
+/* What a request says about the node's family (the evidence auto logs and explicit configs check). */
+static void test_families(void **state)
+{
+	struct pv_request r, *d = NULL;
+	struct kbuf *b = kbuf_new(4096);
+
+	(void)state;
+	good_vote(&r); /* a non-nil precommit with a 3-byte extension */
+	/* a v0.38 node sends the extension: seen even by a v0.37 decoder, which drops it */
+	assert_int_equal(pv_encode_request(PV_V0_38, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_V0_37, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->vote.extension_len, 0);
+	assert_int_equal(d->wire, PV_WIRE_VOTE_EXT);
+	assert_int_equal(pv_request_families(d), PV_FAM_B | PV_FAM_C);
+	pv_request_free(d);
+	/* a v1 node's prevote always carries skip_extension_signing */
+	r.vote.type = PV_TYPE_PREVOTE;
+	r.vote.extension_len = 0;
+	r.skip_extension_signing = 1;
+	kbuf_reset(b);
+	assert_int_equal(pv_encode_request(PV_V1, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_V0_38, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->skip_extension_signing, 0); /* v0.38 does not read field 3 ... */
+	assert_int_equal(d->wire, PV_WIRE_SKIP_EXT);	/* ... but it was on the wire */
+	assert_int_equal(pv_request_families(d), PV_FAM_C);
+	pv_request_free(d);
+	assert_int_equal(pv_decode_request(PV_AUTO, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->skip_extension_signing, 1);
+	pv_request_free(d);
+	/* a prevote without it is not from a v1 node */
+	r.skip_extension_signing = 0;
+	kbuf_reset(b);
+	assert_int_equal(pv_encode_request(PV_V0_37, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_AUTO, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(d->wire, 0);
+	assert_int_equal(pv_request_families(d), PV_FAM_A | PV_FAM_B);
+	pv_request_free(d);
+	/* a precommit without extension or skip says nothing */
+	r.vote.type = PV_TYPE_PRECOMMIT;
+	kbuf_reset(b);
+	assert_int_equal(pv_encode_request(PV_V0_37, &r, b), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_AUTO, kbuf_ptr(b), kbuf_len(b), &d), KMS_OK);
+	assert_int_equal(pv_request_families(d), PV_FAM_ALL);
+	pv_request_free(d);
+	assert_string_equal(pv_families_name(PV_FAM_C), "v1");
+	assert_string_equal(pv_families_suggest(PV_FAM_C), "v1");
+	assert_string_equal(pv_families_suggest(PV_FAM_B | PV_FAM_C), "auto");
+	assert_string_equal(pv_families_name(PV_FAM_ALL), "not known yet");
+	/* auto signs an extension exactly where a v0.38 node wants one, and honours v1's skip */
+	good_vote(&r);
+	assert_true(pv_wants_extension_signature(PV_AUTO, &r));
+	r.skip_extension_signing = 1;
+	assert_false(pv_wants_extension_signature(PV_AUTO, &r));
+	r.skip_extension_signing = 0;
+	r.vote.type = PV_TYPE_PREVOTE;
+	r.vote.extension_len = 0;
+	assert_false(pv_wants_extension_signature(PV_AUTO, &r));
+	r.vote.type = PV_TYPE_PRECOMMIT;
+	memset(&r.vote.block_id, 0, sizeof(r.vote.block_id));
+	assert_false(pv_wants_extension_signature(PV_AUTO, &r));
+	kbuf_free(b);
 }
 
 int main(void)
@@ -524,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_bad_chain_id),   cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_error_responses), cmocka_unit_test(test_frame_parse),
 		cmocka_unit_test(test_read_write_msg), cmocka_unit_test(test_versions),
+		cmocka_unit_test(test_families),
 	};
 
 	kms_log_set_quiet(1);

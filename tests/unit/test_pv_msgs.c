@@ -279,6 +279,13 @@ static void sign_into(struct exch *x, const struct kbuf *sb, uint8_t sig[static 
 	assert_int_equal(kcrypto_ed25519_verify(x->pub, kbuf_ptr(sb), kbuf_len(sb), sig), KMS_OK);
 }
 
+static void exch_release(struct exch *x)
+{
+	for (size_t i = 0; i < x->nsigned; i++)
+		kbuf_free(x->signed_bytes[i]);
+	x->nsigned = 0;
+}
+
 /* Answers one request as the daemon will (minus the guard); response into out. */
 static void answer(struct exch *x, struct pv_request *r, const char *chain, struct kbuf *out)
 {
@@ -351,13 +358,14 @@ static void run_exchange(enum pv_version v, const json_t *e)
 	{
 		assert_kbuf_hex(x.signed_bytes[i], json_string_value(s));
 	}
-	for (i = 0; i < x.nsigned; i++)
-		kbuf_free(x.signed_bytes[i]);
+	exch_release(&x);
 	pv_request_free(r);
 	kbuf_free(out);
 	kbuf_free(framed);
 	free(req);
 }
+
+static void run_auto_exchange(const json_t *e, char family);
 
 static void test_derived_exchanges(void **state)
 {
@@ -381,10 +389,131 @@ static void test_derived_exchanges(void **state)
 		} else {
 			fail_msg("unknown family %s", fam);
 		}
+		run_auto_exchange(e, fam[0]); /* #17: the same exchange as "auto" */
 		count++;
 	}
 	assert_int_equal(count, 9);
 	json_decref(root);
+}
+
+/*
+ * protocol_version = "auto" (test_derived_exchanges runs it for each exchange): the same
+ * request answered in the one form every family reads. What a node of the exchange's
+ * family keeps of that response
+ * (tu_pb_family_view: its decoder skips fields it does not know) must be the
+ * golden response byte for byte, and decoding it with that family's rules
+ * must give the golden values.
+ */
+static void run_auto_exchange(const json_t *e, char family)
+{
+	static const enum pv_version fam_version[] = { PV_V0_37, PV_V0_38, PV_V1 };
+	enum pv_version fv = fam_version[family - 'A'];
+	struct exch x = { .v = PV_AUTO };
+	size_t n, wn, hdr, body, vlen;
+	uint8_t *req = tu_hex_alloc(tu_json_str(e, "request_delimited_hex"), &n);
+	uint8_t *want = tu_hex_alloc(tu_json_str(e, "response_delimited_hex"), &wn);
+	struct pv_request *r = NULL;
+	struct pv_response *got = NULL, *ref = NULL;
+	struct kbuf *out = kbuf_new(4096);
+
+	tu_hex("9d834d3fcac4ee25536b70e15376febb697861ab573405d8b89290417fd16070", x.seed, 32);
+	assert_int_equal(kcrypto_ed25519_pub_from_seed(x.seed, x.pub), KMS_OK);
+	assert_int_equal(pv_frame_parse(req, n, PV_MAX_MSG_DEFAULT, &hdr, &body), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_AUTO, req + hdr, body, &r), KMS_OK);
+	answer(&x, r, "haqq_11235-1", out);
+	uint8_t *view = tu_pb_family_view(family, kbuf_ptr(out), kbuf_len(out), &vlen);
+	assert_int_equal(pv_frame_parse(want, wn, PV_MAX_MSG_DEFAULT, &hdr, &body), KMS_OK);
+	if (vlen != body || memcmp(view, want + hdr, body) != 0) {
+		char *h = tu_to_hex(view, vlen);
+		fail_msg("auto, %s as family %c reads it: %s\n want %s", tu_json_str(e, "name"),
+			 family, h, tu_json_str(e, "response_delimited_hex"));
+	}
+	/* the family's own decoder on the full auto bytes sees the golden values */
+	assert_int_equal(pv_decode_response(fv, kbuf_ptr(out), kbuf_len(out), &got), KMS_OK);
+	assert_int_equal(pv_decode_response(fv, want + hdr, body, &ref), KMS_OK);
+	assert_int_equal(got->kind, ref->kind);
+	assert_int_equal(got->has_error, ref->has_error);
+	assert_int_equal(got->error_code, ref->error_code);
+	assert_int_equal(got->has_pub_key, ref->has_pub_key);
+	assert_memory_equal(got->pub_key, ref->pub_key, sizeof(got->pub_key));
+	assert_memory_equal(&got->vote.timestamp, &ref->vote.timestamp, sizeof(ref->vote.timestamp));
+	assert_int_equal(got->vote.signature_len, ref->vote.signature_len);
+	assert_memory_equal(got->vote.signature, ref->vote.signature, ref->vote.signature_len);
+	assert_int_equal(got->vote.extension_signature_len, ref->vote.extension_signature_len);
+	assert_memory_equal(got->vote.extension_signature, ref->vote.extension_signature,
+			    ref->vote.extension_signature_len);
+	assert_int_equal(got->proposal.signature_len, ref->proposal.signature_len);
+	assert_memory_equal(got->proposal.signature, ref->proposal.signature,
+			    ref->proposal.signature_len);
+	exch_release(&x);
+	pv_response_free(got);
+	pv_response_free(ref);
+	pv_request_free(r);
+	kbuf_free(out);
+	free(view);
+	free(req);
+	free(want);
+}
+
+/*
+ * The one case the exchanges lack: a non-nil precommit from a v0.34/v0.37
+ * node (no extension fields). auto signs the extension (it cannot know the
+ * node is not v0.38 with an empty extension); what a v0.37 node keeps is
+ * exactly the explicit v0.37 reply, and the extension signature verifies for
+ * a v0.38 reader.
+ */
+static void test_auto_precommit_family_a(void **state)
+{
+	struct pv_request r;
+	struct exch xa = { .v = PV_V0_37 }, xo = { .v = PV_AUTO };
+	struct kbuf *ra = kbuf_new(4096), *ro = kbuf_new(4096), *req = kbuf_new(4096);
+	struct kbuf *eb = kbuf_new(512);
+	struct pv_request *da = NULL, *dauto = NULL;
+	struct pv_response *b = NULL;
+	size_t vlen;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	r.kind = PV_REQ_SIGN_VOTE;
+	strcpy(r.chain_id, "haqq_11235-1");
+	r.vote.type = PV_TYPE_PRECOMMIT;
+	r.vote.height = 4242;
+	r.vote.round = 1;
+	memset(r.vote.block_id.hash, 0x5a, 32);
+	r.vote.block_id.hash_len = 32;
+	r.vote.block_id.psh_total = 3;
+	memset(r.vote.block_id.psh_hash, 0xa5, 32);
+	r.vote.block_id.psh_hash_len = 32;
+	r.vote.timestamp.seconds = 1714566645;
+	assert_int_equal(pv_encode_request(PV_V0_37, &r, req), KMS_OK);
+	tu_hex("9d834d3fcac4ee25536b70e15376febb697861ab573405d8b89290417fd16070", xa.seed, 32);
+	memcpy(xo.seed, xa.seed, 32);
+	assert_int_equal(kcrypto_ed25519_pub_from_seed(xa.seed, xa.pub), KMS_OK);
+	memcpy(xo.pub, xa.pub, 32);
+	assert_int_equal(pv_decode_request(PV_V0_37, kbuf_ptr(req), kbuf_len(req), &da), KMS_OK);
+	assert_int_equal(pv_decode_request(PV_AUTO, kbuf_ptr(req), kbuf_len(req), &dauto), KMS_OK);
+	answer(&xa, da, "haqq_11235-1", ra);
+	answer(&xo, dauto, "haqq_11235-1", ro);
+	assert_int_equal(xo.nsigned, 2); /* the vote and its extension */
+	uint8_t *view = tu_pb_family_view('A', kbuf_ptr(ro), kbuf_len(ro), &vlen);
+	assert_int_equal(vlen, kbuf_len(ra));
+	assert_memory_equal(view, kbuf_ptr(ra), vlen);
+	assert_int_equal(pv_decode_response(PV_V0_38, kbuf_ptr(ro), kbuf_len(ro), &b), KMS_OK);
+	assert_int_equal(b->vote.extension_signature_len, 64);
+	assert_int_equal(pv_vote_extension_sign_bytes("haqq_11235-1", &b->vote, eb), KMS_OK);
+	assert_int_equal(kcrypto_ed25519_verify(xo.pub, kbuf_ptr(eb), kbuf_len(eb),
+						b->vote.extension_signature),
+			 KMS_OK);
+	exch_release(&xa);
+	exch_release(&xo);
+	free(view);
+	pv_response_free(b);
+	pv_request_free(da);
+	pv_request_free(dauto);
+	kbuf_free(ra);
+	kbuf_free(ro);
+	kbuf_free(req);
+	kbuf_free(eb);
 }
 
 /* A family A signer must not echo (or sign) an extension a confused node sends. */
@@ -418,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_upstream_vectors),
 		cmocka_unit_test(test_derived_exchanges),
 		cmocka_unit_test(test_family_differences),
+		cmocka_unit_test(test_auto_precommit_family_a),
 	};
 
 	kms_log_set_quiet(1);

@@ -460,9 +460,9 @@ static void test_stream(void **state)
 	assert_int_equal(sc_handshake(d.sp[0], &d.ida, NULL, TMO, &c), KMS_OK);
 	sc_stream(c, &st);
 	assert_ptr_equal(st.ctx, c);
-	assert_int_equal(st.write(st.ctx, buf, sizeof(buf), TMO), KMS_OK);
+	assert_int_equal(st.write(st.ctx, buf, sizeof(buf), net_deadline(TMO)), KMS_OK);
 	while (off < sizeof(back)) {
-		assert_int_equal(st.read(st.ctx, back + off, sizeof(back) - off, &got, TMO),
+		assert_int_equal(st.read(st.ctx, back + off, sizeof(back) - off, &got, net_deadline(TMO)),
 				 KMS_OK);
 		off += got;
 	}
@@ -984,6 +984,69 @@ static void test_trickling_peer(void **state)
 	json_decref(root);
 }
 
+/* An HTTP server on the port: it reads our ephemeral key as a bad request and answers 400. */
+static void *http_main(void *arg)
+{
+	static const char reply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+	int *fd = arg;
+	uint8_t req[35];
+
+	if (net_read_full(*fd, req, sizeof(req), TMO) == KMS_OK &&
+	    net_write_full(*fd, reply, sizeof(reply) - 1, TMO) != KMS_OK)
+		fprintf(stderr, "http peer: write failed\n");
+	return NULL;
+}
+
+static void *close_main(void *arg)
+{
+	int *fd = arg;
+	uint8_t req[35];
+
+	if (net_read_full(*fd, req, sizeof(req), TMO) != KMS_OK)
+		fprintf(stderr, "closing peer: read failed\n");
+	net_close(fd);
+	return NULL;
+}
+
+static void test_not_secret_connection(void **state)
+{
+	struct sc_soft_identity *si = NULL;
+	struct sc_identity id;
+	struct sc_hs_fail f;
+	struct sc_conn *c = NULL;
+	pthread_t th;
+	int sp[2];
+
+	(void)state;
+	assert_int_equal(sc_soft_identity_new(NULL, &si), KMS_OK);
+	sc_soft_identity_get(si, &id);
+	pair(sp);
+	assert_int_equal(pthread_create(&th, NULL, http_main, &sp[1]), 0);
+	tu_log_capture_start();
+	assert_int_equal(sc_handshake_ex(sp[0], &id, NULL, TMO, &f, &c), KMS_ERR_FORMAT);
+	/* silent: the caller logs */
+	assert_false(tu_log_contains("handshake failed"));
+	tu_log_capture_stop();
+	assert_null(c);
+	assert_true(f.not_sc);
+	assert_string_equal(f.step, "recv-ephemeral");
+	assert_non_null(strstr(f.reason, "does not speak Secret Connection"));
+	assert_true(f.first_len >= 8);
+	assert_memory_equal(f.first, "HTTP/1.1", 8);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	close_pair(sp);
+
+	/* a peer that reads our key and closes is not called foreign, but the close is named */
+	pair(sp);
+	assert_int_equal(pthread_create(&th, NULL, close_main, &sp[1]), 0);
+	assert_int_equal(sc_handshake_ex(sp[0], &id, NULL, TMO, &f, &c), KMS_ERR_CONN_CLOSED);
+	assert_false(f.not_sc);
+	assert_non_null(strstr(f.reason, "closed the connection"));
+	assert_int_equal(pthread_join(th, NULL), 0);
+	net_close(&sp[0]);
+	sc_soft_identity_free(si);
+}
+
 /* ---- frames on a keyed pair (no handshake) ---- */
 
 struct kpair {
@@ -1245,6 +1308,7 @@ int main(void)
 		cmocka_unit_test(test_parse_authsig),
 		cmocka_unit_test(test_stalled_peer),
 		cmocka_unit_test(test_trickling_peer),
+		cmocka_unit_test(test_not_secret_connection),
 		cmocka_unit_test(test_seal_matches_reference),
 		cmocka_unit_test(test_flipped_bits),
 		cmocka_unit_test(test_replayed_frame),

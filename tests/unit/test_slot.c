@@ -451,44 +451,34 @@ static void test_input_limit(void **state)
 	free(key_uri);
 }
 
-static int slot_refs(struct slot *s)
-{
-	int n;
-	pthread_mutex_lock(&s->mu);
-	n = s->refs;
-	pthread_mutex_unlock(&s->mu);
-	return n;
-}
-
-/* A token that hangs in C_Sign: simulated by holding the module's writer lock. */
+/*
+ * A module held by a writer (a re-initialisation that never ends): the caller
+ * gets KMS_ERR_TIMEOUT at its deadline instead of waiting. Real hangs in every
+ * token call are tested through p11shim (tests/p11shim/test_slot_faults.c).
+ */
 static void test_sign_timeout(void **state)
 {
 	struct slot *s = NULL;
 	char *key_uri = NULL;
 	uint8_t pub[32], sig[64];
-	struct timespec ms = { 0, 1000000 };
-	int i;
+	struct timespec t0, t1;
+	double ms;
 	(void)state;
 	assert_int_equal(slot_keygen(uri_a, "timeout-key", NULL, &key_uri, pub), KMS_OK);
 	assert_int_equal(slot_open(key_uri, NULL, &s), KMS_OK);
 	slot_set_timeout(s, 2000);
-	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_OK); /* via the worker */
+	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_OK); /* via a worker */
 	assert_int_equal(kcrypto_ed25519_verify(pub, msg, sizeof(msg) - 1, sig), KMS_OK);
-	assert_int_equal(slot_refs(s), 2); /* owner + this thread's worker */
 
 	slot_set_timeout(s, 100);
-	pthread_rwlock_wrlock(&s->m->lock);
-	tu_log_capture_start();
+	pthread_rwlock_wrlock(&s->mb[0].m->lock);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_ERR_TIMEOUT);
-	assert_true(tu_log_contains("did not return within 100 ms"));
-	pthread_rwlock_unlock(&s->m->lock);
-	/* The abandoned worker finishes, drops its result and its reference. */
-	for (i = 0; i < 5000 && slot_refs(s) != 1; i++)
-		nanosleep(&ms, NULL);
-	assert_int_equal(slot_refs(s), 1);
-	assert_true(tu_log_contains("finished late"));
-	tu_log_capture_stop();
-	/* The token is back: a new worker signs again. */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_rwlock_unlock(&s->mb[0].m->lock);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	printf("# slot_sign returned KMS_ERR_TIMEOUT after %.1f ms (deadline 100 ms)\n", ms);
+	/* The module is free again: signing works at once, no restart. */
 	slot_set_timeout(s, 2000);
 	assert_int_equal(slot_sign(s, msg, 7, sig), KMS_OK);
 	assert_int_equal(kcrypto_ed25519_verify(pub, msg, 7, sig), KMS_OK);
@@ -504,29 +494,24 @@ static void test_wrong_key_caught(void **state)
 	uint8_t pub[32], sig[64], zero[64] = { 0 };
 	CK_FUNCTION_LIST *f;
 	CK_SLOT_ID sid = 0;
-	size_t i;
 	(void)state;
 	assert_int_equal(slot_keygen(uri_a, "wrong-key", NULL, &key_uri, pub), KMS_OK);
 	assert_int_equal(slot_open(key_uri, NULL, &s), KMS_OK);
-	/* First signature of a session: checked against the (here corrupted) public key. */
+	/* After a lost session the key is found again and must have the same public key. */
 	pthread_mutex_lock(&s->mu);
 	s->pub[0] ^= 1;
-	for (i = 0; i < s->nsess; i++)
-		s->sess[i].verified = 0;
 	pthread_mutex_unlock(&s->mu);
 	memset(sig, 0xee, sizeof(sig));
-	tu_log_capture_start();
-	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_ERR_AUTH);
-	assert_true(tu_log_contains("does not verify"));
-	tu_log_capture_stop();
-	assert_memory_equal(sig, zero, 64); /* wiped, not released */
-	/* After a lost session the key is found again and must have the same public key. */
 	f = raw_module(&sid, "p11kms-a");
 	assert_int_equal(f->C_CloseAllSessions(sid), CKR_OK);
 	tu_log_capture_start();
 	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_ERR_AUTH);
 	assert_true(tu_log_contains("changed its public key"));
+	/* ... and the slot is not used again: a retry cannot fix another key. */
+	assert_int_equal(slot_sign(s, msg, sizeof(msg) - 1, sig), KMS_ERR_AUTH);
+	assert_true(tu_log_contains("not used again until p11kms is restarted"));
 	tu_log_capture_stop();
+	assert_memory_equal(sig, zero, 64); /* wiped, not released */
 	p11_kit_module_release(f);
 	slot_free(s);
 	free(key_uri);

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,7 @@ static void *bg_signer(void *arg)
 		    kcrypto_ed25519_sign(b->seed, msg, sizeof(msg) - 1, want) != KMS_OK ||
 		    memcmp(sig, want, 64) != 0)
 			b->bad++;
-		b->n++;
+		__atomic_fetch_add(&b->n, 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
@@ -102,6 +103,10 @@ static void test_softsign_many_files(void **state)
 	b.s = s1;
 	memcpy(b.seed, seed1, 32);
 	assert_int_equal(pthread_create(&th, NULL, bg_signer, &b), 0);
+	/* Only re-initialise once the signer runs: on a loaded machine it may not have
+	 * been scheduled yet, and the case would not be tested (and b.n would be 0). */
+	while (__atomic_load_n(&b.n, __ATOMIC_ACQUIRE) == 0)
+		sched_yield();
 	tu_log_capture_start();
 	assert_int_equal(slot_open_softsign(f2, NULL, &s2), KMS_OK);
 	assert_true(tu_log_contains("re-initialised"));

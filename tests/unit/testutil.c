@@ -260,3 +260,128 @@ const char *tu_log_line(size_t i)
 		fail_msg("log line %zu requested, %zu captured", i, cap_n);
 	return cap_lines[i];
 }
+
+/* ---- a minimal protobuf walker for tu_pb_family_view ---- */
+
+struct pb_out {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void pb_put(struct pb_out *o, const uint8_t *p, size_t n)
+{
+	if (o->len + n > o->cap) {
+		size_t cap = (o->cap + n) * 2 + 16;
+		uint8_t *q = realloc(o->p, cap);
+		assert_non_null(q);
+		o->p = q;
+		o->cap = cap;
+	}
+	memcpy(o->p + o->len, p, n);
+	o->len += n;
+}
+
+static uint64_t pb_varint(const uint8_t *p, size_t n, size_t *pos)
+{
+	uint64_t v = 0;
+
+	for (unsigned sh = 0; sh < 64; sh += 7) {
+		if (*pos >= n)
+			fail_msg("protobuf: truncated varint");
+		uint8_t b = p[(*pos)++];
+		v |= (uint64_t)(b & 0x7f) << sh;
+		if (!(b & 0x80))
+			return v;
+	}
+	fail_msg("protobuf: varint too long");
+	return 0;
+}
+
+static void pb_put_varint(struct pb_out *o, uint64_t v)
+{
+	uint8_t b[10];
+	size_t k = 0;
+
+	do {
+		b[k] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			b[k] |= 0x80;
+		k++;
+	} while (v);
+	pb_put(o, b, k);
+}
+
+/*
+ * Copies the message at p[0..n) into o, dropping fields listed in drop (a
+ * list of paths, each a 0-terminated list of field numbers, ending with an
+ * empty path) at depth "depth" whose prefix matches "at".
+ */
+static void pb_filter(const uint8_t *p, size_t n, const unsigned (*drop)[5], const unsigned *at,
+		      size_t depth, struct pb_out *o)
+{
+	size_t pos = 0;
+
+	while (pos < n) {
+		size_t start = pos;
+		uint64_t key = pb_varint(p, n, &pos);
+		unsigned field = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
+		size_t body = pos, blen = 0;
+		int dropped = 0, descend = 0;
+		unsigned path[5] = { 0 };
+
+		if (wt == 0)
+			(void)pb_varint(p, n, &pos);
+		else if (wt == 1 || wt == 5)
+			pos += wt == 1 ? 8 : 4;
+		else if (wt == 2) {
+			blen = (size_t)pb_varint(p, n, &pos);
+			body = pos;
+			pos += blen;
+		} else
+			fail_msg("protobuf: wire type %u", wt);
+		if (pos > n)
+			fail_msg("protobuf: field %u runs past the end", field);
+		memcpy(path, at, depth * sizeof(unsigned));
+		path[depth] = field;
+		for (size_t i = 0; drop[i][0] != 0; i++) {
+			if (memcmp(drop[i], path, (depth + 1) * sizeof(unsigned)) != 0)
+				continue;
+			if (drop[i][depth + 1] == 0)
+				dropped = 1;
+			else if (wt == 2)
+				descend = 1;
+		}
+		if (dropped)
+			continue;
+		if (!descend) {
+			pb_put(o, p + start, pos - start);
+			continue;
+		}
+		struct pb_out sub = { 0 };
+		pb_filter(p + body, blen, drop, path, depth + 1, &sub);
+		pb_put_varint(o, key);
+		pb_put_varint(o, sub.len);
+		if (sub.len)
+			pb_put(o, sub.p, sub.len);
+		free(sub.p);
+	}
+}
+
+uint8_t *tu_pb_family_view(char family, const uint8_t *p, size_t n, size_t *outlen)
+{
+	/* Message oneof tags: 2 pub_key_response, 4 signed_vote_response (.vote = 1) */
+	static const unsigned drop_a[][5] = { { 2, 3 }, { 2, 4 }, { 4, 1, 9 }, { 4, 1, 10 }, { 0 } };
+	static const unsigned drop_b[][5] = { { 2, 3 }, { 2, 4 }, { 0 } };
+	static const unsigned drop_c[][5] = { { 2, 1 }, { 0 } };
+	const unsigned(*drop)[5] = family == 'A' ? drop_a : family == 'B' ? drop_b : drop_c;
+	unsigned at[5] = { 0 };
+	struct pb_out o = { 0 };
+
+	assert_true(family == 'A' || family == 'B' || family == 'C');
+	pb_filter(p, n, drop, at, 0, &o);
+	*outlen = o.len;
+	if (o.p == NULL)
+		o.p = calloc(1, 1);
+	return o.p;
+}

@@ -48,4 +48,14 @@ void tu_log_capture_stop(void);
 size_t tu_log_count(void);
 const char *tu_log_line(size_t i);
 
+/*
+ * What a privval node of one family keeps of a response Message: the bytes
+ * with every field that family's gogoproto decoder skips as unknown removed
+ * (family 'A': PubKeyResponse 3/4 and Vote 9/10 inside SignedVoteResponse;
+ * 'B': PubKeyResponse 3/4; 'C': PubKeyResponse 1). A well-formed input keeps
+ * every other byte in order. Returns a new malloc'd buffer (*outlen set);
+ * fails the test on malformed protobuf.
+ */
+uint8_t *tu_pb_family_view(char family, const uint8_t *p, size_t n, size_t *outlen);
+
 #endif
