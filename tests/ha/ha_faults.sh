@@ -92,17 +92,8 @@ ha_host_kill 1
 phase "resume:0,1,2" 2 "$t0"
 ha_host_start 1
 if [ "$soak" = 1 ]; then
-	end=$(($(now_ms) + 240000))
-	n=0
-	while [ "$(now_ms)" -lt "$end" ]; do
-		h=$((RANDOM % 2))
-		ha_host_kill "$h"
-		sleep "0.$((RANDOM % 9 + 1))"
-		ha_host_start "$h"
-		sleep "$((RANDOM % 3)).$((RANDOM % 10))"
-		n=$((n + 1))
-	done
-	echo "soak: $n random kill -9 of a host"
+	ha_random_kills 2 240000 100 900 0 2900
+	echo "soak: $HA_KILLS random kill -9 of a host"
 fi
 ha_final
 ha_report check || ha_fail "phase checks"

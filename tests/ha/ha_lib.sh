@@ -125,6 +125,24 @@ ha_host_kill() {
 	eval "HOST_PID_$1="
 }
 
+ha_sleep_ms() { sleep "$(($1 / 1000)).$(printf %03d $(($1 % 1000)))"; }
+
+# ha_random_kills HOSTS MS DOWN_MIN DOWN_MAX UP_MIN UP_MAX: for MS milliseconds, kill -9 a
+# random one of hosts 0..HOSTS-1, restart it after DOWN_MIN..DOWN_MAX ms, wait UP_MIN..UP_MAX
+# ms; HA_KILLS counts the kills.
+ha_random_kills() {
+	local end=$(($(now_ms) + $2)) h
+	HA_KILLS=0
+	while [ "$(now_ms)" -lt "$end" ]; do
+		h=$((RANDOM % $1))
+		ha_host_kill "$h"
+		ha_sleep_ms $(($3 + RANDOM % ($4 - $3 + 1)))
+		ha_host_start "$h"
+		ha_sleep_ms $(($5 + RANDOM % ($6 - $5 + 1)))
+		HA_KILLS=$((HA_KILLS + 1))
+	done
+}
+
 # ha_wait_connected I N: host I logged N "connected" lines since its last start.
 ha_wait_connected() {
 	local d="$W/h$1" n="$2" l0

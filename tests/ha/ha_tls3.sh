@@ -38,16 +38,7 @@ for _ in $(seq 1 30); do
 done
 [ $seen = 1 ] || { cat "$W/status.out" >&2; ha_fail "ha status does not list h0, h1 and h2"; }
 grep -q "(leader)" "$W/status.out" || ha_fail "ha status shows no leader"
-kills=0
-end=$(($(now_ms) + ${HA_TLS3_KILL_MS:-7000}))
-while [ "$(now_ms)" -lt "$end" ]; do
-	h=$((RANDOM % 3))
-	ha_host_kill "$h"
-	sleep "0.$((RANDOM % 5 + 1))"
-	ha_host_start "$h"
-	sleep "0.$((RANDOM % 8 + 2))"
-	kills=$((kills + 1))
-done
+ha_random_kills 3 "${HA_TLS3_KILL_MS:-7000}" 100 500 200 900
 ha_final
 ha_try 3 "$P11KMS" state show -c "$W/h2/p11kms.conf" --chain ha-chain >"$W/show.out" 2>&1 || true
 grep -q "^cluster mark: .*host=h" "$W/show.out" || { cat "$W/show.out" >&2; ha_fail "state show: no cluster mark"; }
@@ -100,4 +91,4 @@ tear_current
 ha_try 3 "$P11KMS" state repair -c "$W/h1/p11kms.conf" --chain ha-chain --set-height $((h + 2000)) >"$W/repair3.out" 2>&1 ||
 	{ cat "$W/repair3.out" >&2; ha_fail "state repair --set-height"; }
 grep -q "moved forward to $((h + 2000))/0/none" "$W/repair3.out" || { cat "$W/repair3.out" >&2; ha_fail "repair --set-height did not move the mark"; }
-ha_summary "$kills random kill -9 of 3 hosts over TLS"
+ha_summary "$HA_KILLS random kill -9 of 3 hosts over TLS"

@@ -5,7 +5,6 @@
  * outcome (applied or not). Also the mark's JSON and the `ha` config block.
  * Real etcd is in ha_faults.sh / ha_tls3.sh; this pins the guard's decisions.
  */
-#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -122,11 +120,7 @@ static struct tg_msg vote(int64_t h, int block, int64_t ts)
 
 static int ask(struct fx *f, const struct tg_msg *m, struct guard_result *res)
 {
-	uint8_t sb[1024];
-	size_t n = tg_sign_bytes(m, sb, sizeof(sb));
-	assert_true(n > 0);
-	struct guard_request req = { { m->h, (int32_t)m->r, m->step }, sb, n };
-	return guard_sign(f->g, &req, counting_sign, f, res);
+	return tg_request_sign(f->g, m, counting_sign, f, res);
 }
 
 /* The mark another host would commit for m. */
@@ -270,16 +264,6 @@ static void test_no_cluster_no_signature(void **state)
 
 /* ---- the local persist failing after the cluster decided (#15's fail-closed) ---- */
 
-static int eio_sync;
-static int eio_fdatasync(int fd)
-{
-	if (eio_sync) {
-		errno = EIO;
-		return -1;
-	}
-	return fdatasync(fd);
-}
-
 static int n_guard_failed;
 static void failed_sink(void *ctx, const struct obs_status *st)
 {
@@ -294,16 +278,16 @@ static void disk_fails(void)
 {
 	static struct dfile_ops o;
 	o = *dfile_ops();
-	o.fdatasync = eio_fdatasync;
+	o.fdatasync = tg_eio_fdatasync;
 	n_guard_failed = 0;
 	assert_int_equal(obs_status_sink_add(failed_sink, NULL), KMS_OK);
-	eio_sync = 1;
+	*tg_eio_flag() = 1;
 	dfile_set_ops(&o);
 }
 
 static void disk_back(void)
 {
-	eio_sync = 0;
+	*tg_eio_flag() = 0;
 	dfile_set_ops(NULL);
 	obs_sink_clear();
 }
