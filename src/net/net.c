@@ -336,14 +336,19 @@ int net_read_full(int fd, void *p, size_t n, int timeout_ms)
 int net_write_full_by(int fd, const void *p, size_t n, int64_t deadline)
 {
 	const uint8_t *q = p;
+	int full = 0; /* poll only once the socket said it is full: a reply fits its buffer */
 
 	while (n > 0) {
-		int r = wait_fd(fd, POLLOUT, deadline, "write");
 		ssize_t k;
 
-		if (r != KMS_OK)
-			return r;
+		if (full) {
+			int r = wait_fd(fd, POLLOUT, deadline, "write");
+
+			if (r != KMS_OK)
+				return r;
+		}
 		k = write_once(fd, q, n);
+		full = 0;
 		if (k > 0) {
 			q += k;
 			n -= (size_t)k;
@@ -351,6 +356,9 @@ int net_write_full_by(int fd, const void *p, size_t n, int64_t deadline)
 		}
 		if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return io_errno(errno, "write", fd);
+		full = k < 0 && errno != EINTR;
+		if (!full && net_ms_left(deadline) == 0)
+			return KMS_ERR_TIMEOUT;
 	}
 	return KMS_OK;
 }
