@@ -285,7 +285,7 @@ static int hand_over(struct slot_worker *w, enum slot_op op, size_t mbi, const u
  * wake-up pair costs tens of microseconds. A slow or hung token costs SPIN_NS
  * of one CPU, then the caller sleeps on the condition variable as before.
  */
-#define SPIN_NS 100000
+#define SPIN_NS 300000
 static void spin_for_done(struct slot_worker *w)
 {
 	struct timespec t0, t;
