@@ -34,6 +34,31 @@ static uint64_t state_seq(const char *path)
 	return seq;
 }
 
+/*
+ * A chain's backup slots (#16) get their series from start, so that an operator sees
+ * p11kms_slot_up{slot=<backup>} before the backup ever signs. One that was down at start
+ * said so before this registry existed: its state is taken from the slot layer.
+ */
+static int register_backups(struct obs_reg *reg, const struct d_chain *ch)
+{
+	for (size_t m = 1; ch->key != NULL && m < slot_count(ch->key); m++) {
+		struct slot_member_info mi;
+		int r;
+
+		if (slot_member_info(ch->key, m, &mi) != KMS_OK || mi.uri == NULL)
+			continue;
+		if ((r = obs_reg_add_slot(reg, ch->cc->id, mi.uri)) != KMS_OK)
+			return r;
+		if (!mi.up)
+			obs_reg_status(reg, &(struct obs_status){ .kind = OBS_ST_SLOT_DOWN,
+								  .chain_id = ch->cc->id,
+								  .slot = mi.uri,
+								  .err = mi.err,
+								  .ckr = mi.ckr });
+	}
+	return KMS_OK;
+}
+
 static int register_all(struct daemon *d, struct obs_reg *reg)
 {
 	int r = KMS_OK;
@@ -45,6 +70,7 @@ static int register_all(struct daemon *d, struct obs_reg *reg)
 				      state_seq(ch->cc->state_file));
 		if (r == KMS_OK && ch->key != NULL)
 			r = obs_reg_add_slot(reg, ch->cc->id, slot_describe(ch->key));
+		r = r == KMS_OK ? register_backups(reg, ch) : r;
 	}
 	/* In connection order: the index is the connection's (d_obs_busy). */
 	for (size_t i = 0; r == KMS_OK && i < d->n_conns; i++)

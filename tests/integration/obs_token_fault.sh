@@ -7,6 +7,7 @@
 # - the SoftHSM2 token directory is taken away: requests are refused (code 5), /readyz is
 #   503 naming the slot, /healthz stays 200 (the threads answer), and the watchdog pings
 #   stop (systemd would restart the service);
+# - the directory comes back: signed again without a restart, /readyz 200, pings resume;
 # - SIGTERM: STOPPING=1.
 # The NOTIFY_SOCKET is a datagram socket this test makes (obs_lib.sh).
 set -eu
@@ -81,9 +82,27 @@ obs_until 20 grep -q '(not ready)' "$NOTIFY_LOG" || sim_fail "STATUS= does not s
 p1="$(pings)"
 sleep 1.5 # an absence is checked over time: 5 watchdog ticks
 [ "$(pings)" = "$p1" ] || sim_fail "WATCHDOG=1 still sent while the token fails"
-mv "$SOFTHSM_DIR/tokens.gone" "$SOFTHSM_DIR/tokens"
 
-# 4. Stop.
+# 4. The token comes back (#16: the module is re-initialised, no restart): the second node's
+#    address is asked again, the requests are signed, /readyz is 200 and the pings resume.
+mv "$SOFTHSM_DIR/tokens.gone" "$SOFTHSM_DIR/tokens"
+rm -f "$SIM_DIR/b.sock"
+sim_listen c --listen "unix://$SIM_DIR/b.sock" --chain-id "$CHAIN" --n 3 --start-height 2000 \
+	--json --accept-timeout 30
+rc=0
+sim_wait c || rc=$?
+[ "$rc" = 0 ] && [ "$(json_get "$SIM_DIR/c.json" signed)" = 3 ] ||
+	{ cat "$SIM_DIR/c.json" >&2; sim_fail "after the token came back: rc $rc, want 3 signed without a restart"; }
+ready_again() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$METRICS/readyz")" = 200 ]; }
+obs_until 20 ready_again || sim_fail "/readyz not back to 200 after the token came back"
+[ "$(obs_series "p11kms_chain_ready{chain=\"$CHAIN\"}")" = 1 ] || sim_fail "p11kms_chain_ready not back to 1"
+reinits="$(curl -sf "$METRICS/metrics" | awk 'index($0, "p11kms_token_module_reinits_total{") == 1 { s += $2 } END { print s + 0 }')"
+[ "$reinits" -ge 1 ] || sim_fail "p11kms_token_module_reinits_total is $reinits after the token came back"
+p2="$(pings)"
+pings_again() { [ "$(pings)" -ge $((p2 + 2)) ]; }
+obs_until 20 pings_again || sim_fail "WATCHDOG=1 does not resume once signing works again"
+
+# 5. Stop.
 sim_stop
 grep -q 'STOPPING=1' "$NOTIFY_LOG" || sim_fail "no STOPPING=1"
-echo "ok: READY=1 only after the start-up checks, STATUS h=$H, $(pings) watchdog pings until the token fault stopped them; readyz 503 / healthz 200 during the fault"
+echo "ok: READY=1 only after the start-up checks, STATUS h=$H, watchdog pings stopped by the token fault and resumed after it; readyz 503 / healthz 200 during the fault, 200 again after ($reinits module re-inits)"

@@ -7,6 +7,7 @@
 # naming both keys.
 set -eu
 . "$(dirname "$0")/../integration/sim_lib.sh"
+. "$(dirname "$0")/../integration/obs_lib.sh"
 . "${P11KMS_SOURCE_DIR:-$SIM_SRC}/tests/scripts/softhsm-env.sh"
 SHIM="${P11KMS_P11SHIM:?}"
 softhsm_setup
@@ -44,6 +45,16 @@ ctl "vanish token=fo-backup"
 out=$("$P11KMS" doctor -c "$SIM_DIR/p11kms.conf" 2>&1) || true
 grep -q "! key for fo-chain: backup slot" <<<"$out" || { echo "$out" >&2; sim_fail "doctor: no warning"; }
 echo "ok: doctor warns about the unreachable backup"
+# ... start works without it, and /metrics lists the backup from start, as down.
+obs_metrics_conf
+sim_start
+obs_wait_port
+slot_series() { curl -sf "$METRICS/metrics" | awk -v f="$1" -v t="$2" 'index($0, f "{") == 1 && index($0, "token=" t) { print $2; exit }'; }
+[ "$(slot_series p11kms_slot_up fo-backup)" = 0 ] ||
+	sim_fail "p11kms_slot_up of the unreachable backup is '$(slot_series p11kms_slot_up fo-backup)', want 0 from start"
+sim_stop
+mv "$SIM_DIR/daemon.log" "$SIM_DIR/daemon-backup-down.log"
+echo "ok: start without the backup; p11kms_slot_up{backup} = 0 from start"
 ctl ""
 
 # Failover while signing: the simulator sends 600 requests; after every 100 answers (its -v
@@ -51,7 +62,10 @@ ctl ""
 sim_listen fo --listen tcp://127.0.0.1:0 --version v0.38 --chain-id fo-chain --n 600 \
 	--expect-pubkey "$SIM_PUB" --json --accept-timeout 20 -v
 sim_conf fo-chain v0.38 "uri = [ \"$primary\", \"$backup\" ]; timeout_ms = 1500;" "sign_extensions = true;"
+obs_metrics_conf
 sim_start
+obs_wait_port
+[ "$(slot_series p11kms_slot_up fo-backup)" = 1 ] || sim_fail "p11kms_slot_up of the backup is not 1 at start"
 answered() { grep -c '^sentry 0: ' "$SIM_DIR/fo.err" 2>/dev/null || true; }
 n=0
 for step in "vanish token=fo-primary" "" "hang C_Sign token=fo-primary" ""; do
@@ -64,10 +78,12 @@ for step in "vanish token=fo-primary" "" "hang C_Sign token=fo-primary" ""; do
 	ctl "$step"
 done
 sim_wait fo || { cat "$SIM_DIR/fo.err" "$SIM_DIR/fo.json" >&2; sim_fail "simulator"; }
+took_over=$(slot_series p11kms_token_failovers_total fo-backup)
+[ "${took_over:-0}" -gt 0 ] || sim_fail "p11kms_token_failovers_total of the backup is '$took_over' after the failover"
 sim_stop
 signed=$(json_get "$SIM_DIR/fo.json" signed)
 refused=$(json_get "$SIM_DIR/fo.json" refused)
-echo "ok: p11kms-sim across a failover: signed=$signed refused=$refused" \
+echo "ok: p11kms-sim across a failover: signed=$signed refused=$refused backup_took_over=$took_over" \
 	"p99=$(json_get "$SIM_DIR/fo.json" latency_ms.p99) ms max=$(json_get "$SIM_DIR/fo.json" latency_ms.max) ms"
 [ "$refused" = 0 ] && [ "$signed" = 600 ] || sim_fail "requests failed during the failover"
 grep -q "signing with backup slot" "$SIM_DIR/daemon.log" || sim_fail "no failover in the log"
