@@ -385,6 +385,44 @@ void net_stream_fd(int *fd, struct net_stream *out)
 	out->ctx = fd;
 }
 
+static int stream_ra_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline)
+{
+	struct net_fd_reader *rb = ctx;
+	size_t k;
+
+	if (got == NULL || p == NULL || cap == 0)
+		return KMS_ERR_INTERNAL;
+	if (rb->off == rb->len) {
+		int r;
+
+		rb->off = rb->len = 0;
+		if (cap >= sizeof(rb->buf)) /* a big read needs no copy */
+			return net_read_some_by(*rb->fd, p, cap, got, deadline);
+		r = net_read_some_by(*rb->fd, rb->buf, sizeof(rb->buf), &rb->len, deadline);
+		if (r != KMS_OK)
+			return r;
+	}
+	k = rb->len - rb->off < cap ? rb->len - rb->off : cap;
+	memcpy(p, rb->buf + rb->off, k);
+	rb->off += k;
+	*got = k;
+	return KMS_OK;
+}
+
+static int stream_ra_write(void *ctx, const uint8_t *p, size_t n, int64_t deadline)
+{
+	return net_write_full_by(*((struct net_fd_reader *)ctx)->fd, p, n, deadline);
+}
+
+void net_stream_fd_readahead(struct net_fd_reader *rb, int *fd, struct net_stream *out)
+{
+	rb->fd = fd;
+	rb->off = rb->len = 0;
+	out->read = stream_ra_read;
+	out->write = stream_ra_write;
+	out->ctx = rb;
+}
+
 void net_close(int *fd)
 {
 	if (fd == NULL || *fd < 0)
