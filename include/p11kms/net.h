@@ -120,6 +120,19 @@ struct net_stream {
 /* A stream over a plain socket; fd is borrowed (not closed by the stream). */
 void net_stream_fd(int *fd, struct net_stream *out);
 
+/*
+ * The same, reading ahead: one recv takes whatever the socket holds (up to
+ * sizeof buf) and later reads are served from it, so a message's length
+ * prefix and body cost one system call instead of two each. rb holds the
+ * bytes read ahead and must live as long as the stream (one per connection).
+ */
+struct net_fd_reader {
+	int *fd;
+	size_t off, len;
+	uint8_t buf[4096];
+};
+void net_stream_fd_readahead(struct net_fd_reader *rb, int *fd, struct net_stream *out);
+
 /* Closes fd if >= 0 and sets it to -1 (never retries close on EINTR). */
 void net_close(int *fd);
 

@@ -154,7 +154,8 @@ static void log_hs_fail(struct conn_run *run, int r, const struct sc_hs_fail *f)
 }
 
 /* Secret Connection on tcp (identity signs through its slot), plain stream on unix. */
-static int open_stream(struct conn_run *run, struct sc_conn **sc, struct net_stream *st)
+static int open_stream(struct conn_run *run, struct sc_conn **sc, struct net_fd_reader *rb,
+		       struct net_stream *st)
 {
 	struct d_conn *c = run->c;
 	const struct cfg_validator *v = c->v;
@@ -163,7 +164,7 @@ static int open_stream(struct conn_run *run, struct sc_conn **sc, struct net_str
 	int r;
 
 	if (v->net.scheme == NET_UNIX) {
-		net_stream_fd(&c->fd, st);
+		net_stream_fd_readahead(rb, &c->fd, st); /* prefix and body: one recv */
 		kms_log_info("connected chain=%s peer=%s proto=%s transport=unix", v->chain_id,
 			     c->peer, cfg_proto_name(v->protocol_version));
 		return KMS_OK;
@@ -435,6 +436,7 @@ static enum sess_end session(struct conn_run *run)
 	struct net_dial_fail why;
 	struct sc_conn *sc = NULL;
 	struct net_stream st;
+	struct net_fd_reader rb; /* unix: the bytes read ahead, for this session */
 	enum sess_end end = SESS_HS_FAILED;
 	int fd = -1, writing = 0;
 	int r;
@@ -449,7 +451,7 @@ static enum sess_end session(struct conn_run *run)
 	/* A stop that raced with the dial: the supervisor may have missed this fd. */
 	if (stopping(c))
 		goto out;
-	r = open_stream(run, &sc, &st);
+	r = open_stream(run, &sc, &rb, &st);
 	if (r != KMS_OK) {
 		status(c, OBS_ST_HANDSHAKE_FAILED, r);
 		goto out;

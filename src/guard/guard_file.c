@@ -19,12 +19,19 @@
 #include "p11kms/kms_log.h"
 
 /*
- * Record layout (little-endian), GUARD_REC_LEN bytes at the start of a slot:
- *   0 magic[8]  8 version u32  12 record length u32  16 sequence u64
+ * Record layout (little-endian) at the start of a slot. Format 2 (written):
+ *   0 magic[8]  8 format u32 (2)  12 record length L u32  16 sequence u64
  *  24 written_at i64  32 height i64  40 round i32  44 step u8  45 flags u8
- *  46 chain-id length u16  48 chain-id[64]  112 sign-bytes length u32
- * 116 signature[64]  180 sign-bytes[4096]  4276 SHA-256 of bytes [0, 4276)
- * Unused bytes are zero, so the checksum covers a fully defined image.
+ *  46 chain-id length u16  48 chain-id[64]  112 sign-bytes length n u32
+ * 116 signature[64]  180 sign-bytes[n]  180+n SHA-256 of bytes [0, 180+n)
+ * so L = 212 + n, and only these L bytes are written: a vote or a proposal
+ * (n < 300) stays inside the slot's first 512-byte block, one sector of the
+ * disk. Bytes of the slot after L are not part of the record (an older,
+ * longer record may have left bytes there); writing them too would only give
+ * a power cut more to tear.
+ * Format 1 (read, for state files written before format 2): the same fields
+ * up to 180, sign-bytes[4096] zero-padded, the SHA-256 of [0, 4276) at 4276,
+ * L = 4308 always.
  */
 enum {
 	O_MAGIC = 0,
@@ -41,10 +48,12 @@ enum {
 	O_SBLEN = 112,
 	O_SIG = 116,
 	O_SB = 180,
-	O_SUM = 4276,
+	O_SUM = 4276, /* format 1 */
+	SUM_LEN = 32,
+	REC_MIN = O_SB + SUM_LEN, /* format 2 without sign bytes */
 };
 _Static_assert(O_SB + GUARD_MAX_SIGN_BYTES == O_SUM, "record layout");
-_Static_assert(O_SUM + 32 == GUARD_REC_LEN, "record length");
+_Static_assert(O_SUM + SUM_LEN == GUARD_REC_LEN, "record length");
 _Static_assert(GUARD_REC_LEN <= GUARD_SLOT_SIZE, "slot size");
 
 #define FLAG_HAS_SIG 0x01u
@@ -70,13 +79,15 @@ static void checksum(const uint8_t *p, size_t n, uint8_t out[32])
 		memset(out, 0xff, 32); /* never matches a stored sum: the record reads as corrupt */
 }
 
-void guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN])
+size_t guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN])
 {
 	size_t clen = strnlen(rec->chain_id, GUARD_MAX_CHAIN_ID);
-	memset(out, 0, GUARD_REC_LEN);
+	size_t sblen = rec->sign_bytes_len <= GUARD_MAX_SIGN_BYTES ? rec->sign_bytes_len : 0;
+	size_t len = REC_MIN + sblen;
+	memset(out, 0, len);
 	memcpy(out + O_MAGIC, GUARD_FILE_MAGIC, 8);
 	put_le(out + O_VERSION, GUARD_FILE_VERSION, 4);
-	put_le(out + O_RECLEN, GUARD_REC_LEN, 4);
+	put_le(out + O_RECLEN, len, 4);
 	put_le(out + O_SEQ, rec->seq, 8);
 	put_le(out + O_WHEN, (uint64_t)rec->written_at, 8);
 	put_le(out + O_HEIGHT, (uint64_t)rec->hrs.height, 8);
@@ -85,11 +96,12 @@ void guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_
 	out[O_FLAGS] = rec->has_sig ? FLAG_HAS_SIG : 0;
 	put_le(out + O_CHAINLEN, clen, 2);
 	memcpy(out + O_CHAIN, rec->chain_id, clen);
-	put_le(out + O_SBLEN, rec->sign_bytes_len, 4);
+	put_le(out + O_SBLEN, sblen, 4);
 	if (rec->has_sig)
 		memcpy(out + O_SIG, rec->signature, GUARD_SIG_LEN);
-	memcpy(out + O_SB, rec->sign_bytes, rec->sign_bytes_len);
-	checksum(out, O_SUM, out + O_SUM);
+	memcpy(out + O_SB, rec->sign_bytes, sblen);
+	checksum(out, len - SUM_LEN, out + len - SUM_LEN);
+	return len;
 }
 
 static int zero_from(const uint8_t *p, size_t from, size_t to)
@@ -100,9 +112,23 @@ static int zero_from(const uint8_t *p, size_t from, size_t to)
 	return 1;
 }
 
+/* Where the record's checksum ends (its length L), from its format and length fields;
+ * 0 for an unknown format or a length that format cannot have. */
+size_t guard_rec_extent(const uint8_t *p)
+{
+	uint64_t version = get_le(p + O_VERSION, 4), len = get_le(p + O_RECLEN, 4);
+	if (version == 1 && len == GUARD_REC_LEN)
+		return GUARD_REC_LEN;
+	if (version == 2 && len >= REC_MIN && len <= GUARD_REC_LEN &&
+	    get_le(p + O_SBLEN, 4) == len - REC_MIN)
+		return (size_t)len;
+	return 0;
+}
+
 int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec, const char **why)
 {
 	uint8_t sum[32];
+	size_t len;
 	*why = NULL;
 	if (n < GUARD_REC_LEN) {
 		*why = "short slot";
@@ -112,14 +138,18 @@ int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec, const ch
 		*why = zero_from(p, 0, GUARD_REC_LEN) ? "empty slot" : "bad magic";
 		return KMS_ERR_FORMAT;
 	}
-	checksum(p, O_SUM, sum);
-	if (memcmp(sum, p + O_SUM, 32) != 0) {
-		*why = "checksum mismatch (torn or corrupted write)";
+	len = guard_rec_extent(p);
+	if (len == 0) {
+		/* Only a checksum in format 1's place tells an intact record of a format
+		 * this build does not know from a torn or corrupted header. */
+		checksum(p, O_SUM, sum);
+		*why = memcmp(sum, p + O_SUM, 32) == 0 ? "unsupported record version"
+						       : "checksum mismatch (torn or corrupted write)";
 		return KMS_ERR_FORMAT;
 	}
-	if (get_le(p + O_VERSION, 4) != GUARD_FILE_VERSION ||
-	    get_le(p + O_RECLEN, 4) != GUARD_REC_LEN) {
-		*why = "unsupported record version";
+	checksum(p, len - SUM_LEN, sum);
+	if (memcmp(sum, p + len - SUM_LEN, 32) != 0) {
+		*why = "checksum mismatch (torn or corrupted write)";
 		return KMS_ERR_FORMAT;
 	}
 	size_t clen = (size_t)get_le(p + O_CHAINLEN, 2);
@@ -155,7 +185,7 @@ int guard_rec_peek(const uint8_t *p, size_t n, uint64_t *seq, struct guard_hrs *
 {
 	*seq = 0;
 	memset(hrs, 0, sizeof(*hrs));
-	if (n < GUARD_REC_LEN || memcmp(p + O_MAGIC, GUARD_FILE_MAGIC, 8) != 0)
+	if (n < O_SB || memcmp(p + O_MAGIC, GUARD_FILE_MAGIC, 8) != 0)
 		return 0;
 	*seq = get_le(p + O_SEQ, 8);
 	hrs->height = (int64_t)get_le(p + O_HEIGHT, 8);
@@ -431,8 +461,11 @@ static int load_slots(struct guard_file *gf, const char *chain_id, enum guard_lo
 		report_doubt(gf, chain_id);
 	}
 	/* the current record's bytes as they are, for the write-back before the first write */
-	if (r == KMS_OK && gf->slot[gf->cur_slot].ok)
-		memcpy(gf->cur_img, buf + (size_t)gf->cur_slot * GUARD_SLOT_SIZE, GUARD_REC_LEN);
+	if (r == KMS_OK && gf->slot[gf->cur_slot].ok) {
+		const uint8_t *cur = buf + (size_t)gf->cur_slot * GUARD_SLOT_SIZE;
+		gf->cur_len = guard_rec_extent(cur); /* a valid record: format 1 or 2 */
+		memcpy(gf->cur_img, cur, gf->cur_len);
+	}
 out:
 	free(buf);
 	return r;
@@ -570,14 +603,13 @@ out:
 }
 
 /* pwrite of one record image into slot + one fdatasync (the file is preallocated: data is enough). */
-static int put_image(struct guard_file *gf, int slot, const uint8_t img[static GUARD_REC_LEN])
+static int put_image(struct guard_file *gf, int slot, const uint8_t *img, size_t len)
 {
 	const struct dfile_ops *ops = dfile_ops();
 	off_t off = (off_t)slot * GUARD_SLOT_SIZE;
 	size_t done = 0;
-	while (done < GUARD_REC_LEN) {
-		ssize_t n =
-			ops->pwrite(gf->fd, img + done, GUARD_REC_LEN - done, off + (off_t)done);
+	while (done < len) {
+		ssize_t n = ops->pwrite(gf->fd, img + done, len - done, off + (off_t)done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -614,7 +646,8 @@ static int settle_current(struct guard_file *gf)
 	int r = dfile_fsync_dir(gf->path);
 	if (r != KMS_OK)
 		return KMS_ERR_STATE_IO;
-	if (gf->slot[gf->cur_slot].ok && (r = put_image(gf, gf->cur_slot, gf->cur_img)) != KMS_OK)
+	if (gf->slot[gf->cur_slot].ok &&
+	    (r = put_image(gf, gf->cur_slot, gf->cur_img, gf->cur_len)) != KMS_OK)
 		return r;
 	gf->settled = 1;
 	return KMS_OK;
@@ -623,21 +656,23 @@ static int settle_current(struct guard_file *gf)
 int guard_file_write(struct guard_file *gf, const struct guard_rec *rec)
 {
 	uint8_t img[GUARD_REC_LEN];
+	size_t len;
 	int slot = 1 - gf->cur_slot;
 	int r = settle_current(gf);
 	if (r != KMS_OK)
 		return r;
-	guard_rec_encode(rec, img);
-	r = put_image(gf, slot, img);
+	len = guard_rec_encode(rec, img);
+	r = put_image(gf, slot, img, len);
 	if (r == KMS_OK) {
 		gf->cur_slot = slot;
 		gf->slot[slot] = (struct guard_slot_info){
 			.ok = 1, .readable = 1, .seq = rec->seq, .hrs = rec->hrs
 		};
 		gf->rec = *rec;
-		memcpy(gf->cur_img, img, GUARD_REC_LEN);
+		memcpy(gf->cur_img, img, len);
+		gf->cur_len = len;
 	}
-	kms_wipe(img, sizeof(img));
+	kms_wipe(img, len);
 	return r;
 }
 
@@ -666,9 +701,9 @@ int guard_file_create(const char *path, const struct guard_rec *rec)
 	/* slot 0 holds sequence 1, slot 1 the same state as sequence 0: both valid */
 	*r0 = *rec;
 	r0->seq = 1;
-	guard_rec_encode(r0, img);
+	(void)guard_rec_encode(r0, img);
 	r0->seq = 0;
-	guard_rec_encode(r0, img + GUARD_SLOT_SIZE);
+	(void)guard_rec_encode(r0, img + GUARD_SLOT_SIZE);
 	r = dfile_create_atomic(path, img, GUARD_FILE_SIZE, 0600);
 	if (r == KMS_ERR_EXISTS)
 		kms_log_err("double-sign state already exists path=%s: not overwriting", path);

@@ -46,10 +46,12 @@ KMS_MUST_CHECK int guard_pb_block_id(const uint8_t *p, size_t n, const uint8_t *
 /* ---- guard_file.c: the two-slot state file (docs/state.md) ---- */
 
 #define GUARD_FILE_MAGIC "P11KGST1"
-#define GUARD_FILE_VERSION 1u
+#define GUARD_FILE_VERSION 2u /* written; format 1 records are still read */
 #define GUARD_SLOT_SIZE 8192u
 #define GUARD_FILE_SIZE (2u * GUARD_SLOT_SIZE)
-/* One record's image, at the start of its slot (layout: guard_file.c, docs/state.md). */
+/* One record's image, at the start of its slot (layout: guard_file.c, docs/state.md):
+ * format 1 is always GUARD_REC_LEN bytes; format 2 is only the bytes it uses, at
+ * most GUARD_REC_LEN (a vote or a proposal fits the slot's first 512-byte block). */
 #define GUARD_REC_LEN 4308u
 
 /* One record, in memory. */
@@ -90,11 +92,16 @@ struct guard_file {
 	struct guard_slot_info slot[2];
 	struct guard_rec rec;
 	uint8_t cur_img[GUARD_REC_LEN]; /* the current slot's record as it is in the file */
+	size_t cur_len;			/* its length there (what settle_current writes back) */
 	int settled; /* the name and the current record were made durable by this open */
 };
 
-/* Serialises rec into a record image of GUARD_REC_LEN bytes (checksummed). */
-void guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN]);
+/* Serialises rec into a format 2 record image (checksummed); returns its length,
+ * the bytes to write (nothing after them is part of the record). */
+size_t guard_rec_encode(const struct guard_rec *rec, uint8_t out[static GUARD_REC_LEN]);
+/* The length of the record image at p (format 1 or 2) from its header, 0 if its
+ * format or length is not one this build writes or reads (not a validity check). */
+size_t guard_rec_extent(const uint8_t *p);
 /* Checks and decodes one slot image: KMS_ERR_FORMAT with *why set if invalid. */
 KMS_MUST_CHECK int guard_rec_decode(const uint8_t *p, size_t n, struct guard_rec *rec,
 				    const char **why);

@@ -336,14 +336,19 @@ int net_read_full(int fd, void *p, size_t n, int timeout_ms)
 int net_write_full_by(int fd, const void *p, size_t n, int64_t deadline)
 {
 	const uint8_t *q = p;
+	int full = 0; /* poll only once the socket said it is full: a reply fits its buffer */
 
 	while (n > 0) {
-		int r = wait_fd(fd, POLLOUT, deadline, "write");
 		ssize_t k;
 
-		if (r != KMS_OK)
-			return r;
+		if (full) {
+			int r = wait_fd(fd, POLLOUT, deadline, "write");
+
+			if (r != KMS_OK)
+				return r;
+		}
 		k = write_once(fd, q, n);
+		full = 0;
 		if (k > 0) {
 			q += k;
 			n -= (size_t)k;
@@ -351,6 +356,9 @@ int net_write_full_by(int fd, const void *p, size_t n, int64_t deadline)
 		}
 		if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return io_errno(errno, "write", fd);
+		full = k < 0 && errno != EINTR;
+		if (!full && net_ms_left(deadline) == 0)
+			return KMS_ERR_TIMEOUT;
 	}
 	return KMS_OK;
 }
@@ -375,6 +383,44 @@ void net_stream_fd(int *fd, struct net_stream *out)
 	out->read = stream_fd_read;
 	out->write = stream_fd_write;
 	out->ctx = fd;
+}
+
+static int stream_ra_read(void *ctx, uint8_t *p, size_t cap, size_t *got, int64_t deadline)
+{
+	struct net_fd_reader *rb = ctx;
+	size_t k;
+
+	if (got == NULL || p == NULL || cap == 0)
+		return KMS_ERR_INTERNAL;
+	if (rb->off == rb->len) {
+		int r;
+
+		rb->off = rb->len = 0;
+		if (cap >= sizeof(rb->buf)) /* a big read needs no copy */
+			return net_read_some_by(*rb->fd, p, cap, got, deadline);
+		r = net_read_some_by(*rb->fd, rb->buf, sizeof(rb->buf), &rb->len, deadline);
+		if (r != KMS_OK)
+			return r;
+	}
+	k = rb->len - rb->off < cap ? rb->len - rb->off : cap;
+	memcpy(p, rb->buf + rb->off, k);
+	rb->off += k;
+	*got = k;
+	return KMS_OK;
+}
+
+static int stream_ra_write(void *ctx, const uint8_t *p, size_t n, int64_t deadline)
+{
+	return net_write_full_by(*((struct net_fd_reader *)ctx)->fd, p, n, deadline);
+}
+
+void net_stream_fd_readahead(struct net_fd_reader *rb, int *fd, struct net_stream *out)
+{
+	rb->fd = fd;
+	rb->off = rb->len = 0;
+	out->read = stream_ra_read;
+	out->write = stream_ra_write;
+	out->ctx = rb;
 }
 
 void net_close(int *fd)

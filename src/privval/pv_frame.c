@@ -107,10 +107,15 @@ out:
 	return rc;
 }
 
+/* A reply this size or smaller is framed on the stack: no allocation per reply. */
+#define FRAME_STACK 2048
+
 int pv_write_msg(pv_write_fn write, void *ctx, const struct kbuf *msg, int64_t deadline)
 {
-	size_t n, total;
-	struct kbuf *b = NULL;
+	uint8_t stack[FRAME_STACK];
+	size_t n, total, hdr = 0;
+	uint8_t *out;
+	uint64_t v;
 	int rc;
 
 	if (!write || !msg)
@@ -119,11 +124,17 @@ int pv_write_msg(pv_write_fn write, void *ctx, const struct kbuf *msg, int64_t d
 	if (n > SIZE_MAX - PV_FRAME_PREFIX_MAX)
 		return KMS_ERR_TOO_LARGE;
 	total = n + PV_FRAME_PREFIX_MAX;
-	if (!(b = kbuf_new(total)))
+	out = total <= sizeof(stack) ? stack : malloc(total);
+	if (!out)
 		return KMS_ERR_ALLOC;
 	/* prefix and body in ONE write, as Go does: a small message fits one SC frame */
-	if ((rc = kbuf_put_lenprefixed(b, kbuf_ptr(msg), n)) == KMS_OK)
-		rc = write(ctx, kbuf_ptr(b), kbuf_len(b), deadline);
-	kbuf_free(b);
+	for (v = n; v >= 0x80; v >>= 7)
+		out[hdr++] = (uint8_t)(v | 0x80);
+	out[hdr++] = (uint8_t)v;
+	if (n > 0)
+		memcpy(out + hdr, kbuf_ptr(msg), n);
+	rc = write(ctx, out, hdr + n, deadline);
+	if (out != stack)
+		free(out);
 	return rc;
 }

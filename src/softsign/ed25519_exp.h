@@ -19,4 +19,13 @@ KMS_MUST_CHECK int soft_ed25519_exp_pub(const uint8_t exp[static 64], uint8_t pu
 KMS_MUST_CHECK int soft_ed25519_exp_sign(const uint8_t exp[static 64], const uint8_t pub[static 32],
 					 const uint8_t *msg, size_t len, uint8_t sig[static 64]);
 
+/*
+ * The same signature from a 32-byte seed and its public key (which the caller derived
+ * from that seed once, at load): libsodium's crypto_sign_ed25519_detached, so a signature
+ * costs no key set-up (OpenSSL's EVP_PKEY_new_raw_private_key recomputes the public key
+ * on every call). Identical output to OpenSSL's Ed25519 (RFC 8032 is deterministic).
+ */
+KMS_MUST_CHECK int soft_ed25519_seed_sign(const uint8_t seed[static 32], const uint8_t pub[static 32],
+					  const uint8_t *msg, size_t len, uint8_t sig[static 64]);
+
 #endif

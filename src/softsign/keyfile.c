@@ -451,7 +451,7 @@ int keyfile_sign(const struct keyfile_ed25519 *k, const uint8_t *msg, size_t len
 	if (!k || (!msg && len > 0))
 		return KMS_ERR_INTERNAL;
 	if (k->has_seed)
-		return kcrypto_ed25519_sign(k->seed, msg, len, sig);
+		return soft_ed25519_seed_sign(k->seed, k->pub, msg, len, sig);
 	return soft_ed25519_exp_sign(k->expanded, k->pub, msg, len, sig);
 }
 

@@ -683,10 +683,17 @@ CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 		return unlock_rv(CKR_BUFFER_TOO_SMALL);
 	}
 	s->sign_active = 0;
-	if (keyfile_sign(&g.st.keys[s->sign_key].k, pData, (size_t)ulDataLen, pSignature) != KMS_OK)
-		return unlock_rv(CKR_FUNCTION_FAILED);
-	*pulSignatureLen = SOFT_SIG_LEN;
-	return unlock_rv(CKR_OK);
+	/* Sign on a copy, outside g_mu: the module is one lock for every key, and the
+	 * chains' connection threads (each on its own session) must not queue behind
+	 * each other's signatures. */
+	struct keyfile_ed25519 k = g.st.keys[s->sign_key].k;
+	(void)unlock_rv(CKR_OK);
+	rv = keyfile_sign(&k, pData, (size_t)ulDataLen, pSignature) == KMS_OK ? CKR_OK
+									     : CKR_FUNCTION_FAILED;
+	keyfile_wipe(&k);
+	if (rv == CKR_OK)
+		*pulSignatureLen = SOFT_SIG_LEN;
+	return rv;
 }
 
 /* ---- key generation and import ------------------------------------------ */

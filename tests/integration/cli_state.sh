@@ -65,7 +65,8 @@ run 0 state show -c $CONF --chain $CHAIN
 # the current slot holds the newest record: damage it as a torn write would
 cur=$(sed -n 's/^slot \([01]\):.* (current)$/\1/p' <<<"$OUT")
 [ -n "$cur" ] || fail "no current slot in: $OUT"
-printf 'TORN' | dd of=$STATE bs=1 seek=$((cur * 8192 + 2000)) conv=notrunc status=none
+# byte 150: in the signature, inside a record of either format (format 2 ends before 2000)
+printf 'TORN' | dd of=$STATE bs=1 seek=$((cur * 8192 + 150)) conv=notrunc status=none
 run 5 start -c $CONF
 has "double-sign state in doubt"
 has "slot $cur is INVALID (checksum mismatch"

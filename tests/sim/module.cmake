@@ -49,4 +49,4 @@ endif()
 # The floors for ci/bench.sh: bare fdatasync, bare OpenSSL Ed25519, bare C_Sign (slot_sign).
 add_executable(bench_e2e_floors ${CMAKE_SOURCE_DIR}/tests/bench/bench_e2e_floors.c)
 target_link_libraries(bench_e2e_floors PRIVATE p11kms_test_warnings p11kms_slot p11kms_crypto
-	p11kms_core OpenSSL::Crypto)
+	p11kms_core OpenSSL::Crypto PkgConfig::SODIUM)

@@ -130,6 +130,23 @@ static void test_diff_openssl(void **state)
 			bad++;
 		}
 		keyfile_wipe(&ky);
+
+		/* A 32-byte seed key through keyfile_sign (libsodium, signs from seed || pub). */
+		{
+			char b64[48];
+
+			assert_int_equal(enc_base64_encode(seed, 32, b64, sizeof(b64)), KMS_OK);
+			assert_int_equal(keyfile_parse((const uint8_t *)b64, strlen(b64), &ky, why,
+						       sizeof(why)),
+					 KMS_OK);
+		}
+		assert_int_equal(ky.kind, KEYFILE_SEED32);
+		assert_int_equal(keyfile_sign(&ky, msg, len, sig_y), KMS_OK);
+		if (memcmp(pub_o, ky.pub, 32) != 0 || memcmp(sig_o, sig_y, 64) != 0) {
+			report("signature (32-byte seed)", i, seed, msg, len);
+			bad++;
+		}
+		keyfile_wipe(&ky);
 	}
 	printf("ed25519 differential: %zu seeds, %zu mismatches\n", n, bad);
 	assert_int_equal(bad, 0);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "guard_int.h"
 #include "p11kms/dfile.h"
@@ -474,6 +475,131 @@ static void test_bad_files(void **state)
 	assert_int_equal(guard_state_init(f->path, CHAIN, 5, 0, GUARD_STEP_NONE), KMS_ERR_EXISTS);
 }
 
+/* ---- state files written before format 2 (issue #22) ---- */
+
+/* A format 1 record, built here from docs/state.md's table, not by guard_file.c. */
+static void v1_record(uint8_t *slot, uint64_t seq, int64_t h, int32_t r, enum guard_step st,
+		      const uint8_t *sb, size_t sblen, const uint8_t sig[64])
+{
+	unsigned int len = 32;
+	size_t clen = strlen(CHAIN);
+	memset(slot, 0, GUARD_REC_LEN);
+	memcpy(slot, "P11KGST1", 8);
+	for (int i = 0; i < 4; i++) {
+		slot[8 + i] = (uint8_t)(1u >> (8 * i));
+		slot[12 + i] = (uint8_t)(4308u >> (8 * i));
+		slot[40 + i] = (uint8_t)((uint32_t)r >> (8 * i));
+		slot[112 + i] = (uint8_t)(sblen >> (8 * i));
+	}
+	for (int i = 0; i < 8; i++) {
+		slot[16 + i] = (uint8_t)(seq >> (8 * i));
+		slot[24 + i] = (uint8_t)((uint64_t)1700000000 >> (8 * i));
+		slot[32 + i] = (uint8_t)((uint64_t)h >> (8 * i));
+	}
+	slot[44] = (uint8_t)st;
+	slot[45] = sblen ? 1 : 0;
+	slot[46] = (uint8_t)clen;
+	memcpy(slot + 48, CHAIN, clen);
+	if (sblen) {
+		memcpy(slot + 116, sig, 64);
+		memcpy(slot + 180, sb, sblen);
+	}
+	assert_int_equal(EVP_Digest(slot, 4276, slot + 4276, &len, EVP_sha256(), NULL), 1);
+}
+
+static uint32_t slot_u32(const uint8_t *img, int slot, size_t off)
+{
+	const uint8_t *p = img + (size_t)slot * GUARD_SLOT_SIZE + off;
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void read_state(const char *path, uint8_t *img)
+{
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fread(img, 1, GUARD_FILE_SIZE, fp), GUARD_FILE_SIZE);
+	fclose(fp);
+}
+
+/* After a restart the last record is m's, and m gets its stored signature back. */
+static void restart_returns_stored(struct fx *f, const struct tg_msg *m)
+{
+	struct guard_result res;
+	struct guard_hrs last;
+	reopen(f);
+	guard_last(f->g, &last);
+	assert_int_equal(last.height, m->h);
+	assert_int_equal(last.step, m->step);
+	assert_int_equal(sign_msg(f->g, m, &res), KMS_OK);
+	assert_true(res.reused);
+	expect_sig_of(m, &res);
+}
+
+static void test_format1_still_read(void **state)
+{
+	struct fx *f = *state;
+	struct guard_result res;
+	struct guard_hrs last;
+	struct tg_msg m = msg(GUARD_STEP_PREVOTE, 9, 0, 1, 100);
+	uint8_t sb[1024], sig[64], *img = calloc(1, GUARD_FILE_SIZE);
+	size_t n = tg_sign_bytes(&m, sb, sizeof(sb));
+	assert_non_null(img);
+	tg_fake_sign(NULL, sb, n, sig);
+	guard_free(f->g);
+	f->g = NULL;
+	/* an operator's file from before: slot 0 seq 5 = prevote 9/0 with its signature */
+	v1_record(img, 5, 9, 0, GUARD_STEP_PREVOTE, sb, n, sig);
+	v1_record(img + GUARD_SLOT_SIZE, 4, 9, 0, GUARD_STEP_PROPOSE, NULL, 0, NULL);
+	tu_write_file(f->path, img, GUARD_FILE_SIZE, 0600);
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_OK);
+	guard_last(f->g, &last);
+	assert_int_equal(last.height, 9);
+	assert_int_equal(last.step, GUARD_STEP_PREVOTE);
+	/* the same request gets the signature stored in the format 1 record */
+	assert_int_equal(sign_msg(f->g, &m, &res), KMS_OK);
+	assert_true(res.reused);
+	expect_sig_of(&m, &res);
+	/* start's re-persist: slot 0 written back as it was (format 1), its record copied
+	 * into slot 1 as format 2, only its own bytes: the rest of slot 1 is untouched */
+	uint8_t *old = malloc(GUARD_FILE_SIZE);
+	assert_non_null(old);
+	memcpy(old, img, GUARD_FILE_SIZE);
+	read_state(f->path, img);
+	assert_int_equal(slot_u32(img, 0, 8), 1);
+	assert_int_equal(slot_u32(img, 0, 12), 4308);
+	assert_memory_equal(img, old, GUARD_SLOT_SIZE);
+	assert_int_equal(slot_u32(img, 1, 8), 2);
+	assert_int_equal(slot_u32(img, 1, 12), 212 + n); /* header, sign bytes, checksum */
+	assert_true(212 + n <= 512);			 /* inside one 512-byte block */
+	assert_memory_equal(img + GUARD_SLOT_SIZE + 212 + n, old + GUARD_SLOT_SIZE + 212 + n,
+			    GUARD_SLOT_SIZE - 212 - n); /* format 1's old checksum is still there */
+	free(old);
+	/* one format 1 and one format 2 record: a restart reads both */
+	restart_returns_stored(f, &m);
+	/* a different block at 9/0/prevote is refused */
+	struct tg_msg other = msg(GUARD_STEP_PREVOTE, 9, 0, 2, 100);
+	assert_int_equal(sign_msg(f->g, &other, &res), KMS_ERR_DOUBLE_SIGN);
+	/* the next step, then a restart: format 2 over format 1 in slot 0 */
+	struct tg_msg pc = msg(GUARD_STEP_PRECOMMIT, 9, 0, 1, 100);
+	assert_int_equal(sign_msg(f->g, &pc, &res), KMS_OK);
+	assert_false(res.reused);
+	restart_returns_stored(f, &pc);
+	read_state(f->path, img);
+	assert_int_equal(slot_u32(img, 0, 8), 2);
+	/* and a format 1 record whose header is torn is still named as torn */
+	guard_free(f->g);
+	f->g = NULL;
+	read_state(f->path, img);
+	v1_record(img, 9, 10, 0, GUARD_STEP_PREVOTE, sb, n, sig);
+	img[12] ^= 0x40; /* slot 0's record length */
+	tu_write_file(f->path, img, GUARD_FILE_SIZE, 0600);
+	tu_log_capture_start();
+	assert_int_equal(tg_open(f->path, CHAIN, &f->g), KMS_ERR_FORMAT);
+	assert_true(tu_log_contains("slot 0 is INVALID (checksum mismatch"));
+	tu_log_capture_stop();
+	free(img);
+}
+
 /* ---- state repair ---- */
 
 static void test_repair(void **state)
@@ -496,8 +622,9 @@ static void test_repair(void **state)
 	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 3), KMS_ERR_REFUSED);
 	assert_int_equal(guard_state_repair_height(f->path, CHAIN, 100), KMS_ERR_REFUSED);
 
-	/* the newest record (slot 0, seq 3) torn: the view names both */
-	corrupt_byte(f->path, 2000);
+	/* the newest record (slot 0, seq 3) torn: the view names both (byte 150 is in the
+	 * signature, inside a record of either format; format 2 ends before byte 2000) */
+	corrupt_byte(f->path, 150);
 	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
 	assert_false(v.healthy);
 	assert_int_equal(v.accept_slot, 1);
@@ -527,8 +654,8 @@ static void test_repair(void **state)
 	guard_free(g);
 
 	/* both records rotten: only a height will do, and it must be above both */
-	corrupt_byte(f->path, 2000);
-	corrupt_byte(f->path, 2000 + GUARD_SLOT_SIZE);
+	corrupt_byte(f->path, 150);
+	corrupt_byte(f->path, 150 + GUARD_SLOT_SIZE);
 	assert_int_equal(guard_state_repair_view(f->path, &v), KMS_OK);
 	assert_int_equal(v.accept_slot, -1);
 	assert_int_equal(guard_state_repair_accept(f->path, CHAIN, 5), KMS_ERR_REFUSED);
@@ -705,6 +832,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repair, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format1_still_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_temp_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flock, setup, teardown),

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -205,6 +207,38 @@ static void exchange(const struct net_addr *la, struct net_addr *da)
 		}
 	}
 	assert_memory_equal(big, back, sizeof(big));
+	{
+		/* read-ahead: one recv holds two writes; reads of 1 byte, then the rest */
+		struct net_fd_reader rb;
+		struct net_stream ra;
+		uint8_t one[1];
+
+		net_stream_fd_readahead(&rb, &sfd, &ra);
+		assert_int_equal(net_write_full(cfd, "\x05hello\x03" "abc", 10, TMO), KMS_OK);
+		for (int waited = 0, avail = 0; avail < 10; waited++) { /* all 10 bytes arrived */
+			assert_true(waited < TMO);
+			assert_int_equal(ioctl(sfd, FIONREAD, &avail), 0);
+			if (avail < 10)
+				nanosleep(&(struct timespec){ 0, 1000000L }, NULL);
+		}
+		assert_int_equal(ra.read(ra.ctx, one, 1, &got, net_deadline(TMO)), KMS_OK);
+		assert_int_equal(got, 1);
+		assert_int_equal(one[0], 5);
+		assert_int_equal(rb.len, 10); /* both messages arrived in the first recv */
+		assert_int_equal(ra.read(ra.ctx, back, 5, &got, net_deadline(TMO)), KMS_OK);
+		assert_int_equal(got, 5);
+		assert_memory_equal(back, "hello", 5);
+		assert_int_equal(ra.read(ra.ctx, back, sizeof(back), &got, net_deadline(TMO)),
+				 KMS_OK);
+		assert_int_equal(got, 4); /* what is buffered, never more */
+		assert_memory_equal(back, "\x03" "abc", 4);
+		/* empty again: a big read goes straight to the socket; writes pass through */
+		assert_int_equal(ra.write(ra.ctx, (const uint8_t *)"pong", 4, net_deadline(TMO)),
+				 KMS_OK);
+		assert_int_equal(net_read_full(cfd, back, 4, TMO), KMS_OK);
+		assert_memory_equal(back, "pong", 4);
+		assert_int_equal(ra.read(ra.ctx, back, 1, &got, net_deadline(50)), KMS_ERR_TIMEOUT);
+	}
 	/* orderly close is KMS_ERR_CONN_CLOSED */
 	net_close(&sfd);
 	assert_int_equal(sfd, -1);
