@@ -40,6 +40,7 @@ cleanup() {
 		wait "$p" 2>/dev/null || true
 	done
 	if declare -F softhsm_cleanup >/dev/null; then softhsm_cleanup; fi
+	if declare -F etcd_cleanup >/dev/null; then etcd_cleanup; fi
 	[ -n "$SHM" ] && [ -d "$SHM" ] && rm -rf -- "$SHM"
 	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf -- "$WORK"
 	exit $rc
@@ -88,7 +89,10 @@ write_conf() {
 		echo "chains = ("
 		for ((c = 0; c < m; c++)); do
 			[ $c = 0 ] || echo ","
-			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; $CHAIN_EXTRA }"
+			echo "  { id = \"bench-$c\"; key_format = \"hex\"; state_file = \"$STATE_DIR/$name-$c.state\"; $CHAIN_EXTRA"
+			# #20: HA runs commit every signature to the etcd cluster started below
+			[ -z "${HA_EPS:-}" ] || echo "    ha = { etcd = [ $HA_EPS ]; prefix = \"/bench-$name\"; host = \"bench\"; };"
+			echo "  }"
 		done
 		echo ");"
 		echo "keys = ("
@@ -287,6 +291,20 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 	CHAIN_EXTRA=""
 fi
 
+# #20 HA: the same single-host runs with every new signature committed to a 3-member etcd
+# cluster on this machine (data on the state disk, fsync on): the cost of the etcd round
+# trip and its fsync. Skipped without etcd-server.
+if command -v etcd >/dev/null 2>&1; then
+	. "$ROOT/tests/ha/etcd_lib.sh"
+	etcd_setup "$WORK/etcd"
+	etcd_cluster_start 3 || die "etcd cluster"
+	HA_EPS="$ETCD_EPS"
+	run softsign-tcp-ha softsign tcp 1 1
+	run softhsm2-tcp-ha softhsm2 tcp 1 1
+	HA_EPS=""
+	etcd_cleanup
+fi
+
 python3 - "$WORK/res" "$OUT" "$N" <<'PY'
 import glob, json, os, platform, sys, time
 res, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -308,7 +326,8 @@ names = ["softsign-tcp", "softsign-unix", "softhsm2-tcp", "softhsm2-unix", "scal
          "softsign-tcp-audit", "softsign-unix-audit"]
 names += ["metrics-off", "metrics-on"]
 names += [k for k in ["softsign-tcp-tmpfs", "softsign-unix-tmpfs", "scale-3x3-tmpfs", "softsign-tcp-tmpfs-audit",
-                      "softsign-unix-tmpfs-audit", "metrics-off-tmpfs", "metrics-on-tmpfs"]
+                      "softsign-unix-tmpfs-audit", "metrics-off-tmpfs", "metrics-on-tmpfs",
+                      "softsign-tcp-ha", "softhsm2-tcp-ha"]
           if os.path.exists(os.path.join(res, k + ".rss"))]
 audit_emit = load(os.path.join(res, "audit_emit.json"))
 starts = sorted(int(x) / 1000.0 for x in open(os.path.join(res, "startup.txt")).read().split())
@@ -384,6 +403,16 @@ for k, label in [("scale-1x1", "1 chain x 1 sentry"), ("scale-3x3", "3 chains x 
     r = runs[k]
     print("%-26s %8.3f %9.3f %12.0f %17.0f %8.1f %8.1f" % (label, r["p50_ms"], r["p99_ms"], r["responses_per_s"],
           r["new_signatures_per_s"], r["rss_mib"], r["hwm_mib"]))
+if "softsign-tcp-ha" in runs:
+    print()
+    print("HA (#20): one host, every new signature committed to a 3-member etcd on this machine")
+    print("%-22s %9s %9s %9s %12s   vs single host p50 / p99" % ("slot / transport", "p50 ms", "p99 ms", "max ms", "signatures/s"))
+    for k, base, label in [("softsign-tcp-ha", "softsign-tcp", "softsign, TCP+SC, HA"),
+                           ("softhsm2-tcp-ha", "softhsm2-tcp", "SoftHSM2, TCP+SC, HA")]:
+        if k in runs:
+            r, b = runs[k], runs[base]
+            print("%-22s %9.3f %9.3f %9.3f %12.0f   %.3f / %.3f" % (label, r["p50_ms"], r["p99_ms"], r["max_ms"],
+                  r["responses_per_s"], b["p50_ms"], b["p99_ms"]))
 print()
 print("node restarts (down 1-4 s)   starts  connected  missed  connect p50 ms  worst connect ms  window ms")
 print("%-26s %8d %10d %7d %15.0f %17.0f %10d" % ("softsign, TCP+SC", restarts["starts"], restarts["connected"],

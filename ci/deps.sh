@@ -13,6 +13,7 @@ P11KMS_DEB_PACKAGES=(
 	libconfig-dev libcmocka-dev libjansson-dev
 	clang libclang-rt-14-dev clang-format-14
 	valgrind gnutls-bin procps python3
+	etcd-server etcd-client libcurl4-openssl-dev
 	zlib1g-dev
 	libmicrohttpd-dev libsystemd-dev prometheus curl
 	libsodium-dev

@@ -34,6 +34,20 @@ enum cfg_proto {
 	CFG_PROTO_AUTO = 5, /* the default: one response form every version reads (docs/privval.md) */
 };
 
+/* #20 HA: the chain's cluster high-water mark in etcd (docs/ha.md). */
+struct cfg_ha {
+	char **etcd;	/* n_etcd >= 1 endpoints, "http(s)://host:port" */
+	size_t n_etcd;
+	char *prefix;	/* key prefix, default "/p11kms" */
+	char *ca;	/* CA bundle (absolute path), NULL: system default */
+	char *cert;	/* client certificate, NULL: none */
+	char *key;	/* client key (0600), NULL: none */
+	int timeout_ms; /* bound on every etcd call, default 500 */
+	char *host;	/* this host's name in the mark, NULL: gethostname() */
+};
+#define CFG_HA_DEFAULT_PREFIX "/p11kms"
+#define CFG_HA_DEFAULT_TIMEOUT_MS 500
+
 struct cfg_chain {
 	char *id; /* chain-id, 1..50 bytes */
 	enum cfg_key_format key_format;
@@ -45,6 +59,7 @@ struct cfg_chain {
 	/* Accept a state_file on a filesystem that cannot keep it (tmpfs, overlayfs, NFS, ...;
 	 * dfile_fs_probe): tests and benchmarks only. Default 0. */
 	int allow_volatile_state;
+	struct cfg_ha *ha; /* #20: NULL = one host, no cluster */
 };
 
 enum cfg_key_kind {

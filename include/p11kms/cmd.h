@@ -26,6 +26,7 @@ int cmd_keys(int argc, char **argv);
 int cmd_state(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_ha(int argc, char **argv); /* #20 */
 int cmd_audit(int argc, char **argv);
 int cmd_start(int argc, char **argv); /* src/daemon/cmd_start.c */
 int cmd_version(int argc, char **argv);
@@ -47,6 +48,7 @@ extern const struct option cmd_doctor_options[];
 extern const struct option cmd_migrate_options[];
 extern const struct option cmd_start_options[];
 extern const struct option cmd_audit_options[];
+extern const struct option cmd_ha_options[]; /* #20 */
 int cmd_completion(int argc, char **argv);
 
 #endif

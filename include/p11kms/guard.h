@@ -143,6 +143,11 @@ struct guard_result {
 	uint64_t seq;	 /* the state record sequence after this decision */
 	int64_t sign_ns; /* time in the sign callback (a new signature only) */
 	int64_t sync_ns; /* time in the record's write + fdatasync (a new signature only) */
+	/* HA (guard_set_cluster): 1 when the cluster mark refused the request or the cluster
+	 * could not be reached (then the error is KMS_ERR_DOUBLE_SIGN for a regression or
+	 * conflict with the mark, anything else for an etcd failure). */
+	int cluster;
+	int64_t cluster_ns; /* time in the cluster calls (reads and the transaction) */
 };
 
 /*
@@ -173,6 +178,47 @@ struct guard_result {
  */
 KMS_MUST_CHECK int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn sign,
 			      void *sign_ctx, struct guard_result *res);
+
+/* ---- HA: the cluster high-water mark (docs/ha.md; provided by src/ha) ----
+ * With a cluster attached, a request that is ahead of the local state is checked
+ * against the cluster mark by the same rules (CLUSTER_CHECK); the same H/R/S
+ * there is answered with the mark's signature after writing the mark into the
+ * local state (ADOPT); otherwise the guard signs, commits the new mark (COMMIT,
+ * with RESOLVE inside the provider) and only then persists and releases.
+ */
+struct guard_mark {
+	int present; /* 0: the cluster has no mark for this chain yet (nothing signed) */
+	struct guard_hrs hrs;
+	uint8_t sign_bytes[GUARD_MAX_SIGN_BYTES];
+	size_t sign_bytes_len; /* 0: none (a mark written by state init/import) */
+	uint8_t signature[GUARD_SIG_LEN];
+	int has_sig;
+};
+
+struct guard_cluster_ops {
+	/*
+	 * The mark to decide against: the one last read or watched, or a
+	 * linearizable read when none is held. KMS_OK, or an error (the request is
+	 * refused: never sign on local knowledge alone).
+	 */
+	int (*mark)(void *ctx, struct guard_mark *m);
+	/*
+	 * One compare-and-swap against the mark last returned by mark() or commit():
+	 *   KMS_OK          the mark now holds n (committed, or resolved as applied);
+	 *   KMS_ERR_EXISTS  the compare failed: *m is the mark now (decide again);
+	 *   anything else   not committed, or the outcome is unknown: n must never
+	 *                   be released.
+	 */
+	int (*commit)(void *ctx, const struct guard_mark *n, struct guard_mark *m);
+};
+
+/* The last record as a mark (present=1; sign bytes and signature if stored). Takes the mutex. */
+void guard_last_mark(struct guard *g, struct guard_mark *out);
+/* -1, 0, 1 comparing H/R/S lexicographically. */
+int guard_hrs_cmp(const struct guard_hrs *a, const struct guard_hrs *b);
+
+/* Attaches the cluster to g (before any guard_sign; ops/ctx outlive g). NULL detaches. */
+void guard_set_cluster(struct guard *g, const struct guard_cluster_ops *ops, void *ctx);
 
 /* Last signed H/R/S (takes the mutex). */
 void guard_last(struct guard *g, struct guard_hrs *out);

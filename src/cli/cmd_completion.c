@@ -48,6 +48,7 @@ static const struct cli_syntax syntaxes[] = {
 	{ "migrate", cmd_migrate_options, NULL, "file", NULL },
 	{ "start", cmd_start_options, NULL, NULL, NULL },
 	{ "audit", cmd_audit_options, "verify show export", "file", NULL },
+	{ "ha", cmd_ha_options, "status", NULL, NULL },
 	{ "completion", NULL, "bash", NULL, NULL },
 	{ "help", NULL, "@commands", NULL, NULL },
 };

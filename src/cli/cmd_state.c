@@ -19,6 +19,7 @@
 #include "p11kms/dfile.h"
 #include "p11kms/enc.h"
 #include "p11kms/guard.h"
+#include "p11kms/ha.h"
 #include "p11kms/kbuf.h"
 
 static const char usage[] =
@@ -48,6 +49,8 @@ static const char usage[] =
 	"          choice does it write: --accept-record SEQ keeps the valid record SEQ;\n"
 	"          --set-height H starts over at H/0/none (H above every height either\n"
 	"          record names). Refused while p11kms start holds the state.\n"
+	"With an `ha` block (docs/ha.md), init and import also move the cluster mark in\n"
+	"etcd forward to the new state (never backwards), and show prints it beside.\n"
 	"\n"
 	"  -c, --config FILE  config (default $P11KMS_CONFIG, then ./p11kms.conf)\n"
 	"      --chain ID     the chain (required)\n"
@@ -498,6 +501,42 @@ static int do_repair(const struct state_args *a, const char *conf, const char *p
 	return r;
 }
 
+/*
+ * #20 (docs/ha.md): init, import and a repair that wrote move the cluster mark
+ * forward (never backwards); show and a repair that only looks print it.
+ */
+static const char ha_repair_hint[] =
+	"The cluster mark holds the newest signature any host released: nothing above it\n"
+	"was released, and with the cluster attached a request at or below it is refused\n"
+	"or answered from the mark whichever record you keep (docs/ha.md).\n";
+
+static int ha_after(const struct state_args *a, const struct cfg_chain *ch, int r)
+{
+	struct kbuf *out;
+	int hr;
+	int look = strcmp(a->verb, "show") == 0 ||
+		   (strcmp(a->verb, "repair") == 0 && a->accept == NULL && a->set_height == NULL);
+	/* --json prints one object: the cluster mark stays out of it (`ha status` has it) */
+	if (ch->ha == NULL || a->json || strcmp(a->verb, "export") == 0 || (r != KMS_OK && !look))
+		return r;
+	if ((out = kbuf_new(64 * 1024)) == NULL)
+		return KMS_ERR_ALLOC;
+	if (look) {
+		hr = ha_mark_show(ch, out);
+	} else if ((hr = ha_state_forward(ch, out)) != KMS_OK) {
+		cli_err("state",
+			"the local state is written, but the cluster mark in etcd was NOT moved "
+			"forward (%s): run this again when etcd is reachable (`p11kms start` also "
+			"moves it forward)",
+			kms_strerror(hr));
+	}
+	fwrite(kbuf_ptr(out), 1, kbuf_len(out), stdout);
+	if (look && strcmp(a->verb, "repair") == 0)
+		fputs(ha_repair_hint, stdout);
+	kbuf_free(out);
+	return r != KMS_OK ? r : look ? KMS_OK : hr;
+}
+
 /* "2026-11-25T16:30:00Z" (UTC) for t, or "" if it does not format. */
 static void iso_time(time_t t, char out[static 32])
 {
@@ -652,6 +691,7 @@ int cmd_state(int argc, char **argv)
 		r = show_json(ch->state_file);
 	else
 		r = do_show_export(&a, ch->state_file, strcmp(a.verb, "export") == 0);
+	r = ha_after(&a, ch, r);
 	if (r == KMS_OK)
 		ec = CMD_EXIT_OK;
 	else if (r == KMS_ERR_CONFIG)

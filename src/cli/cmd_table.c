@@ -14,6 +14,7 @@ const struct cli_command cli_commands[] = {
 	{ "keys", cmd_keys, "List and show keys: URI, public key formats, address, hygiene" },
 	{ "state", cmd_state, "Show, initialise, import or export the double-sign state" },
 	{ "doctor", cmd_doctor, "Check everything `start` would use, with a fix for each problem" },
+	{ "ha", cmd_ha, "High availability: etcd members, cluster mark, signer hosts seen" },
 	{ "migrate", cmd_migrate, "Convert a tmkms.toml (and its state files) to p11kms" },
 	{ "audit", cmd_audit, "Verify, show or export the audit log of signing decisions" },
 	{ "start", cmd_start, "Run the signer: connect to the validator nodes and sign" },

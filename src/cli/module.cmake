@@ -14,8 +14,9 @@ p11kms_module(cli
 		${CMAKE_CURRENT_LIST_DIR}/cmd_migrate.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_completion.c
 		${CMAKE_CURRENT_LIST_DIR}/migrate.c
+		${CMAKE_CURRENT_LIST_DIR}/cmd_ha.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_audit.c
-	DEPS p11kms_audit p11kms_core p11kms_crypto p11kms_toml p11kms_config p11kms_keyfile p11kms_guard
+	DEPS p11kms_ha p11kms_audit p11kms_core p11kms_crypto p11kms_toml p11kms_config p11kms_keyfile p11kms_guard
 		p11kms_slot p11kms_daemon PkgConfig::JANSSON)
 
 add_executable(p11kms ${CMAKE_CURRENT_LIST_DIR}/main.c)

@@ -131,6 +131,7 @@ void cfg_free(struct cfg *cfg)
 		free(c->account_key_prefix);
 		free(c->consensus_key_prefix);
 		free(c->state_file);
+		cfg_ha_free(c->ha);
 	}
 	for (size_t i = 0; i < cfg->n_keys; i++) {
 		struct cfg_key *k = &cfg->keys[i];

@@ -26,6 +26,9 @@ int cfg_errf(struct cfg_ctx *x, int line, const char *key, const char *fmt, ...)
 KMS_MUST_CHECK int cfg_resolve_path(struct cfg_ctx *x, const char *p, char **out);
 
 KMS_MUST_CHECK int cfg_parse_root(struct cfg_ctx *x, const config_setting_t *root, struct cfg *cfg);
+/* #20: frees a chain's ha block; accepts NULL. */
+void cfg_ha_free(struct cfg_ha *h);
+
 KMS_MUST_CHECK int cfg_check_refs(struct cfg_ctx *x, const struct cfg *cfg);
 
 /*

@@ -19,6 +19,7 @@ static const char *const chain_keys[] = { "id",
 					  "state_file",
 					  "sign_extensions",
 					  "allow_volatile_state",
+					  "ha",
 					  NULL };
 static const char *const key_keys[] = {
 	"chain_ids", "uri", "profile", "pin_env", "softsign", "timeout_ms", NULL
@@ -224,6 +225,110 @@ static int get_group_list(struct cfg_ctx *x, const config_setting_t *root, const
 	return KMS_OK;
 }
 
+/* ---- #20: the chain's ha block (docs/ha.md) ---------------------------------------- */
+
+static const char *const ha_keys[] = { "etcd", "prefix", "ca", "cert", "key", "timeout_ms", "host",
+				       NULL };
+
+void cfg_ha_free(struct cfg_ha *h)
+{
+	if (h == NULL)
+		return;
+	for (size_t i = 0; i < h->n_etcd; i++)
+		free(h->etcd[i]);
+	free(h->etcd);
+	free(h->prefix);
+	free(h->ca);
+	free(h->cert);
+	free(h->key);
+	free(h->host);
+	free(h);
+}
+
+static int parse_ha_etcd(struct cfg_ctx *x, const config_setting_t *g, const char *kp,
+			 struct cfg_ha *h)
+{
+	char sub[160];
+	const config_setting_t *a = member(g, "etcd");
+	key_path(sub, sizeof(sub), kp, "etcd");
+	if (a == NULL)
+		return missing(x, g, sub);
+	if (config_setting_type(a) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(a) != CONFIG_TYPE_LIST)
+		return cfg_errf(x, line_of(a), sub,
+				"must be an array of endpoints [ \"https://host:2379\", ... ], found %s",
+				type_name(a));
+	int n = config_setting_length(a);
+	if (n <= 0)
+		return cfg_errf(x, line_of(a), sub, "must name at least one etcd endpoint");
+	if ((h->etcd = calloc((size_t)n, sizeof(char *))) == NULL)
+		return KMS_ERR_ALLOC;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(a, (unsigned)i);
+		const char *s = config_setting_get_string(e);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING || s == NULL ||
+		    (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) ||
+		    strlen(s) > 200)
+			return cfg_errf(x, line_of(a), sub,
+					"element %d must be an endpoint \"http(s)://host:port\"", i);
+		for (const char *c = s; *c != '\0'; c++)
+			if (iscntrl((unsigned char)*c) || isspace((unsigned char)*c))
+				return cfg_errf(x, line_of(a), sub,
+						"element %d contains white space or a control "
+						"character",
+						i);
+		if ((h->etcd[i] = strdup(s)) == NULL)
+			return KMS_ERR_ALLOC;
+		h->n_etcd = (size_t)i + 1;
+	}
+	return KMS_OK;
+}
+
+static int parse_ha(struct cfg_ctx *x, const config_setting_t *chain, const char *kp,
+		    struct cfg_chain *c)
+{
+	const config_setting_t *g = member(chain, "ha");
+	char sub[96]; /* "chains[N].ha": short, so that the keys below it fit 160 bytes */
+	long long t = 0;
+	int has = 0, r;
+	if (g == NULL)
+		return KMS_OK;
+	key_path(sub, sizeof(sub), kp, "ha");
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+		return cfg_errf(x, line_of(g), sub,
+				"must be a group { etcd = [ ... ]; ... }, found %s", type_name(g));
+	if ((c->ha = calloc(1, sizeof(*c->ha))) == NULL)
+		return KMS_ERR_ALLOC;
+	struct cfg_ha *h = c->ha;
+	if ((r = check_known(x, g, ha_keys, sub)) != KMS_OK ||
+	    (r = parse_ha_etcd(x, g, sub, h)) != KMS_OK ||
+	    (r = get_str(x, g, sub, "prefix", 0, &h->prefix)) != KMS_OK ||
+	    (r = get_path(x, g, sub, "ca", 0, &h->ca)) != KMS_OK ||
+	    (r = get_path(x, g, sub, "cert", 0, &h->cert)) != KMS_OK ||
+	    (r = get_path(x, g, sub, "key", 0, &h->key)) != KMS_OK ||
+	    (r = get_str(x, g, sub, "host", 0, &h->host)) != KMS_OK ||
+	    (r = get_int(x, g, sub, "timeout_ms", 10, 60000, &has, &t)) != KMS_OK)
+		return r;
+	h->timeout_ms = has ? (int)t : CFG_HA_DEFAULT_TIMEOUT_MS;
+	if (h->prefix == NULL && (h->prefix = strdup(CFG_HA_DEFAULT_PREFIX)) == NULL)
+		return KMS_ERR_ALLOC;
+	if (h->prefix[0] != '/' || h->prefix[strlen(h->prefix) - 1] == '/') {
+		key_path(sub, sizeof(sub), kp, "ha.prefix");
+		return cfg_errf(x, line_of(member(g, "prefix")), sub,
+				"\"%s\" must start with / and not end with one", h->prefix);
+	}
+	if ((h->cert == NULL) != (h->key == NULL)) {
+		key_path(sub, sizeof(sub), kp, "ha");
+		return cfg_errf(x, line_of(g), sub, "cert and key go together (client TLS)");
+	}
+	if (h->host != NULL && (strlen(h->host) > 63 || strchr(h->host, '/') != NULL)) {
+		key_path(sub, sizeof(sub), kp, "ha.host");
+		return cfg_errf(x, line_of(member(g, "host")), sub,
+				"at most 63 characters, no /");
+	}
+	return KMS_OK;
+}
+
 /* ---- sections ----------------------------------------------------------------------- */
 
 static int check_chain_id(struct cfg_ctx *x, int line, const char *kp, const char *id)
@@ -269,7 +374,8 @@ static int parse_chain(struct cfg_ctx *x, const config_setting_t *g, const char 
 		    KMS_OK ||
 	    (r = get_path(x, g, kp, "state_file", 1, &c->state_file)) != KMS_OK ||
 	    (r = get_bool(x, g, kp, "sign_extensions", 1, &c->sign_extensions)) != KMS_OK ||
-	    (r = get_bool(x, g, kp, "allow_volatile_state", 0, &c->allow_volatile_state)) != KMS_OK)
+	    (r = get_bool(x, g, kp, "allow_volatile_state", 0, &c->allow_volatile_state)) != KMS_OK ||
+	    (r = parse_ha(x, g, kp, c)) != KMS_OK)
 		goto out;
 	if (fmt == NULL) {
 		/* Default: bech32 when a consensus prefix is given, hex otherwise. */

@@ -329,6 +329,32 @@ static int make_states_durable(struct daemon *d)
 	return CMD_EXIT_OK;
 }
 
+/*
+ * #20: several hosts, one mark in etcd (docs/ha.md). After make_states_durable:
+ * the start-up sync reads the local record only once it is durable. etcd
+ * being down never stops start (the preflight warned): new signatures are
+ * refused until it answers.
+ */
+static int start_ha(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_chains; i++) {
+		struct d_chain *ch = &d->chains[i];
+		int r;
+
+		if (ch->cc->ha == NULL)
+			continue;
+		r = ha_global_init();
+		if (r == KMS_OK)
+			r = ha_chain_start(ch->cc, ch->guard, &ch->ha);
+		if (r != KMS_OK) {
+			kms_log_err("cannot set up HA for chain %s (%s:%d): %s", ch->cc->id,
+				    d->cfg->path, ch->cc->line, kms_strerror(r));
+			return r == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_CONFIG;
+		}
+	}
+	return CMD_EXIT_OK;
+}
+
 static int prepare_conns(struct daemon *d)
 {
 	const struct cfg *cfg = d->cfg;
@@ -486,6 +512,7 @@ static void release(struct daemon *d)
 	for (size_t i = 0; i < d->n_chains; i++) {
 		if (d->chains[i].owns_key)
 			slot_free(d->chains[i].key);
+		ha_chain_stop(d->chains[i].ha);
 		guard_free(d->chains[i].guard);
 	}
 	slot_shutdown();
@@ -552,7 +579,8 @@ int daemon_run(const struct cfg *cfg, const struct daemon_opts *o)
 	}
 	if ((ec = preload_softsign(&d)) != CMD_EXIT_OK || (ec = open_chains(&d)) != CMD_EXIT_OK ||
 	    (ec = prepare_conns(&d)) != CMD_EXIT_OK ||
-	    (ec = make_states_durable(&d)) != CMD_EXIT_OK || (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
+	    (ec = make_states_durable(&d)) != CMD_EXIT_OK || (ec = start_ha(&d)) != CMD_EXIT_OK ||
+	    (ec = d_obs_start(&d)) != CMD_EXIT_OK ||
 	    (ec = open_audit(&d)) != CMD_EXIT_OK)
 		goto out;
 	if (atomic_load(&g_stop_requested)) {

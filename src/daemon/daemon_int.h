@@ -9,6 +9,7 @@
 #include "p11kms/cfg.h"
 #include "p11kms/kms_log.h"
 #include "p11kms/daemon.h"
+#include "p11kms/ha.h"
 #include "p11kms/pv.h"
 
 /*
@@ -45,6 +46,7 @@ struct d_chain {
 	struct guard *guard;
 	struct slot *key;
 	int owns_key; /* 0 when another chain served by the same keys entry opened it */
+	struct ha_chain *ha; /* #20: the cluster mark (docs/ha.md), NULL without `ha` */
 };
 
 /* One per distinct secret_key (Secret Connection identity). */

@@ -119,6 +119,8 @@ static int refuse(const struct handler_ctx *h, const struct pv_request *req, enu
 /* Which obs_why a guard/slot failure is. */
 static enum obs_why why_for_sign_err(int r, const struct guard_result *res)
 {
+	if (res->cluster)
+		return OBS_WHY_CLUSTER; /* #20: the cluster mark refused, or etcd failed */
 	if (r == KMS_ERR_DOUBLE_SIGN)
 		return res->regression ? OBS_WHY_REGRESSION : OBS_WHY_CONFLICT;
 	if (r == KMS_ERR_REFUSED)
@@ -201,7 +203,10 @@ static int guarded_sign(const struct handler_ctx *h, const struct pv_request *re
 	else
 		(void)snprintf(why, sizeof(why), "h=%lld r=%d s=%d: %s", (long long)hrs.height,
 			       (int)hrs.round, (int)hrs.step, kms_strerror(r));
-	return refuse(h, req, code_for_sign_err(r), why_for_sign_err(r, res), why, out, ev);
+	/* #20: a cluster regression/conflict is a double sign (2); etcd unavailable is 6 */
+	enum pv_code code = res->cluster && r != KMS_ERR_DOUBLE_SIGN ? PV_CODE_STATE_UNAVAILABLE :
+								       code_for_sign_err(r);
+	return refuse(h, req, code, why_for_sign_err(r, res), why, out, ev);
 }
 
 /*

@@ -11,7 +11,7 @@ p11kms_module(daemon
 		${CMAKE_CURRENT_LIST_DIR}/handler.c
 		${CMAKE_CURRENT_LIST_DIR}/cmd_start.c
 		${CMAKE_CURRENT_LIST_DIR}/d_obs.c
-	DEPS p11kms_audit p11kms_obs p11kms_config p11kms_privval p11kms_guard p11kms_slot p11kms_net p11kms_core
+	DEPS p11kms_ha p11kms_audit p11kms_obs p11kms_config p11kms_privval p11kms_guard p11kms_slot p11kms_net p11kms_core
 		p11kms_keyfile
 		OpenSSL::Crypto Threads::Threads)
 

@@ -24,8 +24,10 @@
 #include "p11kms/dfile.h"
 #include "p11kms/enc.h"
 #include "p11kms/guard.h"
+#include "p11kms/ha.h"
 #include "p11kms/kbuf.h"
 #include "p11kms/keyfile.h"
+#include "p11kms/kms_log.h"
 #include "p11kms/sc.h"
 #include "p11kms/slot.h"
 #include "daemon_int.h"
@@ -625,6 +627,53 @@ static void check_audit(struct pf_ctx *pf)
 	audit_doctor(pf->cfg, audit_line, pf);
 }
 
+/* #20: one chain's etcd cluster (ha_preflight), and the verdict by who runs it. */
+struct ha_pf {
+	struct pf_ctx *pf;
+	const char *chain_id;
+};
+
+static void ha_finding(void *ctx, enum ha_finding kind, int err, const char *line)
+{
+	struct ha_pf *h = ctx;
+
+	if (kind == HA_FIND_OK)
+		pf_report(h->pf, "ha", PF_OK, 0, h->chain_id, "%s", line);
+	else if (kind == HA_FIND_LOCAL) /* start could not attach the cluster either */
+		pf_report(h->pf, "ha", PF_FAIL,
+			  err == KMS_ERR_PERM ? CMD_EXIT_PERM : CMD_EXIT_CONFIG, h->chain_id,
+			  "%s", line);
+	else if (h->pf->mode == PF_START) /* start runs; new signatures refused until it heals */
+		pf_report(h->pf, "ha", PF_WARN, 0, h->chain_id,
+			  "%s (new signatures are refused until it is fixed: docs/ha.md)", line);
+	else /* doctor as a probe: this signer cannot sign anything new */
+		pf_report(h->pf, "ha", PF_FAIL, CMD_EXIT_STATE, h->chain_id, "%s", line);
+}
+
+static void check_ha(struct pf_ctx *pf)
+{
+	const struct cfg *c = pf->cfg;
+
+	for (size_t i = 0; i < c->n_chains; i++) {
+		const struct cfg_chain *ch = &c->chains[i];
+		struct ha_pf h = { pf, ch->id };
+		struct guard_hrs last;
+
+		if (ch->ha == NULL || !uses_chain(c, ch->id))
+			continue;
+		if (ha_global_init() != KMS_OK) {
+			pf_report(pf, "ha", PF_FAIL, CMD_EXIT_FAIL, ch->id,
+				  "ha for %s: libcurl does not initialise", ch->id);
+			continue;
+		}
+		/* read without the lock; an unreadable state is state_file's finding */
+		int have = guard_state_check_ro(ch->state_file, ch->id, &last) == KMS_OK;
+		if (ha_preflight(ch, have ? &last : NULL, ha_finding, &h) != KMS_OK)
+			kms_log_debug("ha preflight of chain %s: not healthy (the findings say why)",
+				      ch->id);
+	}
+}
+
 /*
  * The list. start runs the PF_START entries before it opens anything it keeps
  * (it then opens the keys itself, so the deep key checks are doctor's only).
@@ -654,6 +703,8 @@ const struct pf_check pf_checks[] = {
 	  check_identity_keys },
 	{ "audit", "the audit log: directory, a running writer's condition, the newest file",
 	  PF_DOCTOR, 1, check_audit },
+	{ "ha", "with ha (#20): etcd endpoints answer (TLS), a quorum, the cluster mark not behind",
+	  PF_START | PF_DOCTOR, 1, check_ha },
 	{ NULL, NULL, 0, 0, NULL },
 };
 

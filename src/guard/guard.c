@@ -34,6 +34,23 @@ struct guard {
 	int durable; /* the loaded record was re-persisted (under mu) */
 	char chain_id[GUARD_MAX_CHAIN_ID + 1];
 	struct guard_rec next; /* scratch for the record being written (under mu) */
+	/* HA (docs/ha.md): the cluster, and scratch marks for it (under mu) */
+	const struct guard_cluster_ops *cl;
+	void *cl_ctx;
+	struct guard_mark cmark, cnext;
+};
+
+/* Compare-failure rounds of one request before it is refused (each one saw the mark move). */
+#define GUARD_CLUSTER_ROUNDS 4
+
+/* What a request is compared with at its own H/R/S: the local record or the cluster mark. */
+struct guard_stored {
+	const char *whose; /* "" (local) or "cluster mark: " */
+	const struct guard_hrs *hrs;
+	const uint8_t *sign_bytes;
+	size_t sign_bytes_len;
+	const uint8_t *signature;
+	int has_sig;
 };
 
 const char *guard_step_name(enum guard_step s)
@@ -238,6 +255,8 @@ void guard_free(struct guard *g)
 	guard_file_close(g->gf);
 	pthread_mutex_destroy(&g->mu);
 	kms_wipe(&g->next, sizeof(g->next));
+	kms_wipe(&g->cmark, sizeof(g->cmark));
+	kms_wipe(&g->cnext, sizeof(g->cnext));
 	free(g);
 }
 
@@ -250,6 +269,22 @@ void guard_last(struct guard *g, struct guard_hrs *out)
 {
 	pthread_mutex_lock(&g->mu);
 	*out = g->gf->rec.hrs;
+	pthread_mutex_unlock(&g->mu);
+}
+
+void guard_last_mark(struct guard *g, struct guard_mark *out)
+{
+	pthread_mutex_lock(&g->mu);
+	const struct guard_rec *r = &g->gf->rec;
+	memset(out, 0, sizeof(*out));
+	out->present = 1;
+	out->hrs = r->hrs;
+	if (r->has_sig && r->sign_bytes_len > 0) {
+		memcpy(out->sign_bytes, r->sign_bytes, r->sign_bytes_len);
+		out->sign_bytes_len = r->sign_bytes_len;
+		memcpy(out->signature, r->signature, GUARD_SIG_LEN);
+		out->has_sig = 1;
+	}
 	pthread_mutex_unlock(&g->mu);
 }
 
@@ -305,35 +340,37 @@ static int check_request(struct guard *g, const struct guard_request *req, struc
 	return KMS_OK;
 }
 
-/* Same H/R/S as the last record: return what was signed, or refuse (spec §5.2 step 2, §5.4). */
+/* Same H/R/S as st: return what was signed, or refuse (spec §5.2 step 2, §5.4). */
 static int same_hrs(struct guard *g, const struct guard_request *req, const struct guard_canon *c,
-		    struct guard_result *res)
+		    const struct guard_stored *st, struct guard_result *res)
 {
-	const struct guard_rec *last = &g->gf->rec;
 	struct guard_canon old;
-	if (last->sign_bytes_len == 0 || !last->has_sig)
+	if (st->sign_bytes_len == 0 || !st->has_sig)
 		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
-			      "no sign bytes stored for this height/round/step (initialised or "
-			      "imported state), cannot tell if it is the same");
-	if (last->sign_bytes_len == req->sign_bytes_len &&
-	    memcmp(last->sign_bytes, req->sign_bytes, req->sign_bytes_len) == 0) {
-		memcpy(res->signature, last->signature, GUARD_SIG_LEN);
+			      "%sno sign bytes stored for this height/round/step (initialised or "
+			      "imported state), cannot tell if it is the same",
+			      st->whose);
+	if (st->sign_bytes_len == req->sign_bytes_len &&
+	    memcmp(st->sign_bytes, req->sign_bytes, req->sign_bytes_len) == 0) {
+		memcpy(res->signature, st->signature, GUARD_SIG_LEN);
 		res->reused = 1;
 		return KMS_OK;
 	}
-	if (guard_pb_decode(last->sign_bytes, last->sign_bytes_len, &old) != KMS_OK)
+	if (guard_pb_decode(st->sign_bytes, st->sign_bytes_len, &old) != KMS_OK)
 		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
-			      "stored sign bytes do not decode; conflicting data");
+			      "%sstored sign bytes do not decode; conflicting data", st->whose);
 	if (!guard_pb_equal_but_ts(&old, c))
 		return refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
-			      "conflicting data: different block or content at the same "
-			      "height/round/step (double sign)");
+			      "%sconflicting data: different block or content at the same "
+			      "height/round/step (double sign)",
+			      st->whose);
 	if (c->is_proposal)
 		return refuse(
 			g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
-			"proposal differs only in timestamp; refusing: the node ignores a "
-			"returned proposal timestamp, so the stored signature would not verify");
-	memcpy(res->signature, last->signature, GUARD_SIG_LEN);
+			"%sproposal differs only in timestamp; refusing: the node ignores a "
+			"returned proposal timestamp, so the stored signature would not verify",
+			st->whose);
+	memcpy(res->signature, st->signature, GUARD_SIG_LEN);
 	res->reused = 1;
 	res->timestamp_replaced = 1;
 	res->ts_seconds = old.ts_seconds;
@@ -341,11 +378,41 @@ static int same_hrs(struct guard *g, const struct guard_request *req, const stru
 	return KMS_OK;
 }
 
+/*
+ * PERSIST: writes {hrs, sign bytes, signature} as the next record (pwrite + one
+ * fdatasync). On failure the guard fails closed and the signature must not leave.
+ */
+static int persist(struct guard *g, const struct guard_hrs *hrs, const uint8_t *sb, size_t sb_len,
+		   const uint8_t sig[static GUARD_SIG_LEN], struct guard_result *res)
+{
+	struct guard_rec *n = &g->next;
+	memset(n, 0, sizeof(*n));
+	n->seq = g->gf->rec.seq + 1;
+	n->written_at = (int64_t)time(NULL);
+	n->hrs = *hrs;
+	n->has_sig = 1;
+	memcpy(n->chain_id, g->chain_id, sizeof(n->chain_id));
+	memcpy(n->signature, sig, GUARD_SIG_LEN);
+	n->sign_bytes_len = sb_len;
+	memcpy(n->sign_bytes, sb, sb_len);
+	/* durable before release (STYLE.md §2.7): the signature leaves only after this */
+	int64_t t0 = mono_ns();
+	int r = guard_file_write(g->gf, n);
+	res->sync_ns = mono_ns() - t0;
+	if (r == KMS_OK)
+		return KMS_OK;
+	atomic_store(&g->failed, 1);
+	kms_log_err("double-sign guard FAIL-CLOSED chain=%s path=%s: the on-disk state is "
+		    "uncertain; restart p11kms after fixing the disk",
+		    g->chain_id, g->gf->path);
+	return refuse(g, hrs, res, KMS_ERR_STATE_IO,
+		      "state write failed; guard is now fail-closed until restarted");
+}
+
 static int sign_and_persist(struct guard *g, const struct guard_request *req, guard_sign_fn sign,
 			    void *sign_ctx, struct guard_result *res)
 {
 	uint8_t sig[GUARD_SIG_LEN];
-	struct guard_rec *n = &g->next;
 	int64_t t0 = mono_ns();
 	int r = sign(sign_ctx, req->sign_bytes, req->sign_bytes_len, sig);
 	res->sign_ns = mono_ns() - t0;
@@ -353,32 +420,125 @@ static int sign_and_persist(struct guard *g, const struct guard_request *req, gu
 		(void)refuse(g, &req->hrs, res, r, "signer failed: %s", kms_strerror(r));
 		goto out;
 	}
-	memset(n, 0, sizeof(*n));
-	n->seq = g->gf->rec.seq + 1;
-	n->written_at = (int64_t)time(NULL);
-	n->hrs = req->hrs;
-	n->has_sig = 1;
-	memcpy(n->chain_id, g->chain_id, sizeof(n->chain_id));
-	memcpy(n->signature, sig, GUARD_SIG_LEN);
-	n->sign_bytes_len = req->sign_bytes_len;
-	memcpy(n->sign_bytes, req->sign_bytes, req->sign_bytes_len);
-	/* durable before release (STYLE.md §2.7): the signature leaves only after this */
-	t0 = mono_ns();
-	r = guard_file_write(g->gf, n);
-	res->sync_ns = mono_ns() - t0;
-	if (r != KMS_OK) {
-		atomic_store(&g->failed, 1);
-		r = refuse(g, &req->hrs, res, KMS_ERR_STATE_IO,
-			   "state write failed; guard is now fail-closed until restarted");
-		kms_log_err("double-sign guard FAIL-CLOSED chain=%s path=%s: the on-disk state is "
-			    "uncertain; restart p11kms after fixing the disk",
-			    g->chain_id, g->gf->path);
-		goto out;
-	}
-	memcpy(res->signature, sig, GUARD_SIG_LEN);
-	r = KMS_OK;
+	r = persist(g, &req->hrs, req->sign_bytes, req->sign_bytes_len, sig, res);
+	if (r == KMS_OK)
+		memcpy(res->signature, sig, GUARD_SIG_LEN);
 out:
 	kms_wipe(sig, sizeof(sig));
+	return r;
+}
+
+void guard_set_cluster(struct guard *g, const struct guard_cluster_ops *ops, void *ctx)
+{
+	pthread_mutex_lock(&g->mu);
+	g->cl = ops;
+	g->cl_ctx = ctx;
+	pthread_mutex_unlock(&g->mu);
+}
+
+/* A refusal decided by (or caused by) the cluster. */
+static int cluster_refusal(struct guard_result *res, int r)
+{
+	res->cluster = 1;
+	return r;
+}
+
+/*
+ * The request is ahead of the local state and a cluster is attached: steps
+ * CLUSTER_CHECK, SIGN, COMMIT (RESOLVE is inside ops->commit), ADOPT, PERSIST of
+ * docs/ha.md. The signature leaves (is copied to res) only when the mark holds it.
+ */
+static int cluster_sign(struct guard *g, const struct guard_request *req,
+			const struct guard_canon *c, guard_sign_fn sign, void *sign_ctx,
+			struct guard_result *res)
+{
+	struct guard_mark *m = &g->cmark, *n = &g->cnext;
+	uint8_t sig[GUARD_SIG_LEN];
+	int have_sig = 0, r;
+	int64_t t0 = mono_ns();
+
+	r = g->cl->mark(g->cl_ctx, m);
+	if (r != KMS_OK) {
+		r = cluster_refusal(res, refuse(g, &req->hrs, res, r,
+						"cluster mark unavailable (%s): refusing to sign "
+						"on local knowledge alone",
+						kms_strerror(r)));
+		goto out;
+	}
+	for (int round = 0;; round++) {
+		/* CLUSTER_CHECK: the FilePV rules against the mark */
+		int cmp = m->present ? guard_hrs_cmp(&req->hrs, &m->hrs) : 1;
+		if (cmp < 0) {
+			res->regression = 1;
+			r = cluster_refusal(
+				res, refuse(g, &req->hrs, res, KMS_ERR_DOUBLE_SIGN,
+					    "cluster mark h/r/s=%lld/%d/%d: regression",
+					    (long long)m->hrs.height, m->hrs.round, (int)m->hrs.step));
+			goto out;
+		}
+		if (cmp == 0) {
+			const struct guard_stored st = { "cluster mark: ", &m->hrs, m->sign_bytes,
+							 m->sign_bytes_len, m->signature,
+							 m->has_sig };
+			r = same_hrs(g, req, c, &st, res);
+			if (r != KMS_OK) {
+				r = cluster_refusal(res, r);
+				goto out;
+			}
+			/* ADOPT: the mark into the local state, then its signature leaves */
+			r = persist(g, &m->hrs, m->sign_bytes, m->sign_bytes_len, m->signature,
+				    res);
+			if (r != KMS_OK)
+				memset(res->signature, 0, sizeof(res->signature));
+			goto out;
+		}
+		if (round >= GUARD_CLUSTER_ROUNDS) {
+			r = cluster_refusal(res, refuse(g, &req->hrs, res, KMS_ERR_TIMEOUT,
+							"cluster mark moved %d times under this "
+							"request; refusing",
+							round));
+			goto out;
+		}
+		/* SIGN, once: the same sign bytes in every round */
+		if (!have_sig) {
+			int64_t ts = mono_ns();
+			r = sign(sign_ctx, req->sign_bytes, req->sign_bytes_len, sig);
+			res->sign_ns = mono_ns() - ts;
+			if (r != KMS_OK) {
+				(void)refuse(g, &req->hrs, res, r, "signer failed: %s",
+					     kms_strerror(r));
+				goto out;
+			}
+			have_sig = 1;
+		}
+		/* COMMIT: compare-and-swap against m */
+		memset(n, 0, sizeof(*n));
+		n->present = 1;
+		n->hrs = req->hrs;
+		n->sign_bytes_len = req->sign_bytes_len;
+		memcpy(n->sign_bytes, req->sign_bytes, req->sign_bytes_len);
+		memcpy(n->signature, sig, GUARD_SIG_LEN);
+		n->has_sig = 1;
+		r = g->cl->commit(g->cl_ctx, n, m);
+		if (r == KMS_OK)
+			break;
+		if (r != KMS_ERR_EXISTS) {
+			r = cluster_refusal(res, refuse(g, &req->hrs, res, r,
+							"cluster commit failed or its outcome is "
+							"unknown (%s): the signature is not released",
+							kms_strerror(r)));
+			goto out;
+		}
+		/* compare failure: another host moved first; decide again on the new mark */
+	}
+	/* PERSIST, then the signature leaves */
+	r = persist(g, &req->hrs, req->sign_bytes, req->sign_bytes_len, sig, res);
+	if (r == KMS_OK)
+		memcpy(res->signature, sig, GUARD_SIG_LEN);
+out:
+	res->cluster_ns = mono_ns() - t0 - res->sign_ns - res->sync_ns;
+	kms_wipe(sig, sizeof(sig));
+	kms_wipe(n, sizeof(*n));
 	return r;
 }
 
@@ -420,7 +580,12 @@ int guard_sign(struct guard *g, const struct guard_request *req, guard_sign_fn s
 		r = refuse(g, h, res, KMS_ERR_DOUBLE_SIGN, "step regression");
 		res->regression = 1;
 	} else if (guard_hrs_cmp(h, last) == 0) {
-		r = same_hrs(g, req, &c, res); /* step 2 */
+		const struct guard_rec *lr = &g->gf->rec;
+		const struct guard_stored st = { "", &lr->hrs, lr->sign_bytes, lr->sign_bytes_len,
+						 lr->signature, lr->has_sig };
+		r = same_hrs(g, req, &c, &st, res); /* step 2 */
+	} else if (g->cl != NULL) {
+		r = cluster_sign(g, req, &c, sign, sign_ctx, res); /* docs/ha.md */
 	} else {
 		r = sign_and_persist(g, req, sign, sign_ctx, res); /* step 3 */
 	}

@@ -195,16 +195,6 @@ static void test_failed_readable_while_signing(void **state)
 	pthread_cond_destroy(&gt.cv);
 }
 
-static int eio_sync;
-static int eio_fdatasync(int fd)
-{
-	if (eio_sync) {
-		errno = EIO;
-		return -1;
-	}
-	return fdatasync(fd);
-}
-
 struct seen_status {
 	int n_failed;
 	char chain[GUARD_MAX_CHAIN_ID + 1];
@@ -229,18 +219,18 @@ static void test_failed_status_emitted(void **state)
 	struct guard *g = NULL;
 	struct guard_result res;
 	struct dfile_ops ops = *dfile_ops();
-	ops.fdatasync = eio_fdatasync;
+	ops.fdatasync = tg_eio_fdatasync;
 	assert_int_equal(obs_status_sink_add(status_sink, &seen), KMS_OK);
 	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
 	struct tg_msg m = vote(1, 1);
 	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_OK);
 	assert_int_equal(seen.n_failed, 0);
 	assert_false(guard_failed(g));
-	eio_sync = 1;
+	*tg_eio_flag() = 1;
 	dfile_set_ops(&ops);
 	m = vote(2, 1);
 	assert_int_equal(sign_with(g, &m, tg_fake_sign, NULL, &res), KMS_ERR_STATE_IO);
-	eio_sync = 0;
+	*tg_eio_flag() = 0;
 	assert_true(guard_failed(g));
 	assert_int_equal(seen.n_failed, 1);
 	assert_string_equal(seen.chain, CHAIN);
@@ -262,16 +252,16 @@ static void test_make_durable_fails_closed(void **state)
 	struct guard *g = NULL;
 	struct guard_result res;
 	struct dfile_ops ops = *dfile_ops();
-	ops.fdatasync = eio_fdatasync;
+	ops.fdatasync = tg_eio_fdatasync;
 	assert_int_equal(obs_status_sink_add(status_sink, &seen), KMS_OK);
 	assert_int_equal(tg_open(f->path, CHAIN, &g), KMS_OK);
-	eio_sync = 1;
+	*tg_eio_flag() = 1;
 	dfile_set_ops(&ops);
 	tu_log_capture_start();
 	assert_int_equal(guard_make_durable(g), KMS_ERR_STATE_IO);
 	assert_true(tu_log_contains("could not be made durable before serving"));
 	tu_log_capture_stop();
-	eio_sync = 0;
+	*tg_eio_flag() = 0;
 	dfile_set_ops(NULL);
 	assert_true(guard_failed(g));
 	assert_int_equal(seen.n_failed, 1);

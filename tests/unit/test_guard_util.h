@@ -3,9 +3,11 @@
 #ifndef P11KMS_TEST_GUARD_UTIL_H
 #define P11KMS_TEST_GUARD_UTIL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "p11kms/guard.h"
 
@@ -143,6 +145,32 @@ static inline uint64_t tg_rand(uint64_t *s)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+/* guard_sign of m (its canonical sign bytes) with fn; KMS_ERR_INTERNAL if m does not encode. */
+static inline int tg_request_sign(struct guard *g, const struct tg_msg *m, guard_sign_fn fn, void *ctx,
+				  struct guard_result *res)
+{
+	uint8_t sb[1024];
+	size_t n = tg_sign_bytes(m, sb, sizeof(sb));
+	struct guard_request req = { { m->h, (int32_t)m->r, m->step }, sb, n };
+	return n == 0 ? KMS_ERR_INTERNAL : guard_sign(g, &req, fn, ctx, res);
+}
+
+/* A dfile_ops.fdatasync that fails with EIO while *tg_eio_flag() is set: a failing disk. */
+static inline int *tg_eio_flag(void)
+{
+	static int on;
+	return &on;
+}
+
+static inline int tg_eio_fdatasync(int fd)
+{
+	if (*tg_eio_flag()) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
 }
 
 #endif
