@@ -3,7 +3,8 @@
 # The audit log across kill -9: p11kms start signs for p11kms-sim, is killed with SIGKILL at a
 # random moment, and restarts. Before each restart `audit verify` names the unclean end
 # (truncated); after each restart the log verifies (exit 0) while the daemon writes it, with
-# every crash gap at most batch_records (the verifier enforces the bound; the gaps are printed).
+# every crash gap within the verifier's bound (queue + batch_records + what the writer had
+# in hand; usually 0 or 1 here: the gaps are printed).
 # Then a clean stop, and the CLI's show/export read the same log.
 # AUDIT_CRASH_ROUNDS (default 3; the slow test runs 25).
 set -eu
@@ -74,10 +75,13 @@ for round in $(seq 1 "$ROUNDS"); do
 		grep -q "^intact:" "$SIM_DIR/verify.out" || sim_fail "verify did not say intact"
 		grep -o 'ended without a clean stop: [0-9]* new signatures' "$SIM_DIR/verify.out" |
 			sed 's/^/  crash gap: /' || true
-		gaps="$(grep -o 'ended without a clean stop: [0-9]*' "$SIM_DIR/verify.out" | grep -o '[0-9]*$' || true)"
-		for g in $gaps; do
-			[ "$g" -le "$BATCH" ] || sim_fail "a crash gap of $g records is over batch_records $BATCH"
-		done
+		# each explained gap within the bound the verifier states for it (what the queue
+		# held, what the writer had taken or not yet synced, other connections in flight)
+		grep -o 'ended without a clean stop: [0-9]* new .*a crash loses at most [0-9]*' "$SIM_DIR/verify.out" |
+			sed 's/^.*stop: \([0-9]*\) new .*at most \([0-9]*\)$/\1 \2/' |
+			while read -r g bound; do
+				[ "$g" -le "$bound" ] || sim_fail "a crash gap of $g records is over the stated bound $bound"
+			done
 	fi
 	# let it sign a random while, then SIGKILL it in the middle of whatever it does
 	w="$(written)"

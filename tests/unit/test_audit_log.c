@@ -499,6 +499,7 @@ static int is_failed(void *ctx)
 struct lines {
 	char text[4096];
 	int worst;
+	const struct cfg *cfg; /* for doctor_says_cannot_write */
 };
 
 static void doctor_line(void *ctx, int code, const char *line)
@@ -510,13 +511,24 @@ static void doctor_line(void *ctx, int code, const char *line)
 		l->worst = code;
 }
 
+/* doctor reads audit.status, which the writer updates just after it marks itself failed
+ * (the flag audit_admit reads comes first): a fresh doctor report, until it shows it. */
+static int doctor_says_cannot_write(void *ctx)
+{
+	struct lines *l = ctx;
+	l->text[0] = '\0';
+	l->worst = 0;
+	audit_doctor(l->cfg, doctor_line, l);
+	return l->worst == CMD_EXIT_FAIL && strstr(l->text, "cannot write it") != NULL;
+}
+
 /* Writes fail (a full disk): signing is told, doctor shows it, the log recovers and says what it lost. */
 static void test_write_failure(void **state)
 {
 	struct tu_img imgs[8];
 	struct audit_report rep;
 	struct audit_counters c;
-	struct lines dl = { "", 0 };
+	struct lines dl = { "", 0, NULL };
 	char why[256];
 	int one = 1, zero = 0;
 	(void)state;
@@ -533,8 +545,8 @@ static void test_write_failure(void **state)
 	assert_true(atomic_load(&audit_errors) >= 1);
 	assert_int_equal(audit_admit(cur, why, sizeof(why)), KMS_ERR_REFUSED);
 	assert_non_null(strstr(why, "cannot be written"));
-	audit_doctor(cfg, doctor_line, &dl);
-	if (dl.worst != CMD_EXIT_FAIL || strstr(dl.text, "cannot write it") == NULL)
+	dl.cfg = cfg;
+	if (!wait_for(doctor_says_cannot_write, &dl))
 		fail_msg("doctor said:\n%s", dl.text);
 	emit(5); /* lost while failing */
 	atomic_store(&fail_writes, 0);
@@ -679,7 +691,7 @@ static void test_daily_rotation(void **state)
 
 static void test_doctor(void **state)
 {
-	struct lines dl = { "", 0 };
+	struct lines dl = { "", 0, NULL };
 	(void)state;
 	struct cfg *cfg = config("", 0);
 	audit_doctor(cfg, doctor_line, &dl);

@@ -445,7 +445,21 @@ static void test_gap_rules(void **state)
 	struct audit_report rep;
 	(void)state;
 
-	/* 100 lost in a crash: more than batch_records (64) + connections */
+	/* 300 lost in a crash: more than the queue (64) + batch_records (64) + two takes of
+	 * the writer (2 x 32) + connections (0 others) = 192 */
+	tu_log_init(&l, NULL);
+	tu_log_file(&l, &img, 64, 0);
+	tu_log_start(&l, "c-1", 0, 1);
+	for (uint64_t s = 1; s <= 10; s++)
+		tu_log_dec(&l, "c-1", OBS_DEC_SIGNED, s, (int64_t)s);
+	tu_log_start(&l, "c-1", 310, 1);
+	tu_log_cp(&l, AUDIT_CP_SHUTDOWN);
+	tu_verify(&img, 1, NULL, &rep);
+	expect(&rep, AUDIT_MISSING, NULL, "more than a crash loses");
+	tu_img_free(&img);
+
+	/* 100 lost: a writer lagging on a loaded machine held that many when it was killed
+	 * (CI saw 32 with batch_records 16): within the bound, explained */
 	tu_log_init(&l, NULL);
 	tu_log_file(&l, &img, 64, 0);
 	tu_log_start(&l, "c-1", 0, 1);
@@ -454,7 +468,10 @@ static void test_gap_rules(void **state)
 	tu_log_start(&l, "c-1", 110, 1);
 	tu_log_cp(&l, AUDIT_CP_SHUTDOWN);
 	tu_verify(&img, 1, NULL, &rep);
-	expect(&rep, AUDIT_MISSING, NULL, "more than a crash loses");
+	expect(&rep, AUDIT_INTACT, NULL, NULL);
+	assert_int_equal(rep.gaps_explained, 1);
+	assert_true(tu_note_has("100 new signatures (guard sequence 11..110 first) were not "
+				"written; a crash loses at most 192"));
 	tu_img_free(&img);
 
 	/* a hole inside a run (not at its end): never a crash */

@@ -9,6 +9,11 @@
 #include "p11kms/audit.h"
 #include "p11kms/kbuf.h"
 
+/* Queue entries the writer takes per lock hold: the copy (about 0.5 KiB each) is what a
+ * connection thread may wait for when it queues at the same moment, so it stays short.
+ * The verifier's crash bound counts them (taken, not yet written). */
+#define AUDIT_TAKE_MAX 32
+
 /*
  * A file: the 8-byte preamble "P11KAUD" 0x01, then frames. A frame:
  *   u32 len ‖ u32 ~len ‖ body[len] ‖ hash[32] = SHA-256(len ‖ ~len ‖ body)

@@ -44,7 +44,7 @@ struct audit_verify {
 	uint64_t file_index;
 	uint8_t key_alg;
 	uint8_t key[32];
-	uint32_t batch_records;
+	uint32_t batch_records, queue_cap;
 	size_t torn; /* incomplete bytes at the end of the last file read */
 	char name[200], prev_name[200];
 	uint8_t last_type, last_reason;
@@ -226,11 +226,21 @@ static int state_seq(const struct audit_verify *v, const char *id, uint64_t *seq
  * after a crash: then the records not yet written are missing. Those are the
  * newest ones (above the highest recorded), plus at most one per other
  * connection anywhere below it (a decision whose reply was still being
- * written when others went on), batch_records + connections - 1 in all. The
+ * written when others went on). How many: what the queue held and what the
+ * writer had taken but not written (a writer that lags on a loaded machine
+ * can hold that many), and after a power loss what it had written since its
+ * last sync (under batch_records + one take): crash_bound() below. The
  * last run of a set that a daemon is still writing is only described; the
  * last run of one that ended uncleanly is judged by end_checks (truncated),
  * with the count found here.
  */
+static uint64_t crash_bound(const struct audit_verify *v, uint64_t slack)
+{
+	return (uint64_t)v->queue_cap + AUDIT_TAKE_MAX + /* queued, or taken and not written */
+	       (uint64_t)v->batch_records + AUDIT_TAKE_MAX + /* written, not yet synced */
+	       slack;
+}
+
 static void end_chain_run(struct audit_verify *v, struct vchain *c, int has_next, uint64_t next,
 			  int clean, int final)
 {
@@ -269,7 +279,7 @@ static void end_chain_run(struct audit_verify *v, struct vchain *c, int has_next
 		v->final_missing += total;
 		return;
 	}
-	uint64_t bound = (uint64_t)v->batch_records + slack;
+	uint64_t bound = crash_bound(v, slack);
 	if (clean || h.below > slack || total > bound) {
 		(void)damage(v, AUDIT_MISSING, v->rep.last_seq, 0,
 			     "chain %s: %llu new signatures (guard sequence %llu..%llu first) are "
@@ -286,10 +296,12 @@ static void end_chain_run(struct audit_verify *v, struct vchain *c, int has_next
 	vnote(v,
 	      "chain %s: run %llu ended without a clean stop: %llu new signatures (guard "
 	      "sequence %llu..%llu first) were not written; a crash loses at most %llu "
-	      "(batch_records %u + %llu other connections in flight)",
+	      "(queue %u + batch_records %u + %u being written + %llu other connections "
+	      "in flight)",
 	      c->id, (unsigned long long)v->run_no, (unsigned long long)total,
 	      (unsigned long long)h.first_lo, (unsigned long long)h.first_hi,
-	      (unsigned long long)bound, v->batch_records, (unsigned long long)slack);
+	      (unsigned long long)bound, v->queue_cap, v->batch_records, 2 * AUDIT_TAKE_MAX,
+	      (unsigned long long)slack);
 }
 
 static void reset_chain_run(struct vchain *c)
@@ -708,6 +720,7 @@ static int read_header(struct audit_verify *v, const uint8_t *p, size_t n, size_
 	v->key_alg = rec.u.hdr.key_alg;
 	memcpy(v->key, rec.u.hdr.key, 32);
 	v->batch_records = rec.u.hdr.batch_records;
+	v->queue_cap = rec.u.hdr.queue_cap;
 	v->next_seq = rec.seq + 1;
 	memcpy(v->last_hash, fr.hash, 32);
 	v->last_type = AUDIT_REC_HEADER;

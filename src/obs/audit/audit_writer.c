@@ -18,9 +18,7 @@
 #include "p11kms/kms_log.h"
 #include "p11kms/slot.h"
 
-/* Queue entries taken per lock hold: the copy (about 0.5 KiB each) is what a connection
- * thread may wait for when it queues at the same moment, so it stays short. */
-#define BATCH_MAX 32
+#define BATCH_MAX AUDIT_TAKE_MAX
 #define RETRY_MS 1000	      /* a failed log is retried (in a new file) this often */
 #define RESUME_MAX (1u << 30) /* largest newest file read at start */
 
