@@ -78,6 +78,7 @@ tear_current() {
 	"$P11KMS" state show -c "$W/h1/p11kms.conf" --chain ha-chain >"$W/tear.out" 2>&1 || true
 	cur=$(sed -n 's/^slot \([01]\):.* (current)$/\1/p' "$W/tear.out")
 	[ -n "$cur" ] || { cat "$W/tear.out" >&2; ha_fail "no current slot"; }
+	# byte 150: inside the record in either state format (#22's format 2 ends before 2000)
 	printf 'TORN' | dd of="$W/h1/state/ha.state" bs=1 seek=$((cur * 8192 + 150)) conv=notrunc status=none
 }
 tear_current
