@@ -60,10 +60,16 @@ obs_until 20 more_pings || sim_fail "WATCHDOG=1 is not sent while signing works"
 
 # 3. The token goes away; the second node asks for 3 signatures: all refused (code 5).
 mv "$SOFTHSM_DIR/tokens" "$SOFTHSM_DIR/tokens.gone"
-sim_listen b --listen "unix://$SIM_DIR/b.sock" --chain-id "$CHAIN" --n 3 --start-height 1000 \
-	--json --accept-timeout 30
-rc=0
-sim_wait b || rc=$?
+# second_node NAME HEIGHT: a node on the second address asks for 3 signatures from HEIGHT;
+# $rc is the simulator's exit status.
+second_node() {
+	rm -f "$SIM_DIR/b.sock"
+	sim_listen "$1" --listen "unix://$SIM_DIR/b.sock" --chain-id "$CHAIN" --n 3 --start-height "$2" \
+		--json --accept-timeout 30
+	rc=0
+	sim_wait "$1" || rc=$?
+}
+second_node b 1000
 [ "$rc" = 1 ] && [ "$(json_get "$SIM_DIR/b.json" refused)" = 3 ] ||
 	{ cat "$SIM_DIR/b.json" >&2; sim_fail "the token fault did not refuse the 3 requests (rc $rc)"; }
 [ "$(grep -c "refused Sign[A-Za-z]* chain=$CHAIN code=5 peer=unix://" "$SIM_DIR/daemon.log")" = 3 ] ||
@@ -86,11 +92,7 @@ sleep 1.5 # an absence is checked over time: 5 watchdog ticks
 # 4. The token comes back (#16: the module is re-initialised, no restart): the second node's
 #    address is asked again, the requests are signed, /readyz is 200 and the pings resume.
 mv "$SOFTHSM_DIR/tokens.gone" "$SOFTHSM_DIR/tokens"
-rm -f "$SIM_DIR/b.sock"
-sim_listen c --listen "unix://$SIM_DIR/b.sock" --chain-id "$CHAIN" --n 3 --start-height 2000 \
-	--json --accept-timeout 30
-rc=0
-sim_wait c || rc=$?
+second_node c 2000
 [ "$rc" = 0 ] && [ "$(json_get "$SIM_DIR/c.json" signed)" = 3 ] ||
 	{ cat "$SIM_DIR/c.json" >&2; sim_fail "after the token came back: rc $rc, want 3 signed without a restart"; }
 ready_again() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$METRICS/readyz")" = 200 ]; }
