@@ -348,15 +348,16 @@ int net_write_full_by(int fd, const void *p, size_t n, int64_t deadline)
 				return r;
 		}
 		k = write_once(fd, q, n);
-		full = 0;
 		if (k > 0) {
 			q += k;
 			n -= (size_t)k;
+			full = 0;
 			continue;
 		}
 		if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return io_errno(errno, "write", fd);
-		full = k < 0 && errno != EINTR;
+		/* EAGAIN, or nothing taken: wait for room (never spin); EINTR: try again now */
+		full = !(k < 0 && errno == EINTR);
 		if (!full && net_ms_left(deadline) == 0)
 			return KMS_ERR_TIMEOUT;
 	}
