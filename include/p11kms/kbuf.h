@@ -42,6 +42,9 @@ KMS_MUST_CHECK int kbuf_consume_end(struct kbuf *b, size_t len);
 /* Appends. */
 KMS_MUST_CHECK int kbuf_put(struct kbuf *b, const void *p, size_t len);
 KMS_MUST_CHECK int kbuf_put_u8(struct kbuf *b, uint8_t v);
+/* printf-style text, without its terminating NUL (any length). */
+KMS_MUST_CHECK __attribute__((format(printf, 2, 3))) int kbuf_putf(struct kbuf *b,
+									const char *fmt, ...);
 KMS_MUST_CHECK int kbuf_put_u32le(struct kbuf *b, uint32_t v);
 KMS_MUST_CHECK int kbuf_put_u32be(struct kbuf *b, uint32_t v);
 KMS_MUST_CHECK int kbuf_put_u64le(struct kbuf *b, uint64_t v);

@@ -2,6 +2,8 @@
 /* kbuf: capped byte buffer with read-only views, wiped on growth and free. */
 #include "p11kms/kbuf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -441,4 +443,25 @@ int kbuf_get_lenprefixed_direct(struct kbuf *b, const uint8_t **p, size_t *len, 
 	b->off += (size_t)l;
 	*len = (size_t)l;
 	return KMS_OK;
+}
+
+int kbuf_putf(struct kbuf *b, const char *fmt, ...)
+{
+	char tmp[256], *big;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return KMS_ERR_INTERNAL;
+	if ((size_t)n < sizeof(tmp))
+		return kbuf_put(b, tmp, (size_t)n);
+	if ((big = malloc((size_t)n + 1)) == NULL) /* long text: paths, whole lines */
+		return KMS_ERR_ALLOC;
+	va_start(ap, fmt);
+	int m = vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	int r = m == n ? kbuf_put(b, big, (size_t)n) : KMS_ERR_INTERNAL;
+	free(big);
+	return r;
 }

@@ -3,7 +3,6 @@
 #include "p11kms/guard.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -597,38 +596,15 @@ out:
 
 /* ---- export ---- */
 
-/* printf-style append: the one place text is formatted into a kbuf. */
-__attribute__((format(printf, 2, 3))) static int put_fmt(struct kbuf *b, const char *fmt, ...)
-{
-	char tmp[256], *big = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return KMS_ERR_INTERNAL;
-	if ((size_t)n < sizeof(tmp))
-		return kbuf_put(b, tmp, (size_t)n);
-	big = malloc((size_t)n + 1); /* long paths in `state show` */
-	if (big == NULL)
-		return KMS_ERR_ALLOC;
-	va_start(ap, fmt);
-	int m = vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	int r = m == n ? kbuf_put(b, big, (size_t)n) : KMS_ERR_INTERNAL;
-	free(big);
-	return r;
-}
-
 static int put_json_str(struct kbuf *b, const char *s)
 {
 	int r = kbuf_put_u8(b, '"');
 	for (; r == KMS_OK && *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		if (ch == '"' || ch == '\\')
-			r = put_fmt(b, "\\%c", ch);
+			r = kbuf_putf(b, "\\%c", ch);
 		else if (ch < 0x20)
-			r = put_fmt(b, "\\u%04x", ch);
+			r = kbuf_putf(b, "\\u%04x", ch);
 		else
 			r = kbuf_put_u8(b, ch);
 	}
@@ -663,17 +639,17 @@ static int export_cometbft(const struct guard_rec *rec, enum guard_fmt fmt, stru
 			r = kbuf_put(out, ",\n", 2);
 	}
 	if (r == KMS_OK)
-		r = put_fmt(out, "  \"height\": \"%" PRId64 "\",\n", rec->hrs.height);
+		r = kbuf_putf(out, "  \"height\": \"%" PRId64 "\",\n", rec->hrs.height);
 	if (r == KMS_OK)
 		r = fmt == GUARD_FMT_HORCRUX ?
-			    put_fmt(out, "  \"round\": \"%d\",\n", (int)rec->hrs.round) :
-			    put_fmt(out, "  \"round\": %d,\n", (int)rec->hrs.round);
+			    kbuf_putf(out, "  \"round\": \"%d\",\n", (int)rec->hrs.round) :
+			    kbuf_putf(out, "  \"round\": %d,\n", (int)rec->hrs.round);
 	if (r == KMS_OK)
-		r = put_fmt(out, "  \"step\": %d", (int)rec->hrs.step);
+		r = kbuf_putf(out, "  \"step\": %d", (int)rec->hrs.step);
 	if (r == KMS_OK && rec->has_sig) {
 		r = enc_base64_encode(rec->signature, GUARD_SIG_LEN, b64, sizeof(b64));
 		if (r == KMS_OK)
-			r = put_fmt(out, ",\n  \"signature\": \"%s\"", b64);
+			r = kbuf_putf(out, ",\n  \"signature\": \"%s\"", b64);
 	}
 	if (r == KMS_OK && rec->sign_bytes_len != 0) {
 		static const char key[] = ",\n  \"signbytes\": \"";
@@ -705,18 +681,18 @@ static int export_tmkms(const struct guard_rec *rec, struct kbuf *out)
 			return KMS_ERR_FORMAT;
 		}
 	}
-	int r = put_fmt(out, "{\"height\":\"%" PRId64 "\",\"round\":\"%d\",\"step\":%d,",
+	int r = kbuf_putf(out, "{\"height\":\"%" PRId64 "\",\"round\":\"%d\",\"step\":%d,",
 			rec->hrs.height, (int)rec->hrs.round, step);
 	if (r == KMS_OK)
-		r = put_fmt(out, "\"block_id\":{\"hash\":\"");
+		r = kbuf_putf(out, "\"block_id\":{\"hash\":\"");
 	if (r == KMS_OK)
 		r = put_hex_upper(out, hash, hlen);
 	if (r == KMS_OK)
-		r = put_fmt(out, "\",\"parts\":{\"total\":%u,\"hash\":\"", (unsigned)total);
+		r = kbuf_putf(out, "\",\"parts\":{\"total\":%u,\"hash\":\"", (unsigned)total);
 	if (r == KMS_OK)
 		r = put_hex_upper(out, phash, plen);
 	if (r == KMS_OK)
-		r = put_fmt(out, "\"}}}");
+		r = kbuf_putf(out, "\"}}}");
 	return r;
 }
 
@@ -750,7 +726,7 @@ int guard_state_show(const char *path, struct kbuf *out)
 	struct tm tm;
 	if (gmtime_r(&t, &tm) != NULL)
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	r = put_fmt(out,
+	r = kbuf_putf(out,
 		    "path:       %s\nchain:      %s\nheight:     %" PRId64 "\nround:      %d\n"
 		    "step:       %d (%s)\nsequence:   %llu\n",
 		    gf->path, rec->chain_id, rec->hrs.height, (int)rec->hrs.round,
@@ -758,25 +734,25 @@ int guard_state_show(const char *path, struct kbuf *out)
 		    (unsigned long long)rec->seq);
 	if (r == KMS_OK && rec->sign_bytes_len != 0 &&
 	    EVP_Digest(rec->sign_bytes, rec->sign_bytes_len, sum, &sl, EVP_sha256(), NULL) == 1)
-		r = put_fmt(out,
+		r = kbuf_putf(out,
 			    "sign bytes: %zu bytes, sha256 %02x%02x%02x%02x%02x%02x%02x%02x...\n",
 			    rec->sign_bytes_len, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5],
 			    sum[6], sum[7]);
 	else if (r == KMS_OK)
-		r = put_fmt(out, "sign bytes: none (the same height/round/step will be refused)\n");
+		r = kbuf_putf(out, "sign bytes: none (the same height/round/step will be refused)\n");
 	if (r == KMS_OK)
-		r = put_fmt(out, "signature:  %s\nwritten:    %s\n",
+		r = kbuf_putf(out, "signature:  %s\nwritten:    %s\n",
 			    rec->has_sig ? "stored" : "none", when);
 	int doubt = 0;
 	for (int i = 0; r == KMS_OK && i < 2; i++) {
 		char d[200];
 		guard_slot_describe(&gf->slot[i], d, sizeof(d));
 		doubt |= !gf->slot[i].ok;
-		r = put_fmt(out, "slot %d:     %s%s\n", i, d,
+		r = kbuf_putf(out, "slot %d:     %s%s\n", i, d,
 			    i == gf->cur_slot ? " (current)" : "");
 	}
 	if (r == KMS_OK && doubt)
-		r = put_fmt(out,
+		r = kbuf_putf(out,
 			    "note:       a record is invalid: `p11kms start` refuses this state "
 			    "(unless it is a record being rewritten by a running signer); see "
 			    "`p11kms state repair -c <config> --chain %s`\n",

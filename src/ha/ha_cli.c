@@ -2,7 +2,6 @@
 /* What the operator commands show and do with the cluster: state init/import/show, ha status. */
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,18 +11,6 @@
 
 #include "ha_int.h"
 #include "p11kms/enc.h"
-
-__attribute__((format(printf, 2, 3))) static int outf(struct kbuf *out, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return KMS_ERR_INTERNAL;
-	return kbuf_put(out, line, strlen(line));
-}
 
 static int client(const struct cfg_chain *cc, struct ha_client **cl)
 {
@@ -53,11 +40,11 @@ int ha_state_forward(const struct cfg_chain *cc, struct kbuf *out)
 	    (r = ha_mark_forward(cl, cc->ha, cc->id, local, &moved, cm)) != KMS_OK)
 		goto out;
 	if (moved)
-		r = outf(out, "Cluster mark of %s moved forward to %lld/%d/%s (etcd %s)\n", cc->id,
+		r = kbuf_putf(out, "Cluster mark of %s moved forward to %lld/%d/%s (etcd %s)\n", cc->id,
 			 (long long)local->hrs.height, local->hrs.round,
 			 guard_step_name(local->hrs.step), cc->ha->etcd[0]);
 	else
-		r = outf(out,
+		r = kbuf_putf(out,
 			 "Cluster mark of %s left at %lld/%d/%s: it is not behind %lld/%d/%s "
 			 "(never moved backwards)\n",
 			 cc->id, (long long)cm->hrs.height, cm->hrs.round,
@@ -88,7 +75,7 @@ static int describe_mark(const struct cfg_chain *cc, struct ha_client *cl, struc
 	    (r = ha_get(cl, key, v, &kv)) != KMS_OK)
 		goto out;
 	if (!kv.present) {
-		r = outf(out, "cluster mark:  none yet at %s (nothing signed through the cluster)\n",
+		r = kbuf_putf(out, "cluster mark:  none yet at %s (nothing signed through the cluster)\n",
 			 key);
 		goto out;
 	}
@@ -105,7 +92,7 @@ static int describe_mark(const struct cfg_chain *cc, struct ha_client *cl, struc
 	struct tm tm;
 	if (at > 0 && gmtime_r(&t, &tm) != NULL)
 		(void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	r = outf(out,
+	r = kbuf_putf(out,
 		 "cluster mark:  %lld/%d/%s  host=%s  written=%s  sign bytes=%zu (sha256 %s...)  "
 		 "signature=%s  key=%s mod_revision=%" PRId64 "\n",
 		 (long long)m->hrs.height, m->hrs.round, guard_step_name(m->hrs.step),
@@ -124,7 +111,7 @@ int ha_mark_show(const struct cfg_chain *cc, struct kbuf *out)
 	if (r == KMS_OK)
 		r = describe_mark(cc, cl, out);
 	if (r != KMS_OK)
-		r = outf(out, "cluster mark:  unavailable: %s (etcd %s, ...)\n", kms_strerror(r),
+		r = kbuf_putf(out, "cluster mark:  unavailable: %s (etcd %s, ...)\n", kms_strerror(r),
 			 cc->ha->etcd[0]) == KMS_OK ?
 			    r :
 			    KMS_ERR_NO_SPACE;
@@ -148,7 +135,7 @@ static int one_host(void *ctx, const char *key, const uint8_t *val, size_t len,
 	int64_t seen = ha_json_i64(o, "seen"), now = (int64_t)time(NULL);
 	(void)kv;
 	hl->n++;
-	int r = outf(hl->out, "  %-20s pid %-8" PRId64 " last released %-14s seen %" PRId64 " s ago\n",
+	int r = kbuf_putf(hl->out, "  %-20s pid %-8" PRId64 " last released %-14s seen %" PRId64 " s ago\n",
 		     key + hl->prefix_len, ha_json_i64(o, "pid"),
 		     json_is_string(last) ? json_string_value(last) : "?",
 		     seen > 0 && now >= seen ? now - seen : (int64_t)-1);
@@ -165,26 +152,26 @@ int ha_status(const struct cfg_chain *cc, struct kbuf *out)
 	if (r != KMS_OK)
 		goto out;
 	size_t n = ha_members(cl, st, sizeof(st) / sizeof(st[0]));
-	if ((r = outf(out, "chain %s: etcd prefix %s, timeout_ms %d\n", cc->id, cc->ha->prefix,
+	if ((r = kbuf_putf(out, "chain %s: etcd prefix %s, timeout_ms %d\n", cc->id, cc->ha->prefix,
 		      cc->ha->timeout_ms)) != KMS_OK)
 		goto out;
 	for (size_t i = 0; i < n && r == KMS_OK; i++) {
 		if (st[i].ok)
-			r = outf(out, "  member %-32s up    etcd %s  id %" PRIx64 "%s  raft term %" PRId64 "\n",
+			r = kbuf_putf(out, "  member %-32s up    etcd %s  id %" PRIx64 "%s  raft term %" PRId64 "\n",
 				 st[i].endpoint, st[i].version, st[i].member_id,
 				 st[i].member_id == st[i].leader ? " (leader)" : "", st[i].raft_term);
 		else
-			r = outf(out, "  member %-32s DOWN  %s\n", st[i].endpoint, st[i].err);
+			r = kbuf_putf(out, "  member %-32s DOWN  %s\n", st[i].endpoint, st[i].err);
 	}
 	if (r != KMS_OK || (r = describe_mark(cc, cl, out)) != KMS_OK)
 		goto out;
 	struct host_list hl = { out, 0, 0 };
 	if ((r = ha_key_hosts(cc->ha, cc->id, prefix, sizeof(prefix))) != KMS_OK ||
-	    (r = outf(out, "hosts seen in the last ~10 s (%s*):\n", prefix)) != KMS_OK)
+	    (r = kbuf_putf(out, "hosts seen in the last ~10 s (%s*):\n", prefix)) != KMS_OK)
 		goto out;
 	hl.prefix_len = strlen(prefix);
 	if ((r = ha_list(cl, prefix, one_host, &hl)) == KMS_OK && hl.n == 0)
-		r = outf(out, "  none\n");
+		r = kbuf_putf(out, "  none\n");
 out:
 	ha_client_free(cl);
 	return r;

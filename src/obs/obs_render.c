@@ -2,7 +2,6 @@
 /* The registry's views: Prometheus text, /healthz and /readyz JSON, the systemd STATUS line. */
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,28 +17,18 @@
 #define P11KMS_P11KIT_VERSION "unknown"
 #endif
 
-/* Appends printf output; label values never go through here (see put_label). */
-__attribute__((format(printf, 2, 3))) static int put(struct kbuf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return KMS_ERR_INTERNAL; /* every format here is short */
-	return kbuf_put(b, tmp, (size_t)n);
-}
+/* printf output is appended with kbuf_putf; label values never go through it (see
+ * put_label). */
 
 /* name="value" with the exposition format's escapes (backslash, quote, newline). */
 static int put_label(struct kbuf *b, const char *sep, const char *name, const char *v)
 {
-	int r = put(b, "%s%s=\"", sep, name);
+	int r = kbuf_putf(b, "%s%s=\"", sep, name);
 	for (const char *p = v; r == KMS_OK && *p != '\0'; p++) {
 		if (*p == '\\' || *p == '"')
-			r = put(b, "\\%c", *p);
+			r = kbuf_putf(b, "\\%c", *p);
 		else if (*p == '\n')
-			r = put(b, "\\n");
+			r = kbuf_putf(b, "\\n");
 		else
 			r = kbuf_put_u8(b, (uint8_t)*p);
 	}
@@ -48,18 +37,18 @@ static int put_label(struct kbuf *b, const char *sep, const char *name, const ch
 
 static int family(struct kbuf *b, const char *name, const char *type, const char *help)
 {
-	return put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	return kbuf_putf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One sample: name{l1="v1",l2="v2"} value (labels NULL-terminated name/value pairs). */
 static int sample(struct kbuf *b, const char *name, const char *const *labels, const char *value)
 {
-	int r = put(b, "%s", name);
+	int r = kbuf_putf(b, "%s", name);
 	for (size_t i = 0; r == KMS_OK && labels != NULL && labels[i] != NULL; i += 2)
 		r = put_label(b, i == 0 ? "{" : ",", labels[i], labels[i + 1]);
 	if (r == KMS_OK && labels != NULL && labels[0] != NULL)
 		r = kbuf_put_u8(b, '}');
-	return r == KMS_OK ? put(b, " %s\n", value) : r;
+	return r == KMS_OK ? kbuf_putf(b, " %s\n", value) : r;
 }
 
 static int sample_u(struct kbuf *b, const char *name, const char *const *labels, uint64_t v)

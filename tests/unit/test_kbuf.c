@@ -327,6 +327,23 @@ static void test_reserve_direct_putb(void **state)
 	kbuf_free(b);
 }
 
+/* kbuf_putf: short text through the stack buffer, long text (past 256 bytes) whole. */
+static void test_putf(void **state)
+{
+	char long_s[600];
+	(void)state;
+	memset(long_s, 'x', sizeof(long_s) - 1);
+	long_s[sizeof(long_s) - 1] = '\0';
+	struct kbuf *b = kbuf_new(4096);
+	assert_non_null(b);
+	assert_int_equal(kbuf_putf(b, "h=%d %s;", 42, "ok"), KMS_OK);
+	assert_int_equal(kbuf_putf(b, "%s", long_s), KMS_OK);
+	assert_int_equal(kbuf_len(b), strlen("h=42 ok;") + strlen(long_s));
+	assert_memory_equal(kbuf_ptr(b), "h=42 ok;", 8);
+	assert_memory_equal((const char *)kbuf_ptr(b) + 8, long_s, strlen(long_s));
+	kbuf_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_lenprefixed_too_large_before_incomplete),
 		cmocka_unit_test(test_growth),
 		cmocka_unit_test(test_reserve_direct_putb),
+		cmocka_unit_test(test_putf),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
